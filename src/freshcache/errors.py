@@ -1,0 +1,53 @@
+"""Exceptions raised by freshcache.
+
+The hierarchy::
+
+    FreshcacheError
+    ├── UnstableKeyError (also TypeError)   an argument has no stable key form
+    ├── SerializationError (also TypeError)  a value cannot be encoded (strict mode)
+    └── StoreError                           a cache server failed (never escapes a read)
+        ├── TransientStoreError              connection, timeout, loading, open circuit
+        ├── CapacityStoreError               the server is out of memory
+        └── ConfigStoreError                 auth, ACL, WRONGTYPE: a misconfiguration
+
+Reads never raise ``StoreError``: the cache falls back to the loader and
+counts the error. Bad arguments raise plain ``TypeError``/``ValueError``.
+"""
+
+from __future__ import annotations
+
+
+class FreshcacheError(Exception):
+    """Root of every freshcache exception."""
+
+
+class UnstableKeyError(FreshcacheError, TypeError):
+    """An argument has no stable, process-independent key form."""
+
+
+class SerializationError(FreshcacheError, TypeError):
+    """A value cannot be serialized by the configured codec."""
+
+
+class StoreError(FreshcacheError):
+    """A cache server operation failed."""
+
+    kind = "store"
+
+
+class TransientStoreError(StoreError):
+    """Connection refused, timeout, server loading, or the circuit is open."""
+
+    kind = "transient"
+
+
+class CapacityStoreError(StoreError):
+    """The server refused a write because it is out of memory."""
+
+    kind = "capacity"
+
+
+class ConfigStoreError(StoreError):
+    """Authentication, ACL or WRONGTYPE: the deployment is misconfigured."""
+
+    kind = "config"
