@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O, no asyncio, no threading, no redis."""

@@ -1,0 +1,21 @@
+"""A cached value with the metadata that rides with it in the envelope."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+NO_SOFT_EXPIRY = float("inf")
+
+
+class Entry(NamedTuple):
+    """What a store keeps for one key.
+
+    ``fresh_until`` is the wall-clock second after which the value is no
+    longer fresh (``inf``: never); ``delta`` is how long the loader took to
+    compute it, in seconds (used by probabilistic early refresh).
+    """
+
+    value: Any
+    created_at: float
+    fresh_until: float = NO_SOFT_EXPIRY
+    delta: float = 0.0
