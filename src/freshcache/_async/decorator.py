@@ -1,0 +1,93 @@
+"""The ``cached`` decorator: a compiled key template and a fast hit path."""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+from freshcache._concurrency import acheck_function
+from freshcache._models import make_reviver
+from freshcache._types import MISS, TTL, Unset
+from freshcache.core.keys import KeyTemplate
+
+if TYPE_CHECKING:
+    from freshcache._async.cache import AsyncCache
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class AsyncCachedFunction(Protocol[P, R_co]):
+    """A function whose results are cached; see ``AsyncCache.cached``."""
+
+    __wrapped__: Callable[..., Any]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R_co]: ...
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key (relative, as ``cache.get`` takes it) for these arguments."""
+        ...
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Remove the cached result for these arguments from every tier."""
+        ...
+
+
+def _return_reviver(func: Callable[..., Any]) -> Callable[[Any], Any] | None:
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable forward references: no revival
+        return None
+    return make_reviver(hints.get("return"))
+
+
+def wrap(
+    cache: AsyncCache,
+    func: Callable[P, Awaitable[R]],
+    template: str | None,
+    *,
+    ttl: TTL | Unset,
+    stale_ttl: TTL | Unset,
+) -> AsyncCachedFunction[P, R]:
+    acheck_function(func, "AsyncCache.cached")
+    compiled = KeyTemplate.compile(template, func)
+    render = compiled.render
+    namespace = compiled.namespace
+    head = cache._head
+    local = cache._local
+    now = cache._clock.time
+    hit = cache._metrics.hit
+    revivers: list[Callable[[Any], Any] | None] = []
+
+    async def fill(key: str, args: Any, kwargs: Any) -> R:
+        if not revivers:
+            revivers.append(_return_reviver(func))
+        entry = await cache._lookup(key, namespace, revivers[0], local_checked=True)
+        if entry is not MISS:
+            return typing.cast(R, entry.value)
+        loader = functools.partial(func, *args, **kwargs)
+        return typing.cast(R, await cache._load(key, namespace, loader, ttl, stale_ttl))
+
+    @functools.wraps(func)
+    async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
+        key = head + render(args, kwargs)
+        if local is not None:
+            entry = local.get(key)
+            if entry is not MISS and now() < entry.fresh_until:
+                hit("memory", namespace)
+                return typing.cast(R, entry.value)
+        return await fill(key, args, kwargs)
+
+    def key(*args: P.args, **kwargs: P.kwargs) -> str:
+        return render(args, kwargs)
+
+    async def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
+        await cache.invalidate(render(args, kwargs))
+
+    wrapper: Any = cached_call
+    wrapper.key = key
+    wrapper.invalidate = invalidate
+    return typing.cast(AsyncCachedFunction[P, R], wrapper)

@@ -1,0 +1,200 @@
+"""The Redis tier: one round trip per hit, own deadlines, errors sorted by class.
+
+Every call is bounded by ``timeout`` (connect, read and pool wait alike;
+never redis-py's 5 s defaults, never its retries), goes through a circuit
+breaker, and raises only ``freshcache.errors.StoreError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoPermissionError,
+    OutOfMemoryError,
+    RedisError,
+    ResponseError,
+)
+from redis.retry import Retry
+
+from freshcache._types import MISS, Miss
+from freshcache.clock import Clock
+from freshcache.codec import Codec, Undecodable
+from freshcache.core.entry import Entry
+from freshcache.core.policy import Breaker
+from freshcache.errors import (
+    CapacityStoreError,
+    ConfigStoreError,
+    StoreError,
+    TransientStoreError,
+)
+from freshcache.metrics import Metrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_LOUD_EVERY = 60.0  # seconds between repeated loud logs of one error class
+
+
+def classify(exc: BaseException) -> StoreError:
+    """Map a redis-py (or socket) exception to freshcache's error classes."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError):
+        return ConfigStoreError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OutOfMemoryError):
+        return CapacityStoreError(str(exc))
+    if isinstance(exc, ResponseError):
+        message = str(exc)
+        if message.startswith("OOM"):
+            return CapacityStoreError(message)
+        if message.startswith(("LOADING", "BUSY", "TRYAGAIN", "READONLY")):
+            return TransientStoreError(message)
+        return ConfigStoreError(message)  # WRONGTYPE, NOSCRIPT, unknown command...
+    return TransientStoreError(f"{type(exc).__name__}: {exc}")
+
+
+def px(ttl: float) -> int:
+    """A TTL in whole milliseconds, sub-millisecond TTLs rounded up to 1 ms."""
+    return max(1, math.ceil(ttl * 1000))
+
+
+class AsyncRedisStore:
+    """Envelope bytes in Redis, keyed by the full cache key."""
+
+    tier = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        codec: Codec,
+        metrics: Metrics,
+        clock: Clock,
+        timeout: float = 0.05,
+        max_connections: int = 16,
+        breaker: Breaker | None = None,
+    ) -> None:
+        if timeout <= 0 or max_connections < 1:
+            raise ValueError("timeout must be > 0 and max_connections >= 1")
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=5,
+        )
+        self._client = Redis(connection_pool=pool)
+        self._codec = codec
+        self._metrics = metrics
+        self._clock = clock
+        self._breaker = breaker or Breaker()
+        self._loud_at: dict[str, float] = {}
+        self.last_config_error: str | None = None
+
+    async def _run(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
+        now = self._clock.monotonic()
+        if not self._breaker.allow(now):
+            self._metrics.error("circuit_open")
+            raise TransientStoreError("circuit open: Redis failed recently")
+        started = time.perf_counter()
+        try:
+            result = await call(*args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            error = classify(exc)
+            self._failed(error)
+            raise error from exc
+        self._breaker.success()
+        self._metrics.latency(operation, time.perf_counter() - started)
+        return result
+
+    def _failed(self, error: StoreError) -> None:
+        self._metrics.error(error.kind)
+        now = self._clock.monotonic()
+        if self._breaker.failure(now):
+            log.warning("freshcache: Redis circuit opened after %s", error)
+        if isinstance(error, ConfigStoreError | CapacityStoreError):
+            self.last_config_error = str(error)
+            if now - self._loud_at.get(error.kind, -math.inf) >= _LOUD_EVERY:
+                self._loud_at[error.kind] = now
+                log.error("freshcache: Redis %s error: %s", error.kind, error)
+
+    def _decode(self, key: str, data: bytes | None) -> Entry | Miss:
+        if data is None:
+            return MISS
+        decoded = self._codec.decode(key, data)
+        if isinstance(decoded, Undecodable):
+            self._metrics.error(f"decode:{decoded.reason}")
+            return MISS
+        return decoded
+
+    async def get(self, key: str) -> Entry | Miss:
+        data = await self._run("get", self._client.get, key)
+        entry = self._decode(key, data)
+        if entry is MISS and data is not None:
+            await self.discard(key)
+        return entry
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | Miss]:
+        if not keys:
+            return []
+        values = await self._run("mget", self._client.mget, list(keys))
+        entries = [self._decode(k, v) for k, v in zip(keys, values, strict=True)]
+        for key, value, entry in zip(keys, values, entries, strict=True):
+            if entry is MISS and value is not None:
+                await self.discard(key)
+        return entries
+
+    async def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        await self._run("set", self._client.set, key, data, None if ttl is None else px(ttl))
+
+    async def set_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key, data, ttl in items:
+            pipe.set(key, data, px=None if ttl is None else px(ttl))
+        await self._run("set_many", pipe.execute)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        removed: int = await self._run("delete", self._client.unlink, *keys)
+        return removed
+
+    async def discard(self, key: str) -> None:
+        """Best-effort removal of bytes that failed to decode."""
+        try:
+            await self._run("delete", self._client.unlink, key)
+        except StoreError:
+            pass
+
+    async def clear(self, pattern: str) -> int:
+        """Delete every key matching a glob-safe pattern (SCAN, never FLUSHDB)."""
+        removed = 0
+        cursor: int = 0
+        while True:
+            cursor, batch = await self._run(
+                "scan", self._client.scan, cursor, pattern, 1000
+            )
+            if batch:
+                removed += await self.delete(batch)
+            if cursor == 0:
+                return removed
+
+    async def ping(self) -> bool:
+        try:
+            await self._run("ping", self._client.ping)
+        except StoreError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,55 @@
+"""The few primitives that truly differ between asyncio and threads, side by side.
+
+Everything else in ``_async/`` is converted to ``_sync/`` by
+``scripts/unasync.py``; these pairs are written by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+async def ainvoke(loader: Callable[[], Any]) -> Any:
+    """Call a loader that may be a plain function or return an awaitable."""
+    result = loader()
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def invoke(loader: Callable[[], Any]) -> Any:
+    """Call a plain loader (the sync twin of ``ainvoke``)."""
+    result = loader()
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # do not leak a "never awaited" warning
+        raise TypeError(
+            "the sync Cache got an awaitable from a loader; use AsyncCache"
+        )
+    return result
+
+
+async def asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def acheck_function(func: Callable[..., Any], where: str) -> None:
+    """The async cache decorates ``async def`` functions only."""
+    if not inspect.iscoroutinefunction(func):
+        raise TypeError(f"{where} needs an async def function; use Cache for plain ones")
+
+
+def check_function(func: Callable[..., Any], where: str) -> None:
+    """The sync cache decorates plain functions only."""
+    if inspect.iscoroutinefunction(func):
+        raise TypeError(f"{where} needs a plain function; use AsyncCache for async def")
+

@@ -1,0 +1,61 @@
+"""The circuit breaker that stops a dead cache server from costing a deadline per call.
+
+A pure state machine: the caller passes the time in and asks whether a call
+may go through. Closed: every call goes. After ``failures`` consecutive
+failures it opens: no call goes for ``open_seconds``. Then it is half-open:
+one probe goes; its success closes the breaker, its failure opens it again.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Breaker:
+    __slots__ = ("_failures", "_open_seconds", "_opened_at", "_probing", "_streak")
+
+    def __init__(self, *, failures: int = 5, open_seconds: float = 1.0) -> None:
+        if failures < 1 or open_seconds <= 0:
+            raise ValueError("failures must be >= 1 and open_seconds > 0")
+        self._failures = failures
+        self._open_seconds = open_seconds
+        self._streak = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    def state(self, now: float) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if now - self._opened_at < self._open_seconds:
+            return BreakerState.OPEN
+        return BreakerState.HALF_OPEN
+
+    def allow(self, now: float) -> bool:
+        """May a call go through now? In half-open state, only one probe may."""
+        state = self.state(now)
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.OPEN or self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def success(self) -> None:
+        self._streak = 0
+        self._opened_at = None
+        self._probing = False
+
+    def failure(self, now: float) -> bool:
+        """Record a failed call; return True when it (re)opened the breaker."""
+        self._streak += 1
+        if self._probing or self._streak >= self._failures:
+            self._opened_at = now
+            self._probing = False
+            return True
+        return False
