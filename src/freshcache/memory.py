@@ -1,0 +1,365 @@
+"""The in-process (L1) store: bounded, per-entry TTL, SIEVE eviction.
+
+Thread-safe and free of asyncio, so the sync and async APIs share it.
+
+Expiry: an entry set at monotonic time ``t`` with ``ttl`` is expired from
+``t + ttl`` on (``now >= expires_at``), the same boundary as
+``core.freshness`` (fresh while ``now < fresh_until``).
+
+Bounds: ``max_entries`` and ``max_bytes`` (bytes are what the caller charges
+with ``size=``; the store never measures values). When a write overflows a
+bound, SIEVE picks victims; an expired entry the hand meets is reclaimed first
+whatever its visited bit. A value larger than ``max_bytes`` is not stored, and
+any older value of its key is dropped (a cache must not keep serving what the
+caller just replaced); both count as one eviction of cause ``"too_large"``.
+
+Eviction causes: ``"expired"``, ``"entries"`` (count bound), ``"bytes"`` (byte
+bound), ``"too_large"``. ``on_evict(cause)`` is called once per eviction after
+the lock is released; it is never called for ``delete`` of a live entry or for
+``clear``. If it raises, the exception reaches the caller of the operation,
+after the store is consistent.
+
+Lock-free hits. ``get`` takes no lock on a hit. This is sound under the GIL
+because:
+
+1. ``dict.get`` with a ``str`` key is atomic: hashing and comparing ``str``
+   run in C and never release the GIL, and every writer mutates the dict
+   under the lock.
+2. A node's ``key``, ``value``, ``expires_at`` and ``size`` never change once
+   the node is in the dict: an overwrite publishes a new node, so a reader
+   always sees a matching (value, expiry) pair.
+3. A reader that got a node just before a writer removed it returns a value
+   that was present and unexpired when it was looked up (the expiry check
+   happens later, on a clock that never goes back), so the read linearizes
+   before the removal. A read that starts after ``set``/``delete`` returned
+   sees its effect.
+4. The visited bit is one attribute store; racing with the hand can only
+   cost the policy a little accuracy, never correctness.
+5. An expired hit takes the lock and removes the node only if the key still
+   maps to that same node.
+
+Free-threaded builds also keep dict and slot access atomic, but this argument
+has only been checked under the GIL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+from freshcache._types import MISS, Miss
+from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
+
+__all__ = ["EVICTION_CAUSES", "MemoryStore"]
+
+_NEVER: Final = float("inf")  # expires_at of a no-TTL entry (checked by identity)
+
+EVICTION_CAUSES: Final = ("expired", "entries", "bytes", "too_large")
+
+
+class _Node:
+    """One entry, and its place in the policy's queue."""
+
+    __slots__ = ("expires_at", "key", "next", "prev", "size", "value", "visited")
+
+    prev: _Node
+    next: _Node
+
+    def __init__(self, key: str, value: Any, expires_at: float, size: int) -> None:
+        self.key = key
+        self.value = value
+        self.expires_at = expires_at
+        self.size = size
+        self.visited = False
+
+
+class _Sieve:
+    """SIEVE (Zhang et al., NSDI 2024): the eviction policy, and only it.
+
+    A FIFO queue in a circular doubly-linked list around a sentinel
+    (``root.next`` is the oldest entry, ``root.prev`` the newest). A hit sets
+    ``node.visited`` (inlined in ``MemoryStore.get``); nothing moves. The hand
+    walks from old to new, clears visited bits and stops at the first
+    unvisited entry, or at an expired one whatever its bit. Each step either
+    stops or clears a bit some hit paid for, so eviction is amortized O(1).
+    """
+
+    __slots__ = ("_hand", "_root")
+
+    def __init__(self) -> None:
+        root = _Node("", None, _NEVER, 0)
+        root.prev = root.next = root
+        self._root = root
+        self._hand = root  # at root: start from the oldest entry
+
+    def insert(self, node: _Node) -> None:
+        root = self._root
+        last = root.prev
+        node.prev = last
+        node.next = root
+        last.next = node
+        root.prev = node
+
+    def replace(self, old: _Node, new: _Node) -> None:
+        """An overwrite: ``new`` takes ``old``'s place and counts as a hit."""
+        new.prev = prev = old.prev
+        new.next = nxt = old.next
+        prev.next = new
+        nxt.prev = new
+        new.visited = True
+        if self._hand is old:
+            self._hand = new
+
+    def remove(self, node: _Node) -> None:
+        if self._hand is node:
+            self._hand = node.next
+        node.prev.next = node.next
+        node.next.prev = node.prev
+
+    def clear(self) -> None:
+        root = self._root
+        root.prev = root.next = root
+        self._hand = root
+
+    def victim(self, now: float, protect: _Node, limit: int) -> tuple[_Node, bool]:
+        """Return the next entry to evict and whether it is expired.
+
+        ``protect`` (the entry being written) is skipped unless expired. After
+        ``limit`` steps the hand takes the next candidate even if visited, so
+        hits racing with the hand cannot keep it turning.
+        """
+        root = self._root
+        node = self._hand
+        while True:
+            if node is root:
+                node = root.next
+                continue
+            if node.expires_at <= now:
+                expired = True
+                break
+            if node is not protect:
+                if not node.visited or limit <= 0:
+                    expired = False
+                    break
+                node.visited = False
+            node = node.next
+            limit -= 1
+        self._hand = node
+        return node, expired
+
+    def nodes(self) -> list[_Node]:
+        """The queue from oldest to newest (for invariant checks)."""
+        out = []
+        node = self._root.next
+        while node is not self._root:
+            out.append(node)
+            node = node.next
+        return out
+
+
+class MemoryStore:
+    """A thread-safe in-process store bounded by entries and by bytes.
+
+    Values are kept by reference; ``None`` is a value like any other (a hit).
+    ``get`` returns ``MISS`` for an absent or expired key.
+    """
+
+    __slots__ = (
+        "_byte_limit",
+        "_bytes",
+        "_evictions",
+        "_lock",
+        "_map",
+        "_max_entries",
+        "_now",
+        "_on_evict",
+        "_policy",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int | None = 64 * 1024 * 1024,
+        clock: Clock = SYSTEM_CLOCK,
+        on_evict: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, not {max_entries!r}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1 or None, not {max_bytes!r}")
+        self._max_entries = max_entries
+        self._byte_limit: float = _NEVER if max_bytes is None else max_bytes
+        # Skip a Python frame per read on the real clock.
+        self._now: Callable[[], float] = (
+            time.monotonic if type(clock) is SystemClock else clock.monotonic
+        )
+        self._on_evict = on_evict
+        self._map: dict[str, _Node] = {}
+        self._bytes = 0
+        self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
+        self._lock = threading.Lock()
+        self._policy = _Sieve()
+
+    # -- reads (no lock on a hit; see the module docstring) --
+
+    def get(self, key: str) -> Any | Miss:
+        node = self._map.get(key)
+        if node is None:
+            return MISS
+        exp = node.expires_at
+        if exp is _NEVER or self._now() < exp:
+            node.visited = True  # the whole SIEVE hit path
+            return node.value
+        return self._reclaim(key, node)
+
+    def get_many(self, keys: Sequence[str]) -> list[Any | Miss]:
+        get = self.get
+        return [get(key) for key in keys]
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def evictions(self) -> dict[str, int]:
+        """Evictions so far by cause (a copy)."""
+        with self._lock:
+            return dict(self._evictions)
+
+    # -- writes --
+
+    def set(self, key: str, value: Any, *, ttl: float | None, size: int = 0) -> None:
+        """Store ``value`` for ``ttl`` seconds (``None``: no expiry).
+
+        ``size`` is the number of bytes charged to the byte bound. A ``ttl``
+        that is not positive (or NaN) raises ``ValueError``.
+        """
+        if size < 0:
+            raise ValueError(f"size must not be negative, not {size!r}")
+        now = self._now()
+        if ttl is None:
+            expires_at = _NEVER
+        elif ttl > 0:
+            expires_at = now + ttl
+        else:
+            raise ValueError(f"ttl must be positive or None, not {ttl!r}")
+        causes: list[str] | None = None
+        with self._lock:
+            old = self._map.get(key)
+            if size > self._byte_limit:
+                if old is not None:
+                    self._unlink(old)
+                self._evictions["too_large"] += 1
+                causes = ["too_large"]
+            else:
+                node = _Node(key, value, expires_at, size)
+                self._map[key] = node  # publish a complete node
+                if old is None:
+                    self._policy.insert(node)
+                    self._bytes += size
+                else:
+                    self._policy.replace(old, node)
+                    self._bytes += size - old.size
+                if len(self._map) > self._max_entries or self._bytes > self._byte_limit:
+                    causes = self._evict(now, node)
+        if causes and self._on_evict is not None:
+            self._notify(causes)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether a live (unexpired) value was there.
+
+        An expired entry is reclaimed as an ``"expired"`` eviction and
+        reported as absent (as Redis does).
+        """
+        return self.delete_many((key,)) == 1
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove ``keys``; return how many held a live value."""
+        now = self._now()
+        live = expired = 0
+        with self._lock:
+            pop = self._map.pop
+            for key in keys:
+                node = pop(key, None)
+                if node is None:
+                    continue
+                self._policy.remove(node)
+                self._bytes -= node.size
+                if node.expires_at <= now:
+                    expired += 1
+                else:
+                    live += 1
+            self._evictions["expired"] += expired
+        if expired and self._on_evict is not None:
+            self._notify(["expired"] * expired)
+        return live
+
+    def clear(self) -> None:
+        """Drop everything (not counted as evictions)."""
+        with self._lock:
+            self._map.clear()
+            self._policy.clear()
+            self._bytes = 0
+
+    # -- internals (the lock is held in every ``_*`` method but ``_notify``) --
+
+    def _reclaim(self, key: str, node: _Node) -> Miss:
+        """Remove an entry ``get`` found expired, unless it was replaced."""
+        with self._lock:
+            current = self._map.get(key) is node
+            if current:
+                self._unlink(node)
+                self._evictions["expired"] += 1
+        if current and self._on_evict is not None:
+            self._on_evict("expired")
+        return MISS
+
+    def _unlink(self, node: _Node) -> None:
+        del self._map[node.key]
+        self._policy.remove(node)
+        self._bytes -= node.size
+
+    def _evict(self, now: float, protect: _Node) -> list[str]:
+        """Evict until both bounds hold again; return the causes."""
+        causes: list[str] = []
+        evictions = self._evictions
+        victim = self._policy.victim
+        while True:
+            n = len(self._map)
+            if n > self._max_entries:
+                cause = "entries"
+            elif self._bytes > self._byte_limit:
+                cause = "bytes"
+            else:
+                return causes
+            node, expired = victim(now, protect, 2 * n + 2)
+            if expired:
+                cause = "expired"
+            self._unlink(node)
+            evictions[cause] += 1
+            causes.append(cause)
+
+    def _notify(self, causes: list[str]) -> None:
+        on_evict = self._on_evict
+        assert on_evict is not None
+        for cause in causes:
+            on_evict(cause)
+
+    def _check_invariants(self) -> None:
+        """Assert the map, the queue and the byte count agree (for tests)."""
+        with self._lock:
+            nodes = self._policy.nodes()
+            assert len(nodes) == len(self._map), (len(nodes), len(self._map))
+            for node in nodes:
+                assert self._map[node.key] is node, node.key
+                assert node.next.prev is node
+                assert node.prev.next is node
+            assert self._bytes == sum(node.size for node in nodes)
+            assert len(nodes) <= self._max_entries
+            assert self._bytes <= self._byte_limit

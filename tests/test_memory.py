@@ -1,0 +1,548 @@
+"""MemoryStore: bounds, TTL, SIEVE, eviction causes, thread safety."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from freshcache._types import MISS
+from freshcache.clock import FakeClock
+from freshcache.memory import MemoryStore
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make(clock: FakeClock, **kw: Any) -> MemoryStore:
+    return MemoryStore(clock=clock, **kw)
+
+
+def keys_of(store: MemoryStore, candidates: str) -> str:
+    """Which of the one-letter keys are present (reading marks them visited)."""
+    return "".join(k for k in candidates if store.get(k) is not MISS)
+
+
+# -- basics --
+
+
+def test_none_is_a_hit_and_absent_is_miss(clock: FakeClock) -> None:
+    store = make(clock)
+    store.set("a", None, ttl=None)
+    assert store.get("a") is None
+    assert store.get("b") is MISS
+    assert not MISS
+    assert store.get_many(["a", "b", "a"]) == [None, MISS, None]
+
+
+def test_values_are_stored_by_reference(clock: FakeClock) -> None:
+    store = make(clock)
+    value: list[int] = []
+    store.set("a", value, ttl=None)
+    assert store.get("a") is value
+
+
+def test_ttl_boundary_is_inclusive(clock: FakeClock) -> None:
+    # Expired from set time + ttl on: now >= expires_at (as core.freshness).
+    store = make(clock)
+    store.set("a", 1, ttl=10)
+    clock.advance(9.5)
+    assert store.get("a") == 1
+    clock.advance(0.5)  # exactly at the expiry
+    assert store.get("a") is MISS
+    assert len(store) == 0
+    assert store.evictions["expired"] == 1
+
+
+def test_ttl_none_never_expires(clock: FakeClock) -> None:
+    store = make(clock)
+    store.set("a", 1, ttl=None)
+    clock.advance(1e12)
+    assert store.get("a") == 1
+
+
+def test_overwrite_resets_ttl_and_bytes(clock: FakeClock) -> None:
+    store = make(clock)
+    store.set("a", 1, ttl=5, size=10)
+    clock.advance(4)
+    store.set("a", 2, ttl=5, size=30)
+    assert store.total_bytes == 30
+    assert len(store) == 1
+    clock.advance(4)
+    assert store.get("a") == 2
+    store.set("a", 3, ttl=None, size=7)
+    assert store.total_bytes == 7
+
+
+def test_clear_is_not_an_eviction(clock: FakeClock) -> None:
+    calls: list[str] = []
+    store = make(clock, on_evict=calls.append)
+    for k in "abc":
+        store.set(k, k, ttl=None, size=5)
+    store.clear()
+    assert len(store) == 0
+    assert store.total_bytes == 0
+    assert store.get("a") is MISS
+    assert calls == []
+    assert sum(store.evictions.values()) == 0
+    store.set("a", 1, ttl=None)
+    assert store.get("a") == 1
+    store._check_invariants()
+
+
+def test_evictions_is_a_copy(clock: FakeClock) -> None:
+    store = make(clock)
+    store.evictions["expired"] = 99
+    assert store.evictions == {"expired": 0, "entries": 0, "bytes": 0, "too_large": 0}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_entries": 0}, {"max_entries": -1}, {"max_bytes": 0}, {"max_bytes": -5}],
+)
+def test_bad_bounds(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        MemoryStore(**kwargs)
+
+
+@pytest.mark.parametrize(("ttl", "size"), [(0, 0), (-1, 0), (math.nan, 0), (1, -1)])
+def test_bad_ttl_or_size(clock: FakeClock, ttl: float, size: int) -> None:
+    store = make(clock)
+    with pytest.raises(ValueError):
+        store.set("a", 1, ttl=ttl, size=size)
+    assert len(store) == 0
+
+
+def test_unbounded_bytes(clock: FakeClock) -> None:
+    store = make(clock, max_bytes=None)
+    store.set("a", 1, ttl=None, size=10**12)
+    assert store.total_bytes == 10**12
+
+
+# -- bounds and causes --
+
+
+def test_entry_bound(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    for k in "abcd":
+        store.set(k, k, ttl=None)
+    assert len(store) == 3
+    assert keys_of(store, "abcd") == "bcd"  # FIFO when nothing was read
+    assert store.evictions == {"expired": 0, "entries": 1, "bytes": 0, "too_large": 0}
+
+
+def test_byte_bound(clock: FakeClock) -> None:
+    store = make(clock, max_bytes=100)
+    store.set("a", 1, ttl=None, size=40)
+    store.set("b", 1, ttl=None, size=40)
+    store.set("c", 1, ttl=None, size=20)  # exactly at the bound: kept
+    assert store.total_bytes == 100
+    store.set("d", 1, ttl=None, size=50)  # a and b must go
+    assert keys_of(store, "abcd") == "cd"
+    assert store.total_bytes == 70
+    assert store.evictions["bytes"] == 2
+    store._check_invariants()
+
+
+def test_growing_overwrite_evicts_others_not_itself(clock: FakeClock) -> None:
+    store = make(clock, max_bytes=100)
+    store.set("a", 1, ttl=None, size=30)
+    store.set("b", 1, ttl=None, size=30)
+    store.set("b", 2, ttl=None, size=100)
+    assert store.get("b") == 2
+    assert store.get("a") is MISS
+    assert store.total_bytes == 100
+
+
+def test_too_large_value(clock: FakeClock) -> None:
+    calls: list[str] = []
+    store = make(clock, max_bytes=100, on_evict=calls.append)
+    store.set("a", "small", ttl=None, size=10)
+    store.set("big", "x", ttl=None, size=101)
+    assert store.get("big") is MISS
+    # A too-large overwrite drops the old value: never serve what was replaced.
+    store.set("a", "huge", ttl=None, size=1000)
+    assert store.get("a") is MISS
+    assert len(store) == 0
+    assert store.total_bytes == 0
+    assert store.evictions["too_large"] == 2
+    assert calls == ["too_large", "too_large"]
+    store.set("edge", 1, ttl=None, size=100)  # exactly max_bytes fits
+    assert store.get("edge") == 1
+
+
+# -- SIEVE --
+
+
+def test_sieve_keeps_hot_entry(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    for k in "abc":
+        store.set(k, k, ttl=None)
+    assert store.get("a") == "a"  # a is hot
+    store.set("d", "d", ttl=None)  # hand clears a, evicts b (LRU would too)
+    assert "a" in store.get_many(["a"])  # visits a again
+    store.set("e", "e", ttl=None)  # hand is at c: c goes, a is not moved
+    assert store.get("b") is MISS
+    assert store.get("c") is MISS
+    assert store.get("a") == "a"
+    store._check_invariants()
+
+
+def test_sieve_does_not_move_retained_entries(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    for k in "abc":
+        store.set(k, k, ttl=None)
+    store.get("a")
+    # a survives the first pass and stays the oldest; the hand then evicts
+    # each new one-hit entry right behind the newest (quick demotion), where
+    # LRU would have dropped a two inserts later.
+    for k in "defgh":
+        store.set(k, k, ttl=None)
+    assert keys_of(store, "abcdefgh") == "agh"
+    store._check_invariants()
+
+
+def test_overwrite_keeps_position_and_counts_as_hit(clock: FakeClock) -> None:
+    store = make(clock, max_entries=2)
+    store.set("a", 1, ttl=None)
+    store.set("b", 1, ttl=None)
+    store.set("a", 2, ttl=None)
+    store.set("c", 1, ttl=None)
+    assert store.get("a") == 2
+    assert store.get("b") is MISS
+
+
+def test_expired_reclaimed_before_live_even_if_visited(clock: FakeClock) -> None:
+    calls: list[str] = []
+    store = make(clock, max_entries=3, on_evict=calls.append)
+    store.set("a", 1, ttl=None)
+    store.set("b", 1, ttl=5)
+    store.set("c", 1, ttl=None)
+    store.get("a")
+    store.get("b")  # visited, then expires
+    clock.advance(5)
+    store.set("d", 1, ttl=None)
+    assert calls == ["expired"]
+    assert len(store) == 3
+    assert store.get("a") == 1
+    assert store.get("c") == 1
+    assert store.evictions["entries"] == 0
+
+
+def test_expired_reclaimed_by_bytes_pressure(clock: FakeClock) -> None:
+    store = make(clock, max_bytes=100)
+    store.set("a", 1, ttl=None, size=50)
+    store.set("b", 1, ttl=1, size=50)
+    store.get("a")
+    clock.advance(1)
+    store.set("c", 1, ttl=None, size=50)
+    assert store.evictions == {"expired": 1, "entries": 0, "bytes": 0, "too_large": 0}
+    assert store.get("a") == 1
+
+
+# -- delete --
+
+
+def test_delete_leaves_no_ghost(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    store.set("a", 1, ttl=None, size=1)
+    store.set("b", 1, ttl=None, size=2)
+    store.set("c", 1, ttl=None, size=4)
+    assert store.delete("b") is True
+    assert store.delete("b") is False
+    assert len(store) == 2
+    assert store.total_bytes == 5
+    store.set("d", 1, ttl=None, size=8)  # room left by b: no eviction
+    assert sum(store.evictions.values()) == 0
+    store.set("e", 1, ttl=None, size=16)  # oldest unvisited (a) goes, not a ghost
+    assert keys_of(store, "abcde") == "cde"
+    assert store.total_bytes == 28
+    store._check_invariants()
+
+
+def test_delete_under_the_hand(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    for k in "abc":
+        store.set(k, k, ttl=None)
+    store.get("a")
+    store.set("d", "d", ttl=None)  # b goes; the hand now rests on c
+    assert store.delete("c") is True
+    store.set("e", "e", ttl=None)  # no eviction needed
+    store.set("f", "f", ttl=None)  # hand moved on to d
+    assert keys_of(store, "acdef") == "aef"
+    store._check_invariants()
+
+
+def test_delete_many_and_expired_delete(clock: FakeClock) -> None:
+    calls: list[str] = []
+    store = make(clock, on_evict=calls.append)
+    store.set("a", 1, ttl=None, size=3)
+    store.set("b", 1, ttl=1, size=5)
+    store.set("c", 1, ttl=None, size=7)
+    clock.advance(1)
+    # b is expired: reclaimed as such, and not reported as deleted (like Redis).
+    assert store.delete_many(["a", "b", "zz", "a"]) == 1
+    assert calls == ["expired"]
+    assert store.total_bytes == 7
+    store.set("d", 1, ttl=1)
+    clock.advance(2)
+    assert store.delete("d") is False
+    assert store.delete("c") is True
+    assert calls == ["expired", "expired"]
+    assert len(store) == 0
+    assert store.total_bytes == 0
+
+
+def test_reclaim_spares_a_replaced_entry(clock: FakeClock) -> None:
+    # A get that found an old expired node must not remove its replacement.
+    store = make(clock)
+    store.set("a", 1, ttl=1)
+    old = store._map["a"]
+    clock.advance(1)
+    store.set("a", 2, ttl=None)
+    assert store._reclaim("a", old) is MISS
+    assert store.get("a") == 2
+    assert store.evictions["expired"] == 0
+
+
+# -- on_evict --
+
+
+def test_on_evict_causes_and_lock_released(clock: FakeClock) -> None:
+    calls: list[str] = []
+    lock_free: list[bool] = []
+
+    def on_evict(cause: str) -> None:
+        calls.append(cause)
+        got = store._lock.acquire(blocking=False)
+        lock_free.append(got)
+        if got:
+            store._lock.release()
+
+    store = make(clock, max_entries=3, max_bytes=10, on_evict=on_evict)
+    store.set("a", 1, ttl=1)
+    clock.advance(1)
+    store.get("a")  # expired
+    for k in "bcde":
+        store.set(k, 1, ttl=None, size=1)  # e: entries (b goes)
+    store.set("e", 2, ttl=None, size=9)  # bytes (c goes)
+    store.set("f", 1, ttl=None, size=11)  # too large
+    store.delete("e")
+    store.clear()
+    assert calls == ["expired", "entries", "bytes", "too_large"]
+    assert all(lock_free)
+    assert store.evictions == {"expired": 1, "entries": 1, "bytes": 1, "too_large": 1}
+
+
+# -- against a reference model --
+
+
+class SieveModel:
+    """A slow, obvious SIEVE over a Python list (oldest first)."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.order: list[str] = []
+        self.data: dict[str, tuple[Any, float, int]] = {}  # value, expires, size
+        self.visited: dict[str, bool] = {}
+        self.hand: str | None = None  # None: start at the oldest
+        self.evictions: Counter[str] = Counter()
+
+    def _remove(self, key: str) -> None:
+        i = self.order.index(key)
+        if self.hand == key:
+            self.hand = self.order[i + 1] if i + 1 < len(self.order) else None
+        del self.order[i]
+        del self.data[key]
+        del self.visited[key]
+
+    def get(self, key: str, now: float) -> Any:
+        if key not in self.data:
+            return MISS
+        value, exp, _ = self.data[key]
+        if now >= exp:
+            self._remove(key)
+            self.evictions["expired"] += 1
+            return MISS
+        self.visited[key] = True
+        return value
+
+    def delete(self, key: str, now: float) -> bool:
+        if key not in self.data:
+            return False
+        live = now < self.data[key][1]
+        self._remove(key)
+        if not live:
+            self.evictions["expired"] += 1
+        return live
+
+    def set(
+        self, key: str, value: Any, ttl: float | None, size: int, now: float
+    ) -> None:
+        if size > self.max_bytes:
+            if key in self.data:
+                self._remove(key)
+            self.evictions["too_large"] += 1
+            return
+        exp = math.inf if ttl is None else now + ttl
+        if key in self.data:
+            self.visited[key] = True
+        else:
+            self.order.append(key)
+            self.visited[key] = False
+        self.data[key] = (value, exp, size)
+        while True:
+            used = sum(s for _, _, s in self.data.values())
+            if len(self.order) > self.max_entries:
+                cause = "entries"
+            elif used > self.max_bytes:
+                cause = "bytes"
+            else:
+                return
+            i = 0 if self.hand is None else self.order.index(self.hand)
+            while True:
+                k = self.order[i]
+                if now >= self.data[k][1]:
+                    cause = "expired"
+                    break
+                if k != key:
+                    if not self.visited[k]:
+                        break
+                    self.visited[k] = False
+                i = (i + 1) % len(self.order)
+            self.hand = k
+            self._remove(k)
+            self.evictions[cause] += 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_matches_reference_model(seed: int) -> None:
+    rng = random.Random(seed)
+    clock = FakeClock()
+    max_entries, max_bytes = rng.choice([(1, 50), (3, 40), (8, 100), (20, 1000)])
+    store = MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
+    model = SieveModel(max_entries, max_bytes)
+    keys = [f"k{i}" for i in range(max_entries * 2 + 2)]
+    for step in range(1500):
+        key = rng.choice(keys)
+        now = clock.monotonic()
+        op = rng.random()
+        if op < 0.45:
+            assert store.get(key) == model.get(key, now), step
+        elif op < 0.85:
+            ttl = rng.choice([None, None, 0.5, 2.0, 10.0])
+            size = rng.choice([0, 1, 5, 20, 60])
+            store.set(key, step, ttl=ttl, size=size)
+            model.set(key, step, ttl, size, now)
+        elif op < 0.95:
+            assert store.delete(key) == model.delete(key, now), step
+        else:
+            clock.advance(rng.choice([0.1, 0.5, 1.0]))
+        assert len(store) == len(model.data), step
+    store._check_invariants()
+    assert store.evictions == {c: model.evictions[c] for c in store.evictions}
+    assert {k for k in keys if k in store._map} == set(model.data)
+
+
+# -- concurrency --
+
+
+class Tagged:
+    """A value that knows its key, its charged size and when it must be gone."""
+
+    __slots__ = ("deadline", "key", "size")
+
+    def __init__(self, key: str, size: int, deadline: float | None) -> None:
+        self.key = key
+        self.size = size
+        self.deadline = deadline  # an upper bound on the expiry; None: not known yet
+
+
+def run_threads(seed: int, n_threads: int = 8, n_ops: int = 10_000) -> None:
+    clock = FakeClock()
+    evicted: list[str] = []
+    store = MemoryStore(
+        max_entries=64, max_bytes=3000, clock=clock, on_evict=evicted.append
+    )
+    keys = [f"k{i}" for i in range(100)]
+    errors: list[BaseException] = []
+    stale: list[tuple[str, float, float]] = []
+    start = threading.Barrier(n_threads)
+
+    def check(key: str, value: Any, before: float) -> None:
+        if value is MISS:
+            return
+        assert value.key == key
+        # deadline >= the store's expiry, so deadline <= before means the get
+        # returned a value already expired when it was called.
+        if value.deadline is not None and value.deadline <= before:
+            stale.append((key, value.deadline, before))
+
+    def worker(tid: int) -> None:
+        rng = random.Random(seed * 1000 + tid)
+        try:
+            start.wait()
+            for _ in range(n_ops):
+                op = rng.random()
+                key = rng.choice(keys)
+                if tid == 0 and op < 0.2:
+                    clock.advance(rng.choice([0.001, 0.01, 0.05]))
+                elif op < 0.5:
+                    before = clock.monotonic()
+                    check(key, store.get(key), before)
+                elif op < 0.55:
+                    batch = rng.sample(keys, 4)
+                    before = clock.monotonic()
+                    for k, v in zip(batch, store.get_many(batch), strict=True):
+                        check(k, v, before)
+                elif op < 0.9:
+                    ttl = rng.choice([None, 0.01, 0.05, 0.2, 1.0])
+                    size = rng.randint(0, 120) if rng.random() < 0.99 else 5000
+                    value = Tagged(key, size, math.inf if ttl is None else None)
+                    store.set(key, value, ttl=ttl, size=size)
+                    if ttl is not None:
+                        value.deadline = clock.monotonic() + ttl
+                elif op < 0.97:
+                    store.delete(key)
+                else:
+                    store.delete_many(rng.sample(keys, 3))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert stale == []
+    store._check_invariants()
+    assert len(store) <= 64
+    assert store.total_bytes <= 3000
+    # Through the public API: what is present accounts for every byte.
+    present = [v for v in store.get_many(keys) if v is not MISS]
+    assert store.total_bytes == sum(v.size for v in present)
+    assert len(store) == len(present)
+    counts = store.evictions
+    assert Counter(evicted) == +Counter(counts)
+    assert counts["entries"] + counts["bytes"] > 0
+    assert counts["expired"] > 0
+
+
+def test_concurrent_random_ops() -> None:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for seed in range(6):
+            run_threads(seed)
+    finally:
+        sys.setswitchinterval(old)
