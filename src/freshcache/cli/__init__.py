@@ -1,0 +1,151 @@
+"""The ``freshcache`` command line: ``freshcache demo`` (more subcommands to come).
+
+The CLI needs the ``cli`` extra (rich): ``pip install 'freshcache[cli]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+INSTALL_HINT = (
+    "freshcache: the command line needs rich; install it with\n"
+    "    pip install 'freshcache[cli]'"
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _have_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if not _have_rich():
+        print(INSTALL_HINT, file=sys.stderr)
+        return 1
+    from freshcache.cli.demo import DemoOptions, run
+
+    options = DemoOptions(
+        seconds=args.seconds,
+        baseline_seconds=args.baseline_seconds,
+        readers=args.readers,
+        writers=args.writers,
+        write_interval=args.write_interval,
+        users=args.users,
+        teams=args.teams,
+        seed=args.seed,
+        redis=args.redis,
+        postgres=args.postgres,
+    )
+    return run(options)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="freshcache",
+        description="freshcache: caching that knows when cached data is wrong.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run a simulated read-heavy workload and check it for stale reads",
+        description=(
+            "Readers read users (Zipf-skewed) and teams from a database through "
+            "the cache while writers update users and invalidate them after "
+            "commit. Reports hit rate, database queries with and without the "
+            "cache, latency, and every stale read a consistency checker finds. "
+            "Default: in-process cache over a temporary SQLite file."
+        ),
+    )
+    demo.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=5.0,
+        help="length of the cached phase (default: 5)",
+    )
+    demo.add_argument(
+        "--baseline-seconds",
+        type=_positive_float,
+        default=None,
+        help="length of the uncached phase (default: seconds/5, between 0.5 and 2)",
+    )
+    demo.add_argument(
+        "--readers", type=_positive_int, default=8, help="reader threads (default: 8)"
+    )
+    demo.add_argument(
+        "--writers",
+        type=_non_negative_int,
+        default=1,
+        help="writer threads (default: 1)",
+    )
+    demo.add_argument(
+        "--write-interval",
+        type=_positive_float,
+        default=0.02,
+        help="mean seconds between writes per writer (default: 0.02)",
+    )
+    demo.add_argument(
+        "--users", type=_positive_int, default=2000, help="user rows (default: 2000)"
+    )
+    demo.add_argument(
+        "--teams", type=_positive_int, default=50, help="team rows (default: 50)"
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed for the request mix (default: random)",
+    )
+    demo.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="use a Redis cache at URL instead of the in-process one",
+    )
+    demo.add_argument(
+        "--postgres",
+        metavar="DSN",
+        default=None,
+        help="use PostgreSQL at DSN instead of a temporary SQLite file",
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``freshcache`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except KeyboardInterrupt:  # the demo has already cleaned up after itself
+        return 130
