@@ -1,0 +1,481 @@
+"""Cache keys: readable, injective, glob-safe (guarantee C9).
+
+A key is ``prefix:version:namespace:part:...:name=value``, for example
+``app:v3:user:123:profile`` or ``app:v3:search:products:category=books:page=2``.
+Different arguments never give the same key, and keys never contain ``{`` or
+``}`` (Redis Cluster hash tags wrap a whole key in braces). The head and the
+namespace never contain glob characters; patterns go through `glob_escape`
+(`KeyBuilder.namespace_pattern` does not match the bare key ``head+ns``).
+`KeyTemplate` renders the same keys from a function's arguments.
+
+Encoding of one argument (`encode_part`)
+----------------------------------------
+* ``str``: percent-escaped (``%XX`` per UTF-8 byte): the ASCII characters
+  ``% : ! , = ( ) [ ] { } * ? \\ ~ < > " ' #`` and space, every control or
+  ``isspace()`` character, and the Unicode categories Cc, Cf, Zs, Zl, Zp, Co,
+  Cn. Other non-ASCII text stays readable, byte-exact, never normalized (NFC
+  and NFD forms differ). Cn depends on the Unicode version of the running
+  Python, so a character unassigned in an older Python may key differently
+  across versions. A lone surrogate raises ``ValueError``. A string matching
+  ``-?[0-9]+`` escapes its first character (``"1"`` -> ``%31``, never ``1``).
+  ``""`` -> ``!E``.
+* ``int`` -> decimal; ``True``/``False`` -> ``!T``/``!F``; ``None`` -> ``!N``;
+  ``float`` -> ``!f`` + repr (``!f1.0``, ``!fnan``, ``!f-0.0``);
+  ``Decimal`` -> ``!D`` + str (``1.0`` and ``1.00`` differ);
+  ``bytes``/``bytearray``/``memoryview`` -> ``!b`` + hex; ``UUID`` -> ``!u`` + str.
+* ``datetime`` -> ``!t`` + isoformat without colons
+  (``!t2024-01-02T030405.000006+0100``): naive and aware differ, and the
+  offset is kept as given, so the same instant in two offsets gives two keys.
+  Only the offset of the tzinfo counts, not its name.
+  ``date`` -> ``!d`` + isoformat.
+* ``Enum`` member -> ``!e`` + escape(``TypeQualname.NAME``).
+* ``list`` -> ``[a,b]``; ``tuple`` -> ``(a,b)``; ``dict`` -> ``!m[k=v,...]``
+  sorted by encoded key; ``set``/``frozenset`` -> ``!s[a,b]`` sorted by
+  encoded element. Elements follow the same rules, recursively.
+* Subclasses of the types above encode as their base (they compare equal).
+* An object with ``__cache_key__()`` encodes as the value it returns.
+* Any other object whose type has its own ``__str__`` or ``__repr__``, and
+  whose ``str()`` does not contain ``" at 0x"``: ``!o`` + escape(type
+  qualname) + ``(`` + escape(str(obj)) + ``)``. Otherwise `UnstableKeyError`.
+
+Every non-string form starts with ``!``, ``[``, ``(`` or is ``-?[0-9]+``, and
+no escaped string does, so the grammar parses back uniquely. A top-level
+segment longer than ``max_part_length`` becomes ``!h`` + its first 24
+characters (never splitting an escape) + ``~`` + a 128-bit blake2b hex digest:
+at most 59 characters.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+import re
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from operator import attrgetter
+from typing import Any, Final, NamedTuple
+
+from freshcache.errors import UnstableKeyError
+
+__all__ = ["KeyBuilder", "KeyTemplate", "encode_part", "escape", "glob_escape"]
+
+_Render = Callable[[tuple[object, ...], dict[str, object]], str]
+_Getter = Callable[[tuple[object, ...], dict[str, object]], object]
+
+_RESERVED: Final = "%:!,=()[]{}*?\\~<>\"'# "
+_ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cn"})
+# Characters that may need escaping: reserved ASCII, controls, all non-ASCII.
+_CANDIDATES: Final = re.compile(
+    "[" + re.escape(_RESERVED) + r"\x00-\x1f\x7f-\U0010ffff]"
+)
+_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_FIELD: Final = re.compile(r"\{([^{}]*)\}")
+_GLOB: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+_HASH_PREFIX: Final = 24
+_HASHED_LENGTH: Final = 2 + _HASH_PREFIX + 1 + 32
+_INT_CHUNK: Final = 10**600  # below the smallest int-to-str digit limit (640)
+
+
+@lru_cache(maxsize=4096)
+def _escape_char(c: str) -> str:
+    if c.isascii():  # only reserved ASCII and controls get here
+        return f"%{ord(c):02X}"
+    category = unicodedata.category(c)
+    if category == "Cs":
+        raise ValueError(
+            f"lone surrogate U+{ord(c):04X} cannot be part of a cache key "
+            "(keys must be valid Unicode)"
+        )
+    if category in _ESCAPED_CATEGORIES or c.isspace():
+        return "".join(f"%{b:02X}" for b in c.encode())
+    return c
+
+
+def escape(text: str) -> str:
+    """Percent-escape ``text`` for use inside one key segment (no other rules)."""
+    if _CANDIDATES.search(text) is None:
+        return text
+    return _CANDIDATES.sub(lambda m: _escape_char(m.group()), text)
+
+
+def glob_escape(text: str) -> str:
+    """Escape ``* ? [ ] \\`` for a Redis SCAN MATCH / PSUBSCRIBE pattern."""
+    return text.translate(_GLOB)
+
+
+def _encode_str(v: str) -> str:
+    if not v:
+        return "!E"
+    digits = v[1:] if v[0] == "-" else v
+    if digits.isdigit() and digits.isascii():  # int-like: -?[0-9]+
+        return f"%{ord(v[0]):02X}{v[1:]}"
+    return escape(v)
+
+
+def _encode_int(v: int) -> str:
+    try:
+        return int.__repr__(v)
+    except ValueError:  # longer than sys.get_int_max_str_digits()
+        n, chunks = abs(v), []
+        while n:
+            n, r = divmod(n, _INT_CHUNK)
+            chunks.append(f"{r:0600d}")
+        return ("-" if v < 0 else "") + "".join(reversed(chunks)).lstrip("0")
+
+
+def _encode_dict(v: dict[Any, Any]) -> str:
+    pairs = sorted((encode_part(k), encode_part(x)) for k, x in v.items())
+    return "!m[" + ",".join(f"{k}={x}" for k, x in pairs) + "]"
+
+
+def _encode_object(v: object) -> str:
+    t = type(v)
+    if t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__:
+        text = str(v)
+        if " at 0x" not in text:
+            return f"!o{escape(t.__qualname__)}({escape(text)})"
+    raise UnstableKeyError(
+        f"{t.__module__}.{t.__qualname__} object has no stable key form; "
+        "define __cache_key__() returning a stable value (such as an id), "
+        "or use a key template naming a stable attribute"
+    )
+
+
+_ENCODERS: Final[tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...]] = (
+    (str, lambda v: _encode_str(str.__str__(v))),
+    (int, _encode_int),  # bool is handled before
+    (float, lambda v: "!f" + float.__repr__(v)),
+    (Decimal, lambda v: "!D" + Decimal.__str__(v)),
+    ((bytes, bytearray, memoryview), lambda v: "!b" + bytes(v).hex()),
+    (uuid.UUID, lambda v: "!u" + uuid.UUID.__str__(v)),
+    (datetime, lambda v: "!t" + datetime.isoformat(v).replace(":", "")),
+    (date, lambda v: "!d" + date.isoformat(v)),
+    (list, lambda v: "[" + ",".join(map(encode_part, v)) + "]"),
+    (tuple, lambda v: "(" + ",".join(map(encode_part, v)) + ")"),
+    (dict, _encode_dict),
+    ((set, frozenset), lambda v: "!s[" + ",".join(sorted(map(encode_part, v))) + "]"),
+)
+_EXACT: Final[dict[type, Callable[[Any], str]]] = {
+    bool: lambda v: "!T" if v else "!F",
+    type(None): lambda v: "!N",
+    **{
+        t: enc for ts, enc in _ENCODERS for t in (ts if isinstance(ts, tuple) else [ts])
+    },
+}
+
+
+def encode_part(value: object) -> str:
+    """Encode one argument as one key segment (see the module docstring).
+
+    Injective; never hashes (long segments are shortened by the callers).
+    """
+    v: Any = value
+    t = type(v)
+    if t is int:
+        try:
+            return str(v)
+        except ValueError:  # beyond the int-to-str digit limit
+            return _encode_int(v)
+    if t is str:
+        # Encodes as itself: a test over every code point checks that alnum
+        # and identifier characters need no escape (and these are not int-like).
+        if (v.isalnum() and not v.isdecimal()) or v.isidentifier():
+            return v  # type: ignore[no-any-return]
+        return _encode_str(v)
+    encoder = _EXACT.get(t)
+    if encoder is not None:
+        return encoder(v)
+    if getattr(t, "__cache_key__", None) is not None:
+        key = v.__cache_key__()
+        if key is v:
+            raise UnstableKeyError(f"{t.__qualname__}.__cache_key__() returned self")
+        return encode_part(key)
+    if isinstance(v, enum.Enum):
+        return "!e" + escape(f"{t.__qualname__}.{v.name}")
+    for base, encoder in _ENCODERS:
+        if isinstance(v, base):
+            return encoder(v)
+    return _encode_object(v)
+
+
+def _shorten(segment: str) -> str:
+    cut = _HASH_PREFIX
+    pct = segment.rfind("%", cut - 2, cut)
+    if pct != -1:  # an escape would be split
+        cut = pct
+    while segment[cut : cut + 1] == "%" and segment[cut + 1] in "89AB":
+        cut -= 3  # a UTF-8 continuation byte: keep the character whole
+    digest = hashlib.blake2b(segment.encode(), digest_size=16).hexdigest()
+    return f"!h{segment[:cut]}~{digest}"
+
+
+def _segment(value: object, max_length: int) -> str:
+    s = encode_part(value)
+    return s if len(s) <= max_length else _shorten(s)
+
+
+def _check_max_length(max_part_length: int) -> int:
+    if type(max_part_length) is not int:
+        raise TypeError(f"max_part_length must be an int, not {max_part_length!r}")
+    if max_part_length < _HASHED_LENGTH:
+        raise ValueError(f"max_part_length must be at least {_HASHED_LENGTH}")
+    return max_part_length
+
+
+def _check_name(what: str, value: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {value!r}")
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{what} must match [A-Za-z0-9_.-]+, not {value!r}")
+    return value
+
+
+def _namespace(namespace: str) -> str:
+    if type(namespace) is str and (namespace.isidentifier() or namespace.isalnum()):
+        return namespace  # nothing to escape (see encode_part)
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {namespace!r}")
+    if not namespace:
+        raise ValueError("namespace must not be empty")
+    return escape(namespace)
+
+
+class KeyBuilder:
+    """Builds full keys ``prefix:version:namespace:parts`` (``head`` + the rest)."""
+
+    __slots__ = ("head", "max_part_length", "prefix", "version")
+
+    def __init__(self, prefix: str, version: str, *, max_part_length: int = 64):
+        self.prefix = _check_name("prefix", prefix)
+        self.version = _check_name("version", version)
+        self.max_part_length = _check_max_length(max_part_length)
+        self.head = f"{prefix}:{version}:"
+
+    def key(self, namespace: str, /, *parts: object, **named: object) -> str:
+        """``head + namespace``, then ``:part`` each, then ``:name=value`` by name."""
+        m = self.max_part_length
+        key = self.head + _namespace(namespace)
+        for p in parts:
+            key += ":" + _segment(p, m)
+        if named:
+            for n in sorted(named):
+                key += f":{escape(n)}={_segment(named[n], m)}"
+        return key
+
+    def namespace_pattern(self, namespace: str) -> str:
+        """A glob matching every key of ``namespace`` that has at least one part.
+
+        The bare key ``key(namespace)`` (no parts) is not matched: a glob cannot
+        say "nothing or ``:...``" without also matching longer namespaces, so
+        callers delete that one key by name next to the scan.
+        """
+        return glob_escape(self.head + _namespace(namespace)) + ":*"
+
+    def __repr__(self) -> str:
+        return f"KeyBuilder({self.prefix!r}, {self.version!r})"
+
+
+_MISSING: Final = object()
+_NOT_A_KEYWORD: Final[Any] = object()  # never a key of kwargs
+_NO_INDEX: Final = 1 << 62
+_P = inspect.Parameter
+_POSITIONAL: Final = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
+
+
+class _Arg(NamedTuple):
+    """Where one argument is found: precomputed from the signature, once."""
+
+    position: int  # index in args, or _NO_INDEX (keyword-only)
+    name: str  # keyword name, or _NOT_A_KEYWORD (positional-only)
+    default: object  # _MISSING when required
+    error: str
+
+
+def _arg(param: _P | None, index: int, name: str, qualname: str) -> _Arg:
+    kind = _P.KEYWORD_ONLY if param is None else param.kind  # None: in **kwargs
+    required = param is None or param.default is _P.empty
+    return _Arg(
+        _NO_INDEX if kind is _P.KEYWORD_ONLY else index,
+        _NOT_A_KEYWORD if kind is _P.POSITIONAL_ONLY else name,
+        _MISSING if required else param.default,  # type: ignore[union-attr]
+        f"{qualname}() missing required argument {name!r} (used by its cache key)",
+    )
+
+
+def _getter(arg: _Arg) -> _Getter:
+    index, name, default, error = arg
+
+    def get(args: tuple[object, ...], kwargs: dict[str, object]) -> object:
+        v = args[index] if index < len(args) else kwargs.get(name, default)
+        if v is _MISSING:
+            raise TypeError(error)
+        return v
+
+    return get
+
+
+def _special(param: _P, index: int, params: list[_P]) -> _Getter | None:
+    """Getters for ``*args`` (a list) and ``**kwargs`` (the unbound entries)."""
+    if param.kind is _P.VAR_POSITIONAL:
+        return lambda args, kwargs: list(args[index:])
+    if param.kind is not _P.VAR_KEYWORD:
+        return None
+    bound = {
+        p.name for p in params if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+    }
+    return lambda args, kwargs: {k: v for k, v in kwargs.items() if k not in bound}
+
+
+def _render_one(head: str, tail: str, arg: _Arg, max_length: int) -> _Render:
+    """The common one-field case, with the fast paths of ``_segment`` inlined."""
+    index, name, default, error = arg
+    missing = _MISSING
+
+    def render(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
+        v: Any = args[index] if index < len(args) else kwargs.get(name, default)
+        t = type(v)
+        if t is int:
+            try:
+                s = str(v)
+            except ValueError:  # beyond the int-to-str digit limit
+                s = _encode_int(v)
+        elif t is str and (
+            (v.isalnum() and not v.isdecimal()) or v.isidentifier()
+        ):  # as in encode_part
+            s = v
+        elif v is missing:
+            raise TypeError(error)
+        else:
+            s = encode_part(v)
+        if len(s) > max_length:
+            s = _shorten(s)
+        return head + s + tail
+
+    return render
+
+
+def _make_render(
+    consts: list[str], fields: list[_Getter | _Arg], max_length: int
+) -> _Render:
+    if not fields:
+        key = consts[0]
+        return lambda args, kwargs: key
+    if len(fields) == 1 and isinstance(fields[0], _Arg):
+        return _render_one(consts[0], consts[1], fields[0], max_length)
+    getters = [_getter(f) if isinstance(f, _Arg) else f for f in fields]
+    head, pairs = consts[0], list(zip(getters, consts[1:], strict=True))
+
+    def render(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
+        out = head
+        for get, lit in pairs:
+            out += _segment(get(args, kwargs), max_length) + lit
+        return out
+
+    return render
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class KeyTemplate:
+    """A key template compiled once, at decoration time (use `compile`).
+
+    ``render(args, kwargs)`` returns the key after the head, e.g. ``"user:123"``
+    (a plain closure attribute: no method binding on the hot path).
+    ``fields`` lists the field expressions in template order (``"user.id"``);
+    for the default template, the parameter names.
+    """
+
+    template: str | None
+    namespace: str
+    fields: tuple[str, ...]
+    render: _Render = field(repr=False, compare=False)
+
+    @classmethod
+    def compile(
+        cls,
+        template: str | None,
+        func: Callable[..., object],
+        *,
+        max_part_length: int = 64,
+    ) -> KeyTemplate:
+        """Compile ``template`` for ``func``; ``ValueError`` if it is malformed.
+
+        ``None`` keys on ``module.qualname`` and every argument as
+        ``name=value`` (a leading ``self``/``cls`` is skipped; closures made by
+        the same factory share a qualname, so they share keys).
+        """
+        max_length = _check_max_length(max_part_length)
+        params = list(inspect.signature(func).parameters.values())
+        qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+        if template is None:
+            return cls._default(func, params, qualname, max_length)
+        if not isinstance(template, str):
+            raise TypeError(f"key template must be a str or None, not {template!r}")
+        first, *rest = template.split(":")
+        if not first or "{" in first or "}" in first:
+            raise ValueError(f"key template {template!r} must start with a namespace")
+        consts, getters, fields = [escape(first)], list[_Getter | _Arg](), []
+        for segment in rest:
+            match = _FIELD.fullmatch(segment)
+            if match is None and (not segment or "{" in segment or "}" in segment):
+                raise ValueError(
+                    f"key template {template!r}: segment {segment!r} must be "
+                    "non-empty literal text or exactly one {field}"
+                )
+            if match is None:
+                consts[-1] += ":" + escape(segment)
+                continue
+            expr = match[1]
+            getters.append(_field(template, expr, params, qualname))
+            fields.append(expr)
+            consts[-1] += ":"
+            consts.append("")
+        render = _make_render(consts, getters, max_length)
+        return cls(template, consts[0].partition(":")[0], tuple(fields), render)
+
+    @classmethod
+    def _default(
+        cls,
+        func: Callable[..., object],
+        params: list[_P],
+        qualname: str,
+        max_length: int,
+    ) -> KeyTemplate:
+        namespace = escape(f"{getattr(func, '__module__', None)}.{qualname}")
+        consts, getters, fields = [namespace], list[_Getter | _Arg](), []
+        for i, p in enumerate(params):
+            if i == 0 and p.name in ("self", "cls") and p.kind in _POSITIONAL:
+                continue
+            getters.append(_special(p, i, params) or _arg(p, i, p.name, qualname))
+            fields.append(p.name)
+            consts[-1] += f":{escape(p.name)}="
+            consts.append("")
+        render = _make_render(consts, getters, max_length)
+        return cls(None, namespace, tuple(fields), render)
+
+
+def _field(template: str, expr: str, params: list[_P], qualname: str) -> _Getter | _Arg:
+    root, *attrs = expr.split(".")
+    if not all(s.isidentifier() for s in (root, *attrs)):
+        raise ValueError(f"key template {template!r}: bad field {{{expr}}}")
+    by_name = {p.name: (i, p) for i, p in enumerate(params)}
+    if root in by_name:
+        index, param = by_name[root]
+        get = _special(param, index, params) or _arg(param, index, root, qualname)
+    elif any(p.kind is _P.VAR_KEYWORD for p in params):
+        get = _arg(None, _NO_INDEX, root, qualname)  # an entry of **kwargs
+    else:
+        raise ValueError(
+            f"key template {template!r} names {root!r}, "
+            f"which is not a parameter of {qualname}()"
+        )
+    if not attrs:
+        return get
+    fetch = _getter(get) if isinstance(get, _Arg) else get
+    attr = attrgetter(".".join(attrs))
+    return lambda args, kwargs: attr(fetch(args, kwargs))
