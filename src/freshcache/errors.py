@@ -3,12 +3,13 @@
 The hierarchy::
 
     FreshcacheError
-    ├── UnstableKeyError (also TypeError)   an argument has no stable key form
-    ├── SerializationError (also TypeError)  a value cannot be encoded (strict mode)
-    └── StoreError                           a cache server failed (never escapes a read)
-        ├── TransientStoreError              connection, timeout, loading, open circuit
-        ├── CapacityStoreError               the server is out of memory
-        └── ConfigStoreError                 auth, ACL, WRONGTYPE: a misconfiguration
+    ├── UnstableKeyError (TypeError)   an argument has no stable key form
+    ├── SerializationError (TypeError) a value cannot be encoded (strict mode)
+    │   └── ValueTooLargeError         the envelope is over max_value_bytes
+    └── StoreError                     a cache server failed (never escapes a read)
+        ├── TransientStoreError        connection, timeout, loading, open circuit
+        ├── CapacityStoreError         the server is out of memory
+        └── ConfigStoreError           auth, ACL, WRONGTYPE: a misconfiguration
 
 Reads never raise ``StoreError``: the cache falls back to the loader and
 counts the error. Bad arguments raise plain ``TypeError``/``ValueError``.

@@ -1,4 +1,4 @@
-"""One contract for every store: in-process (memory:// and the embedded default) and Redis.
+"""One contract for every store: memory://, the embedded default, and Redis.
 
 Written once for AsyncCache; scripts/unasync.py generates the Cache twin.
 """
@@ -6,8 +6,8 @@ Written once for AsyncCache; scripts/unasync.py generates the Cache twin.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import datetime as dt
+import inspect
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -77,7 +77,7 @@ async def test_rich_values_round_trip_exactly(cache: AsyncCache) -> None:
         "set": {1, 2},
         "bytes": b"\x00\xff",
         "naive": dt.datetime(2024, 1, 2, 3, 4, 5, 6),
-        "aware": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "aware": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
         "date": dt.date(2024, 1, 2),
         "decimal": Decimal("1.10"),
         "uuid": uuid.UUID(int=7),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 
 from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.stores.redis import AsyncRedisStore
@@ -113,7 +113,10 @@ class AsyncCache:
     # -- keys -------------------------------------------------------------
 
     def key(self, namespace: str, *parts: object, **named: object) -> str:
-        """A readable, injective key: ``key("user", 1, "profile")`` -> ``"user:1:profile"``."""
+        """A readable, injective relative key.
+
+        ``key("user", 1, "profile")`` is ``"user:1:profile"``.
+        """
         return self._keys.key(namespace, *parts, **named)[len(self._head) :]
 
     def _full(self, key: str) -> str:
@@ -134,7 +137,9 @@ class AsyncCache:
         entry = await self._lookup(full, _namespace(key), make_reviver(returns))
         return default if entry is MISS else entry.value
 
-    async def get_many(self, keys: Iterable[str], *, returns: Any = None) -> dict[str, Any]:
+    async def get_many(
+        self, keys: Iterable[str], *, returns: Any = None
+    ) -> dict[str, Any]:
         """The fresh cached values among ``keys``, as a dict of hits."""
         keys = list(dict.fromkeys(keys))
         fulls = [self._full(k) for k in keys]
@@ -158,7 +163,9 @@ class AsyncCache:
             for (key, full), entry in zip(remaining, entries, strict=True):
                 if entry is not MISS and now < entry.fresh_until:
                     self._metrics.hit("redis", _namespace(key))
-                    found[key] = entry.value if reviver is None else reviver(entry.value)
+                    found[key] = (
+                        entry.value if reviver is None else reviver(entry.value)
+                    )
                 else:
                     still.append((key, full))
             remaining = still
@@ -167,14 +174,20 @@ class AsyncCache:
         return found
 
     async def _lookup(
-        self, full: str, namespace: str, reviver: Reviver, *, local_checked: bool = False
+        self,
+        full: str,
+        namespace: str,
+        reviver: Reviver,
+        *,
+        local_checked: bool = False,
     ) -> Entry | Miss:
         """A fresh entry from the first tier that has one, or ``MISS``.
 
         ``local_checked``: the caller already found no fresh entry in L1.
         """
+        entry: Entry | Miss
         if self._local is not None:
-            entry = MISS if local_checked else self._local.get(full)
+            entry = MISS if local_checked else cast(Entry, self._local.get(full))
             if entry is not MISS and self._clock.time() < entry.fresh_until:
                 self._metrics.hit("memory", namespace)
                 return entry
@@ -222,7 +235,9 @@ class AsyncCache:
         try:
             value = await ainvoke(loader)
         except BaseException:
-            self._metrics.load(namespace, self._clock.monotonic() - started, failed=True)
+            self._metrics.load(
+                namespace, self._clock.monotonic() - started, failed=True
+            )
             raise
         delta = self._clock.monotonic() - started
         self._metrics.load(namespace, delta, failed=False)
@@ -231,13 +246,20 @@ class AsyncCache:
 
     # -- writes -----------------------------------------------------------
 
-    def _lifetimes(self, ttl: TTL | Unset, stale_ttl: TTL | Unset) -> tuple[float | None, float]:
+    def _lifetimes(
+        self, ttl: TTL | Unset, stale_ttl: TTL | Unset
+    ) -> tuple[float | None, float]:
         soft = self._ttl if ttl is UNSET else ttl_seconds(ttl)
         stale = self._stale_ttl if stale_ttl is UNSET else _stale_seconds(stale_ttl)
         return soft, stale
 
     def _encode(
-        self, full: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset, delta: float
+        self,
+        full: str,
+        value: Any,
+        ttl: TTL | Unset,
+        stale_ttl: TTL | Unset,
+        delta: float,
     ) -> tuple[Entry, bytes, float | None] | None:
         """The entry, its envelope bytes and its hard TTL; None if not cacheable."""
         soft, stale = self._lifetimes(ttl, stale_ttl)
@@ -252,13 +274,22 @@ class AsyncCache:
                 raise
         except SerializationError as exc:
             self._metrics.error("serialize")
-            log.warning("freshcache: not caching a value of type %s: %s", type(value).__name__, exc)
+            log.warning(
+                "freshcache: not caching a value of type %s: %s",
+                type(value).__name__,
+                exc,
+            )
             if self._strict:
                 raise
         return None
 
     async def _store(
-        self, full: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset, delta: float
+        self,
+        full: str,
+        value: Any,
+        ttl: TTL | Unset,
+        stale_ttl: TTL | Unset,
+        delta: float,
     ) -> bool:
         encoded = self._encode(full, value, ttl, stale_ttl, delta)
         if encoded is None:
@@ -347,7 +378,7 @@ class AsyncCache:
         *,
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
-    ) -> Callable[[Callable[P, R]], AsyncCachedFunction[P, R]]:
+    ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorate a function whose result is cached under ``template``.
 
         ``template`` names the key, e.g. ``"user:{user_id}"``; it is compiled
@@ -357,7 +388,7 @@ class AsyncCache:
         """
         self._lifetimes(ttl, stale_ttl)  # reject bad TTLs at decoration time
 
-        def decorate(func: Callable[P, R]) -> AsyncCachedFunction[P, R]:
+        def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             return wrap(self, func, template, ttl=ttl, stale_ttl=stale_ttl)
 
         return decorate
@@ -389,4 +420,3 @@ class AsyncCache:
     def __repr__(self) -> str:
         tier = "redis" if self._remote is not None else "memory"
         return f"<{type(self).__name__} {tier} {self._head!r}>"
-

@@ -7,6 +7,7 @@ breaker, and raises only ``freshcache.errors.StoreError`` subclasses.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -93,7 +94,7 @@ class AsyncRedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=5,
         )
-        self._client = Redis(connection_pool=pool)
+        self._client = Redis.from_pool(pool)  # the client owns and closes the pool
         self._codec = codec
         self._metrics = metrics
         self._clock = clock
@@ -155,7 +156,9 @@ class AsyncRedisStore:
         return entries
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:
-        await self._run("set", self._client.set, key, data, None if ttl is None else px(ttl))
+        await self._run(
+            "set", self._client.set, key, data, None if ttl is None else px(ttl)
+        )
 
     async def set_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -171,10 +174,8 @@ class AsyncRedisStore:
 
     async def discard(self, key: str) -> None:
         """Best-effort removal of bytes that failed to decode."""
-        try:
+        with contextlib.suppress(StoreError):
             await self._run("delete", self._client.unlink, key)
-        except StoreError:
-            pass
 
     async def clear(self, pattern: str) -> int:
         """Delete every key matching a glob-safe pattern (SCAN, never FLUSHDB)."""
