@@ -28,9 +28,7 @@ def invoke(loader: Callable[[], Any]) -> Any:
         close = getattr(result, "close", None)
         if close is not None:
             close()  # do not leak a "never awaited" warning
-        raise TypeError(
-            "the sync Cache got an awaitable from a loader; use AsyncCache"
-        )
+        raise TypeError("the sync Cache got an awaitable from a loader; use AsyncCache")
     return result
 
 
@@ -45,11 +43,12 @@ def sleep(seconds: float) -> None:
 def acheck_function(func: Callable[..., Any], where: str) -> None:
     """The async cache decorates ``async def`` functions only."""
     if not inspect.iscoroutinefunction(func):
-        raise TypeError(f"{where} needs an async def function; use Cache for plain ones")
+        raise TypeError(
+            f"{where} needs an async def function; use Cache for plain ones"
+        )
 
 
 def check_function(func: Callable[..., Any], where: str) -> None:
     """The sync cache decorates plain functions only."""
     if inspect.iscoroutinefunction(func):
         raise TypeError(f"{where} needs a plain function; use AsyncCache for async def")
-
