@@ -1,0 +1,83 @@
+"""The public surface: exported names, and sync/async parity."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import freshcache
+from freshcache import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
+
+SRC = Path(freshcache.__file__).parent
+
+
+def _public_methods(cls: type) -> set[str]:
+    names = {n for n in dir(cls) if not n.startswith("_")}
+    return names | {n for n in ("__enter__", "__exit__") if hasattr(cls, n)}
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    exported = {n for n in dir(freshcache) if not n.startswith("_")}
+    modules = {n for n in exported if inspect.ismodule(getattr(freshcache, n))}
+    assert set(freshcache.__all__) == exported - modules
+    assert sorted(freshcache.__all__) == sorted(set(freshcache.__all__))
+
+
+def test_sync_and_async_caches_have_the_same_methods() -> None:
+    sync = _public_methods(Cache)
+    asynchronous = {
+        {"aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}.get(
+            n, n
+        )
+        for n in _public_methods(AsyncCache) | {"__aenter__", "__aexit__"}
+    }
+    assert sync == asynchronous
+    assert "close" in sync
+    assert "get_or_load" in sync
+
+
+def test_async_methods_are_coroutines_and_sync_ones_are_not() -> None:
+    for name in ("get", "set", "get_many", "set_many", "get_or_load", "invalidate"):
+        assert inspect.iscoroutinefunction(getattr(AsyncCache, name)), name
+        assert not inspect.iscoroutinefunction(getattr(Cache, name)), name
+
+
+def test_cached_function_protocols_match() -> None:
+    assert _public_methods(CachedFunction) == _public_methods(AsyncCachedFunction)
+
+
+def test_core_is_pure() -> None:
+    """core/ imports no I/O, concurrency or redis (DESIGN.md, layers)."""
+    allowed = {
+        "__future__", "dataclasses", "enum", "hashlib", "inspect", "math",
+        "re", "typing", "unicodedata", "collections", "datetime", "decimal",
+        "uuid", "functools", "itertools", "operator", "collections.abc",
+        "freshcache.core.entry", "freshcache.errors", "freshcache._types",
+        "string",
+    }  # fmt: skip
+    for path in (SRC / "core").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name in allowed, f"{path.name} imports {name}"
+
+
+def test_only_the_store_modules_import_redis() -> None:
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC).as_posix()
+        if relative.startswith(("_async/stores/", "_sync/stores/")):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("redis"), relative
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("redis"), relative
