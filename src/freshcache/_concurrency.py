@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,3 +53,37 @@ def check_function(func: Callable[..., Any], where: str) -> None:
     """The sync cache decorates plain functions only."""
     if inspect.iscoroutinefunction(func):
         raise TypeError(f"{where} needs a plain function; use AsyncCache for async def")
+
+
+class AsyncSlots:
+    """At most ``size`` concurrent holders; waiting for a slot is bounded."""
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+
+    async def acquire(self, timeout: float) -> bool:
+        if not self._semaphore.locked():
+            await self._semaphore.acquire()  # free slot: no suspension
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._semaphore.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+
+class Slots:
+    """The thread twin of ``AsyncSlots``."""
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(size)
+
+    def acquire(self, timeout: float) -> bool:
+        return self._semaphore.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._semaphore.release()

@@ -1,8 +1,12 @@
 """The Redis tier: one round trip per hit, own deadlines, errors sorted by class.
 
-Every call is bounded by ``timeout`` (connect, read and pool wait alike;
-never redis-py's 5 s defaults, never its retries), goes through a circuit
-breaker, and raises only ``freshcache.errors.StoreError`` subclasses.
+Every call is bounded by ``timeout`` (connect, read and the wait for a free
+connection alike; never redis-py's 5 s defaults, never its retries), goes
+through a circuit breaker, and raises only ``freshcache.errors.StoreError``
+subclasses. The connection pool is redis-py's plain one, sized to
+``max_connections``, behind our own slot counter: callers wait for a slot
+at most ``timeout`` (redis-py's own pool would raise past its size, and its
+blocking pool costs tens of microseconds per call).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
@@ -26,6 +30,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from freshcache._concurrency import AsyncSlots
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
 from freshcache.codec import Codec, Undecodable
@@ -85,16 +90,17 @@ class AsyncRedisStore:
     ) -> None:
         if timeout <= 0 or max_connections < 1:
             raise ValueError("timeout must be > 0 and max_connections >= 1")
-        pool = BlockingConnectionPool.from_url(
+        pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=5,
         )
         self._client = Redis.from_pool(pool)  # the client owns and closes the pool
+        self._slots = AsyncSlots(max_connections)
+        self._timeout = timeout
         self._codec = codec
         self._metrics = metrics
         self._clock = clock
@@ -108,12 +114,17 @@ class AsyncRedisStore:
             self._metrics.error("circuit_open")
             raise TransientStoreError("circuit open: Redis failed recently")
         started = time.perf_counter()
+        if not await self._slots.acquire(self._timeout):
+            self._metrics.error("pool_wait")
+            raise TransientStoreError("no Redis connection free within the deadline")
         try:
             result = await call(*args)
         except (RedisError, OSError, TimeoutError) as exc:
             error = classify(exc)
             self._failed(error)
             raise error from exc
+        finally:
+            self._slots.release()
         self._breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
