@@ -141,4 +141,3 @@ async def test_value_from_another_key_is_rejected(
         raw.close()
         assert await cache.get("b") is MISS  # cross-talk caught by the key check
         assert cache.stats().errors.get("decode:key_check") == 1
-
