@@ -1,0 +1,113 @@
+"""``python -m bench <command>``: freshcache's benchmarks.
+
+Speeds are printed as ratios to a baseline measured in the same run: the
+machine's absolute numbers are too noisy to compare across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    hits = commands.add_parser(
+        "hits", help="cost of a cache hit vs baselines and peers (targets P1-P3)"
+    )
+    hits.add_argument(
+        "--quick", action="store_true", help="fewer iterations (smoke test)"
+    )
+    hits.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    hits.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS,
+        help=f"Redis for P2/P3 (default {DEFAULT_REDIS}; keys use a per-run prefix "
+        "and are removed at the end)",
+    )
+    hits.add_argument(
+        "--pool-size",
+        type=int,
+        default=16,
+        help="connection pool size for P3 (default 16)",
+    )
+    hits.add_argument(
+        "--tasks", type=int, default=100, help="P3 concurrent tasks (default 100)"
+    )
+    hits.add_argument(
+        "--total", type=int, help="P3 hits per round (default 20,000; --quick: 4,000)"
+    )
+    hits.add_argument(
+        "--only",
+        action="append",
+        choices=["p1", "p1-async", "p2", "p3"],
+        help="run only these sections (repeatable)",
+    )
+    hits.add_argument(
+        "--plain", action="store_true", help="plain-text tables (no rich)"
+    )
+    hits.add_argument(
+        "--check",
+        action="store_true",
+        help="exit with status 1 if a freshcache target is missed",
+    )
+
+    profile = commands.add_parser(
+        "profile", help="cProfile one freshcache hit path (l1, l1-async, l2, l2-async)"
+    )
+    profile.add_argument("path", choices=["l1", "l1-async", "l2", "l2-async"])
+    profile.add_argument("-n", type=int, default=100_000, help="hits to profile")
+    profile.add_argument("--top", type=int, default=20, help="functions to print")
+    profile.add_argument("--redis-url", default=DEFAULT_REDIS)
+
+    report = commands.add_parser(
+        "report", help="print the Markdown tables of a `hits --json` dump"
+    )
+    report.add_argument("path")
+
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        import json
+
+        from bench._timing import markdown
+
+        with open(args.path, encoding="utf-8") as f:
+            data = json.load(f)
+        meta = data["meta"]
+        print(
+            f"Run of {meta['date']}: Python {meta['python']}, {meta['platform']}, "
+            f"{meta['cpus']} shared CPUs, Redis {meta.get('redis_server')}, "
+            f"{'quick' if meta['quick'] else 'full'} run "
+            f"in {meta.get('elapsed_s')} s.\n"
+        )
+        versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        print(f"Versions: {versions}.\n")
+        print(markdown(data["sections"]))
+        return 0
+    if args.command == "hits":
+        from bench import hits as hits_module
+
+        return hits_module.run(
+            quick=args.quick,
+            json_path=args.json,
+            redis_url=args.redis_url,
+            pool_size=args.pool_size,
+            tasks=args.tasks,
+            total=args.total,
+            only=args.only,
+            plain=args.plain,
+            check=args.check,
+        )
+    from bench import profile as profile_module
+
+    return profile_module.run(
+        args.path, n=args.n, top=args.top, redis_url=args.redis_url
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
