@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -122,8 +122,9 @@ class StatsRecorder:
     """
 
     def __init__(self) -> None:
-        self._hits: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._misses: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # tier -> namespace -> count: no tuple built per event (hot path).
+        self._hits: defaultdict[str, defaultdict[str, int]] = defaultdict(_counter)
+        self._misses: defaultdict[str, defaultdict[str, int]] = defaultdict(_counter)
         self._loads = 0
         self._load_errors = 0
         self._load_seconds = 0.0
@@ -133,10 +134,10 @@ class StatsRecorder:
         self._lock = threading.Lock()
 
     def hit(self, tier: str, namespace: str) -> None:
-        self._hits[tier, namespace] += 1
+        self._hits[tier][namespace] += 1
 
     def miss(self, tier: str, namespace: str) -> None:
-        self._misses[tier, namespace] += 1
+        self._misses[tier][namespace] += 1
 
     def load(self, namespace: str, seconds: float, *, failed: bool) -> None:
         self._loads += 1
@@ -159,15 +160,13 @@ class StatsRecorder:
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
 
     def snapshot(self) -> CacheStats:
-        hits = dict(self._hits)
-        misses = dict(self._misses)
+        hits = {tier: dict(c) for tier, c in list(self._hits.items())}
+        misses = {tier: dict(c) for tier, c in list(self._misses.items())}
         return CacheStats(
-            hits=_by_first(hits),
-            misses=_by_first(misses),
-            hits_by_namespace=_by_second(hits),
-            misses_by_namespace=_by_second(
-                {k: v for k, v in misses.items() if k[0] == "all"}
-            ),
+            hits={tier: sum(c.values()) for tier, c in hits.items()},
+            misses={tier: sum(c.values()) for tier, c in misses.items()},
+            hits_by_namespace=_merge(hits.values()),
+            misses_by_namespace=dict(misses.get("all", {})),
             loads=self._loads,
             load_errors=self._load_errors,
             load_seconds=self._load_seconds,
@@ -177,15 +176,14 @@ class StatsRecorder:
         )
 
 
-def _by_first(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
-    out: defaultdict[str, int] = defaultdict(int)
-    for (first, _), n in counts.items():
-        out[first] += n
-    return dict(out)
+
+def _counter() -> defaultdict[str, int]:
+    return defaultdict(int)
 
 
-def _by_second(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
+def _merge(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     out: defaultdict[str, int] = defaultdict(int)
-    for (_, second), n in counts.items():
-        out[second] += n
+    for by_namespace in counts:
+        for namespace, n in by_namespace.items():
+            out[namespace] += n
     return dict(out)

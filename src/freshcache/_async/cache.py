@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
@@ -12,7 +13,7 @@ from freshcache._async.stores.redis import AsyncRedisStore
 from freshcache._concurrency import ainvoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
-from freshcache.clock import SYSTEM_CLOCK, Clock
+from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache.codec import Codec, ValueTooLargeError
 from freshcache.config import L1
 from freshcache.core.entry import Entry
@@ -83,6 +84,8 @@ class AsyncCache:
         self._strict = strict
         self._metrics: Metrics = StatsRecorder() if metrics is None else metrics
         self._clock = clock
+        # The wall clock, without a Python frame on the real one (hot path).
+        self._now = time.time if type(clock) is SystemClock else clock.time
         self._local: MemoryStore | None = None
         self._remote: AsyncRedisStore | None = None
         if url is None or url == "memory://":
@@ -144,7 +147,7 @@ class AsyncCache:
         keys = list(dict.fromkeys(keys))
         fulls = [self._full(k) for k in keys]
         found: dict[str, Any] = {}
-        now = self._clock.time()
+        now = self._now()
         remaining: list[tuple[str, str]] = []
         for key, full in zip(keys, fulls, strict=True):
             entry = self._local.get(full) if self._local is not None else MISS
@@ -188,7 +191,7 @@ class AsyncCache:
         entry: Entry | Miss
         if self._local is not None:
             entry = MISS if local_checked else cast(Entry, self._local.get(full))
-            if entry is not MISS and self._clock.time() < entry.fresh_until:
+            if entry is not MISS and self._now() < entry.fresh_until:
                 self._metrics.hit("memory", namespace)
                 return entry
             self._metrics.miss("memory", namespace)
@@ -197,7 +200,7 @@ class AsyncCache:
                 entry = await self._remote.get(full)
             except StoreError:
                 entry = MISS
-            if entry is not MISS and self._clock.time() < entry.fresh_until:
+            if entry is not MISS and self._now() < entry.fresh_until:
                 self._metrics.hit("redis", namespace)
                 if reviver is not None:
                     return entry._replace(value=reviver(entry.value))
@@ -263,7 +266,7 @@ class AsyncCache:
     ) -> tuple[Entry, bytes, float | None] | None:
         """The entry, its envelope bytes and its hard TTL; None if not cacheable."""
         soft, stale = self._lifetimes(ttl, stale_ttl)
-        now = self._clock.time()
+        now = self._now()
         fresh_until, hard = lifetimes(now, soft, stale)
         entry = Entry(value, now, fresh_until, delta)
         try:

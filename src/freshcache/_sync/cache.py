@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
@@ -13,7 +14,7 @@ from freshcache._sync.stores.redis import RedisStore
 from freshcache._concurrency import invoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
-from freshcache.clock import SYSTEM_CLOCK, Clock
+from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache.codec import Codec, ValueTooLargeError
 from freshcache.config import L1
 from freshcache.core.entry import Entry
@@ -84,6 +85,8 @@ class Cache:
         self._strict = strict
         self._metrics: Metrics = StatsRecorder() if metrics is None else metrics
         self._clock = clock
+        # The wall clock, without a Python frame on the real one (hot path).
+        self._now = time.time if type(clock) is SystemClock else clock.time
         self._local: MemoryStore | None = None
         self._remote: RedisStore | None = None
         if url is None or url == "memory://":
@@ -143,7 +146,7 @@ class Cache:
         keys = list(dict.fromkeys(keys))
         fulls = [self._full(k) for k in keys]
         found: dict[str, Any] = {}
-        now = self._clock.time()
+        now = self._now()
         remaining: list[tuple[str, str]] = []
         for key, full in zip(keys, fulls, strict=True):
             entry = self._local.get(full) if self._local is not None else MISS
@@ -187,7 +190,7 @@ class Cache:
         entry: Entry | Miss
         if self._local is not None:
             entry = MISS if local_checked else cast(Entry, self._local.get(full))
-            if entry is not MISS and self._clock.time() < entry.fresh_until:
+            if entry is not MISS and self._now() < entry.fresh_until:
                 self._metrics.hit("memory", namespace)
                 return entry
             self._metrics.miss("memory", namespace)
@@ -196,7 +199,7 @@ class Cache:
                 entry = self._remote.get(full)
             except StoreError:
                 entry = MISS
-            if entry is not MISS and self._clock.time() < entry.fresh_until:
+            if entry is not MISS and self._now() < entry.fresh_until:
                 self._metrics.hit("redis", namespace)
                 if reviver is not None:
                     return entry._replace(value=reviver(entry.value))
@@ -262,7 +265,7 @@ class Cache:
     ) -> tuple[Entry, bytes, float | None] | None:
         """The entry, its envelope bytes and its hard TTL; None if not cacheable."""
         soft, stale = self._lifetimes(ttl, stale_ttl)
-        now = self._clock.time()
+        now = self._now()
         fresh_until, hard = lifetimes(now, soft, stale)
         entry = Entry(value, now, fresh_until, delta)
         try:

@@ -54,39 +54,51 @@ def wrap(
     stale_ttl: TTL | Unset,
 ) -> CachedFunction[P, R]:
     check_function(func, "Cache.cached")
-    compiled = KeyTemplate.compile(template, func)
-    render = compiled.render
-    namespace = compiled.namespace
     head = cache._head
+    compiled = KeyTemplate.compile(template, func, head=head)
+    render = compiled.render  # the full key, head included
+    namespace = compiled.namespace
+    relative = len(head)
     local = cache._local
-    now = cache._clock.time
+    now = cache._now
     hit = cache._metrics.hit
     revivers: list[Callable[[Any], Any] | None] = []
 
     def fill(key: str, args: Any, kwargs: Any) -> R:
         if not revivers:
             revivers.append(_return_reviver(func))
-        entry = cache._lookup(key, namespace, revivers[0], local_checked=True)
+        checked = local is not None
+        entry = cache._lookup(key, namespace, revivers[0], local_checked=checked)
         if entry is not MISS:
             return typing.cast(R, entry.value)
         loader = functools.partial(func, *args, **kwargs)
         return typing.cast(R, cache._load(key, namespace, loader, ttl, stale_ttl))
 
-    @functools.wraps(func)
-    def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
-        key = head + render(args, kwargs)
-        if local is not None:
-            entry = local.get(key)
-            if entry is not MISS and now() < entry.fresh_until:
+    if local is None:
+
+        @functools.wraps(func)
+        def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
+            return fill(render(args, kwargs), args, kwargs)
+
+    else:
+        local_get = local.get
+        miss = MISS
+
+        @functools.wraps(func)
+        def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
+            key = render(args, kwargs)
+            entry = local_get(key)
+            if entry is not miss and now() < entry.fresh_until:
                 hit("memory", namespace)
-                return typing.cast(R, entry.value)
-        return fill(key, args, kwargs)
+                value: R = entry.value  # no typing.cast: a call on the hot path
+                return value
+            return fill(key, args, kwargs)
 
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
-        return render(args, kwargs)
+        return render(args, kwargs)[relative:]
 
     def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
-        cache.invalidate(render(args, kwargs))
+        cache.invalidate(render(args, kwargs)[relative:])
 
     wrapper: Any = cached_call
     wrapper.key = key

@@ -402,8 +402,12 @@ class KeyTemplate:
         func: Callable[..., object],
         *,
         max_part_length: int = 64,
+        head: str = "",
     ) -> KeyTemplate:
         """Compile ``template`` for ``func``; ``ValueError`` if it is malformed.
+
+        ``head`` (a ``KeyBuilder.head``) is baked into ``render``'s output, so
+        that the hot path builds the full key in one step.
 
         ``None`` keys on ``module.qualname`` and every argument as
         ``name=value`` (a leading ``self``/``cls`` is skipped; closures made by
@@ -413,7 +417,7 @@ class KeyTemplate:
         params = list(inspect.signature(func).parameters.values())
         qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
         if template is None:
-            return cls._default(func, params, qualname, max_length)
+            return cls._default(func, params, qualname, max_length, head)
         if not isinstance(template, str):
             raise TypeError(f"key template must be a str or None, not {template!r}")
         first, *rest = template.split(":")
@@ -435,8 +439,10 @@ class KeyTemplate:
             fields.append(expr)
             consts[-1] += ":"
             consts.append("")
+        namespace = consts[0].partition(":")[0]
+        consts[0] = head + consts[0]
         render = _make_render(consts, getters, max_length)
-        return cls(template, consts[0].partition(":")[0], tuple(fields), render)
+        return cls(template, namespace, tuple(fields), render)
 
     @classmethod
     def _default(
@@ -445,9 +451,10 @@ class KeyTemplate:
         params: list[_P],
         qualname: str,
         max_length: int,
+        head: str,
     ) -> KeyTemplate:
         namespace = escape(f"{getattr(func, '__module__', None)}.{qualname}")
-        consts, getters, fields = [namespace], list[_Getter | _Arg](), []
+        consts, getters, fields = [head + namespace], list[_Getter | _Arg](), []
         for i, p in enumerate(params):
             if i == 0 and p.name in ("self", "cls") and p.kind in _POSITIONAL:
                 continue
