@@ -176,7 +176,6 @@ class StatsRecorder:
         )
 
 
-
 def _counter() -> defaultdict[str, int]:
     return defaultdict(int)
 
