@@ -5,7 +5,8 @@ The hierarchy::
     FreshcacheError
     ├── UnstableKeyError (TypeError)   an argument has no stable key form
     ├── SerializationError (TypeError) a value cannot be encoded (strict mode)
-    │   └── ValueTooLargeError         the envelope is over max_value_bytes
+    │   ├── ValueTooLargeError         the envelope is over max_value_bytes
+    │   └── RevivalError               cached data no longer fits the annotated type
     └── StoreError                     a cache server failed (never escapes a read)
         ├── TransientStoreError        connection, timeout, loading, open circuit
         ├── CapacityStoreError         the server is out of memory

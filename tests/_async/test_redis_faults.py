@@ -6,6 +6,7 @@ kill or pause it without touching the shared one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -141,3 +142,36 @@ async def test_value_from_another_key_is_rejected(
         raw.close()
         assert await cache.get("b") is MISS  # cross-talk caught by the key check
         assert cache.stats().errors.get("decode:key_check") == 1
+
+
+@dataclasses.dataclass
+class ProfileV1:
+    id: int
+
+
+@dataclasses.dataclass
+class ProfileV2:
+    id: int
+    email: str  # a required field added by a deploy
+
+
+async def test_data_that_no_longer_fits_its_type_is_a_miss(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as old_deploy:
+
+        @old_deploy.cached("profile:{pid}")
+        async def old(pid: int) -> ProfileV1:
+            return ProfileV1(pid)
+
+        assert await old(1) == ProfileV1(1)
+    async with AsyncCache(redis_url, prefix=key_prefix) as new_deploy:
+
+        @new_deploy.cached("profile:{pid}")
+        async def new(pid: int) -> ProfileV2:
+            return ProfileV2(pid, "a@example.com")
+
+        assert await new(1) == ProfileV2(1, "a@example.com")
+        assert new_deploy.stats().errors["decode:revive"] == 1
+        assert await new(1) == ProfileV2(1, "a@example.com")  # refilled
+        assert new_deploy.stats().loads == 1

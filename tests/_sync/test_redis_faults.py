@@ -7,6 +7,7 @@ kill or pause it without touching the shared one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -142,3 +143,36 @@ def test_value_from_another_key_is_rejected(
         raw.close()
         assert cache.get("b") is MISS  # cross-talk caught by the key check
         assert cache.stats().errors.get("decode:key_check") == 1
+
+
+@dataclasses.dataclass
+class ProfileV1:
+    id: int
+
+
+@dataclasses.dataclass
+class ProfileV2:
+    id: int
+    email: str  # a required field added by a deploy
+
+
+def test_data_that_no_longer_fits_its_type_is_a_miss(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    with Cache(redis_url, prefix=key_prefix) as old_deploy:
+
+        @old_deploy.cached("profile:{pid}")
+        def old(pid: int) -> ProfileV1:
+            return ProfileV1(pid)
+
+        assert old(1) == ProfileV1(1)
+    with Cache(redis_url, prefix=key_prefix) as new_deploy:
+
+        @new_deploy.cached("profile:{pid}")
+        def new(pid: int) -> ProfileV2:
+            return ProfileV2(pid, "a@example.com")
+
+        assert new(1) == ProfileV2(1, "a@example.com")
+        assert new_deploy.stats().errors["decode:revive"] == 1
+        assert new(1) == ProfileV2(1, "a@example.com")  # refilled
+        assert new_deploy.stats().loads == 1

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.stores.redis import RedisStore
 from freshcache._concurrency import invoke
-from freshcache._models import make_reviver
+from freshcache._models import RevivalError, make_reviver
 from freshcache._types import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
 from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache.codec import Codec, ValueTooLargeError
@@ -163,13 +163,13 @@ class Cache:
                 entries = [MISS] * len(remaining)
             still: list[tuple[str, str]] = []
             for (key, full), entry in zip(remaining, entries, strict=True):
-                if entry is not MISS and now < entry.fresh_until:
-                    self._metrics.hit("redis", _namespace(key))
-                    found[key] = (
-                        entry.value if reviver is None else reviver(entry.value)
-                    )
-                else:
+                entry = self._usable(full, entry, reviver, now)
+                if entry is MISS:
+                    self._metrics.miss("redis", _namespace(key))
                     still.append((key, full))
+                else:
+                    self._metrics.hit("redis", _namespace(key))
+                    found[key] = entry.value
             remaining = still
         for key, _ in remaining:
             self._metrics.miss("all", _namespace(key))
@@ -199,14 +199,33 @@ class Cache:
                 entry = self._remote.get(full)
             except StoreError:
                 entry = MISS
-            if entry is not MISS and self._now() < entry.fresh_until:
+            entry = self._usable(full, entry, reviver, self._now())
+            if entry is not MISS:
                 self._metrics.hit("redis", namespace)
-                if reviver is not None:
-                    return entry._replace(value=reviver(entry.value))
                 return entry
             self._metrics.miss("redis", namespace)
         self._metrics.miss("all", namespace)
         return MISS
+
+    def _usable(
+        self, full: str, entry: Entry | Miss, reviver: Reviver, now: float
+    ) -> Entry | Miss:
+        """A fresh Redis entry, revived to the caller's type; else ``MISS``.
+
+        Data that no longer fits the type (a dataclass that gained a field) is
+        a miss, counted as ``decode:revive`` and removed.
+        """
+        if entry is MISS or now >= entry.fresh_until:
+            return MISS
+        if reviver is None:
+            return entry
+        try:
+            return entry._replace(value=reviver(entry.value))
+        except RevivalError:
+            self._metrics.error("decode:revive")
+            if self._remote is not None:
+                self._remote.discard(full)
+            return MISS
 
     def get_or_load(
         self,
