@@ -61,12 +61,13 @@ class AsyncSlots:
     def __init__(self, size: int) -> None:
         self._semaphore = asyncio.Semaphore(size)
 
-    async def acquire(self, timeout: float) -> bool:
+    async def acquire(self, wait: float) -> bool:
+        """Take a slot, waiting at most ``wait`` seconds; False if none came."""
         if not self._semaphore.locked():
             await self._semaphore.acquire()  # free slot: no suspension
             return True
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 await self._semaphore.acquire()
         except TimeoutError:
             return False
@@ -82,8 +83,8 @@ class Slots:
     def __init__(self, size: int) -> None:
         self._semaphore = threading.BoundedSemaphore(size)
 
-    def acquire(self, timeout: float) -> bool:
-        return self._semaphore.acquire(timeout=timeout)
+    def acquire(self, wait: float) -> bool:
+        return self._semaphore.acquire(timeout=wait)
 
     def release(self) -> None:
         self._semaphore.release()
