@@ -1,0 +1,37 @@
+"""The README's examples run, in-process and on Redis."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.mark.parametrize("name", ["quickstart.py", "quickstart_async.py"])
+def test_example_runs_in_process(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hit rate" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["quickstart.py", "quickstart_async.py"])
+def test_example_runs_on_redis(name: str, redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), redis_url],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hit rate" in result.stdout
+
+
+def test_examples_are_importable() -> None:
+    for path in EXAMPLES.glob("*.py"):
+        runpy.run_path(str(path), run_name="not_main")
