@@ -17,9 +17,6 @@ from __future__ import annotations
 import functools
 import random
 import secrets
-import shutil
-import sqlite3
-import tempfile
 import threading
 import time
 from array import array
@@ -27,7 +24,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +33,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from freshcache import Cache, CachedFunction, FreshcacheError
+from freshcache.cli._demo_db import Database
 
 TEAM_SHARE = 0.2  # share of requests that read a team
 TTL = 30
@@ -62,148 +59,6 @@ def _where_redis(url: str) -> str:
     """host:port/db, never the password."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
-
-
-def _where_postgres(dsn: str) -> str:
-    """host:port/dbname, never the password."""
-    import psycopg.conninfo
-
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    host, port = info.get("host", "localhost"), info.get("port", 5432)
-    return f"{host}:{port}/{info.get('dbname', '')}"
-
-
-class _Session:
-    """One thread's database connection and the SELECTs its loaders ran."""
-
-    __slots__ = ("conn", "selects")
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.selects = 0
-
-
-class _Database:
-    """The truth: a temporary SQLite file (WAL) or PostgreSQL; a connection a thread."""
-
-    def __init__(self, postgres: str | None) -> None:
-        self._local = threading.local()
-        self._postgres = postgres
-        self._dir: Path | None = None
-        self._created = False  # PostgreSQL: tables to drop at the end
-        if postgres is not None:  # tables of our own, dropped at the end
-            suffix = secrets.token_hex(4)
-            self.users, self.teams = (
-                f"fc_demo_users_{suffix}",
-                f"fc_demo_teams_{suffix}",
-            )
-            self.label, self._p = f"PostgreSQL {_where_postgres(postgres)}", "%s"
-            self.where = f"tables {self.users}, {self.teams} (dropped)"
-        else:
-            self._dir = Path(tempfile.mkdtemp(prefix="freshcache-demo-"))
-            self.users, self.teams = "users", "teams"
-            self.label, self._p = "SQLite", "?"
-            self.where = f"SQLite WAL file {self._dir / 'demo.sqlite3'} (removed)"
-        u, t, p = self.users, self.teams, self._p
-        self._user_sql = (
-            f"SELECT id, name, email, team_id, version FROM {u} WHERE id = {p}"
-        )
-        self._team_sql = (
-            f"SELECT t.id, t.name, count(u.id) FROM {t} t LEFT JOIN {u} u "
-            f"ON u.team_id = t.id WHERE t.id = {p} GROUP BY t.id, t.name"
-        )
-        self._bump_sql = (
-            f"UPDATE {u} SET version = version + 1 WHERE id = {p} RETURNING version"
-        )
-
-    def _connect(self) -> Any:
-        if self._postgres is not None:
-            import psycopg
-
-            return psycopg.connect(self._postgres, autocommit=True)
-        assert self._dir is not None
-        path = self._dir / "demo.sqlite3"
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
-    def session(self) -> _Session:
-        session: _Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = _Session(self._connect())
-        return session
-
-    def close_session(self) -> None:
-        session: _Session | None = getattr(self._local, "session", None)
-        if session is not None:
-            self._local.session = None
-            session.conn.close()
-
-    def setup(self, users: int, teams: int) -> None:
-        u, t, p = self.users, self.teams, self._p
-        conn = self._connect()
-        self._created = True
-        try:
-            if self._postgres is None:
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(
-                f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"
-            )
-            conn.execute(
-                f"CREATE TABLE {u} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email "
-                "TEXT NOT NULL, team_id INTEGER NOT NULL, version INTEGER NOT NULL)"
-            )
-            conn.execute(f"CREATE INDEX {u}_team ON {u} (team_id)")
-            cur = conn.cursor()
-            cur.execute("BEGIN")
-            cur.executemany(
-                f"INSERT INTO {t} VALUES ({p}, {p})",
-                [(i, f"team {i}") for i in range(1, teams + 1)],
-            )
-            cur.executemany(
-                f"INSERT INTO {u} VALUES ({p}, {p}, {p}, {p}, {p})",
-                [
-                    (i, f"user {i}", f"user{i}@example.com", 1 + i % teams, 1)
-                    for i in range(1, users + 1)
-                ],
-            )
-            cur.execute("COMMIT")
-        finally:
-            conn.close()
-
-    def teardown(self) -> None:
-        self.close_session()
-        if self._postgres is not None and self._created:
-            with self._connect() as conn:
-                conn.execute(f"DROP TABLE IF EXISTS {self.users}, {self.teams}")
-        elif self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-
-    def fetch_user(self, user_id: int) -> dict[str, Any]:
-        session = self.session()
-        session.selects += 1
-        row = session.conn.execute(self._user_sql, (user_id,)).fetchone()
-        keys = ("id", "name", "email", "team_id", "version")
-        return dict(zip(keys, row, strict=True))
-
-    def fetch_team(self, team_id: int) -> dict[str, Any]:
-        session = self.session()
-        session.selects += 1
-        row = session.conn.execute(self._team_sql, (team_id,)).fetchone()
-        return {"id": row[0], "name": row[1], "members": row[2]}
-
-    def bump_user(self, user_id: int) -> int:
-        """One transaction: ``version += 1``; returns the new version, committed."""
-        conn = self.session().conn
-        conn.execute("BEGIN IMMEDIATE" if self._postgres is None else "BEGIN")
-        try:
-            rows = conn.execute(self._bump_sql, (user_id,)).fetchall()
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return int(rows[0][0])
 
 
 @dataclass
@@ -292,9 +147,7 @@ def _popularity(rng: random.Random, n: int) -> tuple[list[int], list[float]]:
 class _Workload:
     """Reader and writer threads for one phase, with or without the cache."""
 
-    def __init__(
-        self, db: _Database, options: DemoOptions, cache: Cache | None
-    ) -> None:
+    def __init__(self, db: Database, options: DemoOptions, cache: Cache | None) -> None:
         self.db, self.options, self.cache = db, options, cache
         self.stop = threading.Event()
         self.failures: list[BaseException] = []
@@ -452,9 +305,9 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
         options = replace(options, seed=secrets.randbelow(1 << 31))
     base_seconds = options.baseline_seconds or min(2.0, max(0.5, options.seconds / 5))
     cache: Cache | None = None
-    db: _Database | None = None
+    db: Database | None = None
     try:
-        db = _Database(options.postgres)
+        db = Database(options.postgres)
         with console.status(f"creating {options.users:,} users, {options.teams} teams"):
             db.setup(options.users, options.teams)
         cache, cache_label, keyspace = _open_cache(options)
