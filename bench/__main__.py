@@ -64,12 +64,22 @@ def main(argv: list[str] | None = None) -> int:
     profile.add_argument("--top", type=int, default=20, help="functions to print")
     profile.add_argument("--redis-url", default=DEFAULT_REDIS)
 
+    pieces = commands.add_parser(
+        "pieces", help="freshcache's L1 and L2 hit paths timed piece by piece"
+    )
+    pieces.add_argument("--quick", action="store_true")
+    pieces.add_argument("--redis-url", default=DEFAULT_REDIS)
+
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
     )
     report.add_argument("path")
 
     args = parser.parse_args(argv)
+    if args.command == "pieces":
+        from bench import pieces as pieces_module
+
+        return pieces_module.run(quick=args.quick, redis_url=args.redis_url)
     if args.command == "report":
         import json
 
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Run of {meta['date']}: Python {meta['python']}, {meta['platform']}, "
             f"{meta['cpus']} shared CPUs, Redis {meta.get('redis_server')}, "
             f"{'quick' if meta['quick'] else 'full'} run "
-            f"in {meta.get('elapsed_s')} s.\n"
+            f"in {meta.get('elapsed_s')} s, at commit {meta.get('git_commit', '?')}.\n"
         )
         versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
         print(f"Versions: {versions}.\n")

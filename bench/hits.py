@@ -1018,6 +1018,18 @@ def metadata(cfg: Config, target: RedisTarget) -> dict[str, Any]:
         },
     }
     try:
+        import subprocess
+
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except Exception as exc:
+        info["git_commit"] = reason(exc)
+    try:
         import redis
 
         client = redis.Redis(host=target.host, port=target.port, db=target.db)
