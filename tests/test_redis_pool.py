@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from freshcache import AsyncCache
-from freshcache._concurrency import AsyncSlots
+from freshcache._concurrency import AsyncSlots, Slots
 
 
 async def test_tasks_wait_for_a_free_connection(
@@ -26,3 +26,11 @@ async def test_slot_wait_is_bounded() -> None:
     assert not await slots.acquire(0.01)  # a holder that never returns
     slots.release()
     assert await slots.acquire(0.01)
+
+
+def test_thread_slots_wait_is_bounded() -> None:
+    slots = Slots(1)
+    assert slots.acquire(0.01)
+    assert not slots.acquire(0.01)
+    slots.release()
+    assert slots.acquire(0.01)

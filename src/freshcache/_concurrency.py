@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
+import queue
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,13 +78,19 @@ class AsyncSlots:
 
 
 class Slots:
-    """The thread twin of ``AsyncSlots``."""
+    """The thread twin of ``AsyncSlots``: a C-level queue of tokens (cheap)."""
 
     def __init__(self, size: int) -> None:
-        self._semaphore = threading.BoundedSemaphore(size)
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(size):
+            self._tokens.put(None)
 
     def acquire(self, wait: float) -> bool:
-        return self._semaphore.acquire(timeout=wait)
+        try:
+            self._tokens.get(timeout=wait)
+        except queue.Empty:
+            return False
+        return True
 
     def release(self) -> None:
-        self._semaphore.release()
+        self._tokens.put(None)
