@@ -4,11 +4,14 @@ Layout (big-endian)::
 
     header  32 bytes  struct ">BBBBddf8s":
             magic 0xFC, format version 1, codec id (1 json, 2 msgpack, 3 pickle),
-            flags (bit0 zlib, bit1 tagged), created_at, fresh_until (inf: never
-            stale), delta (float32 seconds), key check (blake2b-64 of the key)
-    mac     32 bytes  HMAC-SHA256(secret, len(key) || key || header || payload),
+            flags (bit0 zlib, bit1 type-tagged, bit2 has tags), created_at,
+            fresh_until (inf: never stale), delta (float32 seconds), key check
+            (blake2b-64 of the key)
+    mac     32 bytes  HMAC-SHA256(secret, len(key) || key || header || body),
             present iff the codec has a secret (always for pickle)
-    payload the serialized value, zlib-compressed when flag bit0 is set
+    body    iff flag bit2: a 2-byte length and the entry's invalidation tags,
+            UTF-8, joined by 0x1F; then the payload: the serialized value,
+            zlib-compressed when flag bit0 is set
 
 ``decode`` never raises and never runs code: anything it cannot trust comes
 back as ``Undecodable(reason)``. Pickle bytes are unpickled only after the MAC
@@ -48,6 +51,8 @@ MAGIC: Final = 0xFC
 FORMAT_VERSION: Final = 1
 COMPRESSED: Final = 1
 TAGGED: Final = 2
+HAS_TAGS: Final = 4
+TAG_SEPARATOR: Final = "\x1f"
 MAC_SIZE: Final = 32
 # a compressed payload may inflate to at most this many times max_value_bytes
 MAX_EXPANSION: Final = 8
@@ -187,6 +192,9 @@ class Codec:
             packed = zlib.compress(payload, 1)
             if len(packed) < len(payload):
                 payload, flags = packed, flags | COMPRESSED
+        if entry.tags:
+            block = _tag_block(entry.tags)
+            payload, flags = block + payload, flags | HAS_TAGS
         header = HEADER.pack(
             MAGIC, FORMAT_VERSION, self._cid, flags,
             entry.created_at, entry.fresh_until, entry.delta, key_check(key),
@@ -213,7 +221,7 @@ class Codec:
             )
             if magic != MAGIC:
                 return _R["magic"]
-            if version != FORMAT_VERSION or flags & ~(COMPRESSED | TAGGED):
+            if version != FORMAT_VERSION or flags & ~(COMPRESSED | TAGGED | HAS_TAGS):
                 return _R["format"]
             if cid != self._cid:
                 return _R["codec"]
@@ -227,6 +235,15 @@ class Codec:
                 if not hmac.compare_digest(mac, view[HEADER.size : self._offset]):
                     return _R["signature"]
             payload = data[self._offset :]
+            tags: tuple[str, ...] = ()
+            if flags & HAS_TAGS:
+                size = int.from_bytes(payload[:2], "big")
+                if len(payload) < 2 + size:
+                    return _R["truncated"]
+                tags = tuple(payload[2 : 2 + size].decode().split(TAG_SEPARATOR))
+                payload = payload[2 + size :]
+                if not payload:
+                    return _R["truncated"]
             if flags & COMPRESSED:
                 inflated = self._inflate(payload)
                 if inflated is None:
@@ -237,7 +254,7 @@ class Codec:
             value = self._loads(payload)
             if flags & TAGGED:
                 value = from_plain(value)
-            return _new_entry(Entry, (value, created, fresh, delta))
+            return _new_entry(Entry, (value, created, fresh, delta, tags))
         except Exception:
             return _R["payload"]
 
@@ -263,6 +280,13 @@ class Codec:
         if inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
             return None
         return out
+
+
+def _tag_block(tags: tuple[str, ...]) -> bytes:
+    raw = TAG_SEPARATOR.join(tags).encode()
+    if len(raw) > 0xFFFF or any(not t or TAG_SEPARATOR in t for t in tags):
+        raise SerializationError("tags must be non-empty and at most 64 KiB in all")
+    return len(raw).to_bytes(2, "big") + raw
 
 
 def _json_dumps(value: object) -> tuple[bytes, int]:

@@ -131,7 +131,7 @@ def test_header_checks(serializer: str) -> None:
     assert codec.decode("k", patched(0, 0x80)) == Undecodable("magic")
     assert codec.decode("k", b"\x80\x05") == Undecodable("magic")
     assert codec.decode("k", patched(1, 2)) == Undecodable("format")
-    assert codec.decode("k", patched(3, 4)) == Undecodable("format")  # unknown flag
+    assert codec.decode("k", patched(3, 8)) == Undecodable("format")  # unknown flag
     assert codec.decode("k", patched(2, 9)) == Undecodable("codec")
     assert codec.decode("other", data) == Undecodable("key_check")
     for junk in (None, "text", 3, "x" * 100):
@@ -360,3 +360,19 @@ def test_constructor_validates_options(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ImportError, match=r"pip install 'freshcache\[msgpack\]'"):
         Codec("msgpack")
     assert "secret" not in repr(Codec("pickle", secret=SECRET))
+
+
+@pytest.mark.parametrize("serializer", SERIALIZERS)
+def test_tags_ride_in_the_envelope(serializer: str) -> None:
+    codec = make(serializer)
+    entry = Entry({"id": 1}, 1.0, 2.0, 0.5, ("team:7", "user:1", "é"))
+    data = codec.encode("k", entry)
+    assert codec.decode("k", data) == entry
+    for cut in range(HEADER.size, len(data)):
+        assert isinstance(codec.decode("k", data[:cut]), Undecodable)
+
+
+@pytest.mark.parametrize("tags", [("",), ("a\x1fb",), ("x" * 70_000,)])
+def test_bad_tags_are_not_cacheable(tags: tuple[str, ...]) -> None:
+    with pytest.raises(SerializationError):
+        make("json").encode("k", Entry(1, 1.0, tags=tags))

@@ -12,10 +12,12 @@ class Entry(NamedTuple):
 
     ``fresh_until`` is the wall-clock second after which the value is no
     longer fresh (``inf``: never); ``delta`` is how long the loader took to
-    compute it, in seconds (used by probabilistic early refresh).
+    compute it, in seconds (used by probabilistic early refresh); ``tags``
+    are the tags the value depends on (``invalidate_tags`` removes it).
     """
 
     value: Any
     created_at: float
     fresh_until: float = NO_SOFT_EXPIRY
     delta: float = 0.0
+    tags: tuple[str, ...] = ()
