@@ -546,3 +546,15 @@ def test_concurrent_random_ops() -> None:
             run_threads(seed)
     finally:
         sys.setswitchinterval(old)
+
+
+def test_delete_where_removes_matching_values_only() -> None:
+    store = MemoryStore(max_entries=10)
+    for i in range(6):
+        store.set(f"k{i}", i, ttl=None, size=10)
+    assert store.delete_where(lambda v: v % 2 == 0) == 3
+    assert [store.get(f"k{i}") for i in range(6)] == [MISS, 1, MISS, 3, MISS, 5]
+    assert len(store) == 3
+    assert store.total_bytes == 30
+    assert store.evictions["entries"] == 0
+    store._check_invariants()

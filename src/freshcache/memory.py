@@ -300,6 +300,18 @@ class MemoryStore:
             self._notify(["expired"] * expired)
         return live
 
+    def delete_where(self, predicate: Callable[[Any], bool]) -> int:
+        """Remove every entry whose value matches ``predicate``; return how many.
+
+        O(entries), under the lock: for rare bulk invalidations (tags), not
+        for the hot path. Not counted as evictions.
+        """
+        with self._lock:
+            doomed = [node for node in self._map.values() if predicate(node.value)]
+            for node in doomed:
+                self._unlink(node)
+        return len(doomed)
+
     def clear(self) -> None:
         """Drop everything (not counted as evictions)."""
         with self._lock:

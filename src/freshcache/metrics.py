@@ -32,6 +32,7 @@ class Metrics(Protocol):
     def load(self, namespace: str, seconds: float, *, failed: bool) -> None: ...
     def eviction(self, tier: str, cause: str) -> None: ...
     def error(self, kind: str) -> None: ...
+    def count(self, name: str) -> None: ...
     def latency(self, operation: str, seconds: float) -> None: ...
     def snapshot(self) -> CacheStats: ...
 
@@ -73,6 +74,7 @@ class CacheStats:
     load_seconds: float = 0.0
     evictions: Mapping[str, int] = field(default_factory=dict)  # "tier:cause"
     errors: Mapping[str, int] = field(default_factory=dict)  # by class
+    counts: Mapping[str, int] = field(default_factory=dict)  # other events, by name
     latency: Mapping[str, Latency] = field(default_factory=dict)  # by operation
 
     @property
@@ -107,6 +109,9 @@ class NullMetrics:
     def error(self, kind: str) -> None:
         pass
 
+    def count(self, name: str) -> None:
+        pass
+
     def latency(self, operation: str, seconds: float) -> None:
         pass
 
@@ -130,6 +135,7 @@ class StatsRecorder:
         self._load_seconds = 0.0
         self._evictions: defaultdict[str, int] = defaultdict(int)
         self._errors: defaultdict[str, int] = defaultdict(int)
+        self._counts: defaultdict[str, int] = defaultdict(int)
         self._latency: dict[str, list[int]] = {}
         self._lock = threading.Lock()
 
@@ -152,6 +158,9 @@ class StatsRecorder:
     def error(self, kind: str) -> None:
         self._errors[kind] += 1
 
+    def count(self, name: str) -> None:
+        self._counts[name] += 1
+
     def latency(self, operation: str, seconds: float) -> None:
         counts = self._latency.get(operation)
         if counts is None:
@@ -172,6 +181,7 @@ class StatsRecorder:
             load_seconds=self._load_seconds,
             evictions=dict(self._evictions),
             errors=dict(self._errors),
+            counts=dict(self._counts),
             latency={op: Latency(tuple(c)) for op, c in list(self._latency.items())},
         )
 

@@ -1,4 +1,4 @@
-"""The ``cached`` decorator: a compiled key template and a fast hit path."""
+"""The ``cached`` decorator: a compiled key template and a fast L1 hit path."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._concurrency import acheck_function
 from freshcache._models import make_reviver
-from freshcache._types import MISS, TTL, Unset
+from freshcache._types import MISS
 from freshcache.core.keys import KeyTemplate
+from freshcache.core.layout import versioned
 
 if TYPE_CHECKING:
     from freshcache._async.cache import AsyncCache
+    from freshcache._async.tiers import TagSource
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,8 +51,8 @@ def wrap(
     func: Callable[P, Awaitable[R]],
     template: str | None,
     *,
-    ttl: TTL | Unset,
-    stale_ttl: TTL | Unset,
+    lifetime: tuple[float | None, float],
+    tags: tuple[str | TagSource, ...],
 ) -> AsyncCachedFunction[P, R]:
     acheck_function(func, "AsyncCache.cached")
     head = cache._head
@@ -58,40 +60,55 @@ def wrap(
     render = compiled.render  # the full key, head included
     namespace = compiled.namespace
     relative = len(head)
-    local = cache._local
-    now = cache._now
-    hit = cache._metrics.hit
+    tiers = cache._tiers
+    versions = tiers.versions
+    # Tag templates are rendered from the call's arguments; callables get the result.
+    arg_tags = [KeyTemplate.compile(t, func).render for t in tags if isinstance(t, str)]
+    result_tags = [t for t in tags if not isinstance(t, str)]
     revivers: list[Callable[[Any], Any] | None] = []
 
-    async def fill(key: str, args: Any, kwargs: Any) -> R:
+    async def fill(base: str, args: Any, kwargs: Any, checked: bool) -> R:
         if not revivers:
             revivers.append(_return_reviver(func))
-        checked = local is not None
-        entry = await cache._lookup(key, namespace, revivers[0], local_checked=checked)
+        full = versioned(head, namespace, await tiers.version(namespace), base)
+        entry, snapshot = await tiers.lookup(
+            full, namespace, revivers[0], local_checked=checked
+        )
         if entry is not MISS:
             return typing.cast(R, entry.value)
         loader = functools.partial(func, *args, **kwargs)
-        return typing.cast(R, await cache._load(key, namespace, loader, ttl, stale_ttl))
+        rendered: list[str | TagSource] = [t(args, kwargs) for t in arg_tags]
+        rendered += result_tags
+        value = await tiers.load(full, namespace, loader, lifetime, rendered, snapshot)
+        return typing.cast(R, value)
 
+    local = None if tiers.copies else tiers.l1  # copy mode decodes: no fast path
     if local is None:
 
         @functools.wraps(func)
         async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await fill(render(args, kwargs), args, kwargs)
+            return await fill(render(args, kwargs), args, kwargs, False)
 
     else:
         local_get = local.get
+        now = cache._now
+        hit = cache._metrics.hit
         miss = MISS
 
         @functools.wraps(func)
         async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
             key = render(args, kwargs)
-            entry = local_get(key)
+            version = versions.get(namespace)
+            if version is None:
+                return await fill(key, args, kwargs, False)
+            entry = local_get(
+                versioned(head, namespace, version, key) if version else key
+            )
             if entry is not miss and now() < entry.fresh_until:
                 hit("memory", namespace)
                 value: R = entry.value  # no typing.cast: a call on the hot path
                 return value
-            return await fill(key, args, kwargs)
+            return await fill(key, args, kwargs, True)
 
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
         return render(args, kwargs)[relative:]

@@ -5,29 +5,28 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from freshcache._sync.decorator import CachedFunction, wrap
+from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore
-from freshcache._concurrency import invoke
-from freshcache._models import RevivalError, make_reviver
-from freshcache._types import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
+from freshcache._sync.tiers import Tiers, TagSource, check_tag
+from freshcache._models import make_reviver
+from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
-from freshcache.codec import Codec, ValueTooLargeError
+from freshcache.codec import Codec
 from freshcache.config import L1
-from freshcache.core.entry import Entry
-from freshcache.core.freshness import lifetimes
-from freshcache.core.keys import KeyBuilder
-from freshcache.errors import SerializationError, StoreError
+from freshcache.core.keys import KeyBuilder, escape
+from freshcache.core.layout import versioned
 from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-Reviver = Callable[[Any], Any] | None
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
@@ -45,7 +44,12 @@ def _stale_seconds(stale_ttl: TTL) -> float:
 
 
 class Cache:
-    """Cache-aside over an in-process tier (no URL) or Redis (a ``redis://`` URL).
+    """Cache-aside over an in-process tier, Redis, or both.
+
+    ``Cache()`` (or ``"memory://"``) is the embedded default: one
+    in-process tier, no server. A ``redis://`` URL adds the shared tier;
+    ``l1=L1(...)`` puts an in-process tier in front of it, kept coherent
+    across processes by leases, generations and a pub/sub bus.
 
     Keys given to the methods are relative (``"user:1"``); every key stored
     starts with ``prefix:version:``. Build keys from values with
@@ -68,6 +72,7 @@ class Cache:
         max_value_bytes: int = 1 << 20,
         timeout: float = 0.05,
         max_connections: int = 16,
+        lease_ttl: float = 5.0,
         strict: bool = False,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -76,43 +81,60 @@ class Cache:
         self._head = self._keys.head
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
-        self._codec = Codec(
+        lease = ttl_seconds(lease_ttl, name="lease_ttl")
+        if lease is None:
+            raise ValueError("lease_ttl must be a number of seconds")
+        codec = Codec(
             serializer,
             secret=secret,
             compress_threshold=compress_threshold,
             max_value_bytes=max_value_bytes,
         )
-        self._strict = strict
         self._metrics: Metrics = StatsRecorder() if metrics is None else metrics
         self._clock = clock
         # The wall clock, without a Python frame on the real one (hot path).
         self._now = time.time if type(clock) is SystemClock else clock.time
-        self._local: MemoryStore | None = None
-        self._remote: RedisStore | None = None
-        if url is None or url == "memory://":
+        local: MemoryStore | None = None
+        remote: RedisStore | None = None
+        embedded = url is None or url == "memory://"
+        if not embedded and not str(url).startswith(_REDIS_SCHEMES):
+            raise ValueError(
+                f"unsupported cache URL scheme: {str(url).split(':')[0]!r}"
+            )
+        if embedded or l1 is not None:
             tier = l1 or L1()
-            self._local = MemoryStore(
+            local = MemoryStore(
                 max_entries=tier.max_entries,
                 max_bytes=tier.max_bytes,
                 clock=clock,
                 on_evict=self._on_local_evict,
             )
-        elif url.startswith(_REDIS_SCHEMES):
-            if l1 is not None:
-                raise ValueError(
-                    "an L1 tier over Redis needs coherent invalidation, which is "
-                    "not built yet; use Cache() for in-process or a URL for Redis"
-                )
-            self._remote = RedisStore(
-                url,
-                codec=self._codec,
+        if not embedded:
+            remote = RedisStore(
+                str(url),
+                head=self._head,
+                codec=codec,
                 metrics=self._metrics,
                 clock=clock,
                 timeout=timeout,
                 max_connections=max_connections,
             )
-        else:
-            raise ValueError(f"unsupported cache URL scheme: {url.split(':', 1)[0]!r}")
+        self._tiers = Tiers(
+            head=self._head,
+            prefix=prefix,
+            origin=uuid.uuid4().hex,
+            l1=local,
+            l1_ttl=None if l1 is None else l1.ttl,
+            l1_copy=l1 is not None and l1.copy,
+            l2=remote,
+            url=None if embedded else str(url),
+            codec=codec,
+            metrics=self._metrics,
+            clock=clock,
+            now=self._now,
+            lease_ttl=lease,
+            strict=strict,
+        )
 
     # -- keys -------------------------------------------------------------
 
@@ -123,7 +145,7 @@ class Cache:
         """
         return self._keys.key(namespace, *parts, **named)[len(self._head) :]
 
-    def _full(self, key: str) -> str:
+    def _base(self, key: str) -> str:
         if not isinstance(key, str) or not key:
             raise TypeError(f"a cache key is a non-empty str, not {key!r}")
         if "{" in key or "}" in key:
@@ -133,99 +155,33 @@ class Cache:
             )
         return self._head + key
 
+    def _resolve(self, key: str) -> tuple[str, str]:
+        """The full key under its namespace's current version, and the namespace."""
+        base = self._base(key)
+        namespace = _namespace(key)
+        version = self._tiers.version(namespace)
+        return versioned(self._head, namespace, version, base), namespace
+
     # -- reads ------------------------------------------------------------
 
     def get(self, key: str, default: Any = MISS, *, returns: Any = None) -> Any:
         """The fresh cached value for ``key``, or ``default`` (``MISS``)."""
-        full = self._full(key)
-        entry = self._lookup(full, _namespace(key), make_reviver(returns))
+        full, namespace = self._resolve(key)
+        entry, _ = self._tiers.lookup(
+            full, namespace, make_reviver(returns), local_checked=False
+        )
         return default if entry is MISS else entry.value
 
     def get_many(self, keys: Iterable[str], *, returns: Any = None) -> dict[str, Any]:
         """The fresh cached values among ``keys``, as a dict of hits."""
-        keys = list(dict.fromkeys(keys))
-        fulls = [self._full(k) for k in keys]
-        found: dict[str, Any] = {}
-        now = self._now()
-        remaining: list[tuple[str, str]] = []
-        for key, full in zip(keys, fulls, strict=True):
-            entry = self._local.get(full) if self._local is not None else MISS
-            if entry is not MISS and now < entry.fresh_until:
-                self._metrics.hit("memory", _namespace(key))
-                found[key] = entry.value
-            else:
-                remaining.append((key, full))
-        if remaining and self._remote is not None:
-            reviver = make_reviver(returns)
-            try:
-                entries = self._remote.get_many([full for _, full in remaining])
-            except StoreError:
-                entries = [MISS] * len(remaining)
-            still: list[tuple[str, str]] = []
-            for (key, full), entry in zip(remaining, entries, strict=True):
-                entry = self._usable(full, entry, reviver, now)
-                if entry is MISS:
-                    self._metrics.miss("redis", _namespace(key))
-                    still.append((key, full))
-                else:
-                    self._metrics.hit("redis", _namespace(key))
-                    found[key] = entry.value
-            remaining = still
-        for key, _ in remaining:
-            self._metrics.miss("all", _namespace(key))
-        return found
-
-    def _lookup(
-        self,
-        full: str,
-        namespace: str,
-        reviver: Reviver,
-        *,
-        local_checked: bool = False,
-    ) -> Entry | Miss:
-        """A fresh entry from the first tier that has one, or ``MISS``.
-
-        ``local_checked``: the caller already found no fresh entry in L1.
-        """
-        entry: Entry | Miss
-        if self._local is not None:
-            entry = MISS if local_checked else cast(Entry, self._local.get(full))
-            if entry is not MISS and self._now() < entry.fresh_until:
-                self._metrics.hit("memory", namespace)
-                return entry
-            self._metrics.miss("memory", namespace)
-        if self._remote is not None:
-            try:
-                entry = self._remote.get(full)
-            except StoreError:
-                entry = MISS
-            entry = self._usable(full, entry, reviver, self._now())
-            if entry is not MISS:
-                self._metrics.hit("redis", namespace)
-                return entry
-            self._metrics.miss("redis", namespace)
-        self._metrics.miss("all", namespace)
-        return MISS
-
-    def _usable(
-        self, full: str, entry: Entry | Miss, reviver: Reviver, now: float
-    ) -> Entry | Miss:
-        """A fresh Redis entry, revived to the caller's type; else ``MISS``.
-
-        Data that no longer fits the type (a dataclass that gained a field) is
-        a miss, counted as ``decode:revive`` and removed.
-        """
-        if entry is MISS or now >= entry.fresh_until:
-            return MISS
-        if reviver is None:
-            return entry
-        try:
-            return entry._replace(value=reviver(entry.value))
-        except RevivalError:
-            self._metrics.error("decode:revive")
-            if self._remote is not None:
-                self._remote.discard(full)
-            return MISS
+        unique = list(dict.fromkeys(keys))
+        wanted = [self._resolve(key) for key in unique]
+        entries = self._tiers.lookup_many(wanted, make_reviver(returns))
+        return {
+            key: entry.value
+            for key, entry in zip(unique, entries, strict=True)
+            if entry is not MISS
+        }
 
     def get_or_load(
         self,
@@ -234,36 +190,23 @@ class Cache:
         *,
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
+        tags: Iterable[str | TagSource] = (),
         returns: Any = None,
     ) -> Any:
-        """Cache-aside: the cached value, or ``loader()``'s result, stored."""
-        full = self._full(key)
-        namespace = _namespace(key)
-        entry = self._lookup(full, namespace, make_reviver(returns))
+        """Cache-aside: the cached value, or ``loader()``'s result, stored.
+
+        ``tags`` are strings, or callables that get the loaded value and
+        return tags (``lambda team: [f"user:{m}" for m in team["members"]]``).
+        """
+        lifetime = self._lifetimes(ttl, stale_ttl)
+        tag_list = _tag_sources(tags)
+        full, namespace = self._resolve(key)
+        entry, snapshot = self._tiers.lookup(
+            full, namespace, make_reviver(returns), local_checked=False
+        )
         if entry is not MISS:
             return entry.value
-        return self._load(full, namespace, loader, ttl, stale_ttl)
-
-    def _load(
-        self,
-        full: str,
-        namespace: str,
-        loader: Callable[[], Any],
-        ttl: TTL | Unset,
-        stale_ttl: TTL | Unset,
-    ) -> Any:
-        started = self._clock.monotonic()
-        try:
-            value = invoke(loader)
-        except BaseException:
-            self._metrics.load(
-                namespace, self._clock.monotonic() - started, failed=True
-            )
-            raise
-        delta = self._clock.monotonic() - started
-        self._metrics.load(namespace, delta, failed=False)
-        self._store(full, value, ttl, stale_ttl, delta)
-        return value
+        return self._tiers.load(full, namespace, loader, lifetime, tag_list, snapshot)
 
     # -- writes -----------------------------------------------------------
 
@@ -274,57 +217,6 @@ class Cache:
         stale = self._stale_ttl if stale_ttl is UNSET else _stale_seconds(stale_ttl)
         return soft, stale
 
-    def _encode(
-        self,
-        full: str,
-        value: Any,
-        ttl: TTL | Unset,
-        stale_ttl: TTL | Unset,
-        delta: float,
-    ) -> tuple[Entry, bytes, float | None] | None:
-        """The entry, its envelope bytes and its hard TTL; None if not cacheable."""
-        soft, stale = self._lifetimes(ttl, stale_ttl)
-        now = self._now()
-        fresh_until, hard = lifetimes(now, soft, stale)
-        entry = Entry(value, now, fresh_until, delta)
-        try:
-            return entry, self._codec.encode(full, entry), hard
-        except ValueTooLargeError:
-            self._metrics.error("oversize")
-            if self._strict:
-                raise
-        except SerializationError as exc:
-            self._metrics.error("serialize")
-            log.warning(
-                "freshcache: not caching a value of type %s: %s",
-                type(value).__name__,
-                exc,
-            )
-            if self._strict:
-                raise
-        return None
-
-    def _store(
-        self,
-        full: str,
-        value: Any,
-        ttl: TTL | Unset,
-        stale_ttl: TTL | Unset,
-        delta: float,
-    ) -> bool:
-        encoded = self._encode(full, value, ttl, stale_ttl, delta)
-        if encoded is None:
-            return False
-        entry, data, hard = encoded
-        if self._local is not None:
-            self._local.set(full, entry, ttl=hard, size=len(data))
-        if self._remote is not None:
-            try:
-                self._remote.set(full, data, hard)
-            except StoreError:
-                return False
-        return True
-
     def set(
         self,
         key: str,
@@ -332,10 +224,18 @@ class Cache:
         *,
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
+        tags: Iterable[str] = (),
     ) -> bool:
-        """Store ``value``; False when it was not cached (unserializable, too
-        large, or the server unreachable). ``ttl=None``: no expiry."""
-        return self._store(self._full(key), value, ttl, stale_ttl, 0.0)
+        """Store ``value`` in every tier; False when it was not cached
+        (unserializable, too large, or the server unreachable).
+
+        ``ttl=None``: no expiry. A fill that was loading this key when the
+        write landed will not overwrite it (its lease is revoked).
+        """
+        lifetime = self._lifetimes(ttl, stale_ttl)
+        tag_list = tuple(check_tag(t) for t in tags)
+        full, _ = self._resolve(key)
+        return self._tiers.put([(full, value, tag_list)], lifetime)
 
     def set_many(
         self,
@@ -345,51 +245,47 @@ class Cache:
         stale_ttl: TTL | Unset = UNSET,
     ) -> bool:
         """Store several values (one pipeline on Redis); False if any was not cached."""
-        stored = True
-        batch: list[tuple[str, bytes, float | None]] = []
-        for key, value in values.items():
-            full = self._full(key)
-            encoded = self._encode(full, value, ttl, stale_ttl, 0.0)
-            if encoded is None:
-                stored = False
-                continue
-            entry, data, hard = encoded
-            if self._local is not None:
-                self._local.set(full, entry, ttl=hard, size=len(data))
-            batch.append((full, data, hard))
-        if batch and self._remote is not None:
-            try:
-                self._remote.set_many(batch)
-            except StoreError:
-                return False
-        return stored
+        lifetime = self._lifetimes(ttl, stale_ttl)
+        items = [((self._resolve(k))[0], v, ()) for k, v in values.items()]
+        return self._tiers.put(items, lifetime)
 
     def invalidate(self, *keys: str) -> None:
-        """Remove ``keys`` from every tier.
+        """Remove ``keys`` from every tier in every process.
 
-        Raises ``StoreError`` when Redis cannot be reached: an invalidation
-        is never silently dropped.
+        When it returns, no read in this process returns the old value, and
+        other processes drop theirs within the bus latency. Raises
+        ``StoreError`` when Redis cannot be reached: an invalidation is never
+        silently dropped.
         """
-        fulls = [self._full(k) for k in keys]
-        if self._local is not None:
-            self._local.delete_many(fulls)
-        if self._remote is not None:
-            self._remote.delete(fulls)
+        fulls = [(self._resolve(k))[0] for k in keys]
+        self._tiers.invalidate(fulls)
 
     def delete(self, key: str) -> bool:
-        """Remove one key from every tier; True if a tier held it."""
-        full = self._full(key)
-        removed = self._local.delete(full) if self._local is not None else False
-        if self._remote is not None:
-            removed = self._remote.delete([full]) > 0 or removed
-        return removed
+        """Remove one key from every tier; True if Redis (or L1) held it."""
+        full, _ = self._resolve(key)
+        local = self._tiers.l1
+        held = local is not None and self._tiers.local_get(full) is not MISS
+        return self._tiers.invalidate([full]) > 0 or held
+
+    def invalidate_tags(self, *tags: str) -> None:
+        """Remove every key stored with any of ``tags``, in every tier and process."""
+        self._tiers.invalidate_tags([check_tag(t) for t in tags])
+
+    def bump(self, namespace: str) -> int:
+        """Start a new version of ``namespace``: its keys are orphaned in O(1)
+        (they expire by TTL). Returns the new version."""
+        return self._tiers.bump(escape(namespace))
+
+    @property
+    def events(self) -> Events:
+        """Application events fanned out to every process (``on``, ``publish``)."""
+        return self._tiers.events
 
     def clear(self) -> None:
         """Remove every key under this cache's ``prefix:version:`` (never FLUSHDB)."""
-        if self._local is not None:
-            self._local.clear()
-        if self._remote is not None:
-            self._remote.clear(self._head + "*")
+        self._tiers.flush_local()
+        if self._tiers.l2 is not None:
+            self._tiers.l2.clear(self._head + "*")
 
     # -- decorator ---------------------------------------------------------
 
@@ -399,18 +295,21 @@ class Cache:
         *,
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
+        tags: Iterable[str | TagSource] = (),
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a function whose result is cached under ``template``.
 
         ``template`` names the key, e.g. ``"user:{user_id}"``; it is compiled
         once, here. Without one, the key is the function's qualified name and
-        all its arguments. The decorated function gains ``.key(...)`` and
-        ``.invalidate(...)``.
+        all its arguments. ``tags`` are templates rendered from the arguments
+        (``"team:{team_id}"``) or callables given the result. The decorated
+        function gains ``.key(...)`` and ``.invalidate(...)``.
         """
-        self._lifetimes(ttl, stale_ttl)  # reject bad TTLs at decoration time
+        lifetime = self._lifetimes(ttl, stale_ttl)  # reject bad TTLs here
+        tag_list = _tag_sources(tags)
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
-            return wrap(self, func, template, ttl=ttl, stale_ttl=stale_ttl)
+            return wrap(self, func, template, lifetime=lifetime, tags=tag_list)
 
         return decorate
 
@@ -424,8 +323,7 @@ class Cache:
         self._metrics.eviction("memory", cause)
 
     def close(self) -> None:
-        if self._remote is not None:
-            self._remote.close()
+        self._tiers.close()
 
     def __enter__(self) -> Cache:
         return self
@@ -439,5 +337,11 @@ class Cache:
         self.close()
 
     def __repr__(self) -> str:
-        tier = "redis" if self._remote is not None else "memory"
-        return f"<{type(self).__name__} {tier} {self._head!r}>"
+        tiers = [t for t, s in (("L1", self._tiers.l1), ("redis", self._tiers.l2)) if s]
+        return f"<{type(self).__name__} {'+'.join(tiers)} {self._head!r}>"
+
+
+def _tag_sources(tags: Iterable[str | TagSource]) -> tuple[str | TagSource, ...]:
+    if isinstance(tags, str):
+        raise TypeError("tags is a list of tags, not one str")
+    return tuple(t if callable(t) else check_tag(t) for t in tags)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -30,11 +31,18 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from freshcache import _lua
 from freshcache._concurrency import AsyncSlots
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
 from freshcache.codec import Codec, Undecodable
 from freshcache.core.entry import Entry
+from freshcache.core.layout import (
+    epoch_key,
+    lease_key,
+    namespace_version_key,
+    tag_key,
+)
 from freshcache.core.policy import Breaker
 from freshcache.errors import (
     CapacityStoreError,
@@ -72,6 +80,15 @@ def px(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
+def _px_arg(ttl: float | None) -> int:
+    """A script's TTL argument: milliseconds, 0 for no expiry."""
+    return 0 if ttl is None else px(ttl)
+
+
+Hit: TypeAlias = tuple[Entry, int]
+"""A decoded entry and the size of its envelope in bytes."""
+
+
 class AsyncRedisStore:
     """Envelope bytes in Redis, keyed by the full cache key."""
 
@@ -81,6 +98,7 @@ class AsyncRedisStore:
         self,
         url: str,
         *,
+        head: str,
         codec: Codec,
         metrics: Metrics,
         clock: Clock,
@@ -99,6 +117,12 @@ class AsyncRedisStore:
             health_check_interval=5,
         )
         self._client = Redis.from_pool(pool)  # the client owns and closes the pool
+        self._head = head
+        self._fill = self._client.register_script(_lua.FILL)
+        self._put = self._client.register_script(_lua.PUT)
+        self._release = self._client.register_script(_lua.RELEASE)
+        self._register = self._client.register_script(_lua.REGISTER)
+        self._take = self._client.register_script(_lua.TAKE_MEMBERS)
         self._slots = AsyncSlots(max_connections)
         self._timeout = timeout
         self._codec = codec
@@ -140,42 +164,123 @@ class AsyncRedisStore:
                 self._loud_at[error.kind] = now
                 log.error("freshcache: Redis %s error: %s", error.kind, error)
 
-    def _decode(self, key: str, data: bytes | None) -> Entry | Miss:
+    def _decode(self, key: str, data: bytes | None) -> Hit | Miss:
         if data is None:
             return MISS
         decoded = self._codec.decode(key, data)
         if isinstance(decoded, Undecodable):
             self._metrics.error(f"decode:{decoded.reason}")
             return MISS
-        return decoded
+        return decoded, len(data)
 
-    async def get(self, key: str) -> Entry | Miss:
+    # -- reads --------------------------------------------------------------
+
+    async def get(self, key: str) -> Hit | Miss:
+        """The entry and its size in bytes; one GET."""
         data = await self._run("get", self._client.get, key)
-        entry = self._decode(key, data)
-        if entry is MISS and data is not None:
+        hit = self._decode(key, data)
+        if hit is MISS and data is not None:
             await self.discard(key)
-        return entry
+        return hit
 
-    async def get_many(self, keys: Sequence[str]) -> list[Entry | Miss]:
+    async def get_many(self, keys: Sequence[str]) -> list[Hit | Miss]:
         if not keys:
             return []
         values = await self._run("mget", self._client.mget, list(keys))
-        entries = [self._decode(k, v) for k, v in zip(keys, values, strict=True)]
-        for key, value, entry in zip(keys, values, entries, strict=True):
-            if entry is MISS and value is not None:
+        hits = [self._decode(k, v) for k, v in zip(keys, values, strict=True)]
+        for key, value, hit in zip(keys, values, hits, strict=True):
+            if hit is MISS and value is not None:
                 await self.discard(key)
-        return entries
+        return hits
 
-    async def set(self, key: str, data: bytes, ttl: float | None) -> None:
-        await self._run(
-            "set", self._client.set, key, data, None if ttl is None else px(ttl)
-        )
+    # -- writes -------------------------------------------------------------
 
-    async def set_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
+    async def put(self, key: str, data: bytes, ttl: float | None) -> None:
+        """Store ``data``, revoking any fill lease on ``key`` (one Lua call)."""
+        await self._run("set", self._put, [key, lease_key(key)], [data, _px_arg(ttl)])
+
+    async def put_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
         pipe = self._client.pipeline(transaction=False)
         for key, data, ttl in items:
-            pipe.set(key, data, px=None if ttl is None else px(ttl))
+            await self._put(
+                keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
+            )
         await self._run("set_many", pipe.execute)
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        """Take the fill lease on ``key``: a token, or None if someone holds it."""
+        token = secrets.token_hex(16)
+        taken = await self._run(
+            "lease", self._client.set, lease_key(key), token, None, px(ttl), True
+        )
+        return token if taken else None
+
+    async def fill(self, key: str, token: str, data: bytes, ttl: float | None) -> bool:
+        """Store ``data`` only if our lease survived (nothing invalidated it)."""
+        stored = await self._run(
+            "fill", self._fill, [key, lease_key(key)], [token, data, _px_arg(ttl)]
+        )
+        return bool(stored)
+
+    async def release(self, key: str, token: str) -> None:
+        """Give the lease back without filling (best effort)."""
+        with contextlib.suppress(StoreError):
+            await self._run("release", self._release, [lease_key(key)], [token])
+
+    async def invalidate(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` and revoke their leases (each pair shares a slot)."""
+        if not keys:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key, lease_key(key))
+        counts = await self._run("invalidate", pipe.execute)
+        return sum(counts)
+
+    # -- tags -----------------------------------------------------------------
+
+    async def epoch(self) -> int:
+        """The tag-invalidation epoch: read before a loader whose fill has tags."""
+        value = await self._run("epoch", self._client.get, epoch_key(self._head))
+        return int(value or 0)
+
+    async def register(
+        self, tags: Sequence[str], member: str, ttl: float | None
+    ) -> None:
+        """Add ``member`` to each tag's set, before its value is stored."""
+        pipe = self._client.pipeline(transaction=False)
+        for tag in tags:
+            await self._register(
+                keys=[tag_key(self._head, tag)],
+                args=[member, _px_arg(ttl)],
+                client=pipe,
+            )
+        await self._run("register", pipe.execute)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
+        """Bump the epoch, take every tag's members, invalidate them; the members."""
+        await self._run("epoch", self._client.incr, epoch_key(self._head))
+        members: set[str] = set()
+        for tag in tags:  # one Lua call per tag set: each is in its own slot
+            taken = await self._run("tag", self._take, [tag_key(self._head, tag)], [])
+            members.update(m.decode() if isinstance(m, bytes) else m for m in taken)
+        ordered = sorted(members)
+        await self.invalidate(ordered)
+        return ordered
+
+    # -- namespace versions -------------------------------------------------
+
+    async def bump(self, namespace: str) -> int:
+        key = namespace_version_key(self._head, namespace)
+        version: int = await self._run("bump", self._client.incr, key)
+        return version
+
+    async def version(self, namespace: str) -> int:
+        key = namespace_version_key(self._head, namespace)
+        return int(await self._run("version", self._client.get, key) or 0)
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self._run("publish", self._client.publish, channel, data)
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:

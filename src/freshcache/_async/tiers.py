@@ -1,0 +1,512 @@
+"""L1 over L2: reads, leased fills, writes and invalidations across tiers and processes.
+
+The protocol (docs/coherence.md has the sequence diagrams):
+
+* A read snapshots the key's L1 generation *before* it reads Redis or runs
+  the loader, and stores into L1 only if no invalidation came since (C1, L1).
+* A miss takes a lease in Redis before the loader runs; the fill is a
+  compare-and-set on it, and every invalidation deletes it. A value loaded
+  before an invalidation is therefore never stored (C1, L2). A lost lease
+  (evicted, Redis restarted) fails closed: the value is returned, not stored.
+* A fill with tags registers the key in each tag's set first, and stores only
+  if no tag invalidation ran since before the loader (the tag epoch).
+* Invalidation deletes in Redis first, then bumps generations and drops the
+  L1 entries, then tells every other process over the bus (C2, C3).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from freshcache._async.bus import AsyncRedisBus, LocalBus
+from freshcache._async.events import AsyncEvents
+from freshcache._async.stores.redis import AsyncRedisStore, Hit
+from freshcache._concurrency import ainvoke
+from freshcache._models import RevivalError
+from freshcache._types import MISS, Miss
+from freshcache.clock import Clock
+from freshcache.codec import Codec, Undecodable, ValueTooLargeError
+from freshcache.core.entry import Entry
+from freshcache.core.events import Message
+from freshcache.core.freshness import lifetimes
+from freshcache.core.layout import bus_channel
+from freshcache.errors import SerializationError, StoreError
+from freshcache.generations import Generations, Snapshot
+from freshcache.memory import MemoryStore
+from freshcache.metrics import Metrics
+
+log = logging.getLogger(__name__)
+Reviver = Callable[[Any], Any] | None
+TagSource = Callable[[Any], Iterable[str]]
+DEGRADED_L1_TTL = 1.0  # seconds an L1 entry may live while the bus is down
+
+
+class AsyncTiers:
+    """The engine behind the facade: L1 (optional), L2 (optional), bus, events."""
+
+    def __init__(
+        self,
+        *,
+        head: str,
+        prefix: str,
+        origin: str,
+        l1: MemoryStore | None,
+        l1_ttl: float | None,
+        l1_copy: bool,
+        l2: AsyncRedisStore | None,
+        url: str | None,
+        codec: Codec,
+        metrics: Metrics,
+        clock: Clock,
+        now: Callable[[], float],
+        lease_ttl: float,
+        strict: bool,
+    ) -> None:
+        self.l1 = l1
+        self.l2 = l2
+        self._l1_ttl = l1_ttl
+        self._copy = l1_copy
+        self.copies = l1_copy
+        self._codec = codec
+        self._metrics = metrics
+        self._clock = clock
+        self._now = now
+        self._lease_ttl = lease_ttl
+        self._strict = strict
+        self._origin = origin
+        self.generations = Generations()
+        self.versions: dict[str, int] = {}
+        self.bus: AsyncRedisBus | LocalBus
+        if l2 is None or url is None:
+            self.bus = LocalBus()
+        else:
+            self.bus = AsyncRedisBus(
+                url,
+                channel=bus_channel(prefix),
+                origin=origin,
+                store=l2,
+                metrics=metrics,
+                on_message=self.apply,
+                on_connect=self._connected,
+                on_disconnect=self._disconnected,
+            )
+        self.events = AsyncEvents(
+            origin=origin,
+            metrics=metrics,
+            send=self._send,
+            on_first_handler=self._listen,
+        )
+        self._listening = False
+
+    # -- the bus ------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Start the bus listener once (lazily: async needs a running loop)."""
+        if not self._listening:
+            self._listening = True
+            self.bus.start()
+
+    def _connected(self) -> None:
+        self._metrics.count("bus_connect")
+
+    def _disconnected(self) -> None:
+        """Missed messages cannot be known: forget everything local."""
+        self._metrics.count("l1_flush:disconnect")
+        self.versions.clear()
+        self.flush_local()
+
+    async def _send(self, message: Message) -> None:
+        if self.l2 is not None:
+            await self.bus.publish(message)
+            self._metrics.count("invalidations_sent")
+
+    async def apply(self, message: Message) -> None:
+        """A message from another process."""
+        self._metrics.count("invalidations_received")
+        if message.flush:
+            self.flush_local()
+        if message.keys:
+            self._drop_local(message.keys)
+        if message.tags:
+            self._drop_tagged(message.tags)
+        for namespace, version in message.namespaces:
+            self._new_version(namespace, version)
+        if message.event is not None:
+            await self.events.dispatch(*message.event)
+
+    # -- L1 -------------------------------------------------------------------
+
+    def local_get(self, full: str) -> Entry | Miss:
+        """A fresh L1 entry (decoded in copy mode), or ``MISS``."""
+        assert self.l1 is not None
+        entry: Entry | Miss = self.l1.get(full)
+        if entry is MISS or self._now() >= entry.fresh_until:
+            return MISS
+        if self._copy:
+            decoded = self._codec.decode(full, entry.value)
+            return MISS if isinstance(decoded, Undecodable) else decoded
+        return entry
+
+    def _local_ttl(self, entry: Entry, hard: float | None) -> float | None:
+        """How long L1 may keep ``entry``: never past L2's TTL or its own cap."""
+        if self.l2 is None:
+            return hard  # the in-process tier is the only tier
+        ttl = entry.fresh_until - self._now()
+        if self._l1_ttl is not None:
+            ttl = min(ttl, self._l1_ttl)
+        if not self.bus.connected:
+            ttl = min(ttl, DEGRADED_L1_TTL)
+        return None if math.isinf(ttl) else ttl
+
+    def _local_value(self, full: str, entry: Entry, data: bytes | None) -> Entry:
+        if not self._copy:
+            return entry
+        return entry._replace(value=data or self._codec.encode(full, entry))
+
+    def _local_fill(
+        self, full: str, entry: Entry, data: bytes | None, size: int,
+        hard: float | None, snapshot: Snapshot,
+    ) -> None:  # fmt: skip
+        l1 = self.l1
+        if l1 is None:
+            return
+        ttl = self._local_ttl(entry, hard)
+        if ttl is not None and ttl <= 0:
+            return
+        value = self._local_value(full, entry, data)
+        if not self.generations.store_if_unchanged(
+            full, snapshot, lambda: l1.set(full, value, ttl=ttl, size=size)
+        ):
+            self._metrics.count("l1_fill_skipped")
+
+    def _drop_local(self, fulls: Sequence[str]) -> None:
+        l1 = self.l1
+        if l1 is not None:
+            self.generations.invalidate(fulls, lambda: l1.delete_many(fulls))
+        else:
+            self.generations.invalidate(fulls, lambda: None)
+
+    def _drop_tagged(self, tags: Sequence[str]) -> None:
+        wanted = frozenset(tags)
+        l1 = self.l1
+        if l1 is None:
+            self.generations.invalidate_all(lambda: None)
+            return
+        self.generations.invalidate_all(
+            lambda: l1.delete_where(lambda entry: not wanted.isdisjoint(entry.tags))
+        )
+
+    def flush_local(self) -> None:
+        l1 = self.l1
+        self.generations.invalidate_all(l1.clear if l1 is not None else lambda: None)
+
+    def _new_version(self, namespace: str, version: int) -> None:
+        if version > self.versions.get(namespace, 0):
+            self.versions[namespace] = version
+        self.generations.invalidate_all(lambda: None)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def version(self, namespace: str) -> int:
+        """The namespace's version: cached while the bus is up, else read."""
+        cached = self.versions.get(namespace)
+        if self.l2 is None:
+            return self.versions.setdefault(namespace, 0)
+        self._listen()
+        if cached is not None and self.bus.connected:
+            return cached
+        try:
+            fetched = await self.l2.version(namespace)
+        except StoreError:
+            return cached or 0
+        if self.bus.connected:
+            self._new_version(namespace, fetched)
+        return max(fetched, self.versions.get(namespace, 0))
+
+    async def lookup(
+        self, full: str, namespace: str, reviver: Reviver, *, local_checked: bool
+    ) -> tuple[Entry | Miss, Snapshot]:
+        """A fresh entry from the first tier that has one, and the snapshot
+        taken before the tiers were read (for a later fill)."""
+        snapshot = self.generations.snapshot(full)
+        if self.l1 is not None:
+            entry = MISS if local_checked else self.local_get(full)
+            if entry is not MISS:
+                self._metrics.hit("memory", namespace)
+                return entry, snapshot
+            self._metrics.miss("memory", namespace)
+        if self.l2 is not None:
+            self._listen()
+            try:
+                hit: Hit | Miss = await self.l2.get(full)
+            except StoreError:
+                hit = MISS
+            if hit is not MISS:
+                entry = await self.usable(full, hit[0], reviver)
+                if entry is not MISS:
+                    self._metrics.hit("redis", namespace)
+                    self._local_fill(full, entry, None, hit[1], None, snapshot)
+                    return entry, snapshot
+            self._metrics.miss("redis", namespace)
+        self._metrics.miss("all", namespace)
+        return MISS, snapshot
+
+    async def lookup_many(
+        self, wanted: Sequence[tuple[str, str]], reviver: Reviver
+    ) -> list[Entry | Miss]:
+        """``lookup`` for many ``(full, namespace)`` pairs: one MGET for L2."""
+        found: list[Entry | Miss] = [MISS] * len(wanted)
+        snapshots = [self.generations.snapshot(full) for full, _ in wanted]
+        remaining = list(range(len(wanted)))
+        if self.l1 is not None:
+            for i in list(remaining):
+                full, namespace = wanted[i]
+                entry = self.local_get(full)
+                if entry is MISS:
+                    self._metrics.miss("memory", namespace)
+                else:
+                    self._metrics.hit("memory", namespace)
+                    found[i] = entry
+                    remaining.remove(i)
+        if remaining and self.l2 is not None:
+            self._listen()
+            try:
+                hits = await self.l2.get_many([wanted[i][0] for i in remaining])
+            except StoreError:
+                hits = [MISS] * len(remaining)
+            for i, hit in zip(list(remaining), hits, strict=True):
+                full, namespace = wanted[i]
+                entry = (
+                    MISS if hit is MISS else await self.usable(full, hit[0], reviver)
+                )
+                if entry is MISS:
+                    self._metrics.miss("redis", namespace)
+                    continue
+                self._metrics.hit("redis", namespace)
+                found[i] = entry
+                remaining.remove(i)
+                assert hit is not MISS
+                self._local_fill(full, entry, None, hit[1], None, snapshots[i])
+        for i in remaining:
+            self._metrics.miss("all", wanted[i][1])
+        return found
+
+    async def usable(self, full: str, entry: Entry, reviver: Reviver) -> Entry | Miss:
+        """A fresh Redis entry revived to the caller's type, else ``MISS``.
+
+        Data that no longer fits the type (a dataclass that gained a field) is
+        a miss, counted as ``decode:revive``, and removed.
+        """
+        if self._now() >= entry.fresh_until:
+            return MISS
+        if reviver is None:
+            return entry
+        try:
+            return entry._replace(value=reviver(entry.value))
+        except RevivalError:
+            self._metrics.error("decode:revive")
+            if self.l2 is not None:
+                await self.l2.discard(full)
+            return MISS
+
+    # -- loads ----------------------------------------------------------------
+
+    async def load(
+        self,
+        full: str,
+        namespace: str,
+        loader: Callable[[], Any],
+        lifetime: tuple[float | None, float],
+        tags: Sequence[str | TagSource],
+        snapshot: Snapshot,
+    ) -> Any:
+        """Run the loader under a lease and fill every tier it may fill."""
+        token, epoch = await self._lease(full, bool(tags))
+        started = self._clock.monotonic()
+        try:
+            value = await ainvoke(loader)
+            rendered = render_tags(tags, value)
+        except BaseException:
+            self._metrics.load(
+                namespace, self._clock.monotonic() - started, failed=True
+            )
+            await self._release(full, token)
+            raise
+        delta = self._clock.monotonic() - started
+        self._metrics.load(namespace, delta, failed=False)
+        encoded = self.encode(full, value, lifetime, delta, rendered)
+        if encoded is None:
+            await self._release(full, token)
+            return value
+        entry, data, hard = encoded
+        if self.l2 is not None and not await self._fill(
+            full, token, epoch, data, hard, rendered
+        ):
+            return value
+        self._local_fill(full, entry, data, len(data), hard, snapshot)
+        return value
+
+    async def _lease(self, full: str, tagged: bool) -> tuple[str | None, int]:
+        """Take the fill lease (and the tag epoch) before the loader runs."""
+        if self.l2 is None:
+            return None, 0
+        try:
+            token = await self.l2.acquire(full, self._lease_ttl)
+            epoch = await self.l2.epoch() if token is not None and tagged else 0
+        except StoreError:
+            return None, 0
+        if token is None:
+            self._metrics.count("lease_busy")
+        return token, epoch
+
+    async def _release(self, full: str, token: str | None) -> None:
+        if token is not None and self.l2 is not None:
+            await self.l2.release(full, token)
+
+    async def _fill(
+        self, full: str, token: str | None, epoch: int, data: bytes,
+        hard: float | None, tags: Sequence[str],
+    ) -> bool:  # fmt: skip
+        """Store in Redis if the lease survived and no tag invalidation ran."""
+        assert self.l2 is not None
+        if token is None:
+            return False  # another caller holds the lease (or Redis is down)
+        try:
+            if tags:
+                await self.l2.register(tags, full, hard)
+                if await self.l2.epoch() != epoch:
+                    self._metrics.count("fill_skipped:tag_invalidated")
+                    await self.l2.release(full, token)
+                    return False
+            if await self.l2.fill(full, token, data, hard):
+                return True
+        except StoreError:
+            return False
+        self._metrics.count("fill_skipped:lease_lost")
+        return False
+
+    # -- writes ---------------------------------------------------------------
+
+    def encode(
+        self, full: str, value: Any, lifetime: tuple[float | None, float],
+        delta: float, tags: Sequence[str],
+    ) -> tuple[Entry, bytes, float | None] | None:  # fmt: skip
+        """The entry, its envelope and its hard TTL; None if not cacheable."""
+        now = self._now()
+        fresh_until, hard = lifetimes(now, *lifetime)
+        entry = Entry(value, now, fresh_until, delta, tuple(tags))
+        try:
+            return entry, self._codec.encode(full, entry), hard
+        except ValueTooLargeError:
+            self._metrics.error("oversize")
+            if self._strict:
+                raise
+        except SerializationError as exc:
+            self._metrics.error("serialize")
+            log.warning(
+                "freshcache: not caching a value of type %s: %s",
+                type(value).__name__,
+                exc,
+            )
+            if self._strict:
+                raise
+        return None
+
+    async def put(
+        self, items: Sequence[tuple[str, Any, Sequence[str]]],
+        lifetime: tuple[float | None, float],
+    ) -> bool:  # fmt: skip
+        """Write values straight to every tier; False if any was not cached."""
+        encoded = []
+        for full, value, tags in items:
+            one = self.encode(full, value, lifetime, 0.0, tags)
+            if one is not None:
+                encoded.append((full, *one))
+        fulls = [full for full, *_ in encoded]
+        if self.l2 is not None and encoded:
+            self._listen()
+            try:
+                for full, entry, _, hard in encoded:
+                    if entry.tags:
+                        await self.l2.register(entry.tags, full, hard)
+                await self.l2.put_many(
+                    [(f, data, hard) for f, _, data, hard in encoded]
+                )
+            except StoreError:
+                self._drop_local(fulls)  # L1 must not keep what Redis may not have
+                return False
+        l1 = self.l1
+        if l1 is not None:
+
+            def replace() -> None:
+                for full, entry, data, hard in encoded:
+                    ttl = self._local_ttl(entry, hard)
+                    value = self._local_value(full, entry, data)
+                    if ttl is None or ttl > 0:
+                        l1.set(full, value, ttl=ttl, size=len(data))
+
+            self.generations.invalidate(fulls, replace)
+        if fulls:
+            await self._send_quietly(Message(self._origin, keys=tuple(fulls)))
+        return len(encoded) == len(items)
+
+    async def _send_quietly(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except StoreError:
+            self._metrics.error("bus_publish")
+
+    async def invalidate(self, fulls: Sequence[str]) -> int:
+        """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
+        removed = 0
+        try:
+            if self.l2 is not None:
+                removed = await self.l2.invalidate(fulls)
+        finally:
+            self._drop_local(fulls)
+        await self._send(Message(self._origin, keys=tuple(fulls)))
+        return removed
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+        try:
+            if self.l2 is not None:
+                await self.l2.invalidate_tags(tags)
+        finally:
+            self._drop_tagged(tags)
+        await self._send(Message(self._origin, tags=tuple(tags)))
+
+    async def bump(self, namespace: str) -> int:
+        if self.l2 is not None:
+            version = await self.l2.bump(namespace)
+        else:
+            version = self.versions.get(namespace, 0) + 1
+        self._new_version(namespace, version)
+        await self._send(Message(self._origin, namespaces=((namespace, version),)))
+        return version
+
+    async def aclose(self) -> None:
+        await self.bus.aclose()
+        if self.l2 is not None:
+            await self.l2.aclose()
+
+
+def render_tags(tags: Sequence[str | TagSource], value: Any) -> tuple[str, ...]:
+    """Literal tags as given; callables are asked with the loaded value."""
+    out: list[str] = []
+    for tag in tags:
+        produced = [tag] if isinstance(tag, str) else list(tag(value))
+        for one in produced:
+            check_tag(one)
+            out.append(one)
+    return tuple(dict.fromkeys(out))
+
+
+def check_tag(tag: object) -> str:
+    if not isinstance(tag, str) or not tag:
+        raise TypeError(f"a tag is a non-empty str, not {tag!r}")
+    if "{" in tag or "}" in tag or "\x1f" in tag:
+        raise ValueError(f"tags may not contain '{{', '}}' or 0x1F: {tag!r}")
+    return tag

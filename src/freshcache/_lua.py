@@ -1,0 +1,65 @@
+"""The Lua scripts freshcache runs in Redis.
+
+Each script touches keys of one hash slot only (a data key and its lease,
+or one tag set), so each runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# KEYS: data, lease. ARGV: token, value, px (0: no expiry). Store only if the
+# lease taken before the loader ran is still ours (an invalidation deletes it).
+FILL: Final = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+
+# KEYS: data, lease. ARGV: value, px. A direct write revokes any lease, so a
+# loader that started earlier cannot overwrite it.
+PUT: Final = """
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+# KEYS: lease. ARGV: token. Give a lease back without filling.
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: tag set. ARGV: member, px (0: the member never expires). The set never
+# expires before its longest-lived member: its TTL only grows, and a member
+# without expiry makes it persistent.
+REGISTER: Final = """
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[1])
+local px = tonumber(ARGV[2])
+if px == 0 then
+  redis.call('PERSIST', KEYS[1])
+  return 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if existed == 0 or (ttl >= 0 and ttl < px) then
+  redis.call('PEXPIRE', KEYS[1], px)
+end
+return 1
+"""
+
+# KEYS: tag set. Take the members and drop the set, atomically.
+TAKE_MEMBERS: Final = """
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return members
+"""

@@ -1,0 +1,67 @@
+"""Messages on the invalidation bus: what they say, and their wire form.
+
+One JSON object per message (small, and readable with ``redis-cli
+SUBSCRIBE``). Each carries the sender's origin id so a process can skip its
+own messages (it applied them before publishing). A message that does not
+decode is dropped by the receiver (and counted); it never raises.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    origin: str
+    keys: tuple[str, ...] = ()  # full data keys to drop
+    tags: tuple[str, ...] = ()  # tags whose dependents to drop
+    namespaces: tuple[tuple[str, int], ...] = ()  # (namespace, new version)
+    flush: bool = False  # drop every L1 entry
+    event: tuple[str, Any] | None = None  # an application event: (name, payload)
+
+
+def encode(message: Message) -> bytes:
+    """The wire form; raises ``TypeError`` for an event payload JSON cannot hold."""
+    body: dict[str, Any] = {"v": FORMAT, "o": message.origin}
+    if message.keys:
+        body["k"] = list(message.keys)
+    if message.tags:
+        body["t"] = list(message.tags)
+    if message.namespaces:
+        body["n"] = [list(pair) for pair in message.namespaces]
+    if message.flush:
+        body["f"] = 1
+    if message.event is not None:
+        body["e"] = list(message.event)
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:
+        raise TypeError(f"bus message is not JSON: {exc}") from exc
+
+
+def decode(data: bytes | str) -> Message | None:
+    """The message in ``data``, or None when it is not one of ours."""
+    try:
+        body = json.loads(data)
+        if not isinstance(body, dict) or body.get("v") != FORMAT:
+            return None
+        origin = body["o"]
+        keys = tuple(body.get("k", ()))
+        tags = tuple(body.get("t", ()))
+        namespaces = tuple((str(ns), int(v)) for ns, v in body.get("n", ()))
+        event = body.get("e")
+        if event is not None:
+            name, payload = event
+            event = (str(name), payload)
+        if not isinstance(origin, str) or not all(
+            isinstance(s, str) for s in keys + tags
+        ):
+            return None
+        return Message(origin, keys, tags, namespaces, bool(body.get("f")), event)
+    except (ValueError, TypeError, KeyError):
+        return None

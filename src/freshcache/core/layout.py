@@ -1,0 +1,47 @@
+"""Where things live in Redis: the names of every key and channel freshcache uses.
+
+Data keys never contain ``{`` or ``}`` (see ``keys.py``), so wrapping a whole
+data key in braces is a Redis Cluster hash tag that puts the key's lease in
+the data key's own slot: one Lua call can touch both. Everything else starts
+with ``head + "!"``; ``!`` is escaped inside namespaces, so no data key can
+take these names.
+"""
+
+from __future__ import annotations
+
+
+def lease_key(data_key: str) -> str:
+    """The key's fill lease, in the data key's slot."""
+    return "{" + data_key + "}:lease"
+
+
+def tag_key(head: str, tag: str) -> str:
+    """The set of data keys that depend on ``tag`` (in the tag's own slot)."""
+    return f"{head}!tag:{tag}"
+
+
+def epoch_key(head: str) -> str:
+    """Counter bumped by every tag invalidation (a fill with tags checks it)."""
+    return f"{head}!epoch"
+
+
+def namespace_version_key(head: str, namespace: str) -> str:
+    """Counter bumped by ``bump(namespace)``."""
+    return f"{head}!ns:{namespace}"
+
+
+def bus_channel(prefix: str) -> str:
+    """The pub/sub channel of every cache sharing ``prefix``."""
+    return f"{prefix}:!bus"
+
+
+def versioned(head: str, namespace: str, version: int, key: str) -> str:
+    """``key`` (a full key of ``namespace``) under namespace version ``version``.
+
+    Version 0 is the plain key; later versions insert ``~N`` after the
+    namespace (``~`` is escaped in namespaces, so this stays injective).
+    """
+    if not version:
+        return key
+    cut = len(head) + len(namespace)
+    return f"{key[:cut]}~{version}{key[cut:]}"
