@@ -17,6 +17,8 @@ class _Miss(enum.Enum):
     def __repr__(self) -> str:
         return "MISS"
 
+    __str__ = __repr__
+
 
 class _Unset(enum.Enum):
     UNSET = "UNSET"
@@ -26,6 +28,8 @@ class _Unset(enum.Enum):
 
     def __repr__(self) -> str:
         return "UNSET"
+
+    __str__ = __repr__
 
 
 MISS: Final = _Miss.MISS
