@@ -309,7 +309,7 @@ class AsyncCache:
         function gains ``.key(...)`` and ``.invalidate(...)``.
         """
         lifetime = self._lifetimes(ttl, stale_ttl)  # reject bad TTLs here
-        tag_list = _tag_sources(tags)
+        tag_list = _tag_sources(tags, templates=True)
 
         def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             return wrap(self, func, template, lifetime=lifetime, tags=tag_list)
@@ -344,7 +344,13 @@ class AsyncCache:
         return f"<{type(self).__name__} {'+'.join(tiers)} {self._head!r}>"
 
 
-def _tag_sources(tags: Iterable[str | TagSource]) -> tuple[str | TagSource, ...]:
+def _tag_sources(
+    tags: Iterable[str | TagSource], *, templates: bool = False
+) -> tuple[str | TagSource, ...]:
+    """Validate tags: strings (templates for the decorator) or result callables."""
     if isinstance(tags, str):
         raise TypeError("tags is a list of tags, not one str")
-    return tuple(t if callable(t) else check_tag(t) for t in tags)
+    return tuple(
+        t if callable(t) or (templates and isinstance(t, str)) else check_tag(t)
+        for t in tags
+    )

@@ -1,0 +1,274 @@
+"""L1 over Redis across processes (two caches stand for two processes): tags,
+namespace versions, events, what L1 returns, and how long it keeps things."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+
+from freshcache import L1, MISS, AsyncCache, FakeClock
+from freshcache._concurrency import AsyncFlag
+
+WAIT = 10.0
+
+
+@pytest.fixture
+async def pair(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> AsyncIterator[tuple[AsyncCache, AsyncCache]]:
+    """Two caches over one Redis, each with its own L1: two processes."""
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as a,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as b,
+    ):
+        await a.get("warm:up")
+        await b.get("warm:up")
+        await wait_for_count(a, "bus_connect", 1)
+        await wait_for_count(b, "bus_connect", 1)
+        yield a, b
+
+
+async def wait_for_count(cache: AsyncCache, name: str, at_least: int) -> None:
+    flag = AsyncFlag()
+    for _ in range(int(WAIT / 0.01)):
+        if cache.stats().counts.get(name, 0) >= at_least:
+            return
+        await flag.wait(0.01)
+    raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
+
+
+async def wait_until(check: Any) -> None:
+    flag = AsyncFlag()
+    for _ in range(int(WAIT / 0.01)):
+        if await check():
+            return
+        await flag.wait(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_an_invalidation_reaches_the_other_l1(
+    pair: tuple[AsyncCache, AsyncCache],
+) -> None:
+    a, b = pair
+    await a.set("user:1", "v1")
+    assert await b.get("user:1") == "v1"
+    assert await b.get("user:1") == "v1"
+    assert b.stats().hits["memory"] >= 1  # now served from b's L1
+    await a.set("user:1", "v2")  # read-your-writes in a at once...
+    assert await a.get("user:1") == "v2"
+
+    async def b_sees_v2() -> bool:
+        return bool(await b.get("user:1") == "v2")
+
+    await wait_until(b_sees_v2)  # ...and in b within the bus latency
+    await a.invalidate("user:1")
+
+    async def b_sees_nothing() -> bool:
+        return await b.get("user:1") is MISS
+
+    await wait_until(b_sees_nothing)
+    assert b.stats().counts["invalidations_received"] >= 2
+
+
+async def test_invalidation_removes_one_key_not_the_whole_l1(
+    pair: tuple[AsyncCache, AsyncCache],
+) -> None:
+    a, b = pair
+    await a.set_many({"k:1": 1, "k:2": 2})
+    assert await b.get_many(["k:1", "k:2"]) == {"k:1": 1, "k:2": 2}
+    received = b.stats().counts.get("invalidations_received", 0)
+    await a.invalidate("k:1")
+    await wait_for_count(b, "invalidations_received", received + 1)
+    hits_before = b.stats().hits.get("memory", 0)
+    assert await b.get("k:2") == 2
+    assert b.stats().hits["memory"] == hits_before + 1  # k:2 stayed in b's L1
+
+
+async def test_tags_from_arguments_and_results(
+    pair: tuple[AsyncCache, AsyncCache],
+) -> None:
+    a, b = pair
+    loads: list[int] = []
+
+    @a.cached(
+        "team_members:{team_id}",
+        tags=["team:{team_id}", lambda members: [f"user:{m}" for m in members]],
+    )
+    async def team_members(team_id: int) -> list[int]:
+        loads.append(team_id)
+        return [1, 2] if team_id == 7 else [3]
+
+    assert await team_members(7) == [1, 2]
+    assert await team_members(8) == [3]
+    assert await b.get("team_members:7") == [1, 2]  # into b's L1
+    await b.invalidate_tags("user:2")  # a member of team 7 changed
+    assert await b.get("team_members:7") is MISS
+    assert await team_members(7) == [1, 2]  # reloaded in a (bus dropped a's L1)
+    assert await team_members(8) == [3]  # untouched
+    assert loads == [7, 8, 7]
+    await a.invalidate_tags("team:8")
+    assert await b.get("team_members:8") is MISS
+
+
+async def test_a_tag_index_outlives_its_longest_lived_member(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The known bug: resetting the tag set's TTL to the last member's."""
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        await cache.set("long", 1, ttl=3600, tags=["t"])
+        await cache.set("short", 2, ttl=1, tags=["t"])
+        raw = redis.Redis.from_url(redis_url)
+        ttl = raw.pttl(f"{key_prefix}:v1:!tag:t")
+        assert ttl > 3500 * 1000, "the tag set would expire before 'long'"
+        await cache.set("forever", 3, ttl=None, tags=["t"])
+        assert raw.pttl(f"{key_prefix}:v1:!tag:t") == -1  # persistent now
+        raw.close()
+        await cache.invalidate_tags("t")
+        assert await cache.get_many(["long", "short", "forever"]) == {}
+
+
+async def test_bump_orphans_a_namespace_everywhere(
+    pair: tuple[AsyncCache, AsyncCache],
+) -> None:
+    a, b = pair
+    await a.set("search:books", ["old"])
+    await a.set("user:1", "kept")
+    assert await b.get("search:books") == ["old"]
+    assert await a.bump("search") == 1
+
+    async def b_sees_new_version() -> bool:
+        return await b.get("search:books") is MISS
+
+    await wait_until(b_sees_new_version)
+    assert await a.get("search:books") is MISS
+    assert await b.get("user:1") == "kept"  # other namespaces untouched
+    await b.set("search:books", ["new"])
+    assert await a.get("search:books") == ["new"]
+    assert await a.bump("search") == 2
+
+
+async def test_a_fresh_process_reads_the_current_namespace_version(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as old:
+        await old.set("search:q", "v0 value")
+        await old.bump("search")
+        await old.set("search:q", "v1 value")
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as started_later:
+        assert await started_later.get("search:q") == "v1 value"
+
+
+async def test_per_entity_versions_live_in_the_key(key_prefix: str) -> None:
+    """The seed's `cache_version` column: the template takes the version."""
+    async with AsyncCache(prefix=key_prefix) as cache:
+
+        @cache.cached("user:{user_id}:{version}")
+        async def user(user_id: int, version: int) -> dict[str, int]:
+            return {"id": user_id, "version": version}
+
+        assert await user(1, 3) == {"id": 1, "version": 3}
+        assert user.key(1, 4) != user.key(1, 3)
+
+
+async def test_events_fan_out_and_a_raising_handler_is_contained(
+    pair: tuple[AsyncCache, AsyncCache],
+) -> None:
+    a, b = pair
+    seen_a: list[Any] = []
+    seen_b: list[Any] = []
+
+    @a.events.on("user_updated")
+    def on_a(event: Any) -> None:
+        seen_a.append(event)
+
+    @b.events.on("user_updated")
+    def broken(event: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    @b.events.on("user_updated")
+    async def on_b(event: Any) -> None:  # unasync: skip
+        seen_b.append(event)  # unasync: skip
+
+    @b.events.on("user_updated")  # unasync: keep
+    def on_b_sync(event: Any) -> None:  # unasync: keep
+        seen_b.append(event)  # unasync: keep
+
+    await b.set("user:1", "cached")
+    await a.events.publish("user_updated", {"user_id": 1})
+    assert seen_a == [{"user_id": 1}]  # the publisher's own handlers run at once
+
+    async def b_handled() -> bool:
+        return len(seen_b) >= 1
+
+    await wait_until(b_handled)
+    assert seen_b[0] == {"user_id": 1}
+    assert b.stats().errors["event_handler"] >= 1
+    await a.events.publish("user_updated", {"user_id": 2})  # the listener lives on
+
+    async def b_handled_again() -> bool:
+        return {"user_id": 2} in seen_b
+
+    await wait_until(b_handled_again)
+    with pytest.raises(TypeError):
+        await a.events.publish("user_updated", {"not json": object()})
+
+
+async def test_l1_returns_the_cached_object_by_default(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as cache:
+        await cache.set("k", {"items": [1]})
+        first = await cache.get("k")
+        assert await cache.get("k") is first  # same object: read-only by contract
+
+
+async def test_l1_copy_mode_isolates_callers(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1(copy=True)) as cache:
+        await cache.set("k", {"items": [1]})
+        first = await cache.get("k")
+        first["items"].append(2)  # a caller mutates what it got
+        assert await cache.get("k") == {"items": [1]}
+        assert cache.stats().hits["memory"] >= 1
+
+
+async def test_l1_never_outlives_freshness_or_its_cap(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    clock = FakeClock()
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, l1=L1(ttl=5), clock=clock
+    ) as cache:
+        await cache.get("warm:up")
+        await wait_for_count(cache, "bus_connect", 1)
+        await cache.set("short", 1, ttl=2)
+        await cache.set("long", 2, ttl=600)
+        clock.advance(2.5)
+        assert await cache.get("short") is MISS  # never past the value's TTL
+        clock.advance(3)  # 5.5 s: past L1's own cap
+        hits = cache.stats().hits.get("redis", 0)
+        assert await cache.get("long") == 2
+        assert cache.stats().hits["redis"] == hits + 1  # from Redis, not L1
+
+
+async def test_while_the_bus_is_down_l1_keeps_entries_one_second(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    clock = FakeClock()
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock
+    ) as cache:
+        monkeypatch.setattr(cache._tiers, "_listen", lambda: None)  # never subscribes
+        await cache.set("k", 1)
+        assert not cache._tiers.bus.connected
+        assert await cache.get("k") == 1
+        assert cache.stats().hits["memory"] == 1
+        clock.advance(1.1)
+        hits = cache.stats().hits.get("redis", 0)
+        assert await cache.get("k") == 1
+        assert cache.stats().hits["redis"] == hits + 1

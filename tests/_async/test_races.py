@@ -1,0 +1,226 @@
+"""Deterministic race tests for C1: a value loaded before an invalidation is never stored.
+
+Each test drives one interleaving step by step with flags. Each runs twice:
+against freshcache, and with its protection switched off (the lease and the
+L1 generation check bypassed), where the same interleaving must leave a
+stale value behind, so the test is known to catch the race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from freshcache import L1, MISS, AsyncCache
+from freshcache._concurrency import AsyncFlag, AsyncWorker
+from freshcache.generations import Generations
+
+WAIT = 10.0  # seconds any step may take before the test fails
+
+
+@pytest.fixture
+def table(postgres_dsn: str, key_prefix: str) -> Any:
+    name = f"race_{key_prefix}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, version int)")
+        conn.execute(f"INSERT INTO {name} VALUES (1, 1)")
+    yield name
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {name}")
+
+
+def read_version(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"SELECT version FROM {table} WHERE id = 1").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def commit_new_version(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            f"UPDATE {table} SET version = version + 1 WHERE id = 1 RETURNING version"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def unprotect(cache: AsyncCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch C1's protections off: the naive cache-aside the tests must catch."""
+    tiers = cache._tiers
+
+    async def no_lease(full: str, tagged: bool) -> tuple[str | None, int]:
+        return "naive", 0
+
+    async def fill_anyway(
+        full: str, token: Any, epoch: int, data: bytes, hard: Any, tags: Any
+    ) -> bool:
+        assert tiers.l2 is not None
+        await tiers.l2.put(full, data, hard)
+        return True
+
+    def store(
+        self: Generations, key: str, snapshot: Any, put: Callable[[], None]
+    ) -> bool:
+        put()
+        return True
+
+    monkeypatch.setattr(tiers, "_lease", no_lease)
+    monkeypatch.setattr(tiers, "_fill", fill_anyway)
+    monkeypatch.setattr(Generations, "store_if_unchanged", store)
+
+
+@pytest.fixture(params=["freshcache", "naive"])
+def protected(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "freshcache")
+
+
+@pytest.fixture(params=["redis", "l1+redis", "embedded"])
+async def cache(
+    request: pytest.FixtureRequest, key_prefix: str, redis_cleanup: None
+) -> AsyncIterator[AsyncCache]:
+    url = None if request.param == "embedded" else request.getfixturevalue("redis_url")
+    l1 = L1() if request.param == "l1+redis" else None
+    async with AsyncCache(url, prefix=key_prefix, l1=l1) as made:
+        yield made
+
+
+async def run_in_background(work: Callable[[], Any]) -> AsyncWorker:
+    async def target() -> None:
+        await work()
+
+    worker = AsyncWorker(target, name="race-reader")
+    worker.start()
+    return worker
+
+
+async def test_a_slow_loader_never_stores_a_row_read_before_an_invalidation(
+    cache: AsyncCache,
+    table: str,
+    postgres_dsn: str,
+    protected: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not protected:
+        unprotect(cache, monkeypatch)
+    loaded_old, go = AsyncFlag(), AsyncFlag()
+    results: list[Any] = []
+
+    async def slow_loader() -> int:
+        version = read_version(postgres_dsn, table)  # 1: reads the old row
+        loaded_old.set()
+        assert await go.wait(WAIT)
+        return version
+
+    async def reader() -> None:
+        results.append(await cache.get_or_load("user:1", slow_loader))
+
+    worker = await run_in_background(reader)
+    assert await loaded_old.wait(WAIT)
+    assert commit_new_version(postgres_dsn, table) == 2  # the writer commits...
+    await cache.invalidate("user:1")  # ...then invalidates
+    go.set()  # the reader's loader returns the old row
+    await worker.join(WAIT)
+    assert results == [1]  # the caller gets what its loader returned
+
+    cached = await cache.get("user:1")
+    if protected:
+        assert cached is MISS, "a value loaded before the invalidation was stored"
+        assert await cache.get_or_load("user:1", lambda: 2) == 2
+    else:
+        assert cached == 1, "the naive cache-aside should have stored the stale row"
+
+
+async def test_an_invalidation_during_the_redis_read_is_not_undone_by_l1(
+    redis_url: str, key_prefix: str, redis_cleanup: None, protected: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as reader_cache,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as writer_cache,
+    ):
+        if not protected:
+            unprotect(reader_cache, monkeypatch)
+        await writer_cache.set("user:1", "old")
+        read_done, go = AsyncFlag(), AsyncFlag()
+        l2 = reader_cache._tiers.l2
+        assert l2 is not None
+        real_get = l2.get
+
+        async def slow_get(full: str) -> Any:
+            hit = await real_get(full)  # returns "old"
+            read_done.set()
+            assert await go.wait(WAIT)
+            return hit
+
+        await reader_cache.get("warm:up")  # start its bus listener
+        await wait_until_listening(reader_cache)
+        monkeypatch.setattr(l2, "get", slow_get)
+        results: list[Any] = []
+
+        async def read() -> None:
+            results.append(await reader_cache.get("user:1"))
+
+        worker = await run_in_background(read)
+        assert await read_done.wait(WAIT)
+        received = reader_cache.stats().counts.get("invalidations_received", 0)
+        await writer_cache.set("user:1", "new")  # invalidates every other L1
+        await wait_for_count(reader_cache, "invalidations_received", received + 1)
+        go.set()
+        await worker.join(WAIT)
+        monkeypatch.setattr(l2, "get", real_get)
+        assert results == ["old"]  # a read that began before the write
+        in_l1 = reader_cache._tiers.local_get(f"{key_prefix}:v1:user:1")
+        if protected:
+            assert in_l1 is MISS, "L1 kept a value older than the invalidation"
+            assert await reader_cache.get("user:1") == "new"
+        else:
+            assert in_l1 is not MISS
+            assert in_l1.value == "old"
+
+
+async def test_a_tag_invalidation_during_the_load_prevents_the_fill(
+    cache: AsyncCache, protected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not protected:
+        unprotect(cache, monkeypatch)
+    loaded_old, go = AsyncFlag(), AsyncFlag()
+
+    async def slow_loader() -> dict[str, Any]:
+        loaded_old.set()
+        assert await go.wait(WAIT)
+        return {"team": 7, "members": [1, 2]}
+
+    async def reader() -> None:
+        await cache.get_or_load(
+            "team_members:7",
+            slow_loader,
+            tags=["team:7", lambda team: [f"user:{m}" for m in team["members"]]],
+        )
+
+    worker = await run_in_background(reader)
+    assert await loaded_old.wait(WAIT)
+    await cache.invalidate_tags("user:2")  # a tag only the result names
+    go.set()
+    await worker.join(WAIT)
+    cached = await cache.get("team_members:7")
+    if protected:
+        assert cached is MISS, "a fill raced a tag invalidation and won"
+    else:
+        assert cached == {"team": 7, "members": [1, 2]}
+
+
+async def wait_until_listening(cache: AsyncCache) -> None:
+    await wait_for_count(cache, "bus_connect", 1)
+
+
+async def wait_for_count(cache: AsyncCache, name: str, at_least: int) -> None:
+    flag = AsyncFlag()
+    for _ in range(int(WAIT / 0.01)):
+        if cache.stats().counts.get(name, 0) >= at_least:
+            return
+        await flag.wait(0.01)
+    raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
