@@ -70,6 +70,26 @@ def main(argv: list[str] | None = None) -> int:
     pieces.add_argument("--quick", action="store_true")
     pieces.add_argument("--redis-url", default=DEFAULT_REDIS)
 
+    coherence = commands.add_parser(
+        "coherence",
+        help="invalidation reaching another process's L1, vs raw pub/sub (P7)",
+    )
+    coherence.add_argument(
+        "--rounds", type=int, default=1000, help="timed rounds (default 1,000)"
+    )
+    coherence.add_argument(
+        "--json", metavar="PATH", help="also write the results (every sample) as JSON"
+    )
+    coherence.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS,
+        help=f"Redis (default {DEFAULT_REDIS}; keys and channels use a per-run "
+        "prefix, keys are removed at the end)",
+    )
+    coherence.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown"
+    )
+
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
     )
@@ -80,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench import pieces as pieces_module
 
         return pieces_module.run(quick=args.quick, redis_url=args.redis_url)
+    if args.command == "coherence":
+        from bench import coherence as coherence_module
+
+        return coherence_module.run(
+            rounds=args.rounds,
+            json_path=args.json,
+            redis_url=args.redis_url,
+            markdown=args.markdown,
+        )
     if args.command == "report":
         import json
 

@@ -1,4 +1,4 @@
-"""Deterministic race tests for C1: a value loaded before an invalidation is never stored.
+"""Deterministic race tests for C1: no value loaded before an invalidation is stored.
 
 Each test drives one interleaving step by step with flags. Each runs twice:
 against freshcache, and with its protection switched off (the lease and the
