@@ -32,6 +32,16 @@ def test_example_runs_on_redis(name: str, redis_url: str) -> None:
     assert "hit rate" in result.stdout
 
 
+def test_coherence_example_runs(redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "coherence.py"), redis_url],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "coherent:" in result.stdout
+
+
 def test_examples_are_importable() -> None:
     for path in EXAMPLES.glob("*.py"):
         runpy.run_path(str(path), run_name="not_main")
