@@ -1,4 +1,18 @@
-"""The demo's database: a temporary SQLite file (WAL) or its own PostgreSQL tables."""
+"""The demo's truth and its record: the database, the logs, the consistency checker.
+
+The database is a temporary SQLite file (WAL) or tables of the demo's own in
+PostgreSQL. Users never change team: user ``i`` is in team ``1 + i % teams``.
+
+The checker (Polaris-style) runs on the logs afterwards. A writer logs
+(user, version, time its commit *and* invalidation returned); a reader logs
+(user, version seen, time its read *started*), and for a team read the
+version of every member it showed. A read is stale if it shows an older
+version of a user than one whose write had completed before the read started.
+A write is complete for another process when its invalidation reached that
+process (the event handler ran there): until then the invalidation is in
+flight on the bus, which is the window guarantee C2 allows. Reads inside it
+are counted as ``in_flight``, apart from the stale ones.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +21,11 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +52,16 @@ class Session:
 class Database:
     """The truth: a temporary SQLite file (WAL) or PostgreSQL; a connection a thread."""
 
-    def __init__(self, postgres: str | None) -> None:
+    def __init__(
+        self, postgres: str | None, *, suffix: str = "", directory: str = ""
+    ) -> None:
         self._local = threading.local()
         self._postgres = postgres
         self._dir: Path | None = None
+        self._suffix = suffix
         self._created = False  # PostgreSQL: tables to drop at the end
         if postgres is not None:  # tables of our own, dropped at the end
-            suffix = secrets.token_hex(4)
+            suffix = self._suffix = suffix or secrets.token_hex(4)
             self.users, self.teams = (
                 f"fc_demo_users_{suffix}",
                 f"fc_demo_teams_{suffix}",
@@ -47,7 +69,7 @@ class Database:
             self.label, self._p = f"PostgreSQL {_where_postgres(postgres)}", "%s"
             self.where = f"tables {self.users}, {self.teams} (dropped)"
         else:
-            self._dir = Path(tempfile.mkdtemp(prefix="freshcache-demo-"))
+            self._dir = Path(directory or tempfile.mkdtemp(prefix="freshcache-demo-"))
             self.users, self.teams = "users", "teams"
             self.label, self._p = "SQLite", "?"
             self.where = f"SQLite WAL file {self._dir / 'demo.sqlite3'} (removed)"
@@ -59,9 +81,22 @@ class Database:
             f"SELECT t.id, t.name, count(u.id) FROM {t} t LEFT JOIN {u} u "
             f"ON u.team_id = t.id WHERE t.id = {p} GROUP BY t.id, t.name"
         )
-        self._bump_sql = (
-            f"UPDATE {u} SET version = version + 1 WHERE id = {p} RETURNING version"
+        self._members_sql = (
+            f"SELECT id, name, version FROM {u} WHERE team_id = {p} ORDER BY id"
         )
+        self._bump_sql = (
+            f"UPDATE {u} SET version = version + 1 WHERE id = {p} "
+            "RETURNING version, team_id"
+        )
+
+    def spec(self) -> tuple[str | None, str, str]:
+        """What another process needs to open the same database (``attach``)."""
+        return self._postgres, self._suffix, str(self._dir or "")
+
+    @classmethod
+    def attach(cls, spec: tuple[str | None, str, str]) -> Database:
+        """The database ``spec`` names, set up elsewhere (never torn down here)."""
+        return cls(spec[0], suffix=spec[1], directory=spec[2])
 
     def _connect(self) -> Any:
         if self._postgres is not None:
@@ -140,8 +175,16 @@ class Database:
         row = session.conn.execute(self._team_sql, (team_id,)).fetchone()
         return {"id": row[0], "name": row[1], "members": row[2]}
 
-    def bump_user(self, user_id: int) -> int:
-        """One transaction: ``version += 1``; returns the new version, committed."""
+    def fetch_team_members(self, team_id: int) -> list[dict[str, Any]]:
+        """The team's members, by id."""
+        session = self.session()
+        session.selects += 1
+        rows = session.conn.execute(self._members_sql, (team_id,)).fetchall()
+        return [{"id": r[0], "name": r[1], "version": r[2]} for r in rows]
+
+    def bump_user(self, user_id: int) -> tuple[int, int]:
+        """One transaction: ``version += 1``; returns the new version, committed,
+        and the user's team."""
         conn = self.session().conn
         conn.execute("BEGIN IMMEDIATE" if self._postgres is None else "BEGIN")
         try:
@@ -150,4 +193,4 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return int(rows[0][0])
+        return int(rows[0][0]), int(rows[0][1])
