@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
+import redis
 import pytest
 
 from freshcache import L1, MISS, AsyncCache
@@ -224,3 +225,34 @@ async def wait_for_count(cache: AsyncCache, name: str, at_least: int) -> None:
             return
         await flag.wait(0.01)
     raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
+
+
+async def test_a_lost_lease_fails_closed(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The lease vanished (eviction, restart): the value is returned, not stored."""
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as cache:
+        raw = redis.Redis.from_url(redis_url)
+
+        async def loader() -> str:
+            raw.delete("{" + f"{key_prefix}:v1:user:1" + "}:lease")
+            return "loaded"
+
+        assert await cache.get_or_load("user:1", loader) == "loaded"
+        raw.close()
+        assert await cache.get("user:1") is MISS
+        assert cache.stats().counts["fill_skipped:lease_lost"] == 1
+
+
+async def test_a_held_lease_makes_other_callers_load_without_storing(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        raw = redis.Redis.from_url(redis_url)
+        lease = "{" + f"{key_prefix}:v1:user:1" + "}:lease"
+        raw.set(lease, "someone-else", px=60_000)
+        assert await cache.get_or_load("user:1", lambda: "mine") == "mine"
+        assert await cache.get("user:1") is MISS
+        assert cache.stats().counts["lease_busy"] == 1
+        assert raw.get(lease) == b"someone-else"  # not ours to touch
+        raw.close()
