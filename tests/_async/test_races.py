@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
-import redis
 import pytest
+import redis
 
 from freshcache import L1, MISS, AsyncCache
 from freshcache._concurrency import AsyncFlag, AsyncWorker

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Callable
 from typing import Any
 
 import psycopg
-import redis
 import pytest
+import redis
 
 from freshcache import L1, MISS, Cache
 from freshcache._concurrency import Flag, Worker

@@ -194,3 +194,153 @@ class Database:
             raise
         conn.execute("COMMIT")
         return int(rows[0][0]), int(rows[0][1])
+
+
+def member_ids(team: int, users: int, teams: int) -> range:
+    """The ids of ``team``'s members, in order (user ``i`` is in ``1 + i % teams``)."""
+    return range((team - 1) or teams, users + 1, teams)
+
+
+@dataclass
+class Log:
+    """One thread's record, or the invalidations that reached one process.
+
+    User reads: ``at`` is when each read started. Team reads: ``team_at``
+    likewise, and ``members`` the versions each showed, in member order,
+    concatenated. Writes: ``at`` is when the commit and the invalidation had
+    both returned. Deliveries: when another process's write reached this one.
+    """
+
+    process: int = 0
+    requests: int = 0
+    hits: int = 0
+    selects: int = 0
+    errors: int = 0
+    user: array[int] = field(default_factory=lambda: array("i"))
+    version: array[int] = field(default_factory=lambda: array("i"))
+    at: array[float] = field(default_factory=lambda: array("d"))
+    team: array[int] = field(default_factory=lambda: array("i"))
+    team_at: array[float] = field(default_factory=lambda: array("d"))
+    members: array[int] = field(default_factory=lambda: array("i"))
+    seconds: dict[str, array[float]] = field(default_factory=dict)
+
+    def time(self, path: str, seconds: float) -> None:
+        samples = self.seconds.get(path)
+        if samples is None:
+            samples = self.seconds[path] = array("d")
+        samples.append(seconds)
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """What the checker found."""
+
+    user_reads: int = 0
+    stale_users: int = 0
+    team_reads: int = 0
+    stale_teams: int = 0
+    in_flight: int = 0  # older than a completed write not yet delivered here
+
+    @property
+    def reads(self) -> int:
+        return self.user_reads + self.team_reads
+
+    @property
+    def stale(self) -> int:
+        return self.stale_users + self.stale_teams
+
+
+# user -> (completion times ascending, highest version completed by then)
+_Index = dict[int, tuple[list[float], list[int]]]
+
+
+def _index(events: Iterable[tuple[int, float, int]]) -> _Index:
+    by_user: dict[int, list[tuple[float, int]]] = {}
+    for user, done, version in events:
+        by_user.setdefault(user, []).append((done, version))
+    index: _Index = {}
+    for user, done_versions in by_user.items():
+        done_versions.sort()
+        index[user] = (
+            [t for t, _ in done_versions],
+            list(accumulate((v for _, v in done_versions), max)),
+        )
+    return index
+
+
+def _newer(index: _Index, user: int, started: float, seen: int) -> bool:
+    """Had a write of a version above ``seen`` completed strictly before ``started``?"""
+    written = index.get(user)
+    if written is None:
+        return False
+    i = bisect_left(written[0], started)
+    return i > 0 and written[1][i - 1] > seen
+
+
+def check(
+    reads: Iterable[Log],
+    writes: Iterable[Log],
+    deliveries: Iterable[Log] = (),
+    *,
+    users: int,
+    teams: int,
+) -> Staleness:
+    """Count stale user and team reads (a team read is stale if any member is).
+
+    Without ``deliveries`` a write is complete everywhere when it returned.
+    With them, for a reader in another process than the writer, it is
+    complete when it reached the reader's process (or when it returned, if it
+    never did); reads stale only by the first measure are ``in_flight``.
+    """
+    done = [
+        (user, at, version, w.process)
+        for w in writes
+        for user, version, at in zip(w.user, w.version, w.at, strict=True)
+    ]
+    everywhere = _index((user, at, version) for user, at, version, _ in done)
+    reached: dict[int, dict[tuple[int, int], float]] = {}
+    for d in deliveries:
+        got = reached.setdefault(d.process, {})
+        for user, version, at in zip(d.user, d.version, d.at, strict=True):
+            got[user, version] = min(at, got.get((user, version), at))
+    known = {
+        process: _index(
+            (u, t if p == process else got.get((u, v), t), v) for u, t, v, p in done
+        )
+        for process, got in reached.items()
+    }
+    team_members = [member_ids(t, users, teams) for t in range(teams + 1)]
+    user_reads = stale_users = team_reads = stale_teams = in_flight = 0
+    for r in reads:
+        index = known.get(r.process, everywhere)
+        user_reads += len(r.user)
+        for user, seen, started in zip(r.user, r.version, r.at, strict=True):
+            if _newer(index, user, started, seen):
+                stale_users += 1
+            elif index is not everywhere and _newer(everywhere, user, started, seen):
+                in_flight += 1
+        team_reads += len(r.team)
+        offset = 0
+        for team, started in zip(r.team, r.team_at, strict=True):
+            ids = team_members[team]
+            shown = r.members[offset : offset + len(ids)]
+            offset += len(ids)
+            if _stale_team(index, ids, shown, started):
+                stale_teams += 1
+            elif index is not everywhere and _stale_team(
+                everywhere, ids, shown, started
+            ):
+                in_flight += 1
+        if offset != len(r.members):
+            raise ValueError("team reads and member versions do not line up")
+    return Staleness(user_reads, stale_users, team_reads, stale_teams, in_flight)
+
+
+def _stale_team(
+    index: _Index, ids: Sequence[int], shown: Sequence[int], started: float
+) -> bool:
+    return any(
+        _newer(index, user, started, seen)
+        for user, seen in zip(ids, shown, strict=True)
+        if user in index
+    )
