@@ -1,7 +1,9 @@
 """The Lua scripts freshcache runs in Redis.
 
 Each script touches keys of one hash slot only (a data key and its lease,
-or one tag set), so each runs unchanged on Redis Cluster.
+or one tag set), so each runs unchanged on Redis Cluster. Tag invalidation
+needs no script: SMEMBERS, then the members' deletions, then SREM of exactly
+those members (see ``AsyncRedisStore.invalidate_tags``).
 """
 
 from __future__ import annotations
@@ -55,11 +57,4 @@ if existed == 0 or (ttl >= 0 and ttl < px) then
   redis.call('PEXPIRE', KEYS[1], px)
 end
 return 1
-"""
-
-# KEYS: tag set. Take the members and drop the set, atomically.
-TAKE_MEMBERS: Final = """
-local members = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return members
 """

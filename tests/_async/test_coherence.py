@@ -21,8 +21,8 @@ async def pair(
 ) -> AsyncIterator[tuple[AsyncCache, AsyncCache]]:
     """Two caches over one Redis, each with its own L1: two processes."""
     async with (
-        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as a,
-        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as b,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as b,
     ):
         await a.get("warm:up")
         await b.get("warm:up")
@@ -77,11 +77,12 @@ async def test_invalidation_removes_one_key_not_the_whole_l1(
     pair: tuple[AsyncCache, AsyncCache],
 ) -> None:
     a, b = pair
-    await a.set_many({"k:1": 1, "k:2": 2})
-    assert await b.get_many(["k:1", "k:2"]) == {"k:1": 1, "k:2": 2}
     received = b.stats().counts.get("invalidations_received", 0)
-    await a.invalidate("k:1")
+    await a.set_many({"k:1": 1, "k:2": 2})
     await wait_for_count(b, "invalidations_received", received + 1)
+    assert await b.get_many(["k:1", "k:2"]) == {"k:1": 1, "k:2": 2}
+    await a.invalidate("k:1")
+    await wait_for_count(b, "invalidations_received", received + 2)
     hits_before = b.stats().hits.get("memory", 0)
     assert await b.get("k:2") == 2
     assert b.stats().hits["memory"] == hits_before + 1  # k:2 stayed in b's L1
@@ -106,7 +107,12 @@ async def test_tags_from_arguments_and_results(
     assert await b.get("team_members:7") == [1, 2]  # into b's L1
     await b.invalidate_tags("user:2")  # a member of team 7 changed
     assert await b.get("team_members:7") is MISS
-    assert await team_members(7) == [1, 2]  # reloaded in a (bus dropped a's L1)
+
+    async def a_dropped_it() -> bool:
+        return a._tiers.local_get(f"{a._head}team_members:7") is MISS
+
+    await wait_until(a_dropped_it)  # the bus reached a's L1
+    assert await team_members(7) == [1, 2]  # reloaded in a
     assert await team_members(8) == [3]  # untouched
     assert loads == [7, 8, 7]
     await a.invalidate_tags("team:8")
@@ -117,7 +123,7 @@ async def test_a_tag_index_outlives_its_longest_lived_member(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     """The known bug: resetting the tag set's TTL to the last member's."""
-    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.set("long", 1, ttl=3600, tags=["t"])
         await cache.set("short", 2, ttl=1, tags=["t"])
         raw = redis.Redis.from_url(redis_url)
@@ -153,11 +159,13 @@ async def test_bump_orphans_a_namespace_everywhere(
 async def test_a_fresh_process_reads_the_current_namespace_version(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    async with AsyncCache(redis_url, prefix=key_prefix) as old:
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as old:
         await old.set("search:q", "v0 value")
         await old.bump("search")
         await old.set("search:q", "v1 value")
-    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as started_later:
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, l1=L1(), timeout=1.0
+    ) as started_later:
         assert await started_later.get("search:q") == "v1 value"
 
 
@@ -219,7 +227,9 @@ async def test_events_fan_out_and_a_raising_handler_is_contained(
 async def test_l1_returns_the_cached_object_by_default(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as cache:
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
+        await cache.get("warm:up")
+        await wait_for_count(cache, "bus_connect", 1)  # (a connect flushes L1)
         await cache.set("k", {"items": [1]})
         first = await cache.get("k")
         assert await cache.get("k") is first  # same object: read-only by contract
@@ -228,7 +238,9 @@ async def test_l1_returns_the_cached_object_by_default(
 async def test_l1_copy_mode_isolates_callers(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1(copy=True)) as cache:
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, l1=L1(copy=True), timeout=1.0
+    ) as cache:
         await cache.set("k", {"items": [1]})
         first = await cache.get("k")
         first["items"].append(2)  # a caller mutates what it got
@@ -241,7 +253,7 @@ async def test_l1_never_outlives_freshness_or_its_cap(
 ) -> None:
     clock = FakeClock()
     async with AsyncCache(
-        redis_url, prefix=key_prefix, l1=L1(ttl=5), clock=clock
+        redis_url, prefix=key_prefix, l1=L1(ttl=5), clock=clock, timeout=1.0
     ) as cache:
         await cache.get("warm:up")
         await wait_for_count(cache, "bus_connect", 1)
@@ -261,7 +273,7 @@ async def test_while_the_bus_is_down_l1_keeps_entries_one_second(
 ) -> None:  # fmt: skip
     clock = FakeClock()
     async with AsyncCache(
-        redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock
+        redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock, timeout=1.0
     ) as cache:
         monkeypatch.setattr(cache._tiers, "_listen", lambda: None)  # never subscribes
         await cache.set("k", 1)
@@ -272,3 +284,34 @@ async def test_while_the_bus_is_down_l1_keeps_entries_one_second(
         hits = cache.stats().hits.get("redis", 0)
         assert await cache.get("k") == 1
         assert cache.stats().hits["redis"] == hits + 1
+
+
+async def test_l1_hits_cost_no_round_trip(pair: tuple[AsyncCache, AsyncCache]) -> None:
+    """Namespace versions are cached too (version 0 included)."""
+    a, _ = pair
+
+    @a.cached("user:{user_id}")
+    async def user(user_id: int) -> int:
+        return user_id
+
+    await user(1)
+    await user(1)
+    before = a.stats()
+    for _ in range(10):
+        assert await user(1) == 1
+    after = a.stats()
+    assert after.hits["memory"] == before.hits["memory"] + 10
+    assert after.latency == before.latency  # not one Redis operation
+
+
+async def test_clear_reaches_every_process(pair: tuple[AsyncCache, AsyncCache]) -> None:
+    a, b = pair
+    await a.set("k", 1)
+    assert await b.get("k") == 1
+    await a.clear()
+
+    async def b_cleared() -> bool:
+        return b._tiers.local_get(f"{a._head}k") is MISS
+
+    await wait_until(b_cleared)
+    assert await b.get("k") is MISS

@@ -85,7 +85,7 @@ async def cache(
 ) -> AsyncIterator[AsyncCache]:
     url = None if request.param == "embedded" else request.getfixturevalue("redis_url")
     l1 = L1() if request.param == "l1+redis" else None
-    async with AsyncCache(url, prefix=key_prefix, l1=l1) as made:
+    async with AsyncCache(url, prefix=key_prefix, l1=l1, timeout=1.0) as made:
         yield made
 
 
@@ -140,8 +140,8 @@ async def test_an_invalidation_during_the_redis_read_is_not_undone_by_l1(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     async with (
-        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as reader_cache,
-        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as writer_cache,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as reader_cache,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as writer_cache,
     ):
         if not protected:
             unprotect(reader_cache, monkeypatch)
@@ -231,7 +231,7 @@ async def test_a_lost_lease_fails_closed(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     """The lease vanished (eviction, restart): the value is returned, not stored."""
-    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as cache:
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
         raw = redis.Redis.from_url(redis_url)
 
         async def loader() -> str:
@@ -247,7 +247,7 @@ async def test_a_lost_lease_fails_closed(
 async def test_a_held_lease_makes_other_callers_load_without_storing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         raw = redis.Redis.from_url(redis_url)
         lease = "{" + f"{key_prefix}:v1:user:1" + "}:lease"
         raw.set(lease, "someone-else", px=60_000)
@@ -256,3 +256,62 @@ async def test_a_held_lease_makes_other_callers_load_without_storing(
         assert cache.stats().counts["lease_busy"] == 1
         assert raw.get(lease) == b"someone-else"  # not ours to touch
         raw.close()
+
+
+async def test_a_fill_in_flight_across_a_resubscribe_is_dropped(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Messages sent while the bus was away are lost: a read that began before
+    the resubscribe must not fill L1 with what it read."""
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
+        await cache.get("warm:up")
+        await wait_until_listening(cache)
+        await cache.set("user:1", "old")
+        cache._tiers.flush_local()
+        l2 = cache._tiers.l2
+        assert l2 is not None
+        real_get = l2.get
+
+        async def get_across_a_resubscribe(full: str) -> Any:
+            hit = await real_get(full)
+            cache._tiers._connected()  # the bus came back meanwhile
+            return hit
+
+        monkeypatch.setattr(l2, "get", get_across_a_resubscribe)
+        assert await cache.get("user:1") == "old"
+        monkeypatch.setattr(l2, "get", real_get)
+        assert cache._tiers.local_get(f"{key_prefix}:v1:user:1") is MISS
+
+
+async def test_a_write_overtaken_by_a_newer_one_does_not_stay_in_l1(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as c,
+    ):
+        for cache in (a, c):
+            await cache.get("warm:up")
+            await wait_until_listening(cache)
+        l2 = a._tiers.l2
+        assert l2 is not None
+        real_put_many = l2.put_many
+        written, go = AsyncFlag(), AsyncFlag()
+
+        async def slow_put_many(items: Any) -> None:
+            await real_put_many(items)  # v1 lands in Redis...
+            written.set()
+            assert await go.wait(WAIT)  # ...and a's L1 fill waits
+
+        monkeypatch.setattr(l2, "put_many", slow_put_many)
+        worker = await run_in_background(lambda: a.set("user:1", "v1"))
+        assert await written.wait(WAIT)
+        received = a.stats().counts.get("invalidations_received", 0)
+        await c.set("user:1", "v2")  # a newer write lands after it
+        await wait_for_count(a, "invalidations_received", received + 1)
+        go.set()
+        await worker.join(WAIT)
+        monkeypatch.setattr(l2, "put_many", real_put_many)
+        assert await a.get("user:1") == "v2"

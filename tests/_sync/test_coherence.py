@@ -22,8 +22,8 @@ def pair(
 ) -> Iterator[tuple[Cache, Cache]]:
     """Two caches over one Redis, each with its own L1: two processes."""
     with (
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as a,
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as b,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as b,
     ):
         a.get("warm:up")
         b.get("warm:up")
@@ -78,11 +78,12 @@ def test_invalidation_removes_one_key_not_the_whole_l1(
     pair: tuple[Cache, Cache],
 ) -> None:
     a, b = pair
-    a.set_many({"k:1": 1, "k:2": 2})
-    assert b.get_many(["k:1", "k:2"]) == {"k:1": 1, "k:2": 2}
     received = b.stats().counts.get("invalidations_received", 0)
-    a.invalidate("k:1")
+    a.set_many({"k:1": 1, "k:2": 2})
     wait_for_count(b, "invalidations_received", received + 1)
+    assert b.get_many(["k:1", "k:2"]) == {"k:1": 1, "k:2": 2}
+    a.invalidate("k:1")
+    wait_for_count(b, "invalidations_received", received + 2)
     hits_before = b.stats().hits.get("memory", 0)
     assert b.get("k:2") == 2
     assert b.stats().hits["memory"] == hits_before + 1  # k:2 stayed in b's L1
@@ -107,7 +108,12 @@ def test_tags_from_arguments_and_results(
     assert b.get("team_members:7") == [1, 2]  # into b's L1
     b.invalidate_tags("user:2")  # a member of team 7 changed
     assert b.get("team_members:7") is MISS
-    assert team_members(7) == [1, 2]  # reloaded in a (bus dropped a's L1)
+
+    def a_dropped_it() -> bool:
+        return a._tiers.local_get(f"{a._head}team_members:7") is MISS
+
+    wait_until(a_dropped_it)  # the bus reached a's L1
+    assert team_members(7) == [1, 2]  # reloaded in a
     assert team_members(8) == [3]  # untouched
     assert loads == [7, 8, 7]
     a.invalidate_tags("team:8")
@@ -118,7 +124,7 @@ def test_a_tag_index_outlives_its_longest_lived_member(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     """The known bug: resetting the tag set's TTL to the last member's."""
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         cache.set("long", 1, ttl=3600, tags=["t"])
         cache.set("short", 2, ttl=1, tags=["t"])
         raw = redis.Redis.from_url(redis_url)
@@ -154,11 +160,11 @@ def test_bump_orphans_a_namespace_everywhere(
 def test_a_fresh_process_reads_the_current_namespace_version(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as old:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as old:
         old.set("search:q", "v0 value")
         old.bump("search")
         old.set("search:q", "v1 value")
-    with Cache(redis_url, prefix=key_prefix, l1=L1()) as started_later:
+    with Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as started_later:
         assert started_later.get("search:q") == "v1 value"
 
 
@@ -217,7 +223,9 @@ def test_events_fan_out_and_a_raising_handler_is_contained(
 def test_l1_returns_the_cached_object_by_default(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix, l1=L1()) as cache:
+    with Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
+        cache.get("warm:up")
+        wait_for_count(cache, "bus_connect", 1)  # (a connect flushes L1)
         cache.set("k", {"items": [1]})
         first = cache.get("k")
         assert cache.get("k") is first  # same object: read-only by contract
@@ -226,7 +234,7 @@ def test_l1_returns_the_cached_object_by_default(
 def test_l1_copy_mode_isolates_callers(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix, l1=L1(copy=True)) as cache:
+    with Cache(redis_url, prefix=key_prefix, l1=L1(copy=True), timeout=1.0) as cache:
         cache.set("k", {"items": [1]})
         first = cache.get("k")
         first["items"].append(2)  # a caller mutates what it got
@@ -238,7 +246,9 @@ def test_l1_never_outlives_freshness_or_its_cap(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     clock = FakeClock()
-    with Cache(redis_url, prefix=key_prefix, l1=L1(ttl=5), clock=clock) as cache:
+    with Cache(
+        redis_url, prefix=key_prefix, l1=L1(ttl=5), clock=clock, timeout=1.0
+    ) as cache:
         cache.get("warm:up")
         wait_for_count(cache, "bus_connect", 1)
         cache.set("short", 1, ttl=2)
@@ -256,7 +266,9 @@ def test_while_the_bus_is_down_l1_keeps_entries_one_second(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     clock = FakeClock()
-    with Cache(redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock) as cache:
+    with Cache(
+        redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock, timeout=1.0
+    ) as cache:
         monkeypatch.setattr(cache._tiers, "_listen", lambda: None)  # never subscribes
         cache.set("k", 1)
         assert not cache._tiers.bus.connected
@@ -266,3 +278,34 @@ def test_while_the_bus_is_down_l1_keeps_entries_one_second(
         hits = cache.stats().hits.get("redis", 0)
         assert cache.get("k") == 1
         assert cache.stats().hits["redis"] == hits + 1
+
+
+def test_l1_hits_cost_no_round_trip(pair: tuple[Cache, Cache]) -> None:
+    """Namespace versions are cached too (version 0 included)."""
+    a, _ = pair
+
+    @a.cached("user:{user_id}")
+    def user(user_id: int) -> int:
+        return user_id
+
+    user(1)
+    user(1)
+    before = a.stats()
+    for _ in range(10):
+        assert user(1) == 1
+    after = a.stats()
+    assert after.hits["memory"] == before.hits["memory"] + 10
+    assert after.latency == before.latency  # not one Redis operation
+
+
+def test_clear_reaches_every_process(pair: tuple[Cache, Cache]) -> None:
+    a, b = pair
+    a.set("k", 1)
+    assert b.get("k") == 1
+    a.clear()
+
+    def b_cleared() -> bool:
+        return b._tiers.local_get(f"{a._head}k") is MISS
+
+    wait_until(b_cleared)
+    assert b.get("k") is MISS

@@ -86,7 +86,7 @@ def cache(
 ) -> Iterator[Cache]:
     url = None if request.param == "embedded" else request.getfixturevalue("redis_url")
     l1 = L1() if request.param == "l1+redis" else None
-    with Cache(url, prefix=key_prefix, l1=l1) as made:
+    with Cache(url, prefix=key_prefix, l1=l1, timeout=1.0) as made:
         yield made
 
 
@@ -141,8 +141,8 @@ def test_an_invalidation_during_the_redis_read_is_not_undone_by_l1(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     with (
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as reader_cache,
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as writer_cache,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as reader_cache,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as writer_cache,
     ):
         if not protected:
             unprotect(reader_cache, monkeypatch)
@@ -232,7 +232,7 @@ def test_a_lost_lease_fails_closed(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     """The lease vanished (eviction, restart): the value is returned, not stored."""
-    with Cache(redis_url, prefix=key_prefix, l1=L1()) as cache:
+    with Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
         raw = redis.Redis.from_url(redis_url)
 
         def loader() -> str:
@@ -248,7 +248,7 @@ def test_a_lost_lease_fails_closed(
 def test_a_held_lease_makes_other_callers_load_without_storing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         raw = redis.Redis.from_url(redis_url)
         lease = "{" + f"{key_prefix}:v1:user:1" + "}:lease"
         raw.set(lease, "someone-else", px=60_000)
@@ -257,3 +257,62 @@ def test_a_held_lease_makes_other_callers_load_without_storing(
         assert cache.stats().counts["lease_busy"] == 1
         assert raw.get(lease) == b"someone-else"  # not ours to touch
         raw.close()
+
+
+def test_a_fill_in_flight_across_a_resubscribe_is_dropped(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Messages sent while the bus was away are lost: a read that began before
+    the resubscribe must not fill L1 with what it read."""
+    with Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
+        cache.get("warm:up")
+        wait_until_listening(cache)
+        cache.set("user:1", "old")
+        cache._tiers.flush_local()
+        l2 = cache._tiers.l2
+        assert l2 is not None
+        real_get = l2.get
+
+        def get_across_a_resubscribe(full: str) -> Any:
+            hit = real_get(full)
+            cache._tiers._connected()  # the bus came back meanwhile
+            return hit
+
+        monkeypatch.setattr(l2, "get", get_across_a_resubscribe)
+        assert cache.get("user:1") == "old"
+        monkeypatch.setattr(l2, "get", real_get)
+        assert cache._tiers.local_get(f"{key_prefix}:v1:user:1") is MISS
+
+
+def test_a_write_overtaken_by_a_newer_one_does_not_stay_in_l1(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    with (
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as c,
+    ):
+        for cache in (a, c):
+            cache.get("warm:up")
+            wait_until_listening(cache)
+        l2 = a._tiers.l2
+        assert l2 is not None
+        real_put_many = l2.put_many
+        written, go = Flag(), Flag()
+
+        def slow_put_many(items: Any) -> None:
+            real_put_many(items)  # v1 lands in Redis...
+            written.set()
+            assert go.wait(WAIT)  # ...and a's L1 fill waits
+
+        monkeypatch.setattr(l2, "put_many", slow_put_many)
+        worker = run_in_background(lambda: a.set("user:1", "v1"))
+        assert written.wait(WAIT)
+        received = a.stats().counts.get("invalidations_received", 0)
+        c.set("user:1", "v2")  # a newer write lands after it
+        wait_for_count(a, "invalidations_received", received + 1)
+        go.set()
+        worker.join(WAIT)
+        monkeypatch.setattr(l2, "put_many", real_put_many)
+        assert a.get("user:1") == "v2"

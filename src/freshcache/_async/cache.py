@@ -13,6 +13,7 @@ from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.events import AsyncEvents
 from freshcache._async.stores.redis import AsyncRedisStore
 from freshcache._async.tiers import AsyncTiers, TagSource, check_tag
+from freshcache._concurrency import ainvoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -20,6 +21,7 @@ from freshcache.codec import Codec
 from freshcache.config import L1
 from freshcache.core.keys import KeyBuilder, escape
 from freshcache.core.layout import versioned
+from freshcache.errors import StoreError
 from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
@@ -155,7 +157,11 @@ class AsyncCache:
         return self._head + key
 
     async def _resolve(self, key: str) -> tuple[str, str]:
-        """The full key under its namespace's current version, and the namespace."""
+        """The full key under its namespace's current version, and the namespace.
+
+        Raises ``StoreError`` when the version is unknown and Redis is out of
+        reach: reads then bypass the cache, writes are skipped.
+        """
         base = self._base(key)
         namespace = _namespace(key)
         version = await self._tiers.version(namespace)
@@ -165,7 +171,11 @@ class AsyncCache:
 
     async def get(self, key: str, default: Any = MISS, *, returns: Any = None) -> Any:
         """The fresh cached value for ``key``, or ``default`` (``MISS``)."""
-        full, namespace = await self._resolve(key)
+        try:
+            full, namespace = await self._resolve(key)
+        except StoreError:
+            self._metrics.miss("all", _namespace(key))
+            return default
         entry, _ = await self._tiers.lookup(
             full, namespace, make_reviver(returns), local_checked=False
         )
@@ -175,12 +185,18 @@ class AsyncCache:
         self, keys: Iterable[str], *, returns: Any = None
     ) -> dict[str, Any]:
         """The fresh cached values among ``keys``, as a dict of hits."""
-        unique = list(dict.fromkeys(keys))
-        wanted = [await self._resolve(key) for key in unique]
-        entries = await self._tiers.lookup_many(wanted, make_reviver(returns))
+        wanted: dict[str, tuple[str, str]] = {}
+        for key in dict.fromkeys(keys):
+            try:
+                wanted[key] = await self._resolve(key)
+            except StoreError:
+                self._metrics.miss("all", _namespace(key))
+        entries = await self._tiers.lookup_many(
+            list(wanted.values()), make_reviver(returns)
+        )
         return {
             key: entry.value
-            for key, entry in zip(unique, entries, strict=True)
+            for key, entry in zip(wanted, entries, strict=True)
             if entry is not MISS
         }
 
@@ -201,7 +217,11 @@ class AsyncCache:
         """
         lifetime = self._lifetimes(ttl, stale_ttl)
         tag_list = _tag_sources(tags)
-        full, namespace = await self._resolve(key)
+        try:
+            full, namespace = await self._resolve(key)
+        except StoreError:
+            self._metrics.miss("all", _namespace(key))
+            return await ainvoke(loader)
         entry, snapshot = await self._tiers.lookup(
             full, namespace, make_reviver(returns), local_checked=False
         )
@@ -237,7 +257,10 @@ class AsyncCache:
         """
         lifetime = self._lifetimes(ttl, stale_ttl)
         tag_list = tuple(check_tag(t) for t in tags)
-        full, _ = await self._resolve(key)
+        try:
+            full, _ = await self._resolve(key)
+        except StoreError:
+            return False
         return await self._tiers.put([(full, value, tag_list)], lifetime)
 
     async def set_many(
@@ -249,7 +272,10 @@ class AsyncCache:
     ) -> bool:
         """Store several values (one pipeline on Redis); False if any was not cached."""
         lifetime = self._lifetimes(ttl, stale_ttl)
-        items = [((await self._resolve(k))[0], v, ()) for k, v in values.items()]
+        try:
+            items = [((await self._resolve(k))[0], v, ()) for k, v in values.items()]
+        except StoreError:
+            return False
         return await self._tiers.put(items, lifetime)
 
     async def invalidate(self, *keys: str) -> None:
@@ -285,10 +311,9 @@ class AsyncCache:
         return self._tiers.events
 
     async def clear(self) -> None:
-        """Remove every key under this cache's ``prefix:version:`` (never FLUSHDB)."""
-        self._tiers.flush_local()
-        if self._tiers.l2 is not None:
-            await self._tiers.l2.clear(self._head + "*")
+        """Remove every key under this cache's ``prefix:version:``, in every
+        tier and process (SCAN and UNLINK; never FLUSHDB)."""
+        await self._tiers.clear(self._head + "*")
 
     # -- decorator ---------------------------------------------------------
 

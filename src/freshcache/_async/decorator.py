@@ -12,6 +12,7 @@ from freshcache._models import make_reviver
 from freshcache._types import MISS
 from freshcache.core.keys import KeyTemplate
 from freshcache.core.layout import versioned
+from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._async.cache import AsyncCache
@@ -70,7 +71,11 @@ def wrap(
     async def fill(base: str, args: Any, kwargs: Any, checked: bool) -> R:
         if not revivers:
             revivers.append(_return_reviver(func))
-        full = versioned(head, namespace, await tiers.version(namespace), base)
+        try:
+            version = await tiers.version(namespace)
+        except StoreError:  # unknown and out of reach: bypass the cache
+            return await func(*args, **kwargs)
+        full = versioned(head, namespace, version, base)
         entry, snapshot = await tiers.lookup(
             full, namespace, revivers[0], local_checked=checked
         )

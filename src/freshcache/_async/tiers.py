@@ -110,7 +110,11 @@ class AsyncTiers:
             self.bus.start()
 
     def _connected(self) -> None:
+        """(Re)subscribed. Messages sent while we were away are lost: drop what
+        L1 holds and cancel every L1 fill that began before (its snapshot)."""
         self._metrics.count("bus_connect")
+        self.versions.clear()
+        self.flush_local()
 
     def _disconnected(self) -> None:
         """Missed messages cannot be known: forget everything local."""
@@ -204,14 +208,20 @@ class AsyncTiers:
         self.generations.invalidate_all(l1.clear if l1 is not None else lambda: None)
 
     def _new_version(self, namespace: str, version: int) -> None:
-        if version > self.versions.get(namespace, 0):
+        """Keys carry their namespace version, so old entries simply become
+        unreachable: nothing to drop, no fill to cancel."""
+        known = self.versions.get(namespace)
+        if known is None or version > known:
             self.versions[namespace] = version
-        self.generations.invalidate_all(lambda: None)
 
     # -- reads ----------------------------------------------------------------
 
     async def version(self, namespace: str) -> int:
-        """The namespace's version: cached while the bus is up, else read."""
+        """The namespace's version: cached while the bus is up, else read.
+
+        Raises ``StoreError`` when it is not known and Redis cannot tell: a
+        guess could read a namespace's orphaned, older entries.
+        """
         cached = self.versions.get(namespace)
         if self.l2 is None:
             return self.versions.setdefault(namespace, 0)
@@ -221,7 +231,9 @@ class AsyncTiers:
         try:
             fetched = await self.l2.version(namespace)
         except StoreError:
-            return cached or 0
+            if cached is None:
+                raise
+            return cached
         if self.bus.connected:
             self._new_version(namespace, fetched)
         return max(fetched, self.versions.get(namespace, 0))
@@ -355,9 +367,15 @@ class AsyncTiers:
             return None, 0
         try:
             token = await self.l2.acquire(full, self._lease_ttl)
-            epoch = await self.l2.epoch() if token is not None and tagged else 0
         except StoreError:
             return None, 0
+        epoch = 0
+        if token is not None and tagged:
+            try:
+                epoch = await self.l2.epoch()
+            except StoreError:
+                await self.l2.release(full, token)
+                return None, 0
         if token is None:
             self._metrics.count("lease_busy")
         return token, epoch
@@ -376,7 +394,7 @@ class AsyncTiers:
             return False  # another caller holds the lease (or Redis is down)
         try:
             if tags:
-                await self.l2.register(tags, full, hard)
+                await self.l2.register(tags, full, self._tag_ttl(hard))
                 if await self.l2.epoch() != epoch:
                     self._metrics.count("fill_skipped:tag_invalidated")
                     await self.l2.release(full, token)
@@ -419,45 +437,46 @@ class AsyncTiers:
         self, items: Sequence[tuple[str, Any, Sequence[str]]],
         lifetime: tuple[float | None, float],
     ) -> bool:  # fmt: skip
-        """Write values straight to every tier; False if any was not cached."""
+        """Write values straight to every tier; False if any was not cached (or
+        Redis or the bus could not be reached)."""
         encoded = []
         for full, value, tags in items:
             one = self.encode(full, value, lifetime, 0.0, tags)
             if one is not None:
                 encoded.append((full, *one))
         fulls = [full for full, *_ in encoded]
+        # Drop the old L1 entries first (cancelling local fills in flight), then
+        # snapshot: a newer write that lands in Redis after ours invalidates us
+        # over the bus, and our L1 fill below then gives way to it.
+        self._drop_local(fulls)
+        snapshots = [self.generations.snapshot(full) for full in fulls]
         if self.l2 is not None and encoded:
             self._listen()
             try:
                 for full, entry, _, hard in encoded:
                     if entry.tags:
-                        await self.l2.register(entry.tags, full, hard)
+                        await self.l2.register(entry.tags, full, self._tag_ttl(hard))
                 await self.l2.put_many(
                     [(f, data, hard) for f, _, data, hard in encoded]
                 )
             except StoreError:
                 self._drop_local(fulls)  # L1 must not keep what Redis may not have
                 return False
-        l1 = self.l1
-        if l1 is not None:
+        for (full, entry, data, hard), snapshot in zip(encoded, snapshots, strict=True):
+            self._local_fill(full, entry, data, len(data), hard, snapshot)
+        sent = True
+        if fulls and self.l2 is not None:
+            try:
+                await self._send(Message(self._origin, keys=tuple(fulls)))
+            except StoreError:
+                self._metrics.error("bus_publish")
+                sent = False
+        return sent and len(encoded) == len(items)
 
-            def replace() -> None:
-                for full, entry, data, hard in encoded:
-                    ttl = self._local_ttl(entry, hard)
-                    value = self._local_value(full, entry, data)
-                    if ttl is None or ttl > 0:
-                        l1.set(full, value, ttl=ttl, size=len(data))
-
-            self.generations.invalidate(fulls, replace)
-        if fulls:
-            await self._send_quietly(Message(self._origin, keys=tuple(fulls)))
-        return len(encoded) == len(items)
-
-    async def _send_quietly(self, message: Message) -> None:
-        try:
-            await self._send(message)
-        except StoreError:
-            self._metrics.error("bus_publish")
+    def _tag_ttl(self, hard: float | None) -> float | None:
+        """A tag set outlives its member by a lease: the member is written up
+        to a lease after it is registered."""
+        return None if hard is None else hard + self._lease_ttl
 
     async def invalidate(self, fulls: Sequence[str]) -> int:
         """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
@@ -486,6 +505,14 @@ class AsyncTiers:
         self._new_version(namespace, version)
         await self._send(Message(self._origin, namespaces=((namespace, version),)))
         return version
+
+    async def clear(self, pattern: str) -> None:
+        """Delete every key matching ``pattern`` in Redis, then every L1 here
+        and, over the bus, everywhere."""
+        if self.l2 is not None:
+            await self.l2.clear(pattern)
+        self.flush_local()
+        await self._send(Message(self._origin, flush=True))
 
     async def aclose(self) -> None:
         await self.bus.aclose()

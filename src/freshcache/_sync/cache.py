@@ -14,6 +14,7 @@ from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore
 from freshcache._sync.tiers import Tiers, TagSource, check_tag
+from freshcache._concurrency import invoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -21,6 +22,7 @@ from freshcache.codec import Codec
 from freshcache.config import L1
 from freshcache.core.keys import KeyBuilder, escape
 from freshcache.core.layout import versioned
+from freshcache.errors import StoreError
 from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
@@ -156,7 +158,11 @@ class Cache:
         return self._head + key
 
     def _resolve(self, key: str) -> tuple[str, str]:
-        """The full key under its namespace's current version, and the namespace."""
+        """The full key under its namespace's current version, and the namespace.
+
+        Raises ``StoreError`` when the version is unknown and Redis is out of
+        reach: reads then bypass the cache, writes are skipped.
+        """
         base = self._base(key)
         namespace = _namespace(key)
         version = self._tiers.version(namespace)
@@ -166,7 +172,11 @@ class Cache:
 
     def get(self, key: str, default: Any = MISS, *, returns: Any = None) -> Any:
         """The fresh cached value for ``key``, or ``default`` (``MISS``)."""
-        full, namespace = self._resolve(key)
+        try:
+            full, namespace = self._resolve(key)
+        except StoreError:
+            self._metrics.miss("all", _namespace(key))
+            return default
         entry, _ = self._tiers.lookup(
             full, namespace, make_reviver(returns), local_checked=False
         )
@@ -174,12 +184,16 @@ class Cache:
 
     def get_many(self, keys: Iterable[str], *, returns: Any = None) -> dict[str, Any]:
         """The fresh cached values among ``keys``, as a dict of hits."""
-        unique = list(dict.fromkeys(keys))
-        wanted = [self._resolve(key) for key in unique]
-        entries = self._tiers.lookup_many(wanted, make_reviver(returns))
+        wanted: dict[str, tuple[str, str]] = {}
+        for key in dict.fromkeys(keys):
+            try:
+                wanted[key] = self._resolve(key)
+            except StoreError:
+                self._metrics.miss("all", _namespace(key))
+        entries = self._tiers.lookup_many(list(wanted.values()), make_reviver(returns))
         return {
             key: entry.value
-            for key, entry in zip(unique, entries, strict=True)
+            for key, entry in zip(wanted, entries, strict=True)
             if entry is not MISS
         }
 
@@ -200,7 +214,11 @@ class Cache:
         """
         lifetime = self._lifetimes(ttl, stale_ttl)
         tag_list = _tag_sources(tags)
-        full, namespace = self._resolve(key)
+        try:
+            full, namespace = self._resolve(key)
+        except StoreError:
+            self._metrics.miss("all", _namespace(key))
+            return invoke(loader)
         entry, snapshot = self._tiers.lookup(
             full, namespace, make_reviver(returns), local_checked=False
         )
@@ -234,7 +252,10 @@ class Cache:
         """
         lifetime = self._lifetimes(ttl, stale_ttl)
         tag_list = tuple(check_tag(t) for t in tags)
-        full, _ = self._resolve(key)
+        try:
+            full, _ = self._resolve(key)
+        except StoreError:
+            return False
         return self._tiers.put([(full, value, tag_list)], lifetime)
 
     def set_many(
@@ -246,7 +267,10 @@ class Cache:
     ) -> bool:
         """Store several values (one pipeline on Redis); False if any was not cached."""
         lifetime = self._lifetimes(ttl, stale_ttl)
-        items = [((self._resolve(k))[0], v, ()) for k, v in values.items()]
+        try:
+            items = [((self._resolve(k))[0], v, ()) for k, v in values.items()]
+        except StoreError:
+            return False
         return self._tiers.put(items, lifetime)
 
     def invalidate(self, *keys: str) -> None:
@@ -282,10 +306,9 @@ class Cache:
         return self._tiers.events
 
     def clear(self) -> None:
-        """Remove every key under this cache's ``prefix:version:`` (never FLUSHDB)."""
-        self._tiers.flush_local()
-        if self._tiers.l2 is not None:
-            self._tiers.l2.clear(self._head + "*")
+        """Remove every key under this cache's ``prefix:version:``, in every
+        tier and process (SCAN and UNLINK; never FLUSHDB)."""
+        self._tiers.clear(self._head + "*")
 
     # -- decorator ---------------------------------------------------------
 

@@ -13,6 +13,7 @@ from freshcache._models import make_reviver
 from freshcache._types import MISS
 from freshcache.core.keys import KeyTemplate
 from freshcache.core.layout import versioned
+from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._sync.cache import Cache
@@ -71,7 +72,11 @@ def wrap(
     def fill(base: str, args: Any, kwargs: Any, checked: bool) -> R:
         if not revivers:
             revivers.append(_return_reviver(func))
-        full = versioned(head, namespace, tiers.version(namespace), base)
+        try:
+            version = tiers.version(namespace)
+        except StoreError:  # unknown and out of reach: bypass the cache
+            return func(*args, **kwargs)
+        full = versioned(head, namespace, version, base)
         entry, snapshot = tiers.lookup(
             full, namespace, revivers[0], local_checked=checked
         )

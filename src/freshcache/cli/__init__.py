@@ -48,6 +48,13 @@ def _demo(args: argparse.Namespace) -> int:
     if not _have_rich():
         print(INSTALL_HINT, file=sys.stderr)
         return 1
+    if args.processes is not None and args.processes > 1 and args.redis is None:
+        print(
+            "freshcache demo: --processes above 1 needs --redis (the embedded "
+            "cache lives in one process)",
+            file=sys.stderr,
+        )
+        return 2
     from freshcache.cli.demo import DemoOptions, run
 
     options = DemoOptions(
@@ -61,6 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         redis=args.redis,
         postgres=args.postgres,
+        processes=args.processes,
     )
     return run(options)
 
@@ -75,18 +83,21 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a simulated read-heavy workload and check it for stale reads",
         description=(
-            "Readers read users (Zipf-skewed) and teams from a database through "
-            "the cache while writers update users and invalidate them after "
-            "commit. Reports hit rate, database queries with and without the "
-            "cache, latency, and every stale read a consistency checker finds. "
-            "Default: in-process cache over a temporary SQLite file."
+            "Readers read users (Zipf-skewed) and teams' members from a database "
+            "while writers update users and invalidate what depends on them "
+            "after commit: without a cache, with naive cache-aside, and with "
+            "freshcache (an event handler invalidates the user and, by tag, every "
+            "team list showing it). Reports hit rate, database queries, latency, "
+            "and every stale read a consistency checker finds in either cache. "
+            "Default: in-process cache over a temporary SQLite file; with --redis, "
+            "an L1 in each of several processes over Redis."
         ),
     )
     demo.add_argument(
         "--seconds",
         type=_positive_float,
         default=5.0,
-        help="length of the cached phase (default: 5)",
+        help="length of each cached phase, naive and freshcache (default: 5)",
     )
     demo.add_argument(
         "--baseline-seconds",
@@ -95,13 +106,16 @@ def _parser() -> argparse.ArgumentParser:
         help="length of the uncached phase (default: seconds/5, between 0.5 and 2)",
     )
     demo.add_argument(
-        "--readers", type=_positive_int, default=8, help="reader threads (default: 8)"
+        "--readers",
+        type=_positive_int,
+        default=8,
+        help="reader threads, spread over the processes (default: 8)",
     )
     demo.add_argument(
         "--writers",
         type=_non_negative_int,
         default=1,
-        help="writer threads (default: 1)",
+        help="writer threads, spread over the processes (default: 1)",
     )
     demo.add_argument(
         "--write-interval",
@@ -125,7 +139,16 @@ def _parser() -> argparse.ArgumentParser:
         "--redis",
         metavar="URL",
         default=None,
-        help="use a Redis cache at URL instead of the in-process one",
+        help="use an L1 over a Redis cache at URL instead of the in-process one",
+    )
+    demo.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=None,
+        help=(
+            "worker processes (spawned) running the readers and writers; above 1 "
+            "needs --redis (default: 1 embedded, 2 with --redis)"
+        ),
     )
     demo.add_argument(
         "--postgres",

@@ -300,6 +300,8 @@ def check(
     everywhere = _index((user, at, version) for user, at, version, _ in done)
     reached: dict[int, dict[tuple[int, int], float]] = {}
     for d in deliveries:
+        if not d.user:
+            continue
         got = reached.setdefault(d.process, {})
         for user, version, at in zip(d.user, d.version, d.at, strict=True):
             got[user, version] = min(at, got.get((user, version), at))

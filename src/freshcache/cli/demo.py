@@ -1,29 +1,38 @@
 """``freshcache demo``: a read-heavy workload on a real database, checked for staleness.
 
-Readers (threads) read users with a Zipf-skewed popularity through a
-``@cache.cached`` function and teams through ``cache.get_or_load``; writers
-update a user row (``version = version + 1``) in a transaction, commit, then
-invalidate its key (cache-aside, invalidation after commit). A short phase
-without the cache runs first, as the baseline.
+Three phases run the same workload: the database alone (a short baseline),
+naive cache-aside (``_demo_naive``) and freshcache, the last two for the same
+time. Readers (threads) read users with a Zipf-skewed popularity and teams'
+member lists; writers update a user row (``version = version + 1``) in a
+transaction and, after the commit, invalidate what depends on it.
 
-The consistency checker (Polaris-style) runs on the logs afterwards: a writer
-logs (user, version, time its commit *and* invalidation returned); a reader
-logs (user, version seen, time its read *started*). A read is stale if a write
-of a higher version of that user had completed before the read started.
+With freshcache a writer publishes a ``user_updated`` event. One handler,
+registered in every process, invalidates the user's key and every entry
+tagged with the user (each team member list that shows it is tagged
+``user:<id>`` by a callable on the loaded list): one place declares what an
+update invalidates. ``publish`` runs this process's handlers before it
+returns, so commit-then-publish gives read-your-writes. With ``--redis`` the
+cache is an L1 in every process over Redis, and readers and writers run in
+``--processes`` spawned processes, so the L1s must stay coherent over the bus.
+
+Every process sends its logs back; one checker (``_demo_db.check``) counts
+the stale reads of both cached phases.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import multiprocessing
 import random
 import secrets
+import signal
 import threading
 import time
-from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,13 +41,21 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from freshcache import Cache, CachedFunction, FreshcacheError
-from freshcache.cli._demo_db import Database
+from freshcache import L1, Cache, FreshcacheError
+from freshcache.cli import _demo_naive
+from freshcache.cli._demo_db import Database, Log, Staleness, check
 
-TEAM_SHARE = 0.2  # share of requests that read a team
+TEAM_SHARE = 0.2  # share of requests that read a team's members
 TTL = 30
 ZIPF_S = 1.0
-UserGetter = CachedFunction[[int], dict[str, Any]]
+EVENT = "user_updated"
+BUS_WAIT = 5.0  # seconds a process waits for its invalidation bus to connect
+MODES = (  # phase: (mode, heading)
+    ("db", "database only"),
+    ("naive", "naive cache-aside"),
+    ("fresh", "with freshcache"),
+)
+Reads = tuple[Callable[[int], dict[str, Any]], Callable[[int], list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,7 @@ class DemoOptions:
     seed: int | None = None
     redis: str | None = None
     postgres: str | None = None
+    processes: int | None = None  # None: 1 embedded, 2 with Redis
 
 
 def _where_redis(url: str) -> str:
@@ -62,74 +80,46 @@ def _where_redis(url: str) -> str:
 
 
 @dataclass
-class _Log:
-    """One thread's record. Reads: ``at`` is when each read started; writes:
-    when its commit and invalidation had both returned."""
-
-    requests: int = 0
-    hits: int = 0
-    selects: int = 0
-    errors: int = 0
-    user: array[int] = field(default_factory=lambda: array("q"))
-    version: array[int] = field(default_factory=lambda: array("q"))
-    at: array[float] = field(default_factory=lambda: array("d"))
-    seconds: dict[str, array[float]] = field(default_factory=dict)
-
-    def time(self, path: str, seconds: float) -> None:
-        samples = self.seconds.get(path)
-        if samples is None:
-            samples = self.seconds[path] = array("d")
-        samples.append(seconds)
-
-
-@dataclass
 class _Phase:
-    elapsed: float
-    reads: list[_Log]
-    writes: list[_Log]
+    """One phase's logs from every process, merged."""
+
+    elapsed: float = 0.0
+    reads: list[Log] = field(default_factory=list)
+    writes: list[Log] = field(default_factory=list)
+    deliveries: list[Log] = field(default_factory=list)
+    errors: int = 0  # cache errors (freshcache: its stats; naive: failed SETs)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: _Phase) -> None:
+        self.elapsed = max(self.elapsed, other.elapsed)
+        self.reads += other.reads
+        self.writes += other.writes
+        self.deliveries += other.deliveries
+        self.errors += other.errors
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
 
     @property
     def writes_done(self) -> int:
         return sum(len(log.user) for log in self.writes)
 
-    def total(self, what: str, logs: Iterable[_Log] | None = None) -> int:
+    def total(self, what: str, logs: Sequence[Log] | None = None) -> int:
         return sum(getattr(log, what) for log in (self.reads if logs is None else logs))
 
     def p50_p99(self, path: str) -> str:
-        samples = sorted(
-            x for log in self.reads + self.writes for x in log.seconds.get(path, ())
-        )
-        if not samples:
-            return "-"
-        picks = (
-            samples[min(len(samples) - 1, int(q * len(samples)))] for q in (0.5, 0.99)
-        )
-        return " / ".join(
-            f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" for s in picks
+        return _p50_p99(
+            [x for log in self.reads + self.writes for x in log.seconds.get(path, ())]
         )
 
 
-def count_stale(reads: Iterable[_Log], writes: Iterable[_Log]) -> tuple[int, int]:
-    """(stale reads, user reads checked): a read is stale if a write of a higher
-    version of its user had completed (commit and invalidate) before it started."""
-    events: dict[int, list[tuple[float, int]]] = {}
-    for w in writes:
-        for user, version, done in zip(w.user, w.version, w.at, strict=True):
-            events.setdefault(user, []).append((done, version))
-    index: dict[int, tuple[list[float], list[int]]] = {}
-    for user, evs in events.items():
-        evs.sort()
-        index[user] = ([t for t, _ in evs], list(accumulate((v for _, v in evs), max)))
-    stale = checked = 0
-    for r in reads:
-        checked += len(r.user)
-        for user, version, started in zip(r.user, r.version, r.at, strict=True):
-            written = index.get(user)
-            if written is not None:
-                i = bisect_left(written[0], started)  # writes done strictly before
-                if i and written[1][i - 1] > version:
-                    stale += 1
-    return stale, checked
+def _p50_p99(samples: list[float]) -> str:
+    if not samples:
+        return "-"
+    samples.sort()
+    picks = (samples[min(len(samples) - 1, int(q * len(samples)))] for q in (0.5, 0.99))
+    return " / ".join(
+        f"{s * 1e6:.0f} µs" if abs(s) < 1e-3 else f"{s * 1e3:.3g} ms" for s in picks
+    )
 
 
 def _zipf(rng: random.Random, ids: list[int], cum: list[float]) -> Iterator[int]:
@@ -144,49 +134,98 @@ def _popularity(rng: random.Random, n: int) -> tuple[list[int], list[float]]:
     return ids, list(accumulate(1.0 / rank**ZIPF_S for rank in range(1, n + 1)))
 
 
-class _Workload:
-    """Reader and writer threads for one phase, with or without the cache."""
+def _share(total: int, processes: int, index: int) -> int:
+    """Process ``index``'s share of ``total`` threads."""
+    return total // processes + (index < total % processes)
 
-    def __init__(self, db: Database, options: DemoOptions, cache: Cache | None) -> None:
-        self.db, self.options, self.cache = db, options, cache
-        self.stop = threading.Event()
-        self.failures: list[BaseException] = []
+
+def _member_tags(members: list[dict[str, Any]]) -> list[str]:
+    return [f"user:{m['id']}" for m in members]
+
+
+class _Bench:
+    """One process's share of the workload: its threads, database and caches."""
+
+    def __init__(
+        self, index: int, options: DemoOptions, spec: Any, version: str, counters: Any
+    ) -> None:
+        self.index, self.options, self.counters = index, options, counters
+        n = options.processes or 1
+        self.readers = _share(options.readers, n, index)
+        self.writers = _share(options.writers, n, index)
+        self.first_reader = sum(_share(options.readers, n, i) for i in range(index))
+        self.first_writer = sum(_share(options.writers, n, i) for i in range(index))
         self.users = _popularity(random.Random(options.seed), options.users)
         self.teams = _popularity(random.Random(options.seed), options.teams)
-        self.get_user: UserGetter | None = None
-        if cache is not None:
+        self.db = db = Database.attach(spec)
+        if options.redis is None:
+            self.cache = cache = Cache()
+        else:
+            self.cache = cache = Cache(
+                options.redis, prefix="demo", version=version, l1=L1()
+            )
+        self.naive = _demo_naive.NaiveCache(
+            db, options.redis, version=version, ttl=TTL, local_ttl=L1().ttl
+        )
+        self._deliveries, self._lock = Log(process=index), threading.Lock()
 
-            @cache.cached("user:{user_id}", ttl=TTL)
-            def get_user(user_id: int) -> dict[str, Any]:
-                return db.fetch_user(user_id)
+        @cache.cached("user:{user_id}", ttl=TTL)
+        def get_user(user_id: int) -> dict[str, Any]:
+            return db.fetch_user(user_id)
 
-            self.get_user = get_user
+        @cache.cached(
+            "team_members:{team_id}", ttl=TTL, tags=["team:{team_id}", _member_tags]
+        )
+        def team_members(team_id: int) -> list[dict[str, Any]]:
+            return db.fetch_team_members(team_id)
 
-    def _read(self, log: _Log, rng: random.Random) -> None:
-        db, cache, get_user, clock = self.db, self.cache, self.get_user, time.monotonic
-        session = db.session()
+        @cache.events.on(EVENT)
+        def user_updated(event: dict[str, Any]) -> None:
+            user_id = event["user_id"]
+            if event["process"] != index:  # when another process's write got here
+                with self._lock:
+                    self._deliveries.user.append(user_id)
+                    self._deliveries.version.append(event["version"])
+                    self._deliveries.at.append(time.monotonic())
+            if event["process"] == index:
+                cache.invalidate(get_user.key(user_id))
+                cache.invalidate_tags(f"user:{user_id}")
+
+        self.paths: dict[str, Reads] = {
+            "db": (db.fetch_user, db.fetch_team_members),
+            "naive": (self.naive.get_user, self.naive.team_members),
+            "fresh": (get_user, team_members),
+        }
+        deadline = time.monotonic() + BUS_WAIT
+        while options.redis and not cache.stats().counts.get("bus_connect"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the invalidation bus did not connect")
+            time.sleep(0.01)
+
+    def _read(self, mode: str, log: Log, rng: random.Random, stop: Any) -> None:
+        session, clock, cached = self.db.session(), time.monotonic, mode != "db"
+        get_user, team_members = self.paths[mode]
         users, teams = _zipf(rng, *self.users), _zipf(rng, *self.teams)
-        while not self.stop.is_set():
+        while not stop.is_set():
             before = session.selects
             if rng.random() < TEAM_SHARE:
                 team_id = next(teams)
                 started = clock()
-                if cache is None:
-                    db.fetch_team(team_id)
-                else:
-                    loader = functools.partial(db.fetch_team, team_id)
-                    cache.get_or_load(cache.key("team", team_id), loader, ttl=TTL)
+                members = team_members(team_id)
                 seconds = clock() - started
+                log.team.append(team_id)
+                log.team_at.append(started)
+                log.members.extend([m["version"] for m in members])
             else:
                 user_id = next(users)
                 started = clock()
-                user = get_user(user_id) if get_user else db.fetch_user(user_id)
+                user = get_user(user_id)
                 seconds = clock() - started
                 log.user.append(user_id)
                 log.version.append(user["version"])
                 log.at.append(started)
             log.requests += 1
-            if cache is None:
+            if not cached:
                 log.time("db", seconds)
             elif session.selects == before:
                 log.hits += 1
@@ -195,107 +234,208 @@ class _Workload:
                 log.time("load", seconds)
             log.selects = session.selects
 
-    def _write(self, log: _Log, rng: random.Random) -> None:
+    def _write(self, mode: str, log: Log, rng: random.Random, stop: Any) -> None:
         db, clock, interval = self.db, time.monotonic, self.options.write_interval
         users = _zipf(rng, *self.users)  # hot users are written more often, too
-        due = clock()
+        publish, due = self.cache.events.publish, clock()
         while True:  # on a fixed schedule: a slow write does not lower the rate
             due += rng.uniform(0.5, 1.5) * interval
-            if self.stop.wait(max(0.0, due - clock())):
+            if stop.wait(max(0.0, due - clock())):
                 return
             user_id = next(users)
             started = clock()
-            version = db.bump_user(user_id)
-            if self.get_user is not None:
-                try:
-                    self.get_user.invalidate(user_id)
-                except FreshcacheError:  # counted and shown, never hidden
+            version, team_id = db.bump_user(user_id)
+            try:
+                if mode == "fresh":
+                    event = {"user_id": user_id, "version": version}
+                    publish(EVENT, {**event, "process": self.index})
+                elif mode == "naive" and not self.naive.updated(user_id, team_id):
                     log.errors += 1
+            except FreshcacheError:  # counted and shown, never hidden
+                log.errors += 1
             done = clock()
             log.user.append(user_id)
             log.version.append(version)
             log.at.append(done)
             log.time("write", done - started)
 
-    def _thread(
-        self, body: Callable[[_Log, random.Random], None], log: _Log, seed: int
-    ) -> threading.Thread:
-        def guarded() -> None:
-            try:
-                body(log, random.Random(seed))
-            except BaseException as exc:
-                self.failures.append(exc)
-                self.stop.set()
-            finally:
-                self.db.close_session()
+    def run(self, mode: str, seconds: float, start_at: float) -> _Phase:
+        """Run this process's threads for ``seconds`` from ``start_at``."""
+        index, seed = self.index, (self.options.seed or 0) + (mode != "db") * 1_000
+        reads = [Log(process=index) for _ in range(self.readers)]
+        writes = [Log(process=index) for _ in range(self.writers)]
+        stop, failures = threading.Event(), list[BaseException]()
 
-        return threading.Thread(target=guarded, name="freshcache-demo", daemon=True)
+        def thread(body: Callable[..., None], log: Log, seed: int) -> threading.Thread:
+            def guarded() -> None:
+                try:
+                    body(mode, log, random.Random(seed), stop)
+                except BaseException as exc:
+                    failures.append(exc)
+                    stop.set()
+                finally:
+                    self.db.close_session()
 
-    def run(self, seconds: float, progress: Progress, task: TaskID) -> _Phase:
-        seed = (self.options.seed or 0) + (0 if self.cache is None else 1_000)
-        reads = [_Log() for _ in range(self.options.readers)]
-        writes = [_Log() for _ in range(self.options.writers)]
+            return threading.Thread(target=guarded, name="freshcache-demo", daemon=True)
+
         threads = [
-            self._thread(self._read, log, seed + i) for i, log in enumerate(reads)
+            thread(self._read, log, seed + self.first_reader + i)
+            for i, log in enumerate(reads)
+        ] + [
+            thread(self._write, log, seed - self.first_writer - i - 1)
+            for i, log in enumerate(writes)
         ]
-        threads += [
-            self._thread(self._write, w, seed - i - 1) for i, w in enumerate(writes)
-        ]
+        time.sleep(max(0.0, start_at - time.monotonic()))
         started = time.monotonic()
         try:
-            for thread in threads:
-                thread.start()
+            for t in threads:
+                t.start()
             while (elapsed := time.monotonic() - started) < seconds:
-                if self.stop.wait(min(0.1, seconds - elapsed)):
+                if stop.wait(min(0.1, seconds - elapsed)):
                     break
-                requests, hits = (
-                    sum(r.requests for r in reads),
-                    sum(r.hits for r in reads),
-                )
-                rate = f"{hits / requests:.1%}" if self.cache and requests else "-"
-                progress.update(
-                    task, completed=elapsed, requests=requests, hit_rate=rate
-                )
+                self.counters[2 * index] = sum(r.requests for r in reads)
+                self.counters[2 * index + 1] = sum(r.hits for r in reads)
         finally:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
+            stop.set()
+            for t in threads:
+                t.join()
         elapsed = time.monotonic() - started
-        progress.update(
-            task, completed=seconds, requests=sum(r.requests for r in reads)
+        if failures:
+            raise failures[0]
+        with self._lock:
+            deliveries, self._deliveries = self._deliveries, Log(process=index)
+        stats = self.cache.stats() if mode == "fresh" else None
+        return _Phase(
+            elapsed,
+            reads,
+            writes,
+            [deliveries],
+            sum(stats.errors.values()) if stats else self.naive.errors,
+            dict(stats.counts) if stats else {},
         )
-        if self.failures:
-            raise self.failures[0]
-        return _Phase(elapsed, reads, writes)
+
+    def close(self) -> None:
+        try:
+            self.cache.close()
+        finally:
+            self.naive.close()
+
+
+def _worker(
+    conn: Connection,
+    index: int,
+    options: DemoOptions,
+    spec: Any,
+    version: str,
+    counters: Any,
+) -> None:
+    """A process's (or, for one process, a thread's) loop: build, run phases, stop."""
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    bench: _Bench | None = None
+    try:
+        bench = _Bench(index, options, spec, version, counters)
+        conn.send(("ready", None))
+        while (order := conn.recv())[0] == "run":
+            conn.send(("done", bench.run(*order[1:])))
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # unless the parent has gone
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        if bench is not None:
+            bench.close()
+
+
+class _Pool:
+    """The workers: spawned processes, or one thread when there is one process."""
+
+    def __init__(self, options: DemoOptions, spec: Any, version: str) -> None:
+        n = options.processes or 1
+        context = multiprocessing.get_context("spawn")
+        self.counters = context.RawArray("q", 2 * n)
+        self.conns: list[Connection] = []
+        self.workers: list[BaseProcess | threading.Thread] = []
+        for i in range(n):
+            mine, theirs = context.Pipe()
+            args = (theirs, i, options, spec, version, self.counters)
+            self.workers.append(
+                threading.Thread(target=_worker, args=args, daemon=True)
+                if n == 1
+                else context.Process(target=_worker, args=args, daemon=True)
+            )
+            self.workers[-1].start()
+            self.conns.append(mine)
+        self._gather()
+
+    def _gather(self, tick: Callable[[], None] = lambda: None) -> list[Any]:
+        got: dict[int, Any] = {}
+        while len(got) < len(self.conns):
+            waiting = [c for i, c in enumerate(self.conns) if i not in got]
+            for conn in wait(waiting, timeout=0.1):
+                i = self.conns.index(conn)  # type: ignore[arg-type]
+                try:
+                    kind, payload = self.conns[i].recv()
+                except EOFError:
+                    raise RuntimeError(f"demo process {i} exited early") from None
+                if kind == "error":
+                    raise RuntimeError(payload)
+                got[i] = payload
+            tick()
+        return [got[i] for i in range(len(self.conns))]
+
+    def phase(
+        self, mode: str, seconds: float, progress: Progress, task: TaskID
+    ) -> _Phase:
+        counters = self.counters
+        counters[:] = [0] * len(counters)
+        start_at = time.monotonic() + 0.05  # every process starts at once
+        for conn in self.conns:
+            conn.send(("run", mode, seconds, start_at))
+
+        def tick() -> None:
+            requests, hits = sum(counters[0::2]), sum(counters[1::2])
+            rate = f"{hits / requests:.1%}" if mode != "db" and requests else "-"
+            elapsed = min(seconds, max(0.0, time.monotonic() - start_at))
+            progress.update(task, completed=elapsed, requests=requests, hit_rate=rate)
+
+        merged = _Phase()
+        for one in self._gather(tick):
+            merged.merge(one)
+        progress.update(task, completed=seconds, requests=merged.total("requests"))
+        return merged
+
+    def close(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for worker in self.workers:
+            worker.join(5)
+            if isinstance(worker, BaseProcess) and worker.is_alive():
+                worker.terminate()
+                worker.join(1)
+        for conn in self.conns:
+            conn.close()
 
 
 def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+    return f"{count:,} {noun}{'' if count == 1 else ('es' if noun[-1] == 's' else 's')}"
 
 
-def _open_cache(options: DemoOptions) -> tuple[Cache, str, str]:
-    """The cache, its label and where its keys live."""
-    if options.redis is None:
-        return Cache(), "memory (embedded)", "cache in process"
-    version = f"r{secrets.token_hex(4)}"  # a fresh keyspace per run, cleared after
-    cache = Cache(options.redis, prefix="demo", version=version)
-    return (
-        cache,
-        f"Redis {_where_redis(options.redis)}",
-        f"keyspace demo:{version}:* (cleared)",
-    )
-
-
-def _dispose(cache: Cache, console: Console) -> bool:
-    """Clear and close the cache; False (and a warning) if it could not be cleared."""
-    try:
-        cache.clear()
-    except FreshcacheError as exc:  # e.g. Redis went away: say so, do not crash
-        console.print(f"[yellow]could not clear the demo keys:[/] {escape(str(exc))}")
-        return False
-    finally:
-        cache.close()
-    return True
+def _clear(url: str, version: str, console: Console) -> bool:
+    """Remove the run's keys (both prefixes); False (and a warning) if it could not."""
+    cleared = True
+    for prefix in ("demo", _demo_naive.PREFIX):
+        cache = Cache(url, prefix=prefix, version=version)
+        try:
+            cache.clear()
+        except FreshcacheError as exc:  # e.g. Redis went away: say so, do not crash
+            console.print(
+                f"[yellow]could not clear the demo keys:[/] {escape(str(exc))}"
+            )
+            cleared = False
+        finally:
+            cache.close()
+    return cleared
 
 
 def run(options: DemoOptions, console: Console | None = None) -> int:
@@ -303,115 +443,164 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
     if options.seed is None:
         options = replace(options, seed=secrets.randbelow(1 << 31))
+    if options.processes is None:
+        options = replace(options, processes=1 if options.redis is None else 2)
     base_seconds = options.baseline_seconds or min(2.0, max(0.5, options.seconds / 5))
-    cache: Cache | None = None
+    version = f"r{secrets.token_hex(4)}"  # a fresh keyspace per run, cleared after
+    if options.redis is None:
+        labels = ["memory (embedded)", "cache in process"]
+    else:
+        labels = [
+            f"L1 + Redis {_where_redis(options.redis)}",
+            f"keyspaces demo:{version}:*, {_demo_naive.PREFIX}:{version}:* (cleared)",
+        ]
     db: Database | None = None
+    pool: _Pool | None = None
+    phases: dict[str, _Phase] = {}
     try:
         db = Database(options.postgres)
         with console.status(f"creating {options.users:,} users, {options.teams} teams"):
             db.setup(options.users, options.teams)
-        cache, cache_label, keyspace = _open_cache(options)
+        with console.status(f"starting {_n(options.processes or 1, 'process')}"):
+            pool = _Pool(options, db.spec(), version)
         with Progress(
-            TextColumn("{task.description:<16}"),
+            TextColumn("{task.description:<18}"),
             BarColumn(bar_width=24),
             TextColumn("{task.fields[requests]:>9,} requests, hit rate"),
             TextColumn("{task.fields[hit_rate]:>6}"),
             TimeRemainingColumn(),
             console=console,
         ) as progress:
-            tasks = [
-                progress.add_task(name, total=total, requests=0, hit_rate="-")
-                for name, total in (
-                    ("database only", base_seconds),
-                    ("with freshcache", options.seconds),
-                )
+            runs = [
+                (mode, base_seconds if mode == "db" else options.seconds, heading)
+                for mode, heading in MODES
             ]
-            base = _Workload(db, options, None).run(base_seconds, progress, tasks[0])
-            cached = _Workload(db, options, cache).run(
-                options.seconds, progress, tasks[1]
-            )
-        errors = sum(cache.stats().errors.values())
+            tasks = [
+                progress.add_task(heading, total=seconds, requests=0, hit_rate="-")
+                for _, seconds, heading in runs
+            ]
+            for (mode, seconds, _), task in zip(runs, tasks, strict=True):
+                phases[mode] = pool.phase(mode, seconds, progress, task)
     except Exception as exc:
         failure = escape(f"{type(exc).__name__}: {exc}")
         console.print(f"[red]freshcache demo failed:[/] {failure}")
         return 1
     finally:
         try:
-            if cache is not None and not _dispose(cache, console):
-                keyspace = keyspace.replace("(cleared)", "(NOT cleared)")
+            if pool is not None:
+                pool.close()
+            if options.redis is not None and not _clear(
+                options.redis, version, console
+            ):
+                labels[1] = labels[1].replace("(cleared)", "(NOT cleared)")
         finally:
             if db is not None:
                 db.teardown()
-    caption = f"{keyspace}; {db.where}"
-    _report(console, options, base, cached, errors, (cache_label, db.label, caption))
+    labels += [db.label, f"{labels[1]}; {db.where}"]
+    _report(console, options, phases, labels)
     return 0
 
 
 def _report(
     console: Console,
     options: DemoOptions,
-    base: _Phase,
-    cached: _Phase,
-    errors: int,
-    labels: tuple[str, str, str],
+    phases: dict[str, _Phase],
+    labels: list[str],  # cache, keyspace, database, caption
 ) -> None:
-    requests, hits, selects = (cached.total(n) for n in ("requests", "hits", "selects"))
-    base_requests = base.total("requests")
+    base, naive, fresh = (phases[mode] for mode, _ in MODES)
+    writes = base.writes + naive.writes + fresh.writes
+    found: dict[str, Staleness] = {
+        mode: check(
+            phases[mode].reads,
+            writes,
+            phases[mode].deliveries,
+            users=options.users,
+            teams=options.teams,
+        )
+        for mode, _ in MODES
+    }
+    requests, hits, selects = (fresh.total(n) for n in ("requests", "hits", "selects"))
     # Without the cache every request is a query: measured, in the baseline.
-    uncached = round(requests * base.total("selects") / max(1, base_requests))
+    uncached = round(requests * base.total("selects") / max(1, base.total("requests")))
     hit_rate = hits / requests if requests else 0.0
-    stale, checked = count_stale(cached.reads, base.writes + cached.writes)
-    base_stale, base_checked = count_stale(base.reads, base.writes)
-    failed_invalidations = cached.total("errors", cached.writes)
-    backend = f"{labels[0]} + {labels[1]}"
-    style = "green" if stale == 0 else "bold red"
+    done = {
+        (u, v): t
+        for w in fresh.writes
+        for u, v, t in zip(w.user, w.version, w.at, strict=True)
+    }
+    delays = [
+        t - done[u, v]
+        for d in fresh.deliveries
+        for u, v, t in zip(d.user, d.version, d.at, strict=True)
+        if (u, v) in done
+    ]
+    spread = options.processes or 1
+    backend = f"{labels[0]} + {labels[2]}" + (
+        f", {_n(spread, 'process')}" if spread > 1 else ""
+    )
+    naive_backend = "dict (in process)" if options.redis is None else "dict L1 + Redis"
+
+    def column(mode: str) -> list[str]:
+        phase, stale, cached = phases[mode], found[mode], mode != "db"
+        n, hits = phase.total("requests"), phase.total("hits")
+        style = "green" if stale.stale == 0 else "bold red"
+        return [
+            f"{n:,}",
+            f"{phase.elapsed:.1f}",
+            f"{n / phase.elapsed:,.0f}",
+            f"{hits / n:.1%}" if cached and n else "-",
+            f"{phase.total('selects'):,}"
+            if cached
+            else f"{uncached:,} (same requests)",
+            phase.p50_p99("hit") if cached else "-",
+            phase.p50_p99("load") if cached else "-",
+            "-" if cached else phase.p50_p99("db"),
+            phase.p50_p99("write"),
+            f"{phase.writes_done:,}",
+            f"[{style}]{stale.stale:,} of {stale.reads:,}[/]",
+            f"{stale.stale_users:,} of {stale.user_reads:,}",
+            f"{stale.stale_teams:,} of {stale.team_reads:,}",
+            f"{stale.in_flight:,}" if mode == "fresh" and spread > 1 else "-",
+            _p50_p99(delays) if mode == "fresh" and spread > 1 else "-",
+            f"{phase.errors:,}" if cached else "-",
+            f"{phase.total('errors', phase.writes):,}" if cached else "-",
+            {"db": labels[2], "naive": naive_backend, "fresh": backend}[mode],
+        ]
+
     who = ", ".join(
         _n(n, noun)
         for n, noun in (
             (options.readers, "reader"),
             (options.writers, "writer"),
             (options.users, "user"),
+            (spread, "process"),
         )
     )
     table = Table(
-        title=f"freshcache demo: {who}, seed {options.seed}",
-        caption=labels[2],
+        title=f"freshcache demo: {who}, seed {options.seed}", caption=labels[3]
     )
-    for heading in ("", "with freshcache", "database only"):
-        table.add_column(heading, justify="right" if heading else "left")
-    for row in (
-        ("requests", f"{requests:,}", f"{base_requests:,}"),
-        ("seconds", f"{cached.elapsed:.1f}", f"{base.elapsed:.1f}"),
-        (
-            "requests/s",
-            f"{requests / cached.elapsed:,.0f}",
-            f"{base_requests / base.elapsed:,.0f}",
-        ),
-        ("hit rate", f"{hit_rate:.1%}", "-"),
-        ("database queries", f"{selects:,}", f"{uncached:,} (same requests)"),
-        ("p50 / p99 hit", cached.p50_p99("hit"), "-"),
-        ("p50 / p99 miss + load", cached.p50_p99("load"), "-"),
-        ("p50 / p99 DB read", "-", base.p50_p99("db")),
-        ("p50 / p99 write", cached.p50_p99("write"), base.p50_p99("write")),
-        ("writes", f"{cached.writes_done:,}", f"{base.writes_done:,}"),
-        (
-            "stale reads",
-            f"[{style}]{stale:,} of {checked:,}[/]",
-            f"{base_stale:,} of {base_checked:,}",
-        ),
-        ("cache errors", f"{errors:,}", "-"),
-        ("failed invalidations", f"{failed_invalidations:,}", "-"),
-        ("backend", backend, labels[1]),
-    ):
+    table.add_column("")
+    for heading in ("with freshcache", "naive cache-aside", "database only"):
+        table.add_column(heading, justify="right")
+    names = (
+        "requests", "seconds", "requests/s", "hit rate", "database queries",
+        "p50 / p99 hit", "p50 / p99 miss + load", "p50 / p99 DB read",
+        "p50 / p99 write", "writes", "stale reads", "  of user reads",
+        "  of team reads", "reads during bus delivery", "p50 / p99 bus delivery",
+        "cache errors", "failed invalidations", "backend",
+    )  # fmt: skip
+    for row in zip(names, column("fresh"), column("naive"), column("db"), strict=True):
         table.add_row(*row)
     console.print(table)
     fewer = "no saving" if selects >= uncached else "none needed"
     if 0 < selects < uncached:
         fewer = f"{uncached / selects:,.0f}x fewer"
+    stale, foil = found["fresh"], found["naive"]
     console.print(
         f"freshcache demo: {requests:,} requests, hit rate {hit_rate:.1%}, {selects:,} "
-        f"database queries instead of {uncached:,} ({fewer}), stale reads: {stale:,} "
-        f"of {checked:,} ({backend})",
+        f"database queries instead of {uncached:,} ({fewer}), stale reads: "
+        f"{stale.stale:,} of {stale.reads:,} (naive cache-aside: {foil.stale:,} of "
+        f"{foil.reads:,}); {backend}",
         markup=False,
         highlight=False,
         soft_wrap=True,

@@ -122,7 +122,6 @@ class AsyncRedisStore:
         self._put = self._client.register_script(_lua.PUT)
         self._release = self._client.register_script(_lua.RELEASE)
         self._register = self._client.register_script(_lua.REGISTER)
-        self._take = self._client.register_script(_lua.TAKE_MEMBERS)
         self._slots = AsyncSlots(max_connections)
         self._timeout = timeout
         self._codec = codec
@@ -258,15 +257,22 @@ class AsyncRedisStore:
         await self._run("register", pipe.execute)
 
     async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
-        """Bump the epoch, take every tag's members, invalidate them; the members."""
+        """Bump the epoch, then per tag: read its members, invalidate them,
+        and only then remove exactly those members from the set. A failure
+        part-way leaves the set intact, so a retry finds every member; a key
+        registered meanwhile stays registered. Returns the members."""
         await self._run("epoch", self._client.incr, epoch_key(self._head))
-        members: set[str] = set()
-        for tag in tags:  # one Lua call per tag set: each is in its own slot
-            taken = await self._run("tag", self._take, [tag_key(self._head, tag)], [])
-            members.update(m.decode() if isinstance(m, bytes) else m for m in taken)
-        ordered = sorted(members)
-        await self.invalidate(ordered)
-        return ordered
+        done: set[str] = set()
+        for tag in tags:  # each tag set is in its own slot
+            key = tag_key(self._head, tag)
+            raw = await self._run("tag", self._client.smembers, key)
+            members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
+            if not members:
+                continue
+            await self.invalidate([m for m in members if m not in done])
+            done.update(members)
+            await self._run("tag", self._client.srem, key, *members)
+        return sorted(done)
 
     # -- namespace versions -------------------------------------------------
 

@@ -123,7 +123,6 @@ class RedisStore:
         self._put = self._client.register_script(_lua.PUT)
         self._release = self._client.register_script(_lua.RELEASE)
         self._register = self._client.register_script(_lua.REGISTER)
-        self._take = self._client.register_script(_lua.TAKE_MEMBERS)
         self._slots = Slots(max_connections)
         self._timeout = timeout
         self._codec = codec
@@ -257,15 +256,22 @@ class RedisStore:
         self._run("register", pipe.execute)
 
     def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
-        """Bump the epoch, take every tag's members, invalidate them; the members."""
+        """Bump the epoch, then per tag: read its members, invalidate them,
+        and only then remove exactly those members from the set. A failure
+        part-way leaves the set intact, so a retry finds every member; a key
+        registered meanwhile stays registered. Returns the members."""
         self._run("epoch", self._client.incr, epoch_key(self._head))
-        members: set[str] = set()
-        for tag in tags:  # one Lua call per tag set: each is in its own slot
-            taken = self._run("tag", self._take, [tag_key(self._head, tag)], [])
-            members.update(m.decode() if isinstance(m, bytes) else m for m in taken)
-        ordered = sorted(members)
-        self.invalidate(ordered)
-        return ordered
+        done: set[str] = set()
+        for tag in tags:  # each tag set is in its own slot
+            key = tag_key(self._head, tag)
+            raw = self._run("tag", self._client.smembers, key)
+            members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
+            if not members:
+                continue
+            self.invalidate([m for m in members if m not in done])
+            done.update(members)
+            self._run("tag", self._client.srem, key, *members)
+        return sorted(done)
 
     # -- namespace versions -------------------------------------------------
 
