@@ -174,7 +174,7 @@ async def test_an_invalidation_during_the_redis_read_is_not_undone_by_l1(
         await worker.join(WAIT)
         monkeypatch.setattr(l2, "get", real_get)
         assert results == ["old"]  # a read that began before the write
-        in_l1 = reader_cache._tiers.local_get(f"{key_prefix}:v1:user:1")
+        in_l1 = reader_cache._tiers.l1.get(f"{key_prefix}:v1:user:1")
         if protected:
             assert in_l1 is MISS, "L1 kept a value older than the invalidation"
             assert await reader_cache.get("user:1") == "new"
@@ -281,7 +281,7 @@ async def test_a_fill_in_flight_across_a_resubscribe_is_dropped(
         monkeypatch.setattr(l2, "get", get_across_a_resubscribe)
         assert await cache.get("user:1") == "old"
         monkeypatch.setattr(l2, "get", real_get)
-        assert cache._tiers.local_get(f"{key_prefix}:v1:user:1") is MISS
+        assert cache._tiers.l1.get(f"{key_prefix}:v1:user:1") is MISS
 
 
 async def test_a_write_overtaken_by_a_newer_one_does_not_stay_in_l1(

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar
 from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.events import AsyncEvents
 from freshcache._async.stores.redis import AsyncRedisStore
-from freshcache._async.tiers import AsyncTiers, TagSource, check_tag
+from freshcache._async.tiers import AsyncTiers
 from freshcache._concurrency import ainvoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
@@ -21,6 +21,7 @@ from freshcache.codec import Codec
 from freshcache.config import L1
 from freshcache.core.keys import KeyBuilder, escape
 from freshcache.core.layout import versioned
+from freshcache.core.tagging import TagSource, check_tag
 from freshcache.errors import StoreError
 from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
@@ -164,7 +165,7 @@ class AsyncCache:
         """
         base = self._base(key)
         namespace = _namespace(key)
-        version = await self._tiers.version(namespace)
+        version = await self._tiers.versions.get(namespace)
         return versioned(self._head, namespace, version, base), namespace
 
     # -- reads ------------------------------------------------------------
@@ -293,7 +294,7 @@ class AsyncCache:
         """Remove one key from every tier; True if Redis (or L1) held it."""
         full, _ = await self._resolve(key)
         local = self._tiers.l1
-        held = local is not None and self._tiers.local_get(full) is not MISS
+        held = local is not None and local.get(full) is not MISS
         return await self._tiers.invalidate([full]) > 0 or held
 
     async def invalidate_tags(self, *tags: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore
-from freshcache._sync.tiers import Tiers, TagSource, check_tag
+from freshcache._sync.tiers import Tiers
 from freshcache._concurrency import invoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
@@ -22,6 +22,7 @@ from freshcache.codec import Codec
 from freshcache.config import L1
 from freshcache.core.keys import KeyBuilder, escape
 from freshcache.core.layout import versioned
+from freshcache.core.tagging import TagSource, check_tag
 from freshcache.errors import StoreError
 from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
@@ -165,7 +166,7 @@ class Cache:
         """
         base = self._base(key)
         namespace = _namespace(key)
-        version = self._tiers.version(namespace)
+        version = self._tiers.versions.get(namespace)
         return versioned(self._head, namespace, version, base), namespace
 
     # -- reads ------------------------------------------------------------
@@ -288,7 +289,7 @@ class Cache:
         """Remove one key from every tier; True if Redis (or L1) held it."""
         full, _ = self._resolve(key)
         local = self._tiers.l1
-        held = local is not None and self._tiers.local_get(full) is not MISS
+        held = local is not None and local.get(full) is not MISS
         return self._tiers.invalidate([full]) > 0 or held
 
     def invalidate_tags(self, *tags: str) -> None:

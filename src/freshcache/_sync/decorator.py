@@ -17,7 +17,7 @@ from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._sync.cache import Cache
-    from freshcache._sync.tiers import TagSource
+    from freshcache.core.tagging import TagSource
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,7 +63,7 @@ def wrap(
     namespace = compiled.namespace
     relative = len(head)
     tiers = cache._tiers
-    versions = tiers.versions
+    versions = tiers.versions.known
     # Tag templates are rendered from the call's arguments; callables get the result.
     arg_tags = [KeyTemplate.compile(t, func).render for t in tags if isinstance(t, str)]
     result_tags = [t for t in tags if not isinstance(t, str)]
@@ -73,7 +73,7 @@ def wrap(
         if not revivers:
             revivers.append(_return_reviver(func))
         try:
-            version = tiers.version(namespace)
+            version = tiers.versions.get(namespace)
         except StoreError:  # unknown and out of reach: bypass the cache
             return func(*args, **kwargs)
         full = versioned(head, namespace, version, base)
@@ -88,7 +88,8 @@ def wrap(
         value = tiers.load(full, namespace, loader, lifetime, rendered, snapshot)
         return typing.cast(R, value)
 
-    local = None if tiers.copies else tiers.l1  # copy mode decodes: no fast path
+    l1 = tiers.l1
+    local = None if l1 is None or l1.copy else l1.store  # copy mode decodes
     if local is None:
 
         @functools.wraps(func)

@@ -18,31 +18,32 @@ The protocol (docs/coherence.md has the sequence diagrams):
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from freshcache._sync.bus import RedisBus, LocalBus
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore, Hit
+from freshcache._sync.versions import Versions
 from freshcache._concurrency import invoke
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
-from freshcache.codec import Codec, Undecodable, ValueTooLargeError
+from freshcache.codec import Codec, ValueTooLargeError
 from freshcache.core.entry import Entry
 from freshcache.core.events import Message
 from freshcache.core.freshness import lifetimes
 from freshcache.core.layout import bus_channel
+from freshcache.core.tagging import TagSource, render_tags
 from freshcache.errors import SerializationError, StoreError
-from freshcache.generations import Generations, Snapshot
+from freshcache.generations import Snapshot
+from freshcache.local import LocalTier
 from freshcache.memory import MemoryStore
 from freshcache.metrics import Metrics
 
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
-TagSource = Callable[[Any], Iterable[str]]
-DEGRADED_L1_TTL = 1.0  # seconds an L1 entry may live while the bus is down
+NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
 
 
 class Tiers:
@@ -66,11 +67,21 @@ class Tiers:
         lease_ttl: float,
         strict: bool,
     ) -> None:
-        self.l1 = l1
         self.l2 = l2
-        self._l1_ttl = l1_ttl
-        self._copy = l1_copy
-        self.copies = l1_copy
+        self.l1 = (
+            None
+            if l1 is None
+            else LocalTier(
+                l1,
+                codec=codec,
+                metrics=metrics,
+                now=now,
+                copy=l1_copy,
+                over_redis=l2 is not None,
+                ttl_cap=l1_ttl,
+                connected=lambda: self.bus.connected,
+            )
+        )
         self._codec = codec
         self._metrics = metrics
         self._clock = clock
@@ -78,8 +89,9 @@ class Tiers:
         self._lease_ttl = lease_ttl
         self._strict = strict
         self._origin = origin
-        self.generations = Generations()
-        self.versions: dict[str, int] = {}
+        self.versions = Versions(
+            l2, connected=lambda: self.bus.connected, listen=self._listen
+        )
         self.bus: RedisBus | LocalBus
         if l2 is None or url is None:
             self.bus = LocalBus()
@@ -114,13 +126,13 @@ class Tiers:
         """(Re)subscribed. Messages sent while we were away are lost: drop what
         L1 holds and cancel every L1 fill that began before (its snapshot)."""
         self._metrics.count("bus_connect")
-        self.versions.clear()
+        self.versions.forget()
         self.flush_local()
 
     def _disconnected(self) -> None:
         """Missed messages cannot be known: forget everything local."""
         self._metrics.count("l1_flush:disconnect")
-        self.versions.clear()
+        self.versions.forget()
         self.flush_local()
 
     def _send(self, message: Message) -> None:
@@ -138,115 +150,44 @@ class Tiers:
         if message.tags:
             self._drop_tagged(message.tags)
         for namespace, version in message.namespaces:
-            self._new_version(namespace, version)
+            self.versions.learn(namespace, version)
         if message.event is not None:
             self.events.dispatch(*message.event)
 
     # -- L1 -------------------------------------------------------------------
 
-    def local_get(self, full: str) -> Entry | Miss:
-        """A fresh L1 entry (decoded in copy mode), or ``MISS``."""
-        assert self.l1 is not None
-        entry: Entry | Miss = self.l1.get(full)
-        if entry is MISS or self._now() >= entry.fresh_until:
-            return MISS
-        if self._copy:
-            decoded = self._codec.decode(full, entry.value)
-            return MISS if isinstance(decoded, Undecodable) else decoded
-        return entry
+    def flush_local(self) -> None:
+        if self.l1 is not None:
+            self.l1.flush()
 
-    def _local_ttl(self, entry: Entry, hard: float | None) -> float | None:
-        """How long L1 may keep ``entry``: never past L2's TTL or its own cap."""
-        if self.l2 is None:
-            return hard  # the in-process tier is the only tier
-        ttl = entry.fresh_until - self._now()
-        if self._l1_ttl is not None:
-            ttl = min(ttl, self._l1_ttl)
-        if not self.bus.connected:
-            ttl = min(ttl, DEGRADED_L1_TTL)
-        return None if math.isinf(ttl) else ttl
+    def _drop_local(self, fulls: Sequence[str]) -> None:
+        if self.l1 is not None:
+            self.l1.drop(fulls)
 
-    def _local_value(self, full: str, entry: Entry, data: bytes | None) -> Entry:
-        if not self._copy:
-            return entry
-        return entry._replace(value=data or self._codec.encode(full, entry))
+    def _drop_tagged(self, tags: Sequence[str]) -> None:
+        if self.l1 is not None:
+            self.l1.drop_tagged(tags)
+
+    def _snapshot(self, full: str) -> Snapshot:
+        return NO_SNAPSHOT if self.l1 is None else self.l1.snapshot(full)
 
     def _local_fill(
         self, full: str, entry: Entry, data: bytes | None, size: int,
         hard: float | None, snapshot: Snapshot,
     ) -> None:  # fmt: skip
-        l1 = self.l1
-        if l1 is None:
-            return
-        ttl = self._local_ttl(entry, hard)
-        if ttl is not None and ttl <= 0:
-            return
-        value = self._local_value(full, entry, data)
-        if not self.generations.store_if_unchanged(
-            full, snapshot, lambda: l1.set(full, value, ttl=ttl, size=size)
-        ):
-            self._metrics.count("l1_fill_skipped")
-
-    def _drop_local(self, fulls: Sequence[str]) -> None:
-        l1 = self.l1
-        if l1 is not None:
-            self.generations.invalidate(fulls, lambda: l1.delete_many(fulls))
-        else:
-            self.generations.invalidate(fulls, lambda: None)
-
-    def _drop_tagged(self, tags: Sequence[str]) -> None:
-        wanted = frozenset(tags)
-        l1 = self.l1
-        if l1 is None:
-            self.generations.invalidate_all(lambda: None)
-            return
-        self.generations.invalidate_all(
-            lambda: l1.delete_where(lambda entry: not wanted.isdisjoint(entry.tags))
-        )
-
-    def flush_local(self) -> None:
-        l1 = self.l1
-        self.generations.invalidate_all(l1.clear if l1 is not None else lambda: None)
-
-    def _new_version(self, namespace: str, version: int) -> None:
-        """Keys carry their namespace version, so old entries simply become
-        unreachable: nothing to drop, no fill to cancel."""
-        known = self.versions.get(namespace)
-        if known is None or version > known:
-            self.versions[namespace] = version
+        if self.l1 is not None:
+            self.l1.fill(full, entry, data, size, hard, snapshot)
 
     # -- reads ----------------------------------------------------------------
-
-    def version(self, namespace: str) -> int:
-        """The namespace's version: cached while the bus is up, else read.
-
-        Raises ``StoreError`` when it is not known and Redis cannot tell: a
-        guess could read a namespace's orphaned, older entries.
-        """
-        cached = self.versions.get(namespace)
-        if self.l2 is None:
-            return self.versions.setdefault(namespace, 0)
-        self._listen()
-        if cached is not None and self.bus.connected:
-            return cached
-        try:
-            fetched = self.l2.version(namespace)
-        except StoreError:
-            if cached is None:
-                raise
-            return cached
-        if self.bus.connected:
-            self._new_version(namespace, fetched)
-        return max(fetched, self.versions.get(namespace, 0))
 
     def lookup(
         self, full: str, namespace: str, reviver: Reviver, *, local_checked: bool
     ) -> tuple[Entry | Miss, Snapshot]:
         """A fresh entry from the first tier that has one, and the snapshot
         taken before the tiers were read (for a later fill)."""
-        snapshot = self.generations.snapshot(full)
+        snapshot = self._snapshot(full)
         if self.l1 is not None:
-            entry = MISS if local_checked else self.local_get(full)
+            entry = MISS if local_checked else self.l1.get(full)
             if entry is not MISS:
                 self._metrics.hit("memory", namespace)
                 return entry, snapshot
@@ -272,12 +213,12 @@ class Tiers:
     ) -> list[Entry | Miss]:
         """``lookup`` for many ``(full, namespace)`` pairs: one MGET for L2."""
         found: list[Entry | Miss] = [MISS] * len(wanted)
-        snapshots = [self.generations.snapshot(full) for full, _ in wanted]
+        snapshots = [self._snapshot(full) for full, _ in wanted]
         remaining = list(range(len(wanted)))
         if self.l1 is not None:
             for i in list(remaining):
                 full, namespace = wanted[i]
-                entry = self.local_get(full)
+                entry = self.l1.get(full)
                 if entry is MISS:
                     self._metrics.miss("memory", namespace)
                 else:
@@ -448,7 +389,7 @@ class Tiers:
         # snapshot: a newer write that lands in Redis after ours invalidates us
         # over the bus, and our L1 fill below then gives way to it.
         self._drop_local(fulls)
-        snapshots = [self.generations.snapshot(full) for full in fulls]
+        snapshots = [self._snapshot(full) for full in fulls]
         if self.l2 is not None and encoded:
             self._listen()
             try:
@@ -495,11 +436,7 @@ class Tiers:
         self._send(Message(self._origin, tags=tuple(tags)))
 
     def bump(self, namespace: str) -> int:
-        if self.l2 is not None:
-            version = self.l2.bump(namespace)
-        else:
-            version = self.versions.get(namespace, 0) + 1
-        self._new_version(namespace, version)
+        version = self.versions.bump(namespace)
         self._send(Message(self._origin, namespaces=((namespace, version),)))
         return version
 
@@ -515,22 +452,3 @@ class Tiers:
         self.bus.close()
         if self.l2 is not None:
             self.l2.close()
-
-
-def render_tags(tags: Sequence[str | TagSource], value: Any) -> tuple[str, ...]:
-    """Literal tags as given; callables are asked with the loaded value."""
-    out: list[str] = []
-    for tag in tags:
-        produced = [tag] if isinstance(tag, str) else list(tag(value))
-        for one in produced:
-            check_tag(one)
-            out.append(one)
-    return tuple(dict.fromkeys(out))
-
-
-def check_tag(tag: object) -> str:
-    if not isinstance(tag, str) or not tag:
-        raise TypeError(f"a tag is a non-empty str, not {tag!r}")
-    if "{" in tag or "}" in tag or "\x1f" in tag:
-        raise ValueError(f"tags may not contain '{{', '}}' or 0x1F: {tag!r}")
-    return tag

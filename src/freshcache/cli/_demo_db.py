@@ -231,6 +231,50 @@ class Log:
         samples.append(seconds)
 
 
+@dataclass
+class Phase:
+    """One phase's logs from every process, merged."""
+
+    elapsed: float = 0.0
+    reads: list[Log] = field(default_factory=list)
+    writes: list[Log] = field(default_factory=list)
+    deliveries: list[Log] = field(default_factory=list)
+    errors: int = 0  # cache errors (freshcache: its stats; naive: failed SETs)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: Phase) -> None:
+        self.elapsed = max(self.elapsed, other.elapsed)
+        self.reads += other.reads
+        self.writes += other.writes
+        self.deliveries += other.deliveries
+        self.errors += other.errors
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    @property
+    def writes_done(self) -> int:
+        return sum(len(log.user) for log in self.writes)
+
+    def total(self, what: str, logs: Sequence[Log] | None = None) -> int:
+        return sum(getattr(log, what) for log in (self.reads if logs is None else logs))
+
+    def p50_p99(self, path: str) -> str:
+        return p50_p99(
+            [x for log in self.reads + self.writes for x in log.seconds.get(path, ())]
+        )
+
+
+def p50_p99(samples: list[float]) -> str:
+    """The median and 99th percentile of ``samples`` (seconds), readable."""
+    if not samples:
+        return "-"
+    samples.sort()
+    picks = (samples[min(len(samples) - 1, int(q * len(samples)))] for q in (0.5, 0.99))
+    return " / ".join(
+        f"{s * 1e6:.0f} µs" if abs(s) < 1e-3 else f"{s * 1e3:.3g} ms" for s in picks
+    )
+
+
 @dataclass(frozen=True)
 class Staleness:
     """What the checker found."""
@@ -240,6 +284,7 @@ class Staleness:
     team_reads: int = 0
     stale_teams: int = 0
     in_flight: int = 0  # older than a completed write not yet delivered here
+    delays: list[float] = field(default_factory=list)  # delivery after completion
 
     @property
     def reads(self) -> int:
@@ -268,15 +313,6 @@ def _index(events: Iterable[tuple[int, float, int]]) -> _Index:
     return index
 
 
-def _newer(index: _Index, user: int, started: float, seen: int) -> bool:
-    """Had a write of a version above ``seen`` completed strictly before ``started``?"""
-    written = index.get(user)
-    if written is None:
-        return False
-    i = bisect_left(written[0], started)
-    return i > 0 and written[1][i - 1] > seen
-
-
 def check(
     reads: Iterable[Log],
     writes: Iterable[Log],
@@ -291,6 +327,7 @@ def check(
     With them, for a reader in another process than the writer, it is
     complete when it reached the reader's process (or when it returned, if it
     never did); reads stale only by the first measure are ``in_flight``.
+    ``delays`` are the deliveries' seconds after their write returned.
     """
     done = [
         (user, at, version, w.process)
@@ -305,44 +342,61 @@ def check(
         got = reached.setdefault(d.process, {})
         for user, version, at in zip(d.user, d.version, d.at, strict=True):
             got[user, version] = min(at, got.get((user, version), at))
+    completed = {(user, version): at for user, at, version, _ in done}
+    delays = [
+        at - completed[key]
+        for got in reached.values()
+        for key, at in got.items()
+        if key in completed
+    ]
     known = {
         process: _index(
             (u, t if p == process else got.get((u, v), t), v) for u, t, v, p in done
         )
         for process, got in reached.items()
     }
-    team_members = [member_ids(t, users, teams) for t in range(teams + 1)]
-    user_reads = stale_users = team_reads = stale_teams = in_flight = 0
+    sizes = [len(member_ids(t, users, teams)) for t in range(teams + 1)]
+    written = [  # (position, id) of each member with a write to check against
+        [(i, u) for i, u in enumerate(member_ids(t, users, teams)) if u in everywhere]
+        for t in range(teams + 1)
+    ]
+    counts = [0, 0, 0, 0, 0]  # user reads, stale, team reads, stale, in flight
     for r in reads:
         index = known.get(r.process, everywhere)
-        user_reads += len(r.user)
+        indexes = (index,) if index is everywhere else (index, everywhere)
+        counts[0] += len(r.user)
         for user, seen, started in zip(r.user, r.version, r.at, strict=True):
-            if _newer(index, user, started, seen):
-                stale_users += 1
-            elif index is not everywhere and _newer(everywhere, user, started, seen):
-                in_flight += 1
-        team_reads += len(r.team)
-        offset = 0
+            for k, idx in enumerate(indexes):
+                found = idx.get(user)
+                if found is not None:
+                    i = bisect_left(found[0], started)
+                    if i and found[1][i - 1] > seen:
+                        counts[1 + 3 * k] += 1
+                        break
+        counts[2] += len(r.team)
+        offset, shown = 0, r.members
         for team, started in zip(r.team, r.team_at, strict=True):
-            ids = team_members[team]
-            shown = r.members[offset : offset + len(ids)]
-            offset += len(ids)
-            if _stale_team(index, ids, shown, started):
-                stale_teams += 1
-            elif index is not everywhere and _stale_team(
-                everywhere, ids, shown, started
-            ):
-                in_flight += 1
-        if offset != len(r.members):
+            for k, idx in enumerate(indexes):
+                if _stale_team(idx, written[team], shown, offset, started):
+                    counts[3 + k] += 1
+                    break
+            offset += sizes[team]
+        if offset != len(shown):
             raise ValueError("team reads and member versions do not line up")
-    return Staleness(user_reads, stale_users, team_reads, stale_teams, in_flight)
+    return Staleness(*counts, delays)
 
 
 def _stale_team(
-    index: _Index, ids: Sequence[int], shown: Sequence[int], started: float
+    index: _Index,
+    members: list[tuple[int, int]],
+    shown: Sequence[int],
+    offset: int,
+    started: float,
 ) -> bool:
-    return any(
-        _newer(index, user, started, seen)
-        for user, seen in zip(ids, shown, strict=True)
-        if user in index
-    )
+    """Does a team read show any member older than a completed write?"""
+    for position, user in members:
+        times, versions = index[user]
+        i = bisect_left(times, started)
+        if i and versions[i - 1] > shown[offset + position]:
+            return True
+    return False

@@ -1,22 +1,19 @@
 """``freshcache demo``: a read-heavy workload on a real database, checked for staleness.
 
-Three phases run the same workload: the database alone (a short baseline),
-naive cache-aside (``_demo_naive``) and freshcache, the last two for the same
-time. Readers (threads) read users with a Zipf-skewed popularity and teams'
-member lists; writers update a user row (``version = version + 1``) in a
-transaction and, after the commit, invalidate what depends on it.
+Three phases run one workload: the database alone (a short baseline), naive
+cache-aside (``_demo_naive``) and freshcache, the last two for the same time.
+Readers (threads) read users (Zipf-skewed popularity) and teams' member lists;
+writers update a user (``version = version + 1``), commit, then invalidate.
 
-With freshcache a writer publishes a ``user_updated`` event. One handler,
+With freshcache a writer publishes a ``user_updated`` event, and one handler,
 registered in every process, invalidates the user's key and every entry
-tagged with the user (each team member list that shows it is tagged
-``user:<id>`` by a callable on the loaded list): one place declares what an
-update invalidates. ``publish`` runs this process's handlers before it
-returns, so commit-then-publish gives read-your-writes. With ``--redis`` the
-cache is an L1 in every process over Redis, and readers and writers run in
-``--processes`` spawned processes, so the L1s must stay coherent over the bus.
-
-Every process sends its logs back; one checker (``_demo_db.check``) counts
-the stale reads of both cached phases.
+tagged with the user (a member list is tagged ``user:<id>`` for each member by
+a callable on the loaded list): one place declares what an update
+invalidates. ``publish`` runs this process's handlers before it returns, so
+commit-then-publish gives read-your-writes. With ``--redis`` the cache is an
+L1 over Redis in each of ``--processes`` spawned processes, which must stay
+coherent through the bus. Their logs come back, and one checker
+(``_demo_db.check``) counts the stale reads of both cached phases.
 """
 
 from __future__ import annotations
@@ -28,8 +25,8 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -43,18 +40,15 @@ from rich.table import Table
 
 from freshcache import L1, Cache, FreshcacheError
 from freshcache.cli import _demo_naive
-from freshcache.cli._demo_db import Database, Log, Staleness, check
+from freshcache.cli._demo_db import Database, Log, Phase, check, p50_p99
 
 TEAM_SHARE = 0.2  # share of requests that read a team's members
 TTL = 30
 ZIPF_S = 1.0
 EVENT = "user_updated"
 BUS_WAIT = 5.0  # seconds a process waits for its invalidation bus to connect
-MODES = (  # phase: (mode, heading)
-    ("db", "database only"),
-    ("naive", "naive cache-aside"),
-    ("fresh", "with freshcache"),
-)
+SETTLE = 0.1  # seconds without a new delivery after a phase: the bus is drained
+MODES = {"db": "database only", "naive": "naive cache-aside", "fresh": "freshcache"}
 Reads = tuple[Callable[[int], dict[str, Any]], Callable[[int], list[dict[str, Any]]]]
 
 
@@ -79,49 +73,6 @@ def _where_redis(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
 
 
-@dataclass
-class _Phase:
-    """One phase's logs from every process, merged."""
-
-    elapsed: float = 0.0
-    reads: list[Log] = field(default_factory=list)
-    writes: list[Log] = field(default_factory=list)
-    deliveries: list[Log] = field(default_factory=list)
-    errors: int = 0  # cache errors (freshcache: its stats; naive: failed SETs)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def merge(self, other: _Phase) -> None:
-        self.elapsed = max(self.elapsed, other.elapsed)
-        self.reads += other.reads
-        self.writes += other.writes
-        self.deliveries += other.deliveries
-        self.errors += other.errors
-        for name, n in other.counts.items():
-            self.counts[name] = self.counts.get(name, 0) + n
-
-    @property
-    def writes_done(self) -> int:
-        return sum(len(log.user) for log in self.writes)
-
-    def total(self, what: str, logs: Sequence[Log] | None = None) -> int:
-        return sum(getattr(log, what) for log in (self.reads if logs is None else logs))
-
-    def p50_p99(self, path: str) -> str:
-        return _p50_p99(
-            [x for log in self.reads + self.writes for x in log.seconds.get(path, ())]
-        )
-
-
-def _p50_p99(samples: list[float]) -> str:
-    if not samples:
-        return "-"
-    samples.sort()
-    picks = (samples[min(len(samples) - 1, int(q * len(samples)))] for q in (0.5, 0.99))
-    return " / ".join(
-        f"{s * 1e6:.0f} µs" if abs(s) < 1e-3 else f"{s * 1e3:.3g} ms" for s in picks
-    )
-
-
 def _zipf(rng: random.Random, ids: list[int], cum: list[float]) -> Iterator[int]:
     while True:
         yield from rng.choices(ids, cum_weights=cum, k=512)
@@ -132,11 +83,6 @@ def _popularity(rng: random.Random, n: int) -> tuple[list[int], list[float]]:
     ids = list(range(1, n + 1))
     rng.shuffle(ids)
     return ids, list(accumulate(1.0 / rank**ZIPF_S for rank in range(1, n + 1)))
-
-
-def _share(total: int, processes: int, index: int) -> int:
-    """Process ``index``'s share of ``total`` threads."""
-    return total // processes + (index < total % processes)
 
 
 def _member_tags(members: list[dict[str, Any]]) -> list[str]:
@@ -150,24 +96,21 @@ class _Bench:
         self, index: int, options: DemoOptions, spec: Any, version: str, counters: Any
     ) -> None:
         self.index, self.options, self.counters = index, options, counters
-        n = options.processes or 1
-        self.readers = _share(options.readers, n, index)
-        self.writers = _share(options.writers, n, index)
-        self.first_reader = sum(_share(options.readers, n, i) for i in range(index))
-        self.first_writer = sum(_share(options.writers, n, i) for i in range(index))
+        n = options.processes or 1  # threads are dealt out like cards
+        self.readers = len(range(index, options.readers, n))
+        self.writers = len(range(index, options.writers, n))
         self.users = _popularity(random.Random(options.seed), options.users)
         self.teams = _popularity(random.Random(options.seed), options.teams)
         self.db = db = Database.attach(spec)
-        if options.redis is None:
-            self.cache = cache = Cache()
-        else:
-            self.cache = cache = Cache(
-                options.redis, prefix="demo", version=version, l1=L1()
-            )
+        self.cache = cache = (
+            Cache()
+            if options.redis is None
+            else Cache(options.redis, prefix="demo", version=version, l1=L1())
+        )
         self.naive = _demo_naive.NaiveCache(
             db, options.redis, version=version, ttl=TTL, local_ttl=L1().ttl
         )
-        self._deliveries, self._lock = Log(process=index), threading.Lock()
+        self.deliveries, self.lock = Log(process=index), threading.Lock()
 
         @cache.cached("user:{user_id}", ttl=TTL)
         def get_user(user_id: int) -> dict[str, Any]:
@@ -182,14 +125,13 @@ class _Bench:
         @cache.events.on(EVENT)
         def user_updated(event: dict[str, Any]) -> None:
             user_id = event["user_id"]
-            if event["process"] != index:  # when another process's write got here
-                with self._lock:
-                    self._deliveries.user.append(user_id)
-                    self._deliveries.version.append(event["version"])
-                    self._deliveries.at.append(time.monotonic())
-            if event["process"] == index:
-                cache.invalidate(get_user.key(user_id))
-                cache.invalidate_tags(f"user:{user_id}")
+            if event["process"] != index:  # another process's write got here
+                with self.lock:
+                    self.deliveries.user.append(user_id)
+                    self.deliveries.version.append(event["version"])
+                    self.deliveries.at.append(time.monotonic())
+            cache.invalidate(get_user.key(user_id))
+            cache.invalidate_tags(f"user:{user_id}")
 
         self.paths: dict[str, Reads] = {
             "db": (db.fetch_user, db.fetch_team_members),
@@ -245,10 +187,10 @@ class _Bench:
             user_id = next(users)
             started = clock()
             version, team_id = db.bump_user(user_id)
-            try:
+            try:  # the payload's version and process are for the checker
                 if mode == "fresh":
                     event = {"user_id": user_id, "version": version}
-                    publish(EVENT, {**event, "process": self.index})
+                    publish(EVENT, event | {"process": self.index})
                 elif mode == "naive" and not self.naive.updated(user_id, team_id):
                     log.errors += 1
             except FreshcacheError:  # counted and shown, never hidden
@@ -259,9 +201,10 @@ class _Bench:
             log.at.append(done)
             log.time("write", done - started)
 
-    def run(self, mode: str, seconds: float, start_at: float) -> _Phase:
+    def run(self, mode: str, seconds: float, start_at: float) -> Phase:
         """Run this process's threads for ``seconds`` from ``start_at``."""
-        index, seed = self.index, (self.options.seed or 0) + (mode != "db") * 1_000
+        index, n = self.index, self.options.processes or 1
+        seed = (self.options.seed or 0) + (mode != "db") * 1_000
         reads = [Log(process=index) for _ in range(self.readers)]
         writes = [Log(process=index) for _ in range(self.writers)]
         stop, failures = threading.Event(), list[BaseException]()
@@ -279,10 +222,9 @@ class _Bench:
             return threading.Thread(target=guarded, name="freshcache-demo", daemon=True)
 
         threads = [
-            thread(self._read, log, seed + self.first_reader + i)
-            for i, log in enumerate(reads)
+            thread(self._read, log, seed + index + n * i) for i, log in enumerate(reads)
         ] + [
-            thread(self._write, log, seed - self.first_writer - i - 1)
+            thread(self._write, log, seed - 1 - index - n * i)
             for i, log in enumerate(writes)
         ]
         time.sleep(max(0.0, start_at - time.monotonic()))
@@ -302,17 +244,18 @@ class _Bench:
         elapsed = time.monotonic() - started
         if failures:
             raise failures[0]
-        with self._lock:
-            deliveries, self._deliveries = self._deliveries, Log(process=index)
-        stats = self.cache.stats() if mode == "fresh" else None
-        return _Phase(
-            elapsed,
-            reads,
-            writes,
-            [deliveries],
-            sum(stats.errors.values()) if stats else self.naive.errors,
-            dict(stats.counts) if stats else {},
-        )
+        while mode == "fresh" and n > 1:  # the other processes' last writes
+            count = len(self.deliveries.user)
+            time.sleep(SETTLE)
+            if len(self.deliveries.user) == count:
+                break
+        with self.lock:
+            deliveries, self.deliveries = self.deliveries, Log(process=index)
+        if mode != "fresh":
+            return Phase(elapsed, reads, writes, [], self.naive.errors)
+        stats = self.cache.stats()
+        errors = sum(stats.errors.values())
+        return Phase(elapsed, reads, writes, [deliveries], errors, dict(stats.counts))
 
     def close(self) -> None:
         try:
@@ -322,19 +265,14 @@ class _Bench:
 
 
 def _worker(
-    conn: Connection,
-    index: int,
-    options: DemoOptions,
-    spec: Any,
-    version: str,
-    counters: Any,
-) -> None:
-    """A process's (or, for one process, a thread's) loop: build, run phases, stop."""
+    conn: Connection, index: int, options: DemoOptions, *args: Any
+) -> None:  # fmt: skip
+    """A process's (for one process, a thread's) loop: build, run phases, stop."""
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     bench: _Bench | None = None
     try:
-        bench = _Bench(index, options, spec, version, counters)
+        bench = _Bench(index, options, *args)
         conn.send(("ready", None))
         while (order := conn.recv())[0] == "run":
             conn.send(("done", bench.run(*order[1:])))
@@ -352,7 +290,7 @@ class _Pool:
     def __init__(self, options: DemoOptions, spec: Any, version: str) -> None:
         n = options.processes or 1
         context = multiprocessing.get_context("spawn")
-        self.counters = context.RawArray("q", 2 * n)
+        self.counters = context.RawArray("q", 2 * n)  # requests, hits per process
         self.conns: list[Connection] = []
         self.workers: list[BaseProcess | threading.Thread] = []
         for i in range(n):
@@ -385,7 +323,7 @@ class _Pool:
 
     def phase(
         self, mode: str, seconds: float, progress: Progress, task: TaskID
-    ) -> _Phase:
+    ) -> Phase:
         counters = self.counters
         counters[:] = [0] * len(counters)
         start_at = time.monotonic() + 0.05  # every process starts at once
@@ -398,7 +336,7 @@ class _Pool:
             elapsed = min(seconds, max(0.0, time.monotonic() - start_at))
             progress.update(task, completed=elapsed, requests=requests, hit_rate=rate)
 
-        merged = _Phase()
+        merged = Phase()
         for one in self._gather(tick):
             merged.merge(one)
         progress.update(task, completed=seconds, requests=merged.total("requests"))
@@ -418,7 +356,7 @@ class _Pool:
 
 
 def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else ('es' if noun[-1] == 's' else 's')}"
+    return f"{count:,} {noun}{'' if count == 1 else 'es' if noun[-1] == 's' else 's'}"
 
 
 def _clear(url: str, version: str, console: Console) -> bool:
@@ -447,16 +385,15 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
         options = replace(options, processes=1 if options.redis is None else 2)
     base_seconds = options.baseline_seconds or min(2.0, max(0.5, options.seconds / 5))
     version = f"r{secrets.token_hex(4)}"  # a fresh keyspace per run, cleared after
-    if options.redis is None:
-        labels = ["memory (embedded)", "cache in process"]
-    else:
+    labels = ["memory (embedded)", "cache in process"]
+    if options.redis is not None:
         labels = [
             f"L1 + Redis {_where_redis(options.redis)}",
             f"keyspaces demo:{version}:*, {_demo_naive.PREFIX}:{version}:* (cleared)",
         ]
     db: Database | None = None
     pool: _Pool | None = None
-    phases: dict[str, _Phase] = {}
+    phases: dict[str, Phase] = {}
     try:
         db = Database(options.postgres)
         with console.status(f"creating {options.users:,} users, {options.teams} teams"):
@@ -471,16 +408,18 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             TimeRemainingColumn(),
             console=console,
         ) as progress:
-            runs = [
-                (mode, base_seconds if mode == "db" else options.seconds, heading)
-                for mode, heading in MODES
-            ]
-            tasks = [
-                progress.add_task(heading, total=seconds, requests=0, hit_rate="-")
-                for _, seconds, heading in runs
-            ]
-            for (mode, seconds, _), task in zip(runs, tasks, strict=True):
-                phases[mode] = pool.phase(mode, seconds, progress, task)
+            seconds = dict.fromkeys(MODES, options.seconds) | {"db": base_seconds}
+            tasks = {
+                mode: progress.add_task(
+                    "with " * (mode == "fresh") + heading,
+                    total=seconds[mode],
+                    requests=0,
+                    hit_rate="-",
+                )
+                for mode, heading in MODES.items()
+            }
+            for mode, task in tasks.items():
+                phases[mode] = pool.phase(mode, seconds[mode], progress, task)
     except Exception as exc:
         failure = escape(f"{type(exc).__name__}: {exc}")
         console.print(f"[red]freshcache demo failed:[/] {failure}")
@@ -489,66 +428,49 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
         try:
             if pool is not None:
                 pool.close()
-            if options.redis is not None and not _clear(
-                options.redis, version, console
-            ):
+            if options.redis and not _clear(options.redis, version, console):
                 labels[1] = labels[1].replace("(cleared)", "(NOT cleared)")
         finally:
             if db is not None:
                 db.teardown()
-    labels += [db.label, f"{labels[1]}; {db.where}"]
-    _report(console, options, phases, labels)
+    _report(console, options, phases, [*labels, db.label, f"{labels[1]}; {db.where}"])
     return 0
 
 
 def _report(
     console: Console,
     options: DemoOptions,
-    phases: dict[str, _Phase],
+    phases: dict[str, Phase],
     labels: list[str],  # cache, keyspace, database, caption
 ) -> None:
-    base, naive, fresh = (phases[mode] for mode, _ in MODES)
-    writes = base.writes + naive.writes + fresh.writes
-    found: dict[str, Staleness] = {
-        mode: check(
-            phases[mode].reads,
-            writes,
-            phases[mode].deliveries,
-            users=options.users,
-            teams=options.teams,
-        )
-        for mode, _ in MODES
+    writes = [w for phase in phases.values() for w in phase.writes]
+    size = (options.users, options.teams)
+    found = {
+        mode: check(p.reads, writes, p.deliveries, users=size[0], teams=size[1])
+        for mode, p in phases.items()
     }
+    base, fresh, spread = phases["db"], phases["fresh"], options.processes or 1
     requests, hits, selects = (fresh.total(n) for n in ("requests", "hits", "selects"))
     # Without the cache every request is a query: measured, in the baseline.
     uncached = round(requests * base.total("selects") / max(1, base.total("requests")))
-    hit_rate = hits / requests if requests else 0.0
-    done = {
-        (u, v): t
-        for w in fresh.writes
-        for u, v, t in zip(w.user, w.version, w.at, strict=True)
+    backend = f"{labels[0]} + {labels[2]}"
+    backend += f", {_n(spread, 'process')}" if spread > 1 else ""
+    backends = {
+        "db": labels[2],
+        "naive": "dict (in process)" if options.redis is None else "dict L1 + Redis",
+        "fresh": backend,
     }
-    delays = [
-        t - done[u, v]
-        for d in fresh.deliveries
-        for u, v, t in zip(d.user, d.version, d.at, strict=True)
-        if (u, v) in done
-    ]
-    spread = options.processes or 1
-    backend = f"{labels[0]} + {labels[2]}" + (
-        f", {_n(spread, 'process')}" if spread > 1 else ""
-    )
-    naive_backend = "dict (in process)" if options.redis is None else "dict L1 + Redis"
 
     def column(mode: str) -> list[str]:
-        phase, stale, cached = phases[mode], found[mode], mode != "db"
-        n, hits = phase.total("requests"), phase.total("hits")
-        style = "green" if stale.stale == 0 else "bold red"
+        phase, stale, cached, bus = phases[mode], found[mode], mode != "db", "-"
+        n, style = phase.total("requests"), "green" if not stale.stale else "bold red"
+        if mode == "fresh" and spread > 1:
+            bus = f"{stale.in_flight:,}, {p50_p99(stale.delays)}"
         return [
             f"{n:,}",
             f"{phase.elapsed:.1f}",
             f"{n / phase.elapsed:,.0f}",
-            f"{hits / n:.1%}" if cached and n else "-",
+            f"{phase.total('hits') / n:.1%}" if cached and n else "-",
             f"{phase.total('selects'):,}"
             if cached
             else f"{uncached:,} (same requests)",
@@ -560,33 +482,31 @@ def _report(
             f"[{style}]{stale.stale:,} of {stale.reads:,}[/]",
             f"{stale.stale_users:,} of {stale.user_reads:,}",
             f"{stale.stale_teams:,} of {stale.team_reads:,}",
-            f"{stale.in_flight:,}" if mode == "fresh" and spread > 1 else "-",
-            _p50_p99(delays) if mode == "fresh" and spread > 1 else "-",
+            bus,
             f"{phase.errors:,}" if cached else "-",
             f"{phase.total('errors', phase.writes):,}" if cached else "-",
-            {"db": labels[2], "naive": naive_backend, "fresh": backend}[mode],
+            backends[mode],
         ]
 
     who = ", ".join(
         _n(n, noun)
-        for n, noun in (
-            (options.readers, "reader"),
-            (options.writers, "writer"),
-            (options.users, "user"),
-            (spread, "process"),
+        for n, noun in zip(
+            (options.readers, options.writers, options.users, spread),
+            ("reader", "writer", "user", "process"),
+            strict=True,
         )
     )
     table = Table(
         title=f"freshcache demo: {who}, seed {options.seed}", caption=labels[3]
     )
     table.add_column("")
-    for heading in ("with freshcache", "naive cache-aside", "database only"):
-        table.add_column(heading, justify="right")
+    for mode in ("fresh", "naive", "db"):
+        table.add_column("with " * (mode == "fresh") + MODES[mode], justify="right")
     names = (
         "requests", "seconds", "requests/s", "hit rate", "database queries",
         "p50 / p99 hit", "p50 / p99 miss + load", "p50 / p99 DB read",
-        "p50 / p99 write", "writes", "stale reads", "  of user reads",
-        "  of team reads", "reads during bus delivery", "p50 / p99 bus delivery",
+        "p50 / p99 write", "writes", "stale reads", "  in user reads",
+        "  in team reads", "read during bus delivery, delivery p50 / p99",
         "cache errors", "failed invalidations", "backend",
     )  # fmt: skip
     for row in zip(names, column("fresh"), column("naive"), column("db"), strict=True):
@@ -596,11 +516,12 @@ def _report(
     if 0 < selects < uncached:
         fewer = f"{uncached / selects:,.0f}x fewer"
     stale, foil = found["fresh"], found["naive"]
+    flight = f", {stale.in_flight:,} during bus delivery" if stale.in_flight else ""
     console.print(
-        f"freshcache demo: {requests:,} requests, hit rate {hit_rate:.1%}, {selects:,} "
-        f"database queries instead of {uncached:,} ({fewer}), stale reads: "
-        f"{stale.stale:,} of {stale.reads:,} (naive cache-aside: {foil.stale:,} of "
-        f"{foil.reads:,}); {backend}",
+        f"freshcache demo: {requests:,} requests, hit rate "
+        f"{hits / max(1, requests):.1%}, {selects:,} database queries instead of "
+        f"{uncached:,} ({fewer}), stale reads: {stale.stale:,} of {stale.reads:,}"
+        f"{flight} (naive cache-aside: {foil.stale:,} of {foil.reads:,}); {backend}",
         markup=False,
         highlight=False,
         soft_wrap=True,
