@@ -25,6 +25,7 @@ class AsyncVersions:
         self._connected = connected
         self._listen = listen
         self.known: dict[str, int] = {}  # read without a lock by the hot path
+        self._era = 0  # bumped by forget(): a read from before it is not kept
 
     async def get(self, namespace: str) -> int:
         """The current version.
@@ -38,13 +39,14 @@ class AsyncVersions:
         self._listen()
         if cached is not None and self._connected():
             return cached
+        era = self._era
         try:
             fetched = await self._l2.version(namespace)
         except StoreError:
             if cached is None:
                 raise
             return cached
-        if self._connected():
+        if self._connected() and era == self._era:  # no resubscribe meanwhile
             self.learn(namespace, fetched)
         return max(fetched, self.known.get(namespace, 0))
 
@@ -64,4 +66,6 @@ class AsyncVersions:
             self.known[namespace] = version
 
     def forget(self) -> None:
+        """The bus (re)connected or dropped: bumps may have been missed."""
+        self._era += 1
         self.known.clear()

@@ -26,6 +26,7 @@ class Versions:
         self._connected = connected
         self._listen = listen
         self.known: dict[str, int] = {}  # read without a lock by the hot path
+        self._era = 0  # bumped by forget(): a read from before it is not kept
 
     def get(self, namespace: str) -> int:
         """The current version.
@@ -39,13 +40,14 @@ class Versions:
         self._listen()
         if cached is not None and self._connected():
             return cached
+        era = self._era
         try:
             fetched = self._l2.version(namespace)
         except StoreError:
             if cached is None:
                 raise
             return cached
-        if self._connected():
+        if self._connected() and era == self._era:  # no resubscribe meanwhile
             self.learn(namespace, fetched)
         return max(fetched, self.known.get(namespace, 0))
 
@@ -65,4 +67,6 @@ class Versions:
             self.known[namespace] = version
 
     def forget(self) -> None:
+        """The bus (re)connected or dropped: bumps may have been missed."""
+        self._era += 1
         self.known.clear()

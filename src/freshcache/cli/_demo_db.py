@@ -383,7 +383,10 @@ def check(
             offset += sizes[team]
         if offset != len(shown):
             raise ValueError("team reads and member versions do not line up")
-    return Staleness(*counts, delays)
+    user_reads, stale_users, team_reads, stale_teams, in_flight = counts
+    return Staleness(
+        user_reads, stale_users, team_reads, stale_teams, in_flight, delays
+    )
 
 
 def _stale_team(

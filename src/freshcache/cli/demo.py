@@ -462,10 +462,9 @@ def _report(
     }
 
     def column(mode: str) -> list[str]:
-        phase, stale, cached, bus = phases[mode], found[mode], mode != "db", "-"
+        phase, stale, cached = phases[mode], found[mode], mode != "db"
         n, style = phase.total("requests"), "green" if not stale.stale else "bold red"
-        if mode == "fresh" and spread > 1:
-            bus = f"{stale.in_flight:,}, {p50_p99(stale.delays)}"
+        bus = mode == "fresh" and spread > 1
         return [
             f"{n:,}",
             f"{phase.elapsed:.1f}",
@@ -482,7 +481,8 @@ def _report(
             f"[{style}]{stale.stale:,} of {stale.reads:,}[/]",
             f"{stale.stale_users:,} of {stale.user_reads:,}",
             f"{stale.stale_teams:,} of {stale.team_reads:,}",
-            bus,
+            f"{stale.in_flight:,}" if bus else "-",
+            p50_p99(stale.delays) if bus else "-",
             f"{phase.errors:,}" if cached else "-",
             f"{phase.total('errors', phase.writes):,}" if cached else "-",
             backends[mode],
@@ -506,7 +506,7 @@ def _report(
         "requests", "seconds", "requests/s", "hit rate", "database queries",
         "p50 / p99 hit", "p50 / p99 miss + load", "p50 / p99 DB read",
         "p50 / p99 write", "writes", "stale reads", "  in user reads",
-        "  in team reads", "read during bus delivery, delivery p50 / p99",
+        "  in team reads", "reads during bus delivery", "p50 / p99 bus delivery",
         "cache errors", "failed invalidations", "backend",
     )  # fmt: skip
     for row in zip(names, column("fresh"), column("naive"), column("db"), strict=True):
