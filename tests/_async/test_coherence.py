@@ -53,7 +53,9 @@ async def test_an_invalidation_reaches_the_other_l1(
     pair: tuple[AsyncCache, AsyncCache],
 ) -> None:
     a, b = pair
+    received = b.stats().counts.get("invalidations_received", 0)
     await a.set("user:1", "v1")
+    await wait_for_count(b, "invalidations_received", received + 1)  # a's message
     assert await b.get("user:1") == "v1"
     assert await b.get("user:1") == "v1"
     assert b.stats().hits["memory"] >= 1  # now served from b's L1

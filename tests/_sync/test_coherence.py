@@ -54,7 +54,9 @@ def test_an_invalidation_reaches_the_other_l1(
     pair: tuple[Cache, Cache],
 ) -> None:
     a, b = pair
+    received = b.stats().counts.get("invalidations_received", 0)
     a.set("user:1", "v1")
+    wait_for_count(b, "invalidations_received", received + 1)  # a's message
     assert b.get("user:1") == "v1"
     assert b.get("user:1") == "v1"
     assert b.stats().hits["memory"] >= 1  # now served from b's L1
