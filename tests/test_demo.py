@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import socket
 from array import array
+from typing import Any
 
 import pytest
 
 from freshcache import cli
 from freshcache.cli import main
-from freshcache.cli.demo import _Log, count_stale
+from freshcache.cli._demo_db import Log, Staleness, check, member_ids
+from freshcache.cli._demo_naive import NaiveCache
 
 SMALL = [
     "demo",
@@ -22,9 +24,12 @@ SMALL = [
     "--write-interval", "0.01",
     "--seed", "7",
 ]  # fmt: skip
+
+
 SUMMARY = re.compile(
     r"freshcache demo: ([\d,]+) requests, hit rate [\d.]+%, ([\d,]+) database queries "
     r"instead of ([\d,]+) .*stale reads: ([\d,]+) of ([\d,]+)"
+    r"(?:, [\d,]+ during bus delivery)? \(naive cache-aside: ([\d,]+) of ([\d,]+)\)"
 )
 
 
@@ -35,42 +40,44 @@ def _run(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, list[int
     match = SUMMARY.search(out)
     assert match is not None, out
     numbers = [int(n.replace(",", "")) for n in match.groups()]
-    requests, selects, uncached, _stale, checked = numbers
+    requests, selects, uncached, stale, checked, _, naive_checked = numbers
     assert requests > 0
     assert 0 < selects < uncached  # the cache saved queries
     assert uncached == requests  # one query per request without the cache
-    assert 0 < checked <= requests
-    for heading in ("with freshcache", "database only", "hit rate", "p50 / p99"):
+    assert checked == requests  # every read is checked: users and team members
+    assert naive_checked > 0
+    assert stale == 0, out  # freshcache serves no stale read
+    for heading in ("with freshcache", "naive cache-aside", "database only"):
         assert heading in out
-    assert "stale reads" in out
+    for row in ("hit rate", "p50 / p99", "stale reads", "in team reads"):
+        assert row in out
     return out, numbers
 
 
 def test_demo_on_the_embedded_default(capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = _run(capsys)
     assert "memory (embedded) + SQLite" in out
-    assert "SQLite" in out
+    assert "1 process," in out
 
 
-def test_demo_with_redis(capsys: pytest.CaptureFixture[str], redis_url: str) -> None:
-    import redis
-
-    out, _ = _run(capsys, "--redis", redis_url)
-    assert "Redis 127.0.0.1" in out or "Redis localhost" in out
-    version = re.search(r"keyspace demo:(r[0-9a-f]+):", out)
-    assert version is not None, out
-    with redis.Redis.from_url(redis_url) as client:  # cleared at the end
-        assert list(client.scan_iter(match=f"demo:{version.group(1)}:*")) == []
-
-
-def test_demo_with_postgres(
-    capsys: pytest.CaptureFixture[str], postgres_dsn: str
+def test_demo_over_redis_and_postgres_in_two_processes(
+    capsys: pytest.CaptureFixture[str], redis_url: str, postgres_dsn: str
 ) -> None:
     import psycopg
+    import redis
 
-    out, _ = _run(capsys, "--postgres", postgres_dsn)
+    out, _ = _run(capsys, "--redis", redis_url, "--postgres", postgres_dsn)
+    assert "L1 + Redis 127.0.0.1" in out or "L1 + Redis localhost" in out
     assert "PostgreSQL" in out
-    suffix = re.search(r"tables fc_demo_\w+_([0-9a-f]+)", out)
+    assert "2 processes" in out  # the default with --redis
+    assert "reads during bus" in out
+    version = re.search(r"keyspaces demo:(r[0-9a-f]+):", out)
+    assert version is not None, out
+    with redis.Redis.from_url(redis_url) as client:  # cleared at the end
+        for prefix in ("demo", "demo-naive"):
+            match = f"{prefix}:{version.group(1)}:*"
+            assert list(client.scan_iter(match=match)) == []
+    suffix = re.search(r"tables\s+fc_demo_\w+_([0-9a-f]+)", out)
     assert suffix is not None, out
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:  # dropped at the end
         left = conn.execute(
@@ -78,6 +85,18 @@ def test_demo_with_postgres(
             (f"fc_demo_%_{suffix.group(1)}",),
         ).fetchone()
     assert left == (0,)
+
+
+def test_demo_on_postgres_with_the_embedded_cache(
+    capsys: pytest.CaptureFixture[str], postgres_dsn: str
+) -> None:
+    out, _ = _run(capsys, "--postgres", postgres_dsn, "--seconds", "0.5")
+    assert "memory (embedded) + PostgreSQL" in out
+
+
+def test_processes_need_redis(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--processes", "2"]) == 2
+    assert "needs --redis" in capsys.readouterr().err
 
 
 def test_install_hint_without_rich(
@@ -99,8 +118,21 @@ def test_bad_arguments_are_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert "at least 1" in capsys.readouterr().err
 
 
-def _log(users: list[int], versions: list[int], at: list[float]) -> _Log:
-    return _Log(user=array("q", users), version=array("q", versions), at=array("d", at))
+def _log(
+    users: list[int], versions: list[int], at: list[float], process: int = 0
+) -> Log:
+    return Log(
+        process=process,
+        user=array("i", users),
+        version=array("i", versions),
+        at=array("d", at),
+    )
+
+
+def _count(
+    reads: list[Log], writes: list[Log], deliveries: tuple[Log, ...] = ()
+) -> Staleness:
+    return check(reads, writes, deliveries, users=20, teams=2)
 
 
 def test_checker_counts_reads_older_than_a_completed_write() -> None:
@@ -116,7 +148,75 @@ def test_checker_counts_reads_older_than_a_completed_write() -> None:
             [0.5, 1.5, 1.5, 2.5, 2.5, 1.0, 9.0],
         )
     ]
-    assert count_stale(reads, writes) == (2, 7)
+    found = _count(reads, writes)
+    assert (found.stale, found.reads, found.in_flight) == (2, 7, 0)
+
+
+def test_a_team_read_is_stale_if_any_member_is() -> None:
+    assert list(member_ids(1, 20, 2)) == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert list(member_ids(2, 20, 2)) == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
+    writes = [_log([4, 5], [2, 2], [1.0, 1.0])]  # user 4: team 1; user 5: team 2
+    reads = _log([], [], [])
+    team1 = [1] * 10
+    fresh1 = team1.copy()
+    fresh1[1] = 2  # user 4 is the second member of team 1
+    for team, members, started in (
+        (1, team1, 0.5),  # before the write: fresh
+        (1, team1, 1.5),  # user 4 at v1 after v2 completed: stale
+        (1, fresh1, 1.5),  # fresh
+        (2, [1] * 10, 1.5),  # user 5 at v1: stale
+        (2, [1, 1, 2, 1, 1, 1, 1, 1, 1, 1], 1.5),  # user 5 at v2: fresh
+    ):
+        reads.team.append(team)
+        reads.team_at.append(started)
+        reads.members.extend(members)
+    found = _count([reads], writes)
+    assert (found.stale_teams, found.team_reads) == (2, 5)
+    reads.members.append(1)  # a team read whose members do not line up
+    with pytest.raises(ValueError):
+        _count([reads], writes)
+
+
+def test_another_process_is_judged_from_when_the_invalidation_reached_it() -> None:
+    writes = [_log([1, 2], [2, 2], [1.0, 1.0], process=0)]
+    deliveries = [_log([1, 2], [2, 2], [1.2, 1.1], process=1)]  # reached process 1
+    reads = [
+        _log([1, 2], [1, 1], [1.1, 1.1], process=0),  # the writer's process: stale
+        # process 1: user 1 read before the delivery (in flight), user 2 at it
+        _log([1, 2], [1, 1], [1.1, 1.1], process=1),
+        _log([1, 2], [1, 1], [1.3, 1.3], process=1),  # after: stale
+        _log([3], [1], [1.3], process=2),  # never written: fresh
+    ]
+    found = _count(reads, writes, tuple(deliveries))
+    assert (found.stale_users, found.in_flight) == (4, 2)
+    assert found.delays == pytest.approx([0.2, 0.1])
+    no_delivery = _count(reads, writes)  # every write complete when it returned
+    assert (no_delivery.stale_users, no_delivery.in_flight) == (6, 0)
+
+
+class _RacyDatabase:
+    """A write (commit, then the naive invalidation) lands while a read loads."""
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.naive: NaiveCache | None = None
+
+    def fetch_user(self, user_id: int) -> dict[str, Any]:
+        loaded = {"id": user_id, "version": self.version}
+        if self.version == 1:  # the writer commits and invalidates mid-load
+            self.version = 2
+            assert self.naive is not None
+            self.naive.updated(user_id, 1)
+        return loaded
+
+
+def test_the_naive_cache_stores_what_it_loaded_before_a_write() -> None:
+    db = _RacyDatabase()
+    naive = NaiveCache(db, None, version="v", ttl=30, local_ttl=None)  # type: ignore[arg-type]
+    db.naive = naive
+    assert naive.get_user(1)["version"] == 1  # loaded before the write
+    assert naive.get_user(1)["version"] == 1  # and served after it: stale
+    assert db.version == 2
 
 
 def test_unreachable_database_fails_cleanly_without_the_password(

@@ -48,7 +48,11 @@ ZIPF_S = 1.0
 EVENT = "user_updated"
 BUS_WAIT = 5.0  # seconds a process waits for its invalidation bus to connect
 SETTLE = 0.1  # seconds without a new delivery after a phase: the bus is drained
-MODES = {"db": "database only", "naive": "naive cache-aside", "fresh": "freshcache"}
+MODES = {
+    "db": "database only",
+    "naive": "naive cache-aside",
+    "fresh": "with freshcache",
+}
 Reads = tuple[Callable[[int], dict[str, Any]], Callable[[int], list[dict[str, Any]]]]
 
 
@@ -93,9 +97,10 @@ class _Bench:
     """One process's share of the workload: its threads, database and caches."""
 
     def __init__(
-        self, index: int, options: DemoOptions, spec: Any, version: str, counters: Any
+        self, index: int, options: DemoOptions, spec: Any, version: str, shared: Any
     ) -> None:
-        self.index, self.options, self.counters = index, options, counters
+        self.index, self.options = index, options
+        self.counters, self.abort = shared  # progress for the parent; its Ctrl-C
         n = options.processes or 1  # threads are dealt out like cards
         self.readers = len(range(index, options.readers, n))
         self.writers = len(range(index, options.writers, n))
@@ -233,7 +238,7 @@ class _Bench:
             for t in threads:
                 t.start()
             while (elapsed := time.monotonic() - started) < seconds:
-                if stop.wait(min(0.1, seconds - elapsed)):
+                if stop.wait(min(0.1, seconds - elapsed)) or self.abort.is_set():
                     break
                 self.counters[2 * index] = sum(r.requests for r in reads)
                 self.counters[2 * index + 1] = sum(r.hits for r in reads)
@@ -280,8 +285,11 @@ def _worker(
         with contextlib.suppress(OSError):  # unless the parent has gone
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
-        if bench is not None:
-            bench.close()
+        try:
+            if bench is not None:
+                bench.close()
+        finally:
+            conn.close()  # the parent sees the end, also of a thread
 
 
 class _Pool:
@@ -293,9 +301,10 @@ class _Pool:
         self.counters = context.RawArray("q", 2 * n)  # requests, hits per process
         self.conns: list[Connection] = []
         self.workers: list[BaseProcess | threading.Thread] = []
+        self.abort = context.Event()  # set: the workers end their phase now
         for i in range(n):
             mine, theirs = context.Pipe()
-            args = (theirs, i, options, spec, version, self.counters)
+            args = (theirs, i, options, spec, version, (self.counters, self.abort))
             self.workers.append(
                 threading.Thread(target=_worker, args=args, daemon=True)
                 if n == 1
@@ -343,13 +352,23 @@ class _Pool:
         return merged
 
     def close(self) -> None:
+        """Stop the workers (at once if a phase is running: Ctrl-C)."""
+        self.abort.set()
         for conn in self.conns:
             with contextlib.suppress(OSError):
                 conn.send(("stop",))
+        deadline, open_ = time.monotonic() + 5, list(self.conns)
+        while open_ and time.monotonic() < deadline:  # drain a phase being sent
+            for ready in wait(open_, timeout=0.1):
+                assert isinstance(ready, Connection)
+                try:
+                    ready.recv()
+                except (EOFError, OSError):
+                    open_.remove(ready)
         for worker in self.workers:
-            worker.join(5)
+            worker.join(1)
             if isinstance(worker, BaseProcess) and worker.is_alive():
-                worker.terminate()
+                worker.kill()
                 worker.join(1)
         for conn in self.conns:
             conn.close()
@@ -411,7 +430,7 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             seconds = dict.fromkeys(MODES, options.seconds) | {"db": base_seconds}
             tasks = {
                 mode: progress.add_task(
-                    "with " * (mode == "fresh") + heading,
+                    heading,
                     total=seconds[mode],
                     requests=0,
                     hit_rate="-",
@@ -501,7 +520,7 @@ def _report(
     )
     table.add_column("")
     for mode in ("fresh", "naive", "db"):
-        table.add_column("with " * (mode == "fresh") + MODES[mode], justify="right")
+        table.add_column(MODES[mode], justify="right")
     names = (
         "requests", "seconds", "requests/s", "hit rate", "database queries",
         "p50 / p99 hit", "p50 / p99 miss + load", "p50 / p99 DB read",
