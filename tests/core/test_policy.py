@@ -50,3 +50,12 @@ def test_a_failed_probe_reopens() -> None:
 def test_bad_settings(failures: int, seconds: float) -> None:
     with pytest.raises(ValueError):
         Breaker(failures=failures, open_seconds=seconds)
+
+
+def test_healthy_tracks_whether_any_failure_is_on_record() -> None:
+    breaker = Breaker(failures=3)
+    assert breaker.healthy
+    breaker.failure(0.0)
+    assert not breaker.healthy  # callers must consult allow() now
+    breaker.success()
+    assert breaker.healthy

@@ -63,6 +63,7 @@ def wrap(
     relative = len(head)
     tiers = cache._tiers
     versions = tiers.versions.known
+    bus = tiers.bus
     # Tag templates are rendered from the call's arguments; callables get the result.
     arg_tags = [KeyTemplate.compile(t, func).render for t in tags if isinstance(t, str)]
     result_tags = [t for t in tags if not isinstance(t, str)]
@@ -71,10 +72,12 @@ def wrap(
     async def fill(base: str, args: Any, kwargs: Any, checked: bool) -> R:
         if not revivers:
             revivers.append(_return_reviver(func))
-        try:
-            version = await tiers.versions.get(namespace)
-        except StoreError:  # unknown and out of reach: bypass the cache
-            return await func(*args, **kwargs)
+        version = versions.get(namespace)  # what versions.get answers, inlined
+        if version is None or not bus.connected:
+            try:
+                version = await tiers.versions.get(namespace)
+            except StoreError:  # unknown and out of reach: bypass the cache
+                return await func(*args, **kwargs)
         full = versioned(head, namespace, version, base)
         entry, snapshot = await tiers.lookup(
             full, namespace, revivers[0], local_checked=checked

@@ -18,7 +18,17 @@ class BreakerState(enum.Enum):
 
 
 class Breaker:
-    __slots__ = ("_failures", "_open_seconds", "_opened_at", "_probing", "_streak")
+    """``healthy`` is True while no failure is on record: then a caller may
+    skip ``allow`` and ``success`` (and the clock read) entirely."""
+
+    __slots__ = (
+        "_failures",
+        "_open_seconds",
+        "_opened_at",
+        "_probing",
+        "_streak",
+        "healthy",
+    )
 
     def __init__(self, *, failures: int = 5, open_seconds: float = 1.0) -> None:
         if failures < 1 or open_seconds <= 0:
@@ -28,6 +38,7 @@ class Breaker:
         self._streak = 0
         self._opened_at: float | None = None
         self._probing = False
+        self.healthy = True
 
     def state(self, now: float) -> BreakerState:
         if self._opened_at is None:
@@ -50,9 +61,11 @@ class Breaker:
         self._streak = 0
         self._opened_at = None
         self._probing = False
+        self.healthy = True
 
     def failure(self, now: float) -> bool:
         """Record a failed call; return True when it (re)opened the breaker."""
+        self.healthy = False
         self._streak += 1
         if self._probing or self._streak >= self._failures:
             self._opened_at = now

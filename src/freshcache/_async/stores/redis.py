@@ -132,8 +132,8 @@ class AsyncRedisStore:
         self.last_config_error: str | None = None
 
     async def _run(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
-        now = self._clock.monotonic()
-        if not self._breaker.allow(now):
+        breaker = self._breaker
+        if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
             self._metrics.error("circuit_open")
             raise TransientStoreError("circuit open: Redis failed recently")
         started = time.perf_counter()
@@ -148,7 +148,8 @@ class AsyncRedisStore:
             raise error from exc
         finally:
             self._slots.release()
-        self._breaker.success()
+        if not breaker.healthy:
+            breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
 
