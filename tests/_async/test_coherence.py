@@ -10,9 +10,7 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, AsyncCache, FakeClock
-from freshcache._concurrency import AsyncFlag
-
-WAIT = 10.0
+from tests._async.waiting import wait_for_count, wait_until
 
 
 @pytest.fixture
@@ -29,24 +27,6 @@ async def pair(
         await wait_for_count(a, "bus_connect", 1)
         await wait_for_count(b, "bus_connect", 1)
         yield a, b
-
-
-async def wait_for_count(cache: AsyncCache, name: str, at_least: int) -> None:
-    flag = AsyncFlag()
-    for _ in range(int(WAIT / 0.01)):
-        if cache.stats().counts.get(name, 0) >= at_least:
-            return
-        await flag.wait(0.01)
-    raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
-
-
-async def wait_until(check: Any) -> None:
-    flag = AsyncFlag()
-    for _ in range(int(WAIT / 0.01)):
-        if await check():
-            return
-        await flag.wait(0.01)
-    raise AssertionError("condition never held")
 
 
 async def test_an_invalidation_reaches_the_other_l1(

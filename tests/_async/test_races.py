@@ -16,10 +16,14 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, AsyncCache
-from freshcache._concurrency import AsyncFlag, AsyncWorker
+from freshcache._concurrency import AsyncFlag
 from freshcache.generations import Generations
-
-WAIT = 10.0  # seconds any step may take before the test fails
+from tests._async.waiting import (
+    WAIT,
+    run_in_background,
+    wait_for_count,
+    wait_until_listening,
+)
 
 
 @pytest.fixture
@@ -87,15 +91,6 @@ async def cache(
     l1 = L1() if request.param == "l1+redis" else None
     async with AsyncCache(url, prefix=key_prefix, l1=l1, timeout=1.0) as made:
         yield made
-
-
-async def run_in_background(work: Callable[[], Any]) -> AsyncWorker:
-    async def target() -> None:
-        await work()
-
-    worker = AsyncWorker(target, name="race-reader")
-    worker.start()
-    return worker
 
 
 async def test_a_slow_loader_never_stores_a_row_read_before_an_invalidation(
@@ -212,19 +207,6 @@ async def test_a_tag_invalidation_during_the_load_prevents_the_fill(
         assert cached is MISS, "a fill raced a tag invalidation and won"
     else:
         assert cached == {"team": 7, "members": [1, 2]}
-
-
-async def wait_until_listening(cache: AsyncCache) -> None:
-    await wait_for_count(cache, "bus_connect", 1)
-
-
-async def wait_for_count(cache: AsyncCache, name: str, at_least: int) -> None:
-    flag = AsyncFlag()
-    for _ in range(int(WAIT / 0.01)):
-        if cache.stats().counts.get(name, 0) >= at_least:
-            return
-        await flag.wait(0.01)
-    raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
 
 
 async def test_a_lost_lease_fails_closed(

@@ -11,9 +11,7 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, Cache, FakeClock
-from freshcache._concurrency import Flag
-
-WAIT = 10.0
+from tests._sync.waiting import wait_for_count, wait_until
 
 
 @pytest.fixture
@@ -30,24 +28,6 @@ def pair(
         wait_for_count(a, "bus_connect", 1)
         wait_for_count(b, "bus_connect", 1)
         yield a, b
-
-
-def wait_for_count(cache: Cache, name: str, at_least: int) -> None:
-    flag = Flag()
-    for _ in range(int(WAIT / 0.01)):
-        if cache.stats().counts.get(name, 0) >= at_least:
-            return
-        flag.wait(0.01)
-    raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
-
-
-def wait_until(check: Any) -> None:
-    flag = Flag()
-    for _ in range(int(WAIT / 0.01)):
-        if check():
-            return
-        flag.wait(0.01)
-    raise AssertionError("condition never held")
 
 
 def test_an_invalidation_reaches_the_other_l1(

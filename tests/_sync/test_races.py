@@ -17,10 +17,14 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, Cache
-from freshcache._concurrency import Flag, Worker
+from freshcache._concurrency import Flag
 from freshcache.generations import Generations
-
-WAIT = 10.0  # seconds any step may take before the test fails
+from tests._sync.waiting import (
+    WAIT,
+    run_in_background,
+    wait_for_count,
+    wait_until_listening,
+)
 
 
 @pytest.fixture
@@ -88,15 +92,6 @@ def cache(
     l1 = L1() if request.param == "l1+redis" else None
     with Cache(url, prefix=key_prefix, l1=l1, timeout=1.0) as made:
         yield made
-
-
-def run_in_background(work: Callable[[], Any]) -> Worker:
-    def target() -> None:
-        work()
-
-    worker = Worker(target, name="race-reader")
-    worker.start()
-    return worker
 
 
 def test_a_slow_loader_never_stores_a_row_read_before_an_invalidation(
@@ -213,19 +208,6 @@ def test_a_tag_invalidation_during_the_load_prevents_the_fill(
         assert cached is MISS, "a fill raced a tag invalidation and won"
     else:
         assert cached == {"team": 7, "members": [1, 2]}
-
-
-def wait_until_listening(cache: Cache) -> None:
-    wait_for_count(cache, "bus_connect", 1)
-
-
-def wait_for_count(cache: Cache, name: str, at_least: int) -> None:
-    flag = Flag()
-    for _ in range(int(WAIT / 0.01)):
-        if cache.stats().counts.get(name, 0) >= at_least:
-            return
-        flag.wait(0.01)
-    raise AssertionError(f"{name} never reached {at_least}: {cache.stats().counts}")
 
 
 def test_a_lost_lease_fails_closed(
