@@ -12,8 +12,10 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def ainvoke(loader: Callable[[], Any]) -> Any:
@@ -188,3 +190,106 @@ class Flag:
 
     def wait(self, wait: float) -> bool:
         return self._event.wait(wait)
+
+
+class _LeaderGone(Exception):
+    """The call a waiter joined was cancelled: the waiter tries again."""
+
+
+class AsyncSingleFlight:
+    """Concurrent misses of one key in this process share one load.
+
+    Waiters get the leader's value or exception. A cancelled waiter leaves the
+    leader alone; a cancelled leader makes its waiters start over. ``forget``
+    detaches the calls in flight, so callers arriving after an invalidation
+    never join a load that began before it.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[str, asyncio.Future[Any]] = {}
+
+    async def run(self, key: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        while True:
+            call = self._calls.get(key)
+            if call is None:
+                break
+            try:
+                result: T = await asyncio.shield(call)
+                return result
+            except _LeaderGone:
+                continue
+        call = asyncio.get_running_loop().create_future()
+        self._calls[key] = call
+        try:
+            value = await work()
+        except asyncio.CancelledError:
+            call.set_exception(_LeaderGone())
+            raise
+        except BaseException as exc:
+            call.set_exception(exc)
+            raise
+        else:
+            call.set_result(value)
+            return value
+        finally:
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            if call.done() and not call.cancelled():
+                call.exception()  # retrieved: no "never retrieved" log
+
+    def forget(self, keys: Iterable[str] | None = None) -> None:
+        if keys is None:
+            self._calls.clear()
+        else:
+            for key in keys:
+                self._calls.pop(key, None)
+
+
+class _Call:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """The thread twin of ``AsyncSingleFlight``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, _Call] = {}
+
+    def run(self, key: str, work: Callable[[], T]) -> T:
+        with self._lock:
+            call = self._calls.get(key)
+            leader = call is None
+            if call is None:
+                call = self._calls[key] = _Call()
+        if not leader:
+            call.done.wait()
+            if call.error is not None:
+                raise call.error
+            result: T = call.value
+            return result
+        try:
+            call.value = work()
+        except BaseException as exc:
+            call.error = exc
+            raise
+        finally:
+            with self._lock:
+                if self._calls.get(key) is call:
+                    del self._calls[key]
+            call.done.set()
+        value: T = call.value
+        return value
+
+    def forget(self, keys: Iterable[str] | None = None) -> None:
+        with self._lock:
+            if keys is None:
+                self._calls.clear()
+            else:
+                for key in keys:
+                    self._calls.pop(key, None)

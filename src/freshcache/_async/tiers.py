@@ -24,7 +24,7 @@ from freshcache._async.bus import AsyncRedisBus, LocalBus
 from freshcache._async.events import AsyncEvents
 from freshcache._async.stores.redis import AsyncRedisStore, Hit
 from freshcache._async.versions import AsyncVersions
-from freshcache._concurrency import ainvoke
+from freshcache._concurrency import AsyncSingleFlight, ainvoke
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
@@ -112,6 +112,7 @@ class AsyncTiers:
             on_first_handler=self._listen,
         )
         self._listening = False
+        self.flights = AsyncSingleFlight()
 
     # -- the bus ------------------------------------------------------------
 
@@ -155,15 +156,21 @@ class AsyncTiers:
 
     # -- L1 -------------------------------------------------------------------
 
+    # Each drop also detaches loads in flight: a caller arriving after an
+    # invalidation never joins a load that began before it.
+
     def flush_local(self) -> None:
+        self.flights.forget()
         if self.l1 is not None:
             self.l1.flush()
 
     def _drop_local(self, fulls: Sequence[str]) -> None:
+        self.flights.forget(fulls)
         if self.l1 is not None:
             self.l1.drop(fulls)
 
     def _drop_tagged(self, tags: Sequence[str]) -> None:
+        self.flights.forget()
         if self.l1 is not None:
             self.l1.drop_tagged(tags)
 
@@ -268,6 +275,21 @@ class AsyncTiers:
     # -- loads ----------------------------------------------------------------
 
     async def load(
+        self,
+        full: str,
+        namespace: str,
+        loader: Callable[[], Any],
+        lifetime: tuple[float | None, float],
+        tags: Sequence[str | TagSource],
+        snapshot: Snapshot,
+    ) -> Any:
+        """Load once for every concurrent miss of ``full`` in this process."""
+        return await self.flights.run(
+            full,
+            lambda: self._load(full, namespace, loader, lifetime, tags, snapshot),
+        )
+
+    async def _load(
         self,
         full: str,
         namespace: str,

@@ -25,7 +25,7 @@ from freshcache._sync.bus import RedisBus, LocalBus
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore, Hit
 from freshcache._sync.versions import Versions
-from freshcache._concurrency import invoke
+from freshcache._concurrency import SingleFlight, invoke
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
@@ -113,6 +113,7 @@ class Tiers:
             on_first_handler=self._listen,
         )
         self._listening = False
+        self.flights = SingleFlight()
 
     # -- the bus ------------------------------------------------------------
 
@@ -156,15 +157,21 @@ class Tiers:
 
     # -- L1 -------------------------------------------------------------------
 
+    # Each drop also detaches loads in flight: a caller arriving after an
+    # invalidation never joins a load that began before it.
+
     def flush_local(self) -> None:
+        self.flights.forget()
         if self.l1 is not None:
             self.l1.flush()
 
     def _drop_local(self, fulls: Sequence[str]) -> None:
+        self.flights.forget(fulls)
         if self.l1 is not None:
             self.l1.drop(fulls)
 
     def _drop_tagged(self, tags: Sequence[str]) -> None:
+        self.flights.forget()
         if self.l1 is not None:
             self.l1.drop_tagged(tags)
 
@@ -267,6 +274,21 @@ class Tiers:
     # -- loads ----------------------------------------------------------------
 
     def load(
+        self,
+        full: str,
+        namespace: str,
+        loader: Callable[[], Any],
+        lifetime: tuple[float | None, float],
+        tags: Sequence[str | TagSource],
+        snapshot: Snapshot,
+    ) -> Any:
+        """Load once for every concurrent miss of ``full`` in this process."""
+        return self.flights.run(
+            full,
+            lambda: self._load(full, namespace, loader, lifetime, tags, snapshot),
+        )
+
+    def _load(
         self,
         full: str,
         namespace: str,
