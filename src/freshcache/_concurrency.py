@@ -192,7 +192,7 @@ class Flag:
         return self._event.wait(wait)
 
 
-class _LeaderGone(Exception):
+class _LeaderGoneError(Exception):
     """The call a waiter joined was cancelled: the waiter tries again."""
 
 
@@ -216,14 +216,14 @@ class AsyncSingleFlight:
             try:
                 result: T = await asyncio.shield(call)
                 return result
-            except _LeaderGone:
+            except _LeaderGoneError:
                 continue
         call = asyncio.get_running_loop().create_future()
         self._calls[key] = call
         try:
             value = await work()
         except asyncio.CancelledError:
-            call.set_exception(_LeaderGone())
+            call.set_exception(_LeaderGoneError())
             raise
         except BaseException as exc:
             call.set_exception(exc)

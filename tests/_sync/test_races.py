@@ -58,8 +58,8 @@ def unprotect(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch C1's protections off: the naive cache-aside the tests must catch."""
     tiers = cache._tiers
 
-    def no_lease(full: str, tagged: bool) -> tuple[str | None, int]:
-        return "naive", 0
+    def no_lease(full: str, tagged: bool) -> tuple[str | None, int, bool]:
+        return "naive", 0, False
 
     def fill_anyway(
         full: str, token: Any, epoch: int, data: bytes, hard: Any, tags: Any
@@ -227,16 +227,19 @@ def test_a_lost_lease_fails_closed(
         assert cache.stats().counts["fill_skipped:lease_lost"] == 1
 
 
-def test_a_held_lease_makes_other_callers_load_without_storing(
+def test_a_waiter_past_its_deadline_loads_by_itself_without_storing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+    """A lease held past lease_ttl by someone who never fills."""
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0, lease_ttl=0.3) as cache:
         raw = redis.Redis.from_url(redis_url)
         lease = "{" + f"{key_prefix}:v1:user:1" + "}:lease"
         raw.set(lease, "someone-else", px=60_000)
         assert cache.get_or_load("user:1", lambda: "mine") == "mine"
         assert cache.get("user:1") is MISS
-        assert cache.stats().counts["lease_busy"] == 1
+        counts = cache.stats().counts
+        assert counts["lease_busy"] == 1
+        assert counts["lease_wait_timeout"] == 1
         assert raw.get(lease) == b"someone-else"  # not ours to touch
         raw.close()
 

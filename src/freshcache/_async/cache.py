@@ -223,13 +223,14 @@ class AsyncCache:
         except StoreError:
             self._metrics.miss("all", _namespace(key))
             return await ainvoke(loader)
+        reviver = make_reviver(returns)
         entry, snapshot = await self._tiers.lookup(
-            full, namespace, make_reviver(returns), local_checked=False
+            full, namespace, reviver, local_checked=False
         )
         if entry is not MISS:
             return entry.value
         return await self._tiers.load(
-            full, namespace, loader, lifetime, tag_list, snapshot
+            full, namespace, loader, lifetime, tag_list, snapshot, reviver
         )
 
     # -- writes -----------------------------------------------------------

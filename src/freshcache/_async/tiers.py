@@ -17,6 +17,7 @@ The protocol (docs/coherence.md has the sequence diagrams):
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from freshcache._async.bus import AsyncRedisBus, LocalBus
 from freshcache._async.events import AsyncEvents
 from freshcache._async.stores.redis import AsyncRedisStore, Hit
 from freshcache._async.versions import AsyncVersions
-from freshcache._concurrency import AsyncSingleFlight, ainvoke
+from freshcache._concurrency import AsyncFlag, AsyncSingleFlight, ainvoke
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
@@ -43,6 +44,9 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
+WAIT_FIRST_POLL = 0.005  # seconds; a waiter's polls back off from here...
+WAIT_MAX_POLL = 0.1  # ...to here (a fill notice wakes it sooner)
+WAIT_MARGIN = 0.1  # past lease_ttl, a waiter stops waiting and loads itself
 
 
 class AsyncTiers:
@@ -113,6 +117,7 @@ class AsyncTiers:
         )
         self._listening = False
         self.flights = AsyncSingleFlight()
+        self._waiting: dict[str, AsyncFlag] = {}  # keys waiting for a fill here
 
     # -- the bus ------------------------------------------------------------
 
@@ -142,6 +147,12 @@ class AsyncTiers:
 
     async def apply(self, message: Message) -> None:
         """A message from another process."""
+        for full in message.fills:
+            waiting = self._waiting.get(full)
+            if waiting is not None:
+                waiting.set()
+        if message.fills and not (message.keys or message.tags or message.flush):
+            return  # a fill notice, not an invalidation
         self._metrics.count("invalidations_received")
         if message.flush:
             self.flush_local()
@@ -282,11 +293,14 @@ class AsyncTiers:
         lifetime: tuple[float | None, float],
         tags: Sequence[str | TagSource],
         snapshot: Snapshot,
+        reviver: Reviver = None,
     ) -> Any:
         """Load once for every concurrent miss of ``full`` in this process."""
         return await self.flights.run(
             full,
-            lambda: self._load(full, namespace, loader, lifetime, tags, snapshot),
+            lambda: self._load(
+                full, namespace, loader, lifetime, tags, snapshot, reviver
+            ),
         )
 
     async def _load(
@@ -297,9 +311,17 @@ class AsyncTiers:
         lifetime: tuple[float | None, float],
         tags: Sequence[str | TagSource],
         snapshot: Snapshot,
+        reviver: Reviver,
     ) -> Any:
-        """Run the loader under a lease and fill every tier it may fill."""
-        token, epoch = await self._lease(full, bool(tags))
+        """Run the loader under a lease and fill every tier it may fill; when
+        another process holds the lease, wait for its fill instead."""
+        token, epoch, busy = await self._lease(full, bool(tags))
+        if busy:
+            self._metrics.count("lease_busy")
+            filled, token, epoch = await self._wait_for_fill(full, bool(tags), reviver)
+            if filled is not None:
+                self._local_fill(full, filled, None, 0, None, snapshot)
+                return filled.value
         started = self._clock.monotonic()
         try:
             value = await ainvoke(loader)
@@ -317,31 +339,69 @@ class AsyncTiers:
             await self._release(full, token)
             return value
         entry, data, hard = encoded
-        if self.l2 is not None and not await self._fill(
-            full, token, epoch, data, hard, rendered
-        ):
-            return value
+        if self.l2 is not None:
+            if not await self._fill(full, token, epoch, data, hard, rendered):
+                return value
+            try:  # wake the callers other processes have waiting for it
+                await self.bus.publish(Message(self._origin, fills=(full,)))
+            except StoreError:
+                self._metrics.error("bus_publish")
         self._local_fill(full, entry, data, len(data), hard, snapshot)
         return value
 
-    async def _lease(self, full: str, tagged: bool) -> tuple[str | None, int]:
-        """Take the fill lease (and the tag epoch) before the loader runs."""
+    async def _wait_for_fill(
+        self, full: str, tagged: bool, reviver: Reviver
+    ) -> tuple[Entry | None, str | None, int]:
+        """Wait for the lease holder's fill, woken by its fill notice (polling
+        with jittered backoff is the fallback). Returns the filled entry; or,
+        when the lease came free (its holder died), the lease we took over;
+        or nothing once ``lease_ttl`` has passed: then the caller loads by
+        itself and stores nothing."""
+        assert self.l2 is not None
+        deadline = self._clock.monotonic() + self._lease_ttl + WAIT_MARGIN
+        delay = WAIT_FIRST_POLL
+        try:
+            while True:
+                woken = self._waiting[full] = AsyncFlag()  # before the read
+                try:
+                    hit = await self.l2.get(full)
+                    if hit is not MISS:
+                        entry = await self.usable(full, hit[0], reviver)
+                        if entry is not MISS:
+                            self._metrics.count("lease_wait_served")
+                            return entry, None, 0
+                    token, epoch, busy = await self._lease(full, tagged)
+                except StoreError:
+                    return None, None, 0
+                if not busy:
+                    self._metrics.count("lease_takeover")
+                    return None, token, epoch
+                left = deadline - self._clock.monotonic()
+                if left <= 0:
+                    self._metrics.count("lease_wait_timeout")
+                    return None, None, 0
+                await woken.wait(min(random.uniform(delay / 2, delay), left))
+                delay = min(2 * delay, WAIT_MAX_POLL)
+        finally:
+            self._waiting.pop(full, None)
+
+    async def _lease(self, full: str, tagged: bool) -> tuple[str | None, int, bool]:
+        """Take the fill lease (and the tag epoch) before the loader runs:
+        ``(token, epoch, busy)``; busy when another caller holds it."""
         if self.l2 is None:
-            return None, 0
+            return None, 0, False
         try:
             token = await self.l2.acquire(full, self._lease_ttl)
         except StoreError:
-            return None, 0
+            return None, 0, False
         epoch = 0
         if token is not None and tagged:
             try:
                 epoch = await self.l2.epoch()
             except StoreError:
                 await self.l2.release(full, token)
-                return None, 0
-        if token is None:
-            self._metrics.count("lease_busy")
-        return token, epoch
+                return None, 0, False
+        return token, epoch, token is None
 
     async def _release(self, full: str, token: str | None) -> None:
         if token is not None and self.l2 is not None:

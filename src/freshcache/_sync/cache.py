@@ -220,12 +220,15 @@ class Cache:
         except StoreError:
             self._metrics.miss("all", _namespace(key))
             return invoke(loader)
+        reviver = make_reviver(returns)
         entry, snapshot = self._tiers.lookup(
-            full, namespace, make_reviver(returns), local_checked=False
+            full, namespace, reviver, local_checked=False
         )
         if entry is not MISS:
             return entry.value
-        return self._tiers.load(full, namespace, loader, lifetime, tag_list, snapshot)
+        return self._tiers.load(
+            full, namespace, loader, lifetime, tag_list, snapshot, reviver
+        )
 
     # -- writes -----------------------------------------------------------
 

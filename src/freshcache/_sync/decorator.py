@@ -88,7 +88,9 @@ def wrap(
         loader = functools.partial(func, *args, **kwargs)
         rendered: list[str | TagSource] = [t(args, kwargs) for t in arg_tags]
         rendered += result_tags
-        value = tiers.load(full, namespace, loader, lifetime, rendered, snapshot)
+        value = tiers.load(
+            full, namespace, loader, lifetime, rendered, snapshot, revivers[0]
+        )
         return typing.cast(R, value)
 
     l1 = tiers.l1

@@ -23,6 +23,7 @@ class Message:
     namespaces: tuple[tuple[str, int], ...] = ()  # (namespace, new version)
     flush: bool = False  # drop every L1 entry
     event: tuple[str, Any] | None = None  # an application event: (name, payload)
+    fills: tuple[str, ...] = ()  # full keys just filled: wake their waiters
 
 
 def encode(message: Message) -> bytes:
@@ -38,6 +39,8 @@ def encode(message: Message) -> bytes:
         body["f"] = 1
     if message.event is not None:
         body["e"] = list(message.event)
+    if message.fills:
+        body["l"] = list(message.fills)
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     except ValueError as exc:
@@ -53,15 +56,17 @@ def decode(data: bytes | str) -> Message | None:
         origin = body["o"]
         keys = tuple(body.get("k", ()))
         tags = tuple(body.get("t", ()))
+        fills = tuple(body.get("l", ()))
         namespaces = tuple((str(ns), int(v)) for ns, v in body.get("n", ()))
         event = body.get("e")
         if event is not None:
             name, payload = event
             event = (str(name), payload)
         if not isinstance(origin, str) or not all(
-            isinstance(s, str) for s in keys + tags
+            isinstance(s, str) for s in keys + tags + fills
         ):
             return None
-        return Message(origin, keys, tags, namespaces, bool(body.get("f")), event)
+        flush = bool(body.get("f"))
+        return Message(origin, keys, tags, namespaces, flush, event, fills)
     except (ValueError, TypeError, KeyError):
         return None

@@ -1,0 +1,74 @@
+"""Across processes (two caches stand for two processes): callers that find the
+fill lease taken wait for the holder's fill instead of loading too."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from freshcache import AsyncCache
+from freshcache._concurrency import AsyncFlag
+from tests._async.waiting import (
+    WAIT,
+    run_in_background,
+    wait_for_count,
+    wait_until_listening,
+)
+
+
+async def test_a_waiter_gets_the_holders_fill_without_loading(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as holder,
+        AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as waiter,
+    ):
+        for cache in (holder, waiter):
+            await cache.get("warm:up")
+            await wait_until_listening(cache)
+        loading, go = AsyncFlag(), AsyncFlag()
+
+        async def slow_loader() -> str:
+            loading.set()
+            assert await go.wait(WAIT)
+            return "from the holder"
+
+        async def hold() -> None:
+            await holder.get_or_load("hot", slow_loader)
+
+        worker = await run_in_background(hold)
+        assert await loading.wait(WAIT)  # the holder has the lease now
+        results: list[Any] = []
+
+        async def wait_for_it() -> None:
+            results.append(await waiter.get_or_load("hot", lambda: "waiter loaded"))
+
+        waiting = await run_in_background(wait_for_it)
+        await wait_for_count(waiter, "lease_busy", 1)  # it found the lease taken
+        go.set()
+        await worker.join(WAIT)
+        await waiting.join(WAIT)
+        assert results == ["from the holder"]
+        counts = waiter.stats().counts
+        assert counts["lease_busy"] == 1
+        assert counts["lease_wait_served"] == 1
+        assert waiter.stats().loads == 0
+
+
+async def test_a_dead_holders_lease_is_taken_over_after_its_ttl(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        raw = redis.Redis.from_url(redis_url)
+        lease = "{" + f"{key_prefix}:v1:hot" + "}:lease"
+        raw.set(lease, "holder-that-died", px=300)  # killed mid-load
+        started = time.monotonic()
+        assert await cache.get_or_load("hot", lambda: "taken over") == "taken over"
+        waited = time.monotonic() - started
+        assert 0.25 < waited < 0.3 + 2.0  # bounded by the lease, not forever
+        assert cache.stats().counts["lease_takeover"] == 1
+        assert await cache.get("hot") == "taken over"  # and it stored the fill
+        assert raw.pttl(lease) == -2  # no lease left behind
+        raw.close()
