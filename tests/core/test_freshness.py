@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,13 @@ import pytest
 
 from freshcache._types import MAX_TTL_SECONDS, MISS, UNSET, ttl_seconds
 from freshcache.core.entry import NO_SOFT_EXPIRY, Entry
-from freshcache.core.freshness import Freshness, freshness, lifetimes
+from freshcache.core.freshness import (
+    Freshness,
+    freshness,
+    jitter_ttl,
+    lifetimes,
+    refresh_early,
+)
 
 
 def test_sentinels_are_falsy_and_distinct() -> None:
@@ -52,3 +59,71 @@ def test_freshness_boundary() -> None:
     assert freshness(entry, 9.999) is Freshness.FRESH
     assert freshness(entry, 10.0) is Freshness.STALE
     assert freshness(Entry("v", 0.0), 1e18) is Freshness.FRESH
+
+
+def simulate_windows(
+    *, rate: float, delta: float, ttl: float, beta: float, windows: int, seed: int
+) -> tuple[float, float, float]:
+    """Readers arrive at ``rate`` per second on one key; each asks
+    ``refresh_early``; the first yes starts one refresh (single flight and the
+    lease merge the others), which lands ``delta`` later. Returns the mean
+    number of early refreshes per expiry window, the share of windows whose
+    refresh landed before expiry, and the mean lead time before expiry."""
+    rng = random.Random(seed)
+    refreshes = landed_in_time = 0
+    lead = 0.0
+    for _ in range(windows):
+        entry = Entry("v", created_at=0.0, fresh_until=ttl, delta=delta)
+        t = 0.0
+        while t < ttl:
+            t += rng.expovariate(rate)
+            if t < ttl and refresh_early(entry, t, rng, beta):
+                refreshes += 1
+                landed_in_time += t + delta < ttl
+                lead += ttl - t
+                break
+    return refreshes / windows, landed_in_time / windows, lead / max(refreshes, 1)
+
+
+def test_xfetch_refreshes_about_once_per_window_before_expiry() -> None:
+    mean, in_time, lead = simulate_windows(
+        rate=10, delta=1.0, ttl=60.0, beta=1.0, windows=1000, seed=7
+    )
+    assert 0.8 <= mean <= 1.5
+    assert in_time >= 0.95  # the refresh lands before the entry expires
+    assert 1.0 < lead < 10.0  # a few recompute times ahead, not the whole TTL
+
+
+def test_xfetch_scales_with_recompute_time_and_beta() -> None:
+    _, _, short = simulate_windows(
+        rate=10, delta=0.5, ttl=60.0, beta=1.0, windows=500, seed=1
+    )
+    _, _, slow = simulate_windows(
+        rate=10, delta=2.0, ttl=60.0, beta=1.0, windows=500, seed=1
+    )
+    _, _, eager = simulate_windows(
+        rate=10, delta=0.5, ttl=60.0, beta=3.0, windows=500, seed=1
+    )
+    assert slow > 2 * short  # slower values start refreshing earlier
+    assert eager > 2 * short  # so does a larger beta
+
+
+def test_xfetch_off_cases() -> None:
+    rng = random.Random(0)
+    entry = Entry("v", created_at=0.0, fresh_until=10.0, delta=1.0)
+    assert not any(refresh_early(entry, 9.99, rng, beta=0.0) for _ in range(1000))
+    no_delta = entry._replace(delta=0.0)
+    assert not any(refresh_early(no_delta, 9.99, rng) for _ in range(1000))
+    forever = entry._replace(fresh_until=float("inf"))
+    assert not refresh_early(forever, 1e12, rng)
+    assert refresh_early(entry, 10.0, rng)  # at expiry: always
+
+
+def test_ttl_jitter_never_lengthens_and_spreads() -> None:
+    rng = random.Random(3)
+    ttls = [jitter_ttl(100.0, 0.1, rng) for _ in range(1000)]
+    assert all(90.0 <= t <= 100.0 for t in ttls)
+    assert max(ttls) - min(ttls) > 9.0
+    assert jitter_ttl(100.0, 0.0, rng) == 100.0
+    with pytest.raises(ValueError):
+        jitter_ttl(100.0, 1.0, rng)

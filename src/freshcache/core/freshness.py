@@ -1,8 +1,13 @@
-"""Is an entry fresh, stale-but-servable, or dead? Pure functions of time."""
+"""Is an entry fresh or stale, should it refresh early, and TTL jitter.
+
+Pure functions of time and an injected random source.
+"""
 
 from __future__ import annotations
 
 import enum
+import math
+from typing import Protocol
 
 from freshcache.core.entry import NO_SOFT_EXPIRY, Entry
 
@@ -28,3 +33,34 @@ def lifetimes(
     if ttl is None:
         return NO_SOFT_EXPIRY, None
     return now + ttl, ttl + stale_ttl
+
+
+class RandomSource(Protocol):
+    """Where randomness comes from (``random.Random`` fits); injected for tests."""
+
+    def random(self) -> float: ...
+
+
+def refresh_early(
+    entry: Entry, now: float, rng: RandomSource, beta: float = 1.0
+) -> bool:
+    """XFetch (Vattani et al., VLDB 2015): recompute a fresh entry early when
+    ``now - delta * beta * ln(random()) >= fresh_until``.
+
+    ``delta`` is how long the value took to compute, so slow values start
+    refreshing earlier; ``beta`` > 1 favours earlier refreshes, 0 disables
+    them. The chance grows as expiry nears, so concurrent readers rarely
+    pick the same moment.
+    """
+    if beta <= 0 or entry.delta <= 0 or math.isinf(entry.fresh_until):
+        return False
+    draw = 1.0 - rng.random()  # (0, 1]: log is defined
+    return now - entry.delta * beta * math.log(draw) >= entry.fresh_until
+
+
+def jitter_ttl(ttl: float, jitter: float, rng: RandomSource) -> float:
+    """``ttl`` shortened by up to ``jitter`` (a fraction, 0 to 1), so that keys
+    written together do not expire together; never longer than ``ttl``."""
+    if not 0 <= jitter < 1:
+        raise ValueError("jitter is a fraction in [0, 1)")
+    return ttl * (1.0 - jitter * rng.random())
