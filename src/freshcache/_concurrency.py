@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -293,3 +294,50 @@ class SingleFlight:
             else:
                 for key in keys:
                     self._calls.pop(key, None)
+
+
+class AsyncBackground:
+    """Fire-and-forget work on tracked tasks, drained on close."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def submit(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        task = asyncio.get_running_loop().create_task(work())
+        self._tasks.add(task)  # a strong reference: never lost to the GC
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, wait: float) -> None:
+        """Let running work finish (cancel it after ``wait`` seconds)."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=wait)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+class Background:
+    """The thread twin of ``AsyncBackground``: a small pool, started lazily."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, work: Callable[[], Any]) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self._workers, thread_name_prefix="freshcache-refresh"
+                )
+            self._pool.submit(work)
+
+    def drain(self, wait: float) -> None:
+        """Let running work finish (the pool is shut down; a new one starts
+        if more work comes)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

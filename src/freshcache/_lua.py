@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from typing import Final
 
+# KEYS: data, lease. ARGV: token, px. A miss's second look, and its lease, in
+# one round trip: the value if someone filled it meanwhile, else the lease if
+# it is free (1), else 0 (another caller holds it).
+ACQUIRE: Final = """
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
 # KEYS: data, lease. ARGV: token, value, px (0: no expiry). Store only if the
 # lease taken before the loader ran is still ours (an invalidation deletes it).
 FILL: Final = """

@@ -45,10 +45,12 @@ class LocalTier:
         self._ttl_cap = ttl_cap
         self._connected = connected
 
-    def get(self, full: str) -> Entry | Miss:
-        """A fresh entry (a decoded copy in copy mode), or ``MISS``."""
+    def get(self, full: str, *, stale_ok: bool = False) -> Entry | Miss:
+        """A fresh entry (a decoded copy in copy mode), or ``MISS``; with
+        ``stale_ok``, also one past ``fresh_until`` that the store still
+        holds (inside its stale window)."""
         entry: Entry | Miss = self.store.get(full)
-        if entry is MISS or self._now() >= entry.fresh_until:
+        if entry is MISS or (not stale_ok and self._now() >= entry.fresh_until):
             return MISS
         if self.copy:
             decoded = self._codec.decode(full, entry.value)

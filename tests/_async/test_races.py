@@ -57,7 +57,9 @@ def unprotect(cache: AsyncCache, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch C1's protections off: the naive cache-aside the tests must catch."""
     tiers = cache._tiers
 
-    async def no_lease(full: str, tagged: bool) -> tuple[str | None, int, bool]:
+    async def no_lease(
+        full: str, tagged: bool, **_: Any
+    ) -> tuple[str | None, int, bool]:
         return "naive", 0, False
 
     async def fill_anyway(

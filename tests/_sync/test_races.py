@@ -58,7 +58,7 @@ def unprotect(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch C1's protections off: the naive cache-aside the tests must catch."""
     tiers = cache._tiers
 
-    def no_lease(full: str, tagged: bool) -> tuple[str | None, int, bool]:
+    def no_lease(full: str, tagged: bool, **_: Any) -> tuple[str | None, int, bool]:
         return "naive", 0, False
 
     def fill_anyway(

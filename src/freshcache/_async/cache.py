@@ -75,6 +75,8 @@ class AsyncCache:
         timeout: float = 0.05,
         max_connections: int = 16,
         lease_ttl: float = 5.0,
+        xfetch_beta: float = 1.0,
+        ttl_jitter: float = 0.0,
         strict: bool = False,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -83,6 +85,8 @@ class AsyncCache:
         self._head = self._keys.head
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
+        if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
+            raise ValueError("xfetch_beta must be >= 0 and ttl_jitter in [0, 1)")
         lease = ttl_seconds(lease_ttl, name="lease_ttl")
         if lease is None:
             raise ValueError("lease_ttl must be a number of seconds")
@@ -136,6 +140,8 @@ class AsyncCache:
             now=self._now,
             lease_ttl=lease,
             strict=strict,
+            beta=xfetch_beta,
+            jitter=ttl_jitter,
         )
 
     # -- keys -------------------------------------------------------------
@@ -223,15 +229,10 @@ class AsyncCache:
         except StoreError:
             self._metrics.miss("all", _namespace(key))
             return await ainvoke(loader)
-        reviver = make_reviver(returns)
-        entry, snapshot = await self._tiers.lookup(
-            full, namespace, reviver, local_checked=False
-        )
-        if entry is not MISS:
-            return entry.value
-        return await self._tiers.load(
-            full, namespace, loader, lifetime, tag_list, snapshot, reviver
-        )
+        return await self._tiers.serve(
+            full, namespace, loader, lifetime, tag_list, make_reviver(returns),
+            local_checked=False,
+        )  # fmt: skip
 
     # -- writes -----------------------------------------------------------
 

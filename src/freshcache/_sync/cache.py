@@ -76,6 +76,8 @@ class Cache:
         timeout: float = 0.05,
         max_connections: int = 16,
         lease_ttl: float = 5.0,
+        xfetch_beta: float = 1.0,
+        ttl_jitter: float = 0.0,
         strict: bool = False,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -84,6 +86,8 @@ class Cache:
         self._head = self._keys.head
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
+        if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
+            raise ValueError("xfetch_beta must be >= 0 and ttl_jitter in [0, 1)")
         lease = ttl_seconds(lease_ttl, name="lease_ttl")
         if lease is None:
             raise ValueError("lease_ttl must be a number of seconds")
@@ -137,6 +141,8 @@ class Cache:
             now=self._now,
             lease_ttl=lease,
             strict=strict,
+            beta=xfetch_beta,
+            jitter=ttl_jitter,
         )
 
     # -- keys -------------------------------------------------------------
@@ -220,15 +226,10 @@ class Cache:
         except StoreError:
             self._metrics.miss("all", _namespace(key))
             return invoke(loader)
-        reviver = make_reviver(returns)
-        entry, snapshot = self._tiers.lookup(
-            full, namespace, reviver, local_checked=False
-        )
-        if entry is not MISS:
-            return entry.value
-        return self._tiers.load(
-            full, namespace, loader, lifetime, tag_list, snapshot, reviver
-        )
+        return self._tiers.serve(
+            full, namespace, loader, lifetime, tag_list, make_reviver(returns),
+            local_checked=False,
+        )  # fmt: skip
 
     # -- writes -----------------------------------------------------------
 

@@ -80,17 +80,13 @@ def wrap(
             except StoreError:  # unknown and out of reach: bypass the cache
                 return func(*args, **kwargs)
         full = versioned(head, namespace, version, base)
-        entry, snapshot = tiers.lookup(
-            full, namespace, revivers[0], local_checked=checked
-        )
-        if entry is not MISS:
-            return typing.cast(R, entry.value)
         loader = functools.partial(func, *args, **kwargs)
         rendered: list[str | TagSource] = [t(args, kwargs) for t in arg_tags]
         rendered += result_tags
-        value = tiers.load(
-            full, namespace, loader, lifetime, rendered, snapshot, revivers[0]
-        )
+        value = tiers.serve(
+            full, namespace, loader, lifetime, rendered, revivers[0],
+            local_checked=checked,
+        )  # fmt: skip
         return typing.cast(R, value)
 
     l1 = tiers.l1

@@ -26,14 +26,19 @@ from freshcache._sync.bus import RedisBus, LocalBus
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore, Hit
 from freshcache._sync.versions import Versions
-from freshcache._concurrency import Flag, SingleFlight, invoke
+from freshcache._concurrency import (
+    Background,
+    Flag,
+    SingleFlight,
+    invoke,
+)
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
 from freshcache.codec import Codec, ValueTooLargeError
 from freshcache.core.entry import Entry
 from freshcache.core.events import Message
-from freshcache.core.freshness import lifetimes
+from freshcache.core.freshness import jitter_ttl, lifetimes, refresh_early
 from freshcache.core.layout import bus_channel
 from freshcache.core.tagging import TagSource, render_tags
 from freshcache.errors import SerializationError, StoreError
@@ -70,6 +75,8 @@ class Tiers:
         now: Callable[[], float],
         lease_ttl: float,
         strict: bool,
+        beta: float = 1.0,
+        jitter: float = 0.0,
     ) -> None:
         self.l2 = l2
         self.l1 = (
@@ -118,6 +125,11 @@ class Tiers:
         )
         self._listening = False
         self.flights = SingleFlight()
+        self._background = Background()
+        self._refreshing: set[str] = set()
+        self._rng = random.Random()
+        self._beta = beta
+        self._jitter = jitter
         self._waiting: dict[str, Flag] = {}  # keys waiting for a fill here
 
     # -- the bus ------------------------------------------------------------
@@ -199,13 +211,15 @@ class Tiers:
     # -- reads ----------------------------------------------------------------
 
     def lookup(
-        self, full: str, namespace: str, reviver: Reviver, *, local_checked: bool
-    ) -> tuple[Entry | Miss, Snapshot]:
-        """A fresh entry from the first tier that has one, and the snapshot
-        taken before the tiers were read (for a later fill)."""
+        self, full: str, namespace: str, reviver: Reviver, *,
+        local_checked: bool, stale_ok: bool = False,
+    ) -> tuple[Entry | Miss, Snapshot]:  # fmt: skip
+        """A fresh entry (or, with ``stale_ok``, one still inside its stale
+        window) from the first tier that has one, and the snapshot taken
+        before the tiers were read (for a later fill)."""
         snapshot = self._snapshot(full)
         if self.l1 is not None:
-            entry = MISS if local_checked else self.l1.get(full)
+            entry = MISS if local_checked else self.l1.get(full, stale_ok=stale_ok)
             if entry is not MISS:
                 self._metrics.hit("memory", namespace)
                 return entry, snapshot
@@ -217,7 +231,7 @@ class Tiers:
             except StoreError:
                 hit = MISS
             if hit is not MISS:
-                entry = self.usable(full, hit[0], reviver)
+                entry = self.usable(full, hit[0], reviver, stale_ok=stale_ok)
                 if entry is not MISS:
                     self._metrics.hit("redis", namespace)
                     self._local_fill(full, entry, None, hit[1], None, snapshot)
@@ -264,13 +278,16 @@ class Tiers:
             self._metrics.miss("all", wanted[i][1])
         return found
 
-    def usable(self, full: str, entry: Entry, reviver: Reviver) -> Entry | Miss:
-        """A fresh Redis entry revived to the caller's type, else ``MISS``.
+    def usable(
+        self, full: str, entry: Entry, reviver: Reviver, *, stale_ok: bool = False
+    ) -> Entry | Miss:
+        """A fresh Redis entry (Redis keeps one past ``fresh_until`` only
+        inside its stale window) revived to the caller's type, else ``MISS``.
 
         Data that no longer fits the type (a dataclass that gained a field) is
         a miss, counted as ``decode:revive``, and removed.
         """
-        if self._now() >= entry.fresh_until:
+        if not stale_ok and self._now() >= entry.fresh_until:
             return MISS
         if reviver is None:
             return entry
@@ -314,13 +331,33 @@ class Tiers:
     ) -> Any:
         """Run the loader under a lease and fill every tier it may fill; when
         another process holds the lease, wait for its fill instead."""
-        token, epoch, busy = self._lease(full, bool(tags))
+        if self.l1 is not None:  # a flight that just ended may have filled it
+            entry = self.l1.get(full)
+            if entry is not MISS:
+                return entry.value
+        token, epoch, busy = self._lease(full, bool(tags), second_look=True)
+        if isinstance(token, tuple):  # filled between our miss and the lease
+            found = self.usable(full, token[0], reviver)
+            if found is not MISS:
+                self._local_fill(full, found, None, token[1], None, snapshot)
+                return found.value
+            token = None
         if busy:
             self._metrics.count("lease_busy")
             filled, token, epoch = self._wait_for_fill(full, bool(tags), reviver)
             if filled is not None:
                 self._local_fill(full, filled, None, 0, None, snapshot)
                 return filled.value
+        return self._run_and_fill(
+            full, namespace, loader, lifetime, tags, snapshot, token, epoch
+        )
+
+    def _run_and_fill(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+        snapshot: Snapshot, token: str | None, epoch: int,
+    ) -> Any:  # fmt: skip
+        """Run the loader, then fill every tier the lease (if any) allows."""
         started = self._clock.monotonic()
         try:
             value = invoke(loader)
@@ -347,6 +384,60 @@ class Tiers:
                 self._metrics.error("bus_publish")
         self._local_fill(full, entry, data, len(data), hard, snapshot)
         return value
+
+    # -- stale-while-revalidate and early refresh ----------------------------
+
+    def serve(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+        reviver: Reviver, *, local_checked: bool,
+    ) -> Any:  # fmt: skip
+        """Cache-aside with a loader at hand: a fresh value, or a stale one
+        (inside its stale window) at once while one refresh runs in the
+        background; XFetch may refresh a fresh one early. Else load."""
+        entry, snapshot = self.lookup(
+            full, namespace, reviver, local_checked=local_checked, stale_ok=True
+        )
+        if entry is MISS:
+            return self.load(full, namespace, loader, lifetime, tags, snapshot, reviver)
+        now = self._now()
+        if now >= entry.fresh_until:
+            self._metrics.count("swr_served_stale")
+            self._refresh_later(full, namespace, loader, lifetime, tags)
+        elif refresh_early(entry, now, self._rng, self._beta):
+            self._metrics.count("early_refresh")
+            self._refresh_later(full, namespace, loader, lifetime, tags)
+        return entry.value
+
+    def _refresh_later(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+    ) -> None:  # fmt: skip
+        if full in self._refreshing:
+            return  # one refresh per key in this process; the lease: cluster-wide
+        self._refreshing.add(full)
+        self._background.submit(
+            lambda: self._refresh(full, namespace, loader, lifetime, tags)
+        )
+
+    def _refresh(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+    ) -> None:  # fmt: skip
+        try:
+            snapshot = self._snapshot(full)
+            token, epoch, busy = self._lease(full, bool(tags))
+            if busy:
+                self._metrics.count("refresh_skipped:lease_busy")
+                return  # another process is refreshing it
+            self._run_and_fill(
+                full, namespace, loader, lifetime, tags, snapshot, token, epoch
+            )
+        except Exception:  # the stale value is served until its hard expiry
+            self._metrics.error("refresh")
+            log.warning("freshcache: background refresh failed", exc_info=True)
+        finally:
+            self._refreshing.discard(full)
 
     def _wait_for_fill(
         self, full: str, tagged: bool, reviver: Reviver
@@ -384,13 +475,22 @@ class Tiers:
         finally:
             self._waiting.pop(full, None)
 
-    def _lease(self, full: str, tagged: bool) -> tuple[str | None, int, bool]:
+    def _lease(
+        self, full: str, tagged: bool, *, second_look: bool = False
+    ) -> tuple[Any, int, bool]:
         """Take the fill lease (and the tag epoch) before the loader runs:
-        ``(token, epoch, busy)``; busy when another caller holds it."""
+        ``(token, epoch, busy)``; busy when another caller holds it. With
+        ``second_look``, the token is the stored entry (a ``Hit``) instead
+        when someone filled the key since the caller's miss."""
         if self.l2 is None:
             return None, 0, False
         try:
-            token = self.l2.acquire(full, self._lease_ttl)
+            if second_look:
+                token = self.l2.acquire_or_get(full, self._lease_ttl)
+                if isinstance(token, tuple):
+                    return token, 0, False
+            else:
+                token = self.l2.acquire(full, self._lease_ttl)
         except StoreError:
             return None, 0, False
         epoch = 0
@@ -436,7 +536,10 @@ class Tiers:
     ) -> tuple[Entry, bytes, float | None] | None:  # fmt: skip
         """The entry, its envelope and its hard TTL; None if not cacheable."""
         now = self._now()
-        fresh_until, hard = lifetimes(now, *lifetime)
+        soft, stale = lifetime
+        if soft is not None and self._jitter:
+            soft = jitter_ttl(soft, self._jitter, self._rng)
+        fresh_until, hard = lifetimes(now, soft, stale)
         entry = Entry(value, now, fresh_until, delta, tuple(tags))
         try:
             return entry, self._codec.encode(full, entry), hard
@@ -531,6 +634,7 @@ class Tiers:
         self._send(Message(self._origin, flush=True))
 
     def close(self) -> None:
+        self._background.drain(self._lease_ttl)
         self.bus.close()
         if self.l2 is not None:
             self.l2.close()

@@ -118,6 +118,7 @@ class AsyncRedisStore:
         )
         self._client = Redis.from_pool(pool)  # the client owns and closes the pool
         self._head = head
+        self._acquire = self._client.register_script(_lua.ACQUIRE)
         self._fill = self._client.register_script(_lua.FILL)
         self._put = self._client.register_script(_lua.PUT)
         self._release = self._client.register_script(_lua.RELEASE)
@@ -214,6 +215,23 @@ class AsyncRedisStore:
             "lease", self._client.set, lease_key(key), token, None, px(ttl), True
         )
         return token if taken else None
+
+    async def acquire_or_get(self, key: str, ttl: float) -> str | Hit | None:
+        """A miss's second look: the entry if someone filled ``key`` since,
+        else the lease's token if it was free, else None (it is held)."""
+        token = secrets.token_hex(16)
+        answer = await self._run(
+            "lease", self._acquire, [key, lease_key(key)], [token, px(ttl)]
+        )
+        if answer == 1:
+            return token
+        if answer == 0:
+            return None
+        hit = self._decode(key, answer)
+        if hit is MISS:
+            await self.discard(key)
+            return None
+        return hit
 
     async def fill(self, key: str, token: str, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` only if our lease survived (nothing invalidated it)."""

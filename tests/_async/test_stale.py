@@ -1,0 +1,128 @@
+"""Stale-while-revalidate and early refresh: a stale read never waits on the
+loader, and one background refresh brings the fresh value."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from freshcache import L1, MISS, AsyncCache, FakeClock
+from freshcache._concurrency import AsyncFlag
+from tests._async.waiting import WAIT, wait_until
+
+
+@pytest.fixture(params=["embedded", "redis", "l1+redis"])
+async def cache(
+    request: pytest.FixtureRequest, key_prefix: str, fake_clock: FakeClock
+) -> AsyncIterator[AsyncCache]:
+    if request.param == "embedded":
+        made = AsyncCache(prefix=key_prefix, clock=fake_clock, ttl=10, stale_ttl=60)
+    else:
+        request.getfixturevalue("redis_cleanup")
+        url = request.getfixturevalue("redis_url")
+        l1 = L1() if request.param == "l1+redis" else None
+        made = AsyncCache(
+            url, prefix=key_prefix, clock=fake_clock, ttl=10, stale_ttl=60,
+            l1=l1, timeout=1.0,
+        )  # fmt: skip
+    async with made:
+        yield made
+
+
+async def test_a_stale_read_returns_at_once_and_refreshes_once(
+    cache: AsyncCache, fake_clock: FakeClock
+) -> None:
+    calls: list[int] = []
+    release = AsyncFlag()
+
+    async def loader() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            return "v1"
+        assert await release.wait(WAIT)  # the refresh is slow
+        return "v2"
+
+    assert await cache.get_or_load("k", loader) == "v1"
+    fake_clock.advance(11)  # past fresh_until, inside the stale window
+    for _ in range(20):  # nobody waits on the slow refresh
+        assert await cache.get_or_load("k", loader) == "v1"
+    release.set()
+
+    async def refreshed() -> bool:
+        return bool(await cache.get_or_load("k", loader) == "v2")
+
+    await wait_until(refreshed)
+    assert len(calls) == 2  # exactly one refresh
+    counts = cache.stats().counts
+    assert counts["swr_served_stale"] >= 20
+
+
+async def test_plain_get_never_returns_a_stale_value(
+    cache: AsyncCache, fake_clock: FakeClock
+) -> None:
+    await cache.set("k", "old")
+    fake_clock.advance(11)
+    assert await cache.get("k") is MISS  # get has no loader: fresh values only
+
+
+async def test_a_failing_refresh_keeps_serving_stale_and_counts_it(
+    cache: AsyncCache, fake_clock: FakeClock
+) -> None:
+    def loader() -> str:
+        raise LookupError("database down")
+
+    await cache.set("k", "stale but good")
+    fake_clock.advance(11)
+    assert await cache.get_or_load("k", loader) == "stale but good"
+
+    async def failed() -> bool:
+        return cache.stats().errors.get("refresh", 0) >= 1
+
+    await wait_until(failed)
+    assert await cache.get_or_load("k", loader) == "stale but good"
+
+
+async def test_early_refresh_runs_before_expiry(
+    key_prefix: str, fake_clock: FakeClock
+) -> None:
+    """XFetch with a huge beta: every hit of a value with a recompute time
+    starts a refresh, in the background."""
+    async with AsyncCache(
+        prefix=key_prefix, clock=fake_clock, ttl=10, xfetch_beta=1e9
+    ) as cache:
+        calls: list[int] = []
+
+        def loader() -> int:
+            calls.append(1)
+            fake_clock.advance(0.01)  # a measurable recompute time
+            return len(calls)
+
+        assert await cache.get_or_load("k", loader) == 1
+        assert await cache.get_or_load("k", loader) == 1  # served, and refreshes
+
+        async def refreshed() -> bool:
+            return len(calls) >= 2
+
+        await wait_until(refreshed)
+        assert cache.stats().counts["early_refresh"] >= 1
+
+
+async def test_close_drains_a_refresh_in_flight(
+    key_prefix: str, fake_clock: FakeClock
+) -> None:
+    done: list[Any] = []
+    cache = AsyncCache(prefix=key_prefix, clock=fake_clock, ttl=10, stale_ttl=60)
+
+    async def slow() -> str:
+        flag = AsyncFlag()
+        await flag.wait(0.2)
+        done.append(1)
+        return "fresh"
+
+    await cache.set("k", "stale")
+    fake_clock.advance(11)
+    assert await cache.get_or_load("k", slow) == "stale"
+    await cache.aclose()
+    assert done == [1]  # close waited for the refresh

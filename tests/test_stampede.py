@@ -1,0 +1,178 @@
+"""Cross-process single flight (C4): a stampede on one cold key across
+processes makes one loader call; a lease holder killed mid-load lets exactly
+one waiter take over after the lease TTL, and leaves no lock without a TTL.
+
+The loaders count their calls in Redis, which every process sees. Worker
+processes are spawned (tests/stampede_worker.py), as real deployments are.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from freshcache import L1, Cache
+from freshcache.core.layout import lease_key
+from tests import stampede_worker
+from tests.stampede_worker import StampedeResult, warm_up
+
+PROCESSES = 2
+CALLERS = 250  # threads per process
+WAITERS = 20
+LEASE_TTL = 1.0
+ISSUE_BOUND = 0.3  # "the others finish within lease TTL + 300 ms"...
+SCHEDULING_SLACK = 1.2  # ...plus room for a loaded CI host (never flaky)
+REPORT_TIMEOUT = 90.0
+
+ctx = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    made = redis.Redis.from_url(redis_url)
+    yield made
+    made.close()
+
+
+def keys_under(client: redis.Redis, prefix: str) -> list[bytes]:
+    """Every key of the test: data keys (``prefix...``) and the keys whose
+    name begins with a hash tag (``{prefix...}:lease``)."""
+    found = set(client.scan_iter(match=f"{prefix}*", count=1000))
+    found |= set(client.scan_iter(match=f"{{{prefix}*", count=1000))
+    return sorted(found)
+
+
+def test_two_processes_of_250_callers_make_one_loader_call(
+    redis_url: str, key_prefix: str, redis_cleanup: None, client: redis.Redis
+) -> None:
+    counter = f"{key_prefix}:loader-calls"
+    barrier = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(
+            target=stampede_worker.stampede_main,
+            args=(i, redis_url, key_prefix, counter, CALLERS, barrier, results),
+            name=f"stampede-{i}",
+        )
+        for i in range(PROCESSES)
+    ]
+    started = time.monotonic()
+    for process in processes:
+        process.start()
+    collected: dict[int, StampedeResult] = {}
+    try:
+        while len(collected) < PROCESSES:
+            try:
+                result: StampedeResult = results.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p.name for p in processes if p.exitcode not in (None, 0)]
+                assert not dead, f"stampede workers died: {dead}"
+                assert time.monotonic() - started < REPORT_TIMEOUT, "no report"
+                continue
+            collected[result.index] = result
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():  # pragma: no cover - a stuck worker
+                process.kill()
+                process.join()
+        results.close()
+    elapsed = time.monotonic() - started
+    failures = [r.failure for r in collected.values() if r.failure]
+    assert not failures, "\n".join(f for f in failures if f)
+
+    calls = int(client.get(counter) or 0)
+    counts = {
+        i: {"loads": r.loads, "values": dict(Counter(r.results))}
+        | {k: v for k, v in r.counts.items() if k.startswith("lease")}
+        for i, r in sorted(collected.items())
+    }
+    everything = [value for r in collected.values() for value in r.results]
+    assert calls == 1, f"{calls} loader calls for one key; per process {counts}"
+    assert everything == ["value-1"] * (PROCESSES * CALLERS), counts
+    print(f"{PROCESSES}x{CALLERS} callers, one load, {elapsed:.2f} s; {counts}")
+
+
+def test_killing_the_lease_holder_lets_one_waiter_take_over(
+    redis_url: str, key_prefix: str, redis_cleanup: None, client: redis.Redis
+) -> None:
+    counter = f"{key_prefix}:loader-calls"
+    inside = ctx.Event()
+    holder = ctx.Process(
+        target=stampede_worker.holder_main,
+        args=(redis_url, key_prefix, counter, LEASE_TTL, inside),
+        name="lease-holder",
+    )
+    finished: list[float] = []
+    got: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def loader() -> str:
+        calls = client.incr(counter)
+        return f"value-{calls}"
+
+    with Cache(
+        redis_url, prefix=key_prefix, l1=L1(), timeout=1.0, lease_ttl=LEASE_TTL
+    ) as cache:
+        warm_up(cache)
+
+        def call() -> None:
+            try:
+                value = cache.get_or_load("hot", loader, ttl=60)
+            except BaseException as exc:  # reported below
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                got.append(value)
+                finished.append(time.monotonic())
+
+        holder.start()
+        try:
+            assert inside.wait(60), "the holder never reached its loader"
+            assert holder.is_alive()
+            threads = [threading.Thread(target=call) for _ in range(WAITERS)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            while not cache.stats().counts.get("lease_busy"):
+                assert time.monotonic() < deadline, "no waiter found the lease busy"
+                time.sleep(0.005)
+            killed = time.monotonic()
+            os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            for thread in threads:
+                thread.join(timeout=30)
+            assert not any(thread.is_alive() for thread in threads), "waiters hang"
+        finally:
+            if holder.is_alive():
+                holder.kill()
+            holder.join(timeout=10)
+        full = cache._resolve("hot")[0]
+        counts = dict(cache.stats().counts)
+
+    assert not errors, errors
+    elapsed = max(finished) - killed
+    lease_counts = {k: v for k, v in counts.items() if k.startswith("lease")}
+    assert got == ["value-2"] * WAITERS, lease_counts
+    assert int(client.get(counter) or 0) == 2  # the holder's call, one takeover
+    assert counts.get("lease_takeover") == 1, lease_counts
+    assert not counts.get("lease_wait_timeout"), lease_counts
+    assert elapsed < LEASE_TTL + ISSUE_BOUND + SCHEDULING_SLACK, elapsed
+    print(f"all {WAITERS} waiters served {elapsed * 1000:.0f} ms after the kill")
+
+    assert not client.exists(lease_key(full)), "the lease outlived the fill"
+    left = [k for k in keys_under(client, key_prefix) if k != counter.encode()]
+    assert left, "the takeover's fill was not stored"
+    no_ttl = [k for k in left if client.pttl(k) == -1]
+    assert not no_ttl, f"keys without a TTL: {no_ttl}"
