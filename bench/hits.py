@@ -698,7 +698,7 @@ def p2_sync(cfg: Config, target: RedisTarget) -> Section:
                 )
                 _add_commands(row, per)
     section.notes.append(
-        "stored: freshcache envelope (32-byte header + orjson payload); baseline: "
+        "stored: freshcache envelope (40-byte header + orjson payload); baseline: "
         f"the same orjson payload ({len(orjson.dumps(VALUE))} bytes); dogpile pickles "
         "(its default)"
     )

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from freshcache import L1, Cache
+from freshcache import L1, MISS, Cache
 from freshcache.core.layout import lease_key
 from tests import stampede_worker
 from tests.stampede_worker import StampedeResult, warm_up
@@ -150,7 +150,8 @@ def test_killing_the_lease_holder_lets_one_waiter_take_over(
                 assert time.monotonic() < deadline, "no waiter found the lease busy"
                 time.sleep(0.005)
             killed = time.monotonic()
-            os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            assert holder.pid is not None
+            os.kill(holder.pid, signal.SIGKILL)
             for thread in threads:
                 thread.join(timeout=30)
             assert not any(thread.is_alive() for thread in threads), "waiters hang"
@@ -176,3 +177,121 @@ def test_killing_the_lease_holder_lets_one_waiter_take_over(
     assert left, "the takeover's fill was not stored"
     no_ttl = [k for k in left if client.pttl(k) == -1]
     assert not no_ttl, f"keys without a TTL: {no_ttl}"
+
+
+# -- the window between the miss and the lease, made deterministic ------------------
+#
+# A caller reads a miss, then takes the lease in a second round trip. If another
+# process's fill lands in between, the fill has already released the lease, so
+# the SET NX succeeds and the caller loads again. The two tests below hold that
+# window open (by pausing the caller's Redis GET after a miss) instead of
+# waiting for the stampede above to hit it by chance.
+
+
+@pytest.fixture
+def two_caches(redis_url: str, key_prefix: str, redis_cleanup: None) -> Iterator[
+    tuple[Cache, Cache]
+]:  # fmt: skip
+    """Two caches sharing Redis and the bus: two processes, as far as C4 goes."""
+    with (
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as first,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as second,
+    ):
+        warm_up(first)
+        warm_up(second)
+        yield first, second
+
+
+class PausedMiss:
+    """Wraps a cache's Redis GET: once ``armed``, a miss is reported to the
+    caller only after ``resume`` is set (``read`` says the miss was read)."""
+
+    def __init__(self, cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = threading.Event()
+        self.read = threading.Event()
+        self.resume = threading.Event()
+        store = cache._tiers.l2
+        assert store is not None
+        original = store.get
+
+        def get(full: str) -> Any:
+            hit = original(full)
+            if hit is MISS and self.armed.is_set() and not self.read.is_set():
+                self.read.set()
+                assert self.resume.wait(10), "never resumed"
+            return hit
+
+        monkeypatch.setattr(store, "get", get)
+
+
+def test_a_miss_read_just_before_another_fill_does_not_load_again(
+    two_caches: tuple[Cache, Cache],
+    client: redis.Redis,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = two_caches
+    counter = f"{key_prefix}:loader-calls"
+    paused = PausedMiss(second, monkeypatch)
+    got: list[Any] = []
+
+    def loader() -> str:
+        return f"value-{client.incr(counter)}"
+
+    paused.armed.set()
+    reader = threading.Thread(
+        target=lambda: got.append(second.get_or_load("hot", loader))
+    )
+    reader.start()
+    assert paused.read.wait(10)  # the second cache has read its miss...
+    assert first.get_or_load("hot", loader) == "value-1"  # ...the first fills...
+    paused.resume.set()  # ...then the second takes the (now free) lease
+    reader.join(10)
+
+    calls = int(client.get(counter) or 0)
+    assert (calls, got) == (1, ["value-1"]), second.stats().counts
+
+
+def test_a_waiter_does_not_take_over_a_lease_released_by_a_fill(
+    two_caches: tuple[Cache, Cache],
+    client: redis.Redis,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = two_caches
+    counter = f"{key_prefix}:loader-calls"
+    paused = PausedMiss(second, monkeypatch)
+    inside, finish = threading.Event(), threading.Event()
+    got: list[Any] = []
+
+    def holding_loader() -> str:
+        calls = client.incr(counter)
+        inside.set()
+        assert finish.wait(10)
+        return f"value-{calls}"
+
+    def loader() -> str:
+        return f"value-{client.incr(counter)}"
+
+    holder = threading.Thread(target=lambda: first.get_or_load("hot", holding_loader))
+    holder.start()
+    assert inside.wait(10)  # the first cache holds the lease
+    waiter = threading.Thread(
+        target=lambda: got.append(second.get_or_load("hot", loader))
+    )
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not second.stats().counts.get("lease_busy"):
+        assert time.monotonic() < deadline, "the second cache never waited"
+        time.sleep(0.005)
+    paused.armed.set()
+    assert paused.read.wait(10)  # the waiter polled, read a miss...
+    finish.set()
+    holder.join(10)  # ...the holder filled (and released its lease)...
+    paused.resume.set()  # ...then the waiter tries the lease
+    waiter.join(10)
+
+    counts = dict(second.stats().counts)
+    calls = int(client.get(counter) or 0)
+    assert (calls, got) == (1, ["value-1"]), counts
+    assert not counts.get("lease_takeover"), counts

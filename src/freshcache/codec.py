@@ -2,10 +2,11 @@
 
 Layout (big-endian)::
 
-    header  32 bytes  struct ">BBBBddf8s":
+    header  40 bytes  struct ">BBBBdddf8s":
             magic 0xFC, format version 1, codec id (1 json, 2 msgpack, 3 pickle),
             flags (bit0 zlib, bit1 type-tagged, bit2 has tags), created_at,
-            fresh_until (inf: never stale), delta (float32 seconds), key check
+            fresh_until (inf: never stale), stale_until (end of the stale
+            window; -inf: none), delta (float32 seconds), key check
             (blake2b-64 of the key)
     mac     32 bytes  HMAC-SHA256(secret, len(key) || key || header || body),
             present iff the codec has a secret (always for pickle)
@@ -46,7 +47,7 @@ from freshcache.errors import SerializationError
 
 __all__ = ["HEADER", "REASONS", "Codec", "Undecodable", "ValueTooLargeError"]
 
-HEADER: Final = struct.Struct(">BBBBddf8s")
+HEADER: Final = struct.Struct(">BBBBdddf8s")
 MAGIC: Final = 0xFC
 FORMAT_VERSION: Final = 1
 COMPRESSED: Final = 1
@@ -197,7 +198,8 @@ class Codec:
             payload, flags = block + payload, flags | HAS_TAGS
         header = HEADER.pack(
             MAGIC, FORMAT_VERSION, self._cid, flags,
-            entry.created_at, entry.fresh_until, entry.delta, key_check(key),
+            entry.created_at, entry.fresh_until, entry.stale_until, entry.delta,
+            key_check(key),
         )  # fmt: skip
         size = self._offset + len(payload)
         if size > self._max_value_bytes:
@@ -216,7 +218,7 @@ class Codec:
                 return _R["magic"] if n and data[0] != MAGIC else _R["truncated"]
             if n > self._max_value_bytes:
                 return _R["oversize"]
-            magic, version, cid, flags, created, fresh, delta, check = (
+            magic, version, cid, flags, created, fresh, stale, delta, check = (
                 HEADER.unpack_from(data)
             )
             if magic != MAGIC:
@@ -254,7 +256,7 @@ class Codec:
             value = self._loads(payload)
             if flags & TAGGED:
                 value = from_plain(value)
-            return _new_entry(Entry, (value, created, fresh, delta, tags))
+            return _new_entry(Entry, (value, created, fresh, delta, tags, stale))
         except Exception:
             return _R["payload"]
 

@@ -50,7 +50,10 @@ class LocalTier:
         ``stale_ok``, also one past ``fresh_until`` that the store still
         holds (inside its stale window)."""
         entry: Entry | Miss = self.store.get(full)
-        if entry is MISS or (not stale_ok and self._now() >= entry.fresh_until):
+        if entry is MISS:
+            return MISS
+        now = self._now()
+        if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
             return MISS
         if self.copy:
             decoded = self._codec.decode(full, entry.value)

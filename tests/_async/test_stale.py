@@ -126,3 +126,21 @@ async def test_close_drains_a_refresh_in_flight(
     assert await cache.get_or_load("k", slow) == "stale"
     await cache.aclose()
     assert done == [1]  # close waited for the refresh
+
+
+async def test_not_found_is_cached_briefly(
+    cache: AsyncCache, fake_clock: FakeClock
+) -> None:
+    """Negative caching: a missing row does not stampede the database."""
+    lookups: list[int] = []
+
+    async def find_user() -> dict[str, int] | None:
+        lookups.append(1)
+        return None if len(lookups) == 1 else {"id": 7}
+
+    assert await cache.get_or_load("user:7", find_user, negative_ttl=2) is None
+    assert await cache.get_or_load("user:7", find_user, negative_ttl=2) is None
+    assert len(lookups) == 1  # "not found" was cached
+    fake_clock.advance(2.5)  # its own short TTL, not the cache's 10 s
+    assert await cache.get_or_load("user:7", find_user, negative_ttl=2) == {"id": 7}
+    assert len(lookups) == 2

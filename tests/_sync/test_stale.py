@@ -125,3 +125,19 @@ def test_close_drains_a_refresh_in_flight(
     assert cache.get_or_load("k", slow) == "stale"
     cache.close()
     assert done == [1]  # close waited for the refresh
+
+
+def test_not_found_is_cached_briefly(cache: Cache, fake_clock: FakeClock) -> None:
+    """Negative caching: a missing row does not stampede the database."""
+    lookups: list[int] = []
+
+    def find_user() -> dict[str, int] | None:
+        lookups.append(1)
+        return None if len(lookups) == 1 else {"id": 7}
+
+    assert cache.get_or_load("user:7", find_user, negative_ttl=2) is None
+    assert cache.get_or_load("user:7", find_user, negative_ttl=2) is None
+    assert len(lookups) == 1  # "not found" was cached
+    fake_clock.advance(2.5)  # its own short TTL, not the cache's 10 s
+    assert cache.get_or_load("user:7", find_user, negative_ttl=2) == {"id": 7}
+    assert len(lookups) == 2

@@ -41,7 +41,8 @@ def make(serializer: str, **options: Any) -> Codec:
 
 def forge(payload: bytes, *, key: str = "k", flags: int = 0, codec: int = 1) -> bytes:
     check = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return HEADER.pack(0xFC, 1, codec, flags, 1.0, math.inf, 0.0, check) + payload
+    header = HEADER.pack(0xFC, 1, codec, flags, 1.0, math.inf, -math.inf, 0.0, check)
+    return header + payload
 
 
 values = st.recursive(
@@ -61,10 +62,12 @@ def test_header_fields_round_trip(serializer: str) -> None:
     entry = Entry({"x": 1}, 1_700_000_000.123456, math.inf, 0.25)
     data = codec.encode("app:user:1", entry)
     assert codec.decode("app:user:1", data) == entry
-    assert HEADER.size == 32
+    assert HEADER.size == 40
     assert data[:3] == bytes([0xFC, 1, IDS[serializer]])
     check = hashlib.blake2b(b"app:user:1", digest_size=8).digest()
-    assert data[24:32] == check
+    assert data[32:40] == check
+    windowed = Entry("v", 1.0, 10.0, 0.5, ("t",), stale_until=70.0)
+    assert codec.decode("k", codec.encode("k", windowed)) == windowed
     # delta is a float32: kept to about 7 digits
     later = Entry(None, 5.5, 99.75, 0.1)
     decoded = codec.decode("k", codec.encode("k", later))
@@ -113,7 +116,7 @@ def test_flipped_bits_never_raise(
     data = bytearray(codec.encode("k", Entry(value, 1.0)))
     data[position % len(data)] ^= 1 << bit
     decoded = codec.decode("k", bytes(data))
-    checked = position % len(data) in (0, 1, 2, *range(24, 32))
+    checked = position % len(data) in (0, 1, 2, *range(32, 40))
     if serializer == "pickle" or checked:
         assert isinstance(decoded, Undecodable)  # signed, or a checked header byte
     else:
@@ -308,6 +311,7 @@ def test_tampering_breaks_the_signature(
         4,
         12,
         20,
+        28,
         HEADER.size,
         HEADER.size + 31,
         HEADER.size + 32,
@@ -317,7 +321,7 @@ def test_tampering_breaks_the_signature(
         tampered[offset] ^= 0x01
         assert codec.decode("k", bytes(tampered)) == Undecodable("signature"), offset
     # a copy to another key, with the key check rewritten to match: the MAC has the key
-    moved = data[:24] + hashlib.blake2b(b"victim", digest_size=8).digest() + data[32:]
+    moved = data[:32] + hashlib.blake2b(b"victim", digest_size=8).digest() + data[40:]
     assert codec.decode("victim", moved) == Undecodable("signature")
     assert codec.decode("victim", data) == Undecodable("key_check")
     assert Codec("pickle", secret=b"other").decode("k", data) == Undecodable(

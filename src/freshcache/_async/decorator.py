@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 from freshcache._concurrency import acheck_function
 from freshcache._models import make_reviver
 from freshcache._types import MISS
+from freshcache.core.freshness import Lifetime
 from freshcache.core.keys import KeyTemplate
 from freshcache.core.layout import versioned
 from freshcache.errors import StoreError
@@ -52,7 +53,7 @@ def wrap(
     func: Callable[P, Awaitable[R]],
     template: str | None,
     *,
-    lifetime: tuple[float | None, float],
+    lifetime: Lifetime,
     tags: tuple[str | TagSource, ...],
 ) -> AsyncCachedFunction[P, R]:
     acheck_function(func, "AsyncCache.cached")

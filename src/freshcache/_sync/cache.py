@@ -20,6 +20,7 @@ from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache.codec import Codec
 from freshcache.config import L1
+from freshcache.core.freshness import Lifetime
 from freshcache.core.keys import KeyBuilder, escape
 from freshcache.core.layout import versioned
 from freshcache.core.tagging import TagSource, check_tag
@@ -212,14 +213,17 @@ class Cache:
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
         tags: Iterable[str | TagSource] = (),
+        negative_ttl: TTL = None,
         returns: Any = None,
     ) -> Any:
         """Cache-aside: the cached value, or ``loader()``'s result, stored.
 
         ``tags`` are strings, or callables that get the loaded value and
         return tags (``lambda team: [f"user:{m}" for m in team["members"]]``).
+        ``negative_ttl``: cache a ``None`` result ("not found") this long
+        instead, so a missing row does not stampede the database either.
         """
-        lifetime = self._lifetimes(ttl, stale_ttl)
+        lifetime = self._lifetimes(ttl, stale_ttl, negative_ttl)
         tag_list = _tag_sources(tags)
         try:
             full, namespace = self._resolve(key)
@@ -234,11 +238,12 @@ class Cache:
     # -- writes -----------------------------------------------------------
 
     def _lifetimes(
-        self, ttl: TTL | Unset, stale_ttl: TTL | Unset
-    ) -> tuple[float | None, float]:
+        self, ttl: TTL | Unset, stale_ttl: TTL | Unset, negative_ttl: TTL = None
+    ) -> Lifetime:
         soft = self._ttl if ttl is UNSET else ttl_seconds(ttl)
         stale = self._stale_ttl if stale_ttl is UNSET else _stale_seconds(stale_ttl)
-        return soft, stale
+        negative = ttl_seconds(negative_ttl, name="negative_ttl")
+        return Lifetime(soft, stale, negative)
 
     def set(
         self,
@@ -324,6 +329,7 @@ class Cache:
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
         tags: Iterable[str | TagSource] = (),
+        negative_ttl: TTL = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a function whose result is cached under ``template``.
 
@@ -333,7 +339,7 @@ class Cache:
         (``"team:{team_id}"``) or callables given the result. The decorated
         function gains ``.key(...)`` and ``.invalidate(...)``.
         """
-        lifetime = self._lifetimes(ttl, stale_ttl)  # reject bad TTLs here
+        lifetime = self._lifetimes(ttl, stale_ttl, negative_ttl)  # checked here
         tag_list = _tag_sources(tags, templates=True)
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:

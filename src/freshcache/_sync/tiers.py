@@ -36,9 +36,9 @@ from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
 from freshcache.codec import Codec, ValueTooLargeError
-from freshcache.core.entry import Entry
+from freshcache.core.entry import NO_STALE_WINDOW, Entry
 from freshcache.core.events import Message
-from freshcache.core.freshness import jitter_ttl, lifetimes, refresh_early
+from freshcache.core.freshness import Lifetime, jitter_ttl, lifetimes, refresh_early
 from freshcache.core.layout import bus_channel
 from freshcache.core.tagging import TagSource, render_tags
 from freshcache.errors import SerializationError, StoreError
@@ -287,7 +287,8 @@ class Tiers:
         Data that no longer fits the type (a dataclass that gained a field) is
         a miss, counted as ``decode:revive``, and removed.
         """
-        if not stale_ok and self._now() >= entry.fresh_until:
+        now = self._now()
+        if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
             return MISS
         if reviver is None:
             return entry
@@ -306,7 +307,7 @@ class Tiers:
         full: str,
         namespace: str,
         loader: Callable[[], Any],
-        lifetime: tuple[float | None, float],
+        lifetime: Lifetime,
         tags: Sequence[str | TagSource],
         snapshot: Snapshot,
         reviver: Reviver = None,
@@ -324,7 +325,7 @@ class Tiers:
         full: str,
         namespace: str,
         loader: Callable[[], Any],
-        lifetime: tuple[float | None, float],
+        lifetime: Lifetime,
         tags: Sequence[str | TagSource],
         snapshot: Snapshot,
         reviver: Reviver,
@@ -354,7 +355,7 @@ class Tiers:
 
     def _run_and_fill(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
         snapshot: Snapshot, token: str | None, epoch: int,
     ) -> Any:  # fmt: skip
         """Run the loader, then fill every tier the lease (if any) allows."""
@@ -370,6 +371,8 @@ class Tiers:
             raise
         delta = self._clock.monotonic() - started
         self._metrics.load(namespace, delta, failed=False)
+        if value is None and lifetime.negative is not None:
+            lifetime = Lifetime(lifetime.negative)  # "not found", briefly
         encoded = self.encode(full, value, lifetime, delta, rendered)
         if encoded is None:
             self._release(full, token)
@@ -389,7 +392,7 @@ class Tiers:
 
     def serve(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
         reviver: Reviver, *, local_checked: bool,
     ) -> Any:  # fmt: skip
         """Cache-aside with a loader at hand: a fresh value, or a stale one
@@ -411,7 +414,7 @@ class Tiers:
 
     def _refresh_later(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
     ) -> None:  # fmt: skip
         if full in self._refreshing:
             return  # one refresh per key in this process; the lease: cluster-wide
@@ -422,7 +425,7 @@ class Tiers:
 
     def _refresh(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: tuple[float | None, float], tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
     ) -> None:  # fmt: skip
         try:
             snapshot = self._snapshot(full)
@@ -531,16 +534,17 @@ class Tiers:
     # -- writes ---------------------------------------------------------------
 
     def encode(
-        self, full: str, value: Any, lifetime: tuple[float | None, float],
+        self, full: str, value: Any, lifetime: Lifetime,
         delta: float, tags: Sequence[str],
     ) -> tuple[Entry, bytes, float | None] | None:  # fmt: skip
         """The entry, its envelope and its hard TTL; None if not cacheable."""
         now = self._now()
-        soft, stale = lifetime
+        soft, stale, _ = lifetime
         if soft is not None and self._jitter:
             soft = jitter_ttl(soft, self._jitter, self._rng)
         fresh_until, hard = lifetimes(now, soft, stale)
-        entry = Entry(value, now, fresh_until, delta, tuple(tags))
+        stale_until = fresh_until + stale if stale else NO_STALE_WINDOW
+        entry = Entry(value, now, fresh_until, delta, tuple(tags), stale_until)
         try:
             return entry, self._codec.encode(full, entry), hard
         except ValueTooLargeError:
@@ -560,7 +564,7 @@ class Tiers:
 
     def put(
         self, items: Sequence[tuple[str, Any, Sequence[str]]],
-        lifetime: tuple[float | None, float],
+        lifetime: Lifetime,
     ) -> bool:  # fmt: skip
         """Write values straight to every tier; False if any was not cached (or
         Redis or the bus could not be reached)."""

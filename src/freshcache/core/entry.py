@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 NO_SOFT_EXPIRY = float("inf")
+NO_STALE_WINDOW = float("-inf")
 
 
 class Entry(NamedTuple):
@@ -13,7 +14,8 @@ class Entry(NamedTuple):
     ``fresh_until`` is the wall-clock second after which the value is no
     longer fresh (``inf``: never); ``delta`` is how long the loader took to
     compute it, in seconds (used by probabilistic early refresh); ``tags``
-    are the tags the value depends on (``invalidate_tags`` removes it).
+    are the tags the value depends on (``invalidate_tags`` removes it);
+    ``stale_until`` ends the stale-while-revalidate window (``-inf``: none).
     """
 
     value: Any
@@ -21,3 +23,4 @@ class Entry(NamedTuple):
     fresh_until: float = NO_SOFT_EXPIRY
     delta: float = 0.0
     tags: tuple[str, ...] = ()
+    stale_until: float = NO_STALE_WINDOW

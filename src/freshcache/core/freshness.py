@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from freshcache.core.entry import NO_SOFT_EXPIRY, Entry
+
+
+class Lifetime(NamedTuple):
+    """How long a loaded value lives: ``soft`` TTL (None: never stale), the
+    ``stale`` window after it, and ``negative``: the TTL for a loader result
+    of ``None`` ("not found"), when set."""
+
+    soft: float | None
+    stale: float = 0.0
+    negative: float | None = None
 
 
 class Freshness(enum.Enum):
