@@ -456,14 +456,15 @@ class Tiers:
         try:
             while True:
                 woken = self._waiting[full] = Flag()  # before the read
-                try:
-                    hit = self.l2.get(full)
-                    if hit is not MISS:
-                        entry = self.usable(full, hit[0], reviver)
+                try:  # the value, or the lease if it is free: one atomic look
+                    token, epoch, busy = self._lease(full, tagged, second_look=True)
+                    if isinstance(token, tuple):
+                        entry = self.usable(full, token[0], reviver)
                         if entry is not MISS:
                             self._metrics.count("lease_wait_served")
                             return entry, None, 0
-                    token, epoch, busy = self._lease(full, tagged)
+                        token = None  # filled, but unusable: load by ourselves
+                        return None, None, 0
                 except StoreError:
                     return None, None, 0
                 if not busy:
