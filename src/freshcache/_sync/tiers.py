@@ -463,8 +463,7 @@ class Tiers:
                         if entry is not MISS:
                             self._metrics.count("lease_wait_served")
                             return entry, None, 0
-                        token = None  # filled, but unusable: load by ourselves
-                        return None, None, 0
+                        return None, None, 0  # filled, but unusable: load ourselves
                 except StoreError:
                     return None, None, 0
                 if not busy:
