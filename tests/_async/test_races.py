@@ -76,7 +76,8 @@ def unprotect(cache: AsyncCache, monkeypatch: pytest.MonkeyPatch) -> None:
         return True
 
     monkeypatch.setattr(tiers, "_lease", no_lease)
-    monkeypatch.setattr(tiers, "_fill", fill_anyway)
+    if tiers.leases is not None:
+        monkeypatch.setattr(tiers.leases, "fill", fill_anyway)
     monkeypatch.setattr(Generations, "store_if_unchanged", store)
 
 

@@ -23,24 +23,25 @@ from typing import Any
 
 from freshcache._async.bus import AsyncRedisBus, LocalBus
 from freshcache._async.events import AsyncEvents
+from freshcache._async.leases import AsyncLeases
 from freshcache._async.stores.redis import AsyncRedisStore, Hit
 from freshcache._async.versions import AsyncVersions
 from freshcache._concurrency import (
     AsyncBackground,
-    AsyncFlag,
     AsyncSingleFlight,
     ainvoke,
 )
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
-from freshcache.codec import Codec, ValueTooLargeError
-from freshcache.core.entry import NO_STALE_WINDOW, Entry
+from freshcache.codec import Codec
+from freshcache.core.entry import Entry
 from freshcache.core.events import Message
-from freshcache.core.freshness import Lifetime, jitter_ttl, lifetimes, refresh_early
+from freshcache.core.freshness import Lifetime, refresh_early
 from freshcache.core.layout import bus_channel
 from freshcache.core.tagging import TagSource, render_tags
-from freshcache.errors import SerializationError, StoreError
+from freshcache.entries import EntryEncoder
+from freshcache.errors import StoreError
 from freshcache.generations import Snapshot
 from freshcache.local import LocalTier
 from freshcache.memory import MemoryStore
@@ -49,9 +50,6 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
-WAIT_FIRST_POLL = 0.005  # seconds; a waiter's polls back off from here...
-WAIT_MAX_POLL = 0.1  # ...to here (a fill notice wakes it sooner)
-WAIT_MARGIN = 0.1  # past lease_ttl, a waiter stops waiting and loads itself
 
 
 class AsyncTiers:
@@ -92,12 +90,18 @@ class AsyncTiers:
                 connected=lambda: self.bus.connected,
             )
         )
-        self._codec = codec
         self._metrics = metrics
         self._clock = clock
         self._now = now
         self._lease_ttl = lease_ttl
-        self._strict = strict
+        self.leases = (
+            None
+            if l2 is None
+            else AsyncLeases(l2, metrics=metrics, clock=clock, ttl=lease_ttl)
+        )
+        self.entries = EntryEncoder(
+            codec, metrics=metrics, now=now, strict=strict, jitter=jitter
+        )
         self._origin = origin
         self.versions = AsyncVersions(
             l2, connected=lambda: self.bus.connected, listen=self._listen
@@ -128,8 +132,6 @@ class AsyncTiers:
         self._refreshing: set[str] = set()
         self._rng = random.Random()
         self._beta = beta
-        self._jitter = jitter
-        self._waiting: dict[str, AsyncFlag] = {}  # keys waiting for a fill here
 
     # -- the bus ------------------------------------------------------------
 
@@ -159,10 +161,8 @@ class AsyncTiers:
 
     async def apply(self, message: Message) -> None:
         """A message from another process."""
-        for full in message.fills:
-            waiting = self._waiting.get(full)
-            if waiting is not None:
-                waiting.set()
+        if self.leases is not None:
+            self.leases.wake(message.fills)
         if message.fills and not (message.keys or message.tags or message.flush):
             return  # a fill notice, not an invalidation
         self._metrics.count("invalidations_received")
@@ -346,10 +346,14 @@ class AsyncTiers:
             token = None
         if busy:
             self._metrics.count("lease_busy")
-            filled, token, epoch = await self._wait_for_fill(full, bool(tags), reviver)
-            if filled is not None:
-                self._local_fill(full, filled, None, 0, None, snapshot)
-                return filled.value
+            assert self.leases is not None
+            stored, token, epoch = await self.leases.wait_for_fill(full, bool(tags))
+            if stored is not None:
+                filled = await self.usable(full, stored, reviver)
+                if filled is not MISS:  # else: filled, but unusable: load
+                    self._metrics.count("lease_wait_served")
+                    self._local_fill(full, filled, None, 0, None, snapshot)
+                    return filled.value
         return await self._run_and_fill(
             full, namespace, loader, lifetime, tags, snapshot, token, epoch
         )
@@ -374,13 +378,13 @@ class AsyncTiers:
         self._metrics.load(namespace, delta, failed=False)
         if value is None and lifetime.negative is not None:
             lifetime = Lifetime(lifetime.negative)  # "not found", briefly
-        encoded = self.encode(full, value, lifetime, delta, rendered)
+        encoded = self.entries.encode(full, value, lifetime, delta, rendered)
         if encoded is None:
             await self._release(full, token)
             return value
         entry, data, hard = encoded
-        if self.l2 is not None:
-            if not await self._fill(full, token, epoch, data, hard, rendered):
+        if self.leases is not None:
+            if not await self.leases.fill(full, token, epoch, data, hard, rendered):
                 return value
             try:  # wake the callers other processes have waiting for it
                 await self.bus.publish(Message(self._origin, fills=(full,)))
@@ -445,127 +449,18 @@ class AsyncTiers:
         finally:
             self._refreshing.discard(full)
 
-    async def _wait_for_fill(
-        self, full: str, tagged: bool, reviver: Reviver
-    ) -> tuple[Entry | None, str | None, int]:
-        """Wait for the lease holder's fill, woken by its fill notice (polling
-        with jittered backoff is the fallback). Returns the filled entry; or,
-        when the lease came free (its holder died), the lease we took over;
-        or nothing once ``lease_ttl`` has passed: then the caller loads by
-        itself and stores nothing."""
-        assert self.l2 is not None
-        deadline = self._clock.monotonic() + self._lease_ttl + WAIT_MARGIN
-        delay = WAIT_FIRST_POLL
-        try:
-            while True:
-                woken = self._waiting[full] = AsyncFlag()  # before the read
-                try:  # the value, or the lease if it is free: one atomic look
-                    token, epoch, busy = await self._lease(
-                        full, tagged, second_look=True
-                    )
-                    if isinstance(token, tuple):
-                        entry = await self.usable(full, token[0], reviver)
-                        if entry is not MISS:
-                            self._metrics.count("lease_wait_served")
-                            return entry, None, 0
-                        return None, None, 0  # filled, but unusable: load ourselves
-                except StoreError:
-                    return None, None, 0
-                if not busy:
-                    self._metrics.count("lease_takeover")
-                    return None, token, epoch
-                left = deadline - self._clock.monotonic()
-                if left <= 0:
-                    self._metrics.count("lease_wait_timeout")
-                    return None, None, 0
-                await woken.wait(min(random.uniform(delay / 2, delay), left))
-                delay = min(2 * delay, WAIT_MAX_POLL)
-        finally:
-            self._waiting.pop(full, None)
-
     async def _lease(
         self, full: str, tagged: bool, *, second_look: bool = False
     ) -> tuple[Any, int, bool]:
-        """Take the fill lease (and the tag epoch) before the loader runs:
-        ``(token, epoch, busy)``; busy when another caller holds it. With
-        ``second_look``, the token is the stored entry (a ``Hit``) instead
-        when someone filled the key since the caller's miss."""
-        if self.l2 is None:
+        if self.leases is None:
             return None, 0, False
-        try:
-            if second_look:
-                token = await self.l2.acquire_or_get(full, self._lease_ttl)
-                if isinstance(token, tuple):
-                    return token, 0, False
-            else:
-                token = await self.l2.acquire(full, self._lease_ttl)
-        except StoreError:
-            return None, 0, False
-        epoch = 0
-        if token is not None and tagged:
-            try:
-                epoch = await self.l2.epoch()
-            except StoreError:
-                await self.l2.release(full, token)
-                return None, 0, False
-        return token, epoch, token is None
+        return await self.leases.take(full, tagged, second_look=second_look)
 
     async def _release(self, full: str, token: str | None) -> None:
-        if token is not None and self.l2 is not None:
-            await self.l2.release(full, token)
-
-    async def _fill(
-        self, full: str, token: str | None, epoch: int, data: bytes,
-        hard: float | None, tags: Sequence[str],
-    ) -> bool:  # fmt: skip
-        """Store in Redis if the lease survived and no tag invalidation ran."""
-        assert self.l2 is not None
-        if token is None:
-            return False  # another caller holds the lease (or Redis is down)
-        try:
-            if tags:
-                await self.l2.register(tags, full, self._tag_ttl(hard))
-                if await self.l2.epoch() != epoch:
-                    self._metrics.count("fill_skipped:tag_invalidated")
-                    await self.l2.release(full, token)
-                    return False
-            if await self.l2.fill(full, token, data, hard):
-                return True
-        except StoreError:
-            return False
-        self._metrics.count("fill_skipped:lease_lost")
-        return False
+        if self.leases is not None:
+            await self.leases.release(full, token)
 
     # -- writes ---------------------------------------------------------------
-
-    def encode(
-        self, full: str, value: Any, lifetime: Lifetime,
-        delta: float, tags: Sequence[str],
-    ) -> tuple[Entry, bytes, float | None] | None:  # fmt: skip
-        """The entry, its envelope and its hard TTL; None if not cacheable."""
-        now = self._now()
-        soft, stale, _ = lifetime
-        if soft is not None and self._jitter:
-            soft = jitter_ttl(soft, self._jitter, self._rng)
-        fresh_until, hard = lifetimes(now, soft, stale)
-        stale_until = fresh_until + stale if stale else NO_STALE_WINDOW
-        entry = Entry(value, now, fresh_until, delta, tuple(tags), stale_until)
-        try:
-            return entry, self._codec.encode(full, entry), hard
-        except ValueTooLargeError:
-            self._metrics.error("oversize")
-            if self._strict:
-                raise
-        except SerializationError as exc:
-            self._metrics.error("serialize")
-            log.warning(
-                "freshcache: not caching a value of type %s: %s",
-                type(value).__name__,
-                exc,
-            )
-            if self._strict:
-                raise
-        return None
 
     async def put(
         self, items: Sequence[tuple[str, Any, Sequence[str]]],
@@ -575,7 +470,7 @@ class AsyncTiers:
         Redis or the bus could not be reached)."""
         encoded = []
         for full, value, tags in items:
-            one = self.encode(full, value, lifetime, 0.0, tags)
+            one = self.entries.encode(full, value, lifetime, 0.0, tags)
             if one is not None:
                 encoded.append((full, *one))
         fulls = [full for full, *_ in encoded]
@@ -584,12 +479,14 @@ class AsyncTiers:
         # over the bus, and our L1 fill below then gives way to it.
         self._drop_local(fulls)
         snapshots = [self._snapshot(full) for full in fulls]
-        if self.l2 is not None and encoded:
+        if self.l2 is not None and self.leases is not None and encoded:
             self._listen()
             try:
                 for full, entry, _, hard in encoded:
                     if entry.tags:
-                        await self.l2.register(entry.tags, full, self._tag_ttl(hard))
+                        await self.l2.register(
+                            entry.tags, full, self.leases.tag_ttl(hard)
+                        )
                 await self.l2.put_many(
                     [(f, data, hard) for f, _, data, hard in encoded]
                 )
@@ -606,11 +503,6 @@ class AsyncTiers:
                 self._metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
-
-    def _tag_ttl(self, hard: float | None) -> float | None:
-        """A tag set outlives its member by a lease: the member is written up
-        to a lease after it is registered."""
-        return None if hard is None else hard + self._lease_ttl
 
     async def invalidate(self, fulls: Sequence[str]) -> int:
         """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""

@@ -24,24 +24,25 @@ from typing import Any
 
 from freshcache._sync.bus import RedisBus, LocalBus
 from freshcache._sync.events import Events
+from freshcache._sync.leases import Leases
 from freshcache._sync.stores.redis import RedisStore, Hit
 from freshcache._sync.versions import Versions
 from freshcache._concurrency import (
     Background,
-    Flag,
     SingleFlight,
     invoke,
 )
 from freshcache._models import RevivalError
 from freshcache._types import MISS, Miss
 from freshcache.clock import Clock
-from freshcache.codec import Codec, ValueTooLargeError
-from freshcache.core.entry import NO_STALE_WINDOW, Entry
+from freshcache.codec import Codec
+from freshcache.core.entry import Entry
 from freshcache.core.events import Message
-from freshcache.core.freshness import Lifetime, jitter_ttl, lifetimes, refresh_early
+from freshcache.core.freshness import Lifetime, refresh_early
 from freshcache.core.layout import bus_channel
 from freshcache.core.tagging import TagSource, render_tags
-from freshcache.errors import SerializationError, StoreError
+from freshcache.entries import EntryEncoder
+from freshcache.errors import StoreError
 from freshcache.generations import Snapshot
 from freshcache.local import LocalTier
 from freshcache.memory import MemoryStore
@@ -50,9 +51,6 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
-WAIT_FIRST_POLL = 0.005  # seconds; a waiter's polls back off from here...
-WAIT_MAX_POLL = 0.1  # ...to here (a fill notice wakes it sooner)
-WAIT_MARGIN = 0.1  # past lease_ttl, a waiter stops waiting and loads itself
 
 
 class Tiers:
@@ -93,12 +91,18 @@ class Tiers:
                 connected=lambda: self.bus.connected,
             )
         )
-        self._codec = codec
         self._metrics = metrics
         self._clock = clock
         self._now = now
         self._lease_ttl = lease_ttl
-        self._strict = strict
+        self.leases = (
+            None
+            if l2 is None
+            else Leases(l2, metrics=metrics, clock=clock, ttl=lease_ttl)
+        )
+        self.entries = EntryEncoder(
+            codec, metrics=metrics, now=now, strict=strict, jitter=jitter
+        )
         self._origin = origin
         self.versions = Versions(
             l2, connected=lambda: self.bus.connected, listen=self._listen
@@ -129,8 +133,6 @@ class Tiers:
         self._refreshing: set[str] = set()
         self._rng = random.Random()
         self._beta = beta
-        self._jitter = jitter
-        self._waiting: dict[str, Flag] = {}  # keys waiting for a fill here
 
     # -- the bus ------------------------------------------------------------
 
@@ -160,10 +162,8 @@ class Tiers:
 
     def apply(self, message: Message) -> None:
         """A message from another process."""
-        for full in message.fills:
-            waiting = self._waiting.get(full)
-            if waiting is not None:
-                waiting.set()
+        if self.leases is not None:
+            self.leases.wake(message.fills)
         if message.fills and not (message.keys or message.tags or message.flush):
             return  # a fill notice, not an invalidation
         self._metrics.count("invalidations_received")
@@ -345,10 +345,14 @@ class Tiers:
             token = None
         if busy:
             self._metrics.count("lease_busy")
-            filled, token, epoch = self._wait_for_fill(full, bool(tags), reviver)
-            if filled is not None:
-                self._local_fill(full, filled, None, 0, None, snapshot)
-                return filled.value
+            assert self.leases is not None
+            stored, token, epoch = self.leases.wait_for_fill(full, bool(tags))
+            if stored is not None:
+                filled = self.usable(full, stored, reviver)
+                if filled is not MISS:  # else: filled, but unusable: load
+                    self._metrics.count("lease_wait_served")
+                    self._local_fill(full, filled, None, 0, None, snapshot)
+                    return filled.value
         return self._run_and_fill(
             full, namespace, loader, lifetime, tags, snapshot, token, epoch
         )
@@ -373,13 +377,13 @@ class Tiers:
         self._metrics.load(namespace, delta, failed=False)
         if value is None and lifetime.negative is not None:
             lifetime = Lifetime(lifetime.negative)  # "not found", briefly
-        encoded = self.encode(full, value, lifetime, delta, rendered)
+        encoded = self.entries.encode(full, value, lifetime, delta, rendered)
         if encoded is None:
             self._release(full, token)
             return value
         entry, data, hard = encoded
-        if self.l2 is not None:
-            if not self._fill(full, token, epoch, data, hard, rendered):
+        if self.leases is not None:
+            if not self.leases.fill(full, token, epoch, data, hard, rendered):
                 return value
             try:  # wake the callers other processes have waiting for it
                 self.bus.publish(Message(self._origin, fills=(full,)))
@@ -442,125 +446,18 @@ class Tiers:
         finally:
             self._refreshing.discard(full)
 
-    def _wait_for_fill(
-        self, full: str, tagged: bool, reviver: Reviver
-    ) -> tuple[Entry | None, str | None, int]:
-        """Wait for the lease holder's fill, woken by its fill notice (polling
-        with jittered backoff is the fallback). Returns the filled entry; or,
-        when the lease came free (its holder died), the lease we took over;
-        or nothing once ``lease_ttl`` has passed: then the caller loads by
-        itself and stores nothing."""
-        assert self.l2 is not None
-        deadline = self._clock.monotonic() + self._lease_ttl + WAIT_MARGIN
-        delay = WAIT_FIRST_POLL
-        try:
-            while True:
-                woken = self._waiting[full] = Flag()  # before the read
-                try:  # the value, or the lease if it is free: one atomic look
-                    token, epoch, busy = self._lease(full, tagged, second_look=True)
-                    if isinstance(token, tuple):
-                        entry = self.usable(full, token[0], reviver)
-                        if entry is not MISS:
-                            self._metrics.count("lease_wait_served")
-                            return entry, None, 0
-                        return None, None, 0  # filled, but unusable: load ourselves
-                except StoreError:
-                    return None, None, 0
-                if not busy:
-                    self._metrics.count("lease_takeover")
-                    return None, token, epoch
-                left = deadline - self._clock.monotonic()
-                if left <= 0:
-                    self._metrics.count("lease_wait_timeout")
-                    return None, None, 0
-                woken.wait(min(random.uniform(delay / 2, delay), left))
-                delay = min(2 * delay, WAIT_MAX_POLL)
-        finally:
-            self._waiting.pop(full, None)
-
     def _lease(
         self, full: str, tagged: bool, *, second_look: bool = False
     ) -> tuple[Any, int, bool]:
-        """Take the fill lease (and the tag epoch) before the loader runs:
-        ``(token, epoch, busy)``; busy when another caller holds it. With
-        ``second_look``, the token is the stored entry (a ``Hit``) instead
-        when someone filled the key since the caller's miss."""
-        if self.l2 is None:
+        if self.leases is None:
             return None, 0, False
-        try:
-            if second_look:
-                token = self.l2.acquire_or_get(full, self._lease_ttl)
-                if isinstance(token, tuple):
-                    return token, 0, False
-            else:
-                token = self.l2.acquire(full, self._lease_ttl)
-        except StoreError:
-            return None, 0, False
-        epoch = 0
-        if token is not None and tagged:
-            try:
-                epoch = self.l2.epoch()
-            except StoreError:
-                self.l2.release(full, token)
-                return None, 0, False
-        return token, epoch, token is None
+        return self.leases.take(full, tagged, second_look=second_look)
 
     def _release(self, full: str, token: str | None) -> None:
-        if token is not None and self.l2 is not None:
-            self.l2.release(full, token)
-
-    def _fill(
-        self, full: str, token: str | None, epoch: int, data: bytes,
-        hard: float | None, tags: Sequence[str],
-    ) -> bool:  # fmt: skip
-        """Store in Redis if the lease survived and no tag invalidation ran."""
-        assert self.l2 is not None
-        if token is None:
-            return False  # another caller holds the lease (or Redis is down)
-        try:
-            if tags:
-                self.l2.register(tags, full, self._tag_ttl(hard))
-                if self.l2.epoch() != epoch:
-                    self._metrics.count("fill_skipped:tag_invalidated")
-                    self.l2.release(full, token)
-                    return False
-            if self.l2.fill(full, token, data, hard):
-                return True
-        except StoreError:
-            return False
-        self._metrics.count("fill_skipped:lease_lost")
-        return False
+        if self.leases is not None:
+            self.leases.release(full, token)
 
     # -- writes ---------------------------------------------------------------
-
-    def encode(
-        self, full: str, value: Any, lifetime: Lifetime,
-        delta: float, tags: Sequence[str],
-    ) -> tuple[Entry, bytes, float | None] | None:  # fmt: skip
-        """The entry, its envelope and its hard TTL; None if not cacheable."""
-        now = self._now()
-        soft, stale, _ = lifetime
-        if soft is not None and self._jitter:
-            soft = jitter_ttl(soft, self._jitter, self._rng)
-        fresh_until, hard = lifetimes(now, soft, stale)
-        stale_until = fresh_until + stale if stale else NO_STALE_WINDOW
-        entry = Entry(value, now, fresh_until, delta, tuple(tags), stale_until)
-        try:
-            return entry, self._codec.encode(full, entry), hard
-        except ValueTooLargeError:
-            self._metrics.error("oversize")
-            if self._strict:
-                raise
-        except SerializationError as exc:
-            self._metrics.error("serialize")
-            log.warning(
-                "freshcache: not caching a value of type %s: %s",
-                type(value).__name__,
-                exc,
-            )
-            if self._strict:
-                raise
-        return None
 
     def put(
         self, items: Sequence[tuple[str, Any, Sequence[str]]],
@@ -570,7 +467,7 @@ class Tiers:
         Redis or the bus could not be reached)."""
         encoded = []
         for full, value, tags in items:
-            one = self.encode(full, value, lifetime, 0.0, tags)
+            one = self.entries.encode(full, value, lifetime, 0.0, tags)
             if one is not None:
                 encoded.append((full, *one))
         fulls = [full for full, *_ in encoded]
@@ -579,12 +476,12 @@ class Tiers:
         # over the bus, and our L1 fill below then gives way to it.
         self._drop_local(fulls)
         snapshots = [self._snapshot(full) for full in fulls]
-        if self.l2 is not None and encoded:
+        if self.l2 is not None and self.leases is not None and encoded:
             self._listen()
             try:
                 for full, entry, _, hard in encoded:
                     if entry.tags:
-                        self.l2.register(entry.tags, full, self._tag_ttl(hard))
+                        self.l2.register(entry.tags, full, self.leases.tag_ttl(hard))
                 self.l2.put_many([(f, data, hard) for f, _, data, hard in encoded])
             except StoreError:
                 self._drop_local(fulls)  # L1 must not keep what Redis may not have
@@ -599,11 +496,6 @@ class Tiers:
                 self._metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
-
-    def _tag_ttl(self, hard: float | None) -> float | None:
-        """A tag set outlives its member by a lease: the member is written up
-        to a lease after it is registered."""
-        return None if hard is None else hard + self._lease_ttl
 
     def invalidate(self, fulls: Sequence[str]) -> int:
         """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
