@@ -42,7 +42,7 @@ from typing import Final, Literal, NamedTuple
 import orjson
 
 from freshcache._tags import from_plain, to_plain
-from freshcache.core.entry import Entry
+from freshcache.core.entry import ALWAYS, Entry
 from freshcache.errors import SerializationError
 
 __all__ = ["HEADER", "REASONS", "Codec", "Undecodable", "ValueTooLargeError"]
@@ -256,7 +256,9 @@ class Codec:
             value = self._loads(payload)
             if flags & TAGGED:
                 value = from_plain(value)
-            return _new_entry(Entry, (value, created, fresh, delta, tags, stale))
+            return _new_entry(
+                Entry, (value, created, fresh, delta, tags, stale, ALWAYS)
+            )
         except Exception:
             return _R["payload"]
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from freshcache._types import MISS, Miss
 from freshcache.codec import Codec, Undecodable
 from freshcache.core.entry import Entry
+from freshcache.core.freshness import early_refresh_from
 from freshcache.generations import Generations, Snapshot
 from freshcache.memory import MemoryStore
 from freshcache.metrics import Metrics
@@ -34,6 +35,7 @@ class LocalTier:
         over_redis: bool,
         ttl_cap: float | None,
         connected: Callable[[], bool],
+        beta: float = 1.0,
     ) -> None:
         self.store = store
         self.copy = copy
@@ -44,6 +46,7 @@ class LocalTier:
         self._over_redis = over_redis
         self._ttl_cap = ttl_cap
         self._connected = connected
+        self._beta = beta
 
     def get(self, full: str, *, stale_ok: bool = False) -> Entry | Miss:
         """A fresh entry (a decoded copy in copy mode), or ``MISS``; with
@@ -72,9 +75,9 @@ class LocalTier:
         ttl = self._ttl(entry, hard)
         if ttl is not None and ttl <= 0:
             return
-        value = entry
+        value = entry._replace(early_from=early_refresh_from(entry, self._beta))
         if self.copy:
-            value = entry._replace(value=data or self._codec.encode(full, entry))
+            value = value._replace(value=data or self._codec.encode(full, entry))
         store = self.store
         if not self.generations.store_if_unchanged(
             full, snapshot, lambda: store.set(full, value, ttl=ttl, size=size)

@@ -108,6 +108,43 @@ def test_early_refresh_runs_before_expiry(
         assert cache.stats().counts["early_refresh"] >= 1
 
 
+@pytest.mark.parametrize("tiers", ["embedded", "l1+redis"])
+def test_the_decorators_l1_hit_path_refreshes_early_too(
+    tiers: str, request: pytest.FixtureRequest, key_prefix: str, fake_clock: FakeClock
+) -> None:
+    """A hot key served from L1 by the decorator's fast path still rolls
+    XFetch's dice near expiry (and never before ``early_refresh_from``)."""
+    url = None
+    if tiers == "l1+redis":
+        request.getfixturevalue("redis_cleanup")
+        url = request.getfixturevalue("redis_url")
+    calls: list[int] = []
+    with Cache(url, prefix=key_prefix, clock=fake_clock, l1=L1(), timeout=1.0) as cache:
+
+        @cache.cached("hot:{n}", ttl=100)
+        def hot(n: int) -> int:
+            calls.append(n)
+            fake_clock.advance(1.0)  # takes a second to compute: delta = 1 s
+            return len(calls)
+
+        assert hot(1) == 1
+        fake_clock.advance(100 - 1 - 8)  # 8 s before expiry: chance < 0.1 %
+        for _ in range(200):
+            assert hot(1) == 1
+        assert calls == [1]  # too early: the fast path never rolled
+        fake_clock.advance(7.5)  # 0.5 s before expiry: ~60 % per read
+        for _ in range(50):
+            assert hot(1) == 1
+            if cache.stats().counts.get("early_refresh"):
+                break
+
+        def refreshed() -> bool:
+            return len(calls) == 2
+
+        wait_until(refreshed)
+        assert hot(1) == 2  # the new value, and still before expiry
+
+
 def test_close_drains_a_refresh_in_flight(
     key_prefix: str, fake_clock: FakeClock
 ) -> None:

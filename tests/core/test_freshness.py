@@ -12,7 +12,9 @@ import pytest
 from freshcache._types import MAX_TTL_SECONDS, MISS, UNSET, ttl_seconds
 from freshcache.core.entry import NO_SOFT_EXPIRY, Entry
 from freshcache.core.freshness import (
+    EARLY_ODDS,
     Freshness,
+    early_refresh_from,
     freshness,
     jitter_ttl,
     lifetimes,
@@ -117,6 +119,38 @@ def test_xfetch_off_cases() -> None:
     forever = entry._replace(fresh_until=float("inf"))
     assert not refresh_early(forever, 1e12, rng)
     assert refresh_early(entry, 10.0, rng)  # at expiry: always
+
+
+class Draws:
+    """A random source that returns the values it is given."""
+
+    def __init__(self, *values: float) -> None:
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+def test_early_refresh_from_marks_where_the_chance_reaches_the_odds() -> None:
+    entry = Entry("v", created_at=0.0, fresh_until=100.0, delta=2.0)
+    start = early_refresh_from(entry, beta=1.5)
+    assert start == pytest.approx(100.0 - 2.0 * 1.5 * math.log(1 / EARLY_ODDS))
+    # just before it, only a draw rarer than the odds fires; a little after it
+    # (the chance grows by e per delta * beta), a commoner one does too
+    rarer = 1.0 - EARLY_ODDS * 0.99  # rng.random() -> draw = EARLY_ODDS * 0.99
+    commoner = 1.0 - EARLY_ODDS * 1.01
+    assert not refresh_early(entry, start - 1e-6, Draws(commoner), beta=1.5)
+    assert refresh_early(entry, start - 1e-6, Draws(rarer), beta=1.5)
+    later = start + 2.0 * 1.5 * math.log(1.02)
+    assert refresh_early(entry, later, Draws(commoner), beta=1.5)
+
+
+def test_early_refresh_from_is_expiry_when_xfetch_is_off() -> None:
+    entry = Entry("v", created_at=0.0, fresh_until=10.0, delta=1.0)
+    assert early_refresh_from(entry, beta=0.0) == 10.0
+    assert early_refresh_from(entry._replace(delta=0.0)) == 10.0
+    forever = entry._replace(fresh_until=float("inf"))
+    assert early_refresh_from(forever) == float("inf")
 
 
 def test_ttl_jitter_never_lengthens_and_spreads() -> None:

@@ -88,6 +88,7 @@ class AsyncTiers:
                 over_redis=l2 is not None,
                 ttl_cap=l1_ttl,
                 connected=lambda: self.bus.connected,
+                beta=beta,
             )
         )
         self._metrics = metrics

@@ -113,11 +113,13 @@ def wrap(
             entry = local_get(
                 versioned(head, namespace, version, key) if version else key
             )
-            if entry is not miss and now() < entry.fresh_until:
+            if entry is miss:
+                return fill(key, args, kwargs, True)
+            if now() < entry.early_from:  # fresh, and too early for XFetch
                 hit("memory", namespace)
                 value: R = entry.value  # no typing.cast: a call on the hot path
                 return value
-            return fill(key, args, kwargs, True)
+            return fill(key, args, kwargs, False)  # stale, or roll the dice
 
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
         return render(args, kwargs)[relative:]

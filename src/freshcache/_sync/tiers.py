@@ -89,6 +89,7 @@ class Tiers:
                 over_redis=l2 is not None,
                 ttl_cap=l1_ttl,
                 connected=lambda: self.bus.connected,
+                beta=beta,
             )
         )
         self._metrics = metrics

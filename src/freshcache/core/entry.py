@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 NO_SOFT_EXPIRY = float("inf")
 NO_STALE_WINDOW = float("-inf")
+ALWAYS = float("-inf")
 
 
 class Entry(NamedTuple):
@@ -15,7 +16,9 @@ class Entry(NamedTuple):
     longer fresh (``inf``: never); ``delta`` is how long the loader took to
     compute it, in seconds (used by probabilistic early refresh); ``tags``
     are the tags the value depends on (``invalidate_tags`` removes it);
-    ``stale_until`` ends the stale-while-revalidate window (``-inf``: none).
+    ``stale_until`` ends the stale-while-revalidate window (``-inf``: none);
+    ``early_from`` is when reads start rolling XFetch's dice (set by the L1
+    on fill, ``-inf`` elsewhere: every read rolls).
     """
 
     value: Any
@@ -24,3 +27,4 @@ class Entry(NamedTuple):
     delta: float = 0.0
     tags: tuple[str, ...] = ()
     stale_until: float = NO_STALE_WINDOW
+    early_from: float = ALWAYS

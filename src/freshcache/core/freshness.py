@@ -68,6 +68,21 @@ def refresh_early(
     return now - entry.delta * beta * math.log(draw) >= entry.fresh_until
 
 
+EARLY_ODDS = 1e-3  # below this chance per read, a fast path skips the draw
+
+
+def early_refresh_from(entry: Entry, beta: float = 1.0) -> float:
+    """When ``refresh_early`` starts to fire with a chance of at least
+    ``EARLY_ODDS`` per read: ``fresh_until - delta * beta * ln(1 / EARLY_ODDS)``.
+
+    A hit path compares the time with this instead of drawing a random
+    number on every read; from it on, reads roll the dice as usual.
+    """
+    if beta <= 0 or entry.delta <= 0 or math.isinf(entry.fresh_until):
+        return entry.fresh_until
+    return entry.fresh_until - entry.delta * beta * math.log(1 / EARLY_ODDS)
+
+
 def jitter_ttl(ttl: float, jitter: float, rng: RandomSource) -> float:
     """``ttl`` shortened by up to ``jitter`` (a fraction, 0 to 1), so that keys
     written together do not expire together; never longer than ``ttl``."""
