@@ -33,6 +33,13 @@ SUMMARY = re.compile(
 )
 
 
+HOT_KEY = re.compile(
+    r"hot key: queries \(most at once\) naive ([\d,]+) \((\d+)\), "
+    r"single flight ([\d,]+) \((\d+)\), stale-while-revalidate ([\d,]+) "
+    r"\((\d+)\), early refresh ([\d,]+) \((\d+)\); reads that waited: "
+)
+
+
 def _run(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, list[int]]:
     code = main([*SMALL, *extra])
     out = capsys.readouterr().out
@@ -51,6 +58,13 @@ def _run(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, list[int
         assert heading in out
     for row in ("hit rate", "p50 / p99", "stale reads", "in team reads"):
         assert row in out
+    hot = HOT_KEY.search(out)  # the "hot key expires" phase
+    assert hot is not None, out
+    _, _, flight, flight_peak, swr, swr_peak, early, early_peak = (
+        int(n.replace(",", "")) for n in hot.groups()
+    )
+    assert min(flight, swr, early) >= 1  # each refreshed the key at least once
+    assert flight_peak == swr_peak == early_peak == 1  # never 2 queries at once
     return out, numbers
 
 

@@ -42,6 +42,20 @@ def test_coherence_example_runs(redis_url: str) -> None:
     assert "coherent:" in result.stdout
 
 
+@pytest.mark.parametrize("where", ["in-process", "redis"])
+def test_herds_example_runs(where: str, request: pytest.FixtureRequest) -> None:
+    url = [] if where == "in-process" else [request.getfixturevalue("redis_url")]
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "herds.py"), *url],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "single flight: 200 callers, 1 build" in result.stdout
+    assert "one background rebuild" in result.stdout
+    assert "s before expiry" in result.stdout
+
+
 def test_examples_are_importable() -> None:
     for path in EXAMPLES.glob("*.py"):
         runpy.run_path(str(path), run_name="not_main")

@@ -13,7 +13,8 @@ invalidates. ``publish`` runs this process's handlers before it returns, so
 commit-then-publish gives read-your-writes. With ``--redis`` the cache is an
 L1 over Redis in each of ``--processes`` spawned processes, which must stay
 coherent through the bus. Their logs come back, and one checker
-(``_demo_db.check``) counts the stale reads of both cached phases.
+(``_demo_db.check``) counts the stale reads of both cached phases. A last
+phase (``_demo_hotkey``) shows a hot key expiring under steady load.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from freshcache import L1, Cache, FreshcacheError
-from freshcache.cli import _demo_naive
+from freshcache.cli import _demo_hotkey, _demo_naive
 from freshcache.cli._demo_db import Database, Log, Phase, check, p50_p99
 
 TEAM_SHARE = 0.2  # share of requests that read a team's members
@@ -413,6 +414,7 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
     db: Database | None = None
     pool: _Pool | None = None
     phases: dict[str, Phase] = {}
+    hot: list[_demo_hotkey.HotKeyRun] = []
     try:
         db = Database(options.postgres)
         with console.status(f"creating {options.users:,} users, {options.teams} teams"):
@@ -439,6 +441,12 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             }
             for mode, task in tasks.items():
                 phases[mode] = pool.phase(mode, seconds[mode], progress, task)
+        hot_seconds = max(1.0, min(2.0, options.seconds / 2))
+        with console.status(f"hot key expires: 4 x {hot_seconds:.0f} s"):
+            hot = _demo_hotkey.hot_key_phase(
+                db, options.redis, version,
+                seconds=hot_seconds, readers=options.readers,
+            )  # fmt: skip
     except Exception as exc:
         failure = escape(f"{type(exc).__name__}: {exc}")
         console.print(f"[red]freshcache demo failed:[/] {failure}")
@@ -453,6 +461,7 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             if db is not None:
                 db.teardown()
     _report(console, options, phases, [*labels, db.label, f"{labels[1]}; {db.where}"])
+    _demo_hotkey.report(console, hot, options.readers)
     return 0
 
 
