@@ -12,8 +12,8 @@ from freshcache._concurrency import check_function
 from freshcache._models import make_reviver
 from freshcache._types import MISS
 from freshcache.core.freshness import Lifetime
-from freshcache.core.keys import KeyTemplate
 from freshcache.core.layout import versioned
+from freshcache.core.templates import KeyTemplate
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:

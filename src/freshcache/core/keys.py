@@ -6,7 +6,7 @@ Different arguments never give the same key, and keys never contain ``{`` or
 ``}`` (Redis Cluster hash tags wrap a whole key in braces). The head and the
 namespace never contain glob characters; patterns go through `glob_escape`
 (`KeyBuilder.namespace_pattern` does not match the bare key ``head+ns``).
-`KeyTemplate` renders the same keys from a function's arguments.
+`core.templates.KeyTemplate` renders the same keys from a function's arguments.
 
 Encoding of one argument (`encode_part`)
 ----------------------------------------
@@ -49,24 +49,27 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import inspect
 import re
 import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from operator import attrgetter
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from freshcache.errors import UnstableKeyError
 
-__all__ = ["KeyBuilder", "KeyTemplate", "encode_part", "escape", "glob_escape"]
-
-_Render = Callable[[tuple[object, ...], dict[str, object]], str]
-_Getter = Callable[[tuple[object, ...], dict[str, object]], object]
+__all__ = [
+    "KeyBuilder",
+    "check_max_length",
+    "encode_int",
+    "encode_part",
+    "escape",
+    "glob_escape",
+    "segment",
+    "shorten",
+]
 
 _RESERVED: Final = "%:!,=()[]{}*?\\~<>\"'# "
 _ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cn"})
@@ -75,7 +78,6 @@ _CANDIDATES: Final = re.compile(
     "[" + re.escape(_RESERVED) + r"\x00-\x1f\x7f-\U0010ffff]"
 )
 _NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
-_FIELD: Final = re.compile(r"\{([^{}]*)\}")
 _GLOB: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _HASH_PREFIX: Final = 24
 _HASHED_LENGTH: Final = 2 + _HASH_PREFIX + 1 + 32
@@ -118,7 +120,7 @@ def _encode_str(v: str) -> str:
     return escape(v)
 
 
-def _encode_int(v: int) -> str:
+def encode_int(v: int) -> str:
     try:
         return int.__repr__(v)
     except ValueError:  # longer than sys.get_int_max_str_digits()
@@ -149,7 +151,7 @@ def _encode_object(v: object) -> str:
 
 _ENCODERS: Final[tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...]] = (
     (str, lambda v: _encode_str(str.__str__(v))),
-    (int, _encode_int),  # bool is handled before
+    (int, encode_int),  # bool is handled before
     (float, lambda v: "!f" + float.__repr__(v)),
     (Decimal, lambda v: "!D" + Decimal.__str__(v)),
     ((bytes, bytearray, memoryview), lambda v: "!b" + bytes(v).hex()),
@@ -181,7 +183,7 @@ def encode_part(value: object) -> str:
         try:
             return str(v)
         except ValueError:  # beyond the int-to-str digit limit
-            return _encode_int(v)
+            return encode_int(v)
     if t is str:
         # Encodes as itself: a test over every code point checks that alnum
         # and identifier characters need no escape (and these are not int-like).
@@ -204,7 +206,7 @@ def encode_part(value: object) -> str:
     return _encode_object(v)
 
 
-def _shorten(segment: str) -> str:
+def shorten(segment: str) -> str:
     cut = _HASH_PREFIX
     pct = segment.rfind("%", cut - 2, cut)
     if pct != -1:  # an escape would be split
@@ -215,12 +217,12 @@ def _shorten(segment: str) -> str:
     return f"!h{segment[:cut]}~{digest}"
 
 
-def _segment(value: object, max_length: int) -> str:
+def segment(value: object, max_length: int) -> str:
     s = encode_part(value)
-    return s if len(s) <= max_length else _shorten(s)
+    return s if len(s) <= max_length else shorten(s)
 
 
-def _check_max_length(max_part_length: int) -> int:
+def check_max_length(max_part_length: int) -> int:
     if type(max_part_length) is not int:
         raise TypeError(f"max_part_length must be an int, not {max_part_length!r}")
     if max_part_length < _HASHED_LENGTH:
@@ -254,7 +256,7 @@ class KeyBuilder:
     def __init__(self, prefix: str, version: str, *, max_part_length: int = 64):
         self.prefix = _check_name("prefix", prefix)
         self.version = _check_name("version", version)
-        self.max_part_length = _check_max_length(max_part_length)
+        self.max_part_length = check_max_length(max_part_length)
         self.head = f"{prefix}:{version}:"
 
     def key(self, namespace: str, /, *parts: object, **named: object) -> str:
@@ -262,10 +264,10 @@ class KeyBuilder:
         m = self.max_part_length
         key = self.head + _namespace(namespace)
         for p in parts:
-            key += ":" + _segment(p, m)
+            key += ":" + segment(p, m)
         if named:
             for n in sorted(named):
-                key += f":{escape(n)}={_segment(named[n], m)}"
+                key += f":{escape(n)}={segment(named[n], m)}"
         return key
 
     def namespace_pattern(self, namespace: str) -> str:
@@ -279,210 +281,3 @@ class KeyBuilder:
 
     def __repr__(self) -> str:
         return f"KeyBuilder({self.prefix!r}, {self.version!r})"
-
-
-_MISSING: Final = object()
-_NOT_A_KEYWORD: Final[Any] = object()  # never a key of kwargs
-_NO_INDEX: Final = 1 << 62
-_P = inspect.Parameter
-_POSITIONAL: Final = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
-
-
-class _Arg(NamedTuple):
-    """Where one argument is found: precomputed from the signature, once."""
-
-    position: int  # index in args, or _NO_INDEX (keyword-only)
-    name: str  # keyword name, or _NOT_A_KEYWORD (positional-only)
-    default: object  # _MISSING when required
-    error: str
-
-
-def _arg(param: _P | None, index: int, name: str, qualname: str) -> _Arg:
-    kind = _P.KEYWORD_ONLY if param is None else param.kind  # None: in **kwargs
-    required = param is None or param.default is _P.empty
-    return _Arg(
-        _NO_INDEX if kind is _P.KEYWORD_ONLY else index,
-        _NOT_A_KEYWORD if kind is _P.POSITIONAL_ONLY else name,
-        _MISSING if required else param.default,  # type: ignore[union-attr]
-        f"{qualname}() missing required argument {name!r} (used by its cache key)",
-    )
-
-
-def _getter(arg: _Arg) -> _Getter:
-    index, name, default, error = arg
-
-    def get(args: tuple[object, ...], kwargs: dict[str, object]) -> object:
-        v = args[index] if index < len(args) else kwargs.get(name, default)
-        if v is _MISSING:
-            raise TypeError(error)
-        return v
-
-    return get
-
-
-def _special(param: _P, index: int, params: list[_P]) -> _Getter | None:
-    """Getters for ``*args`` (a list) and ``**kwargs`` (the unbound entries)."""
-    if param.kind is _P.VAR_POSITIONAL:
-        return lambda args, kwargs: list(args[index:])
-    if param.kind is not _P.VAR_KEYWORD:
-        return None
-    bound = {
-        p.name for p in params if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
-    }
-    return lambda args, kwargs: {k: v for k, v in kwargs.items() if k not in bound}
-
-
-def _render_one(head: str, tail: str, arg: _Arg, max_length: int) -> _Render:
-    """The common one-field case, with the fast paths of ``_segment`` inlined."""
-    index, name, default, error = arg
-    missing = _MISSING
-
-    def render(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
-        v: Any = args[index] if index < len(args) else kwargs.get(name, default)
-        t = type(v)
-        if t is int:
-            try:
-                s = str(v)
-            except ValueError:  # beyond the int-to-str digit limit
-                s = _encode_int(v)
-        elif t is str and (
-            (v.isalnum() and not v.isdecimal()) or v.isidentifier()
-        ):  # as in encode_part
-            s = v
-        elif v is missing:
-            raise TypeError(error)
-        else:
-            s = encode_part(v)
-        if len(s) > max_length:
-            s = _shorten(s)
-        return head + s + tail
-
-    return render
-
-
-def _make_render(
-    consts: list[str], fields: list[_Getter | _Arg], max_length: int
-) -> _Render:
-    if not fields:
-        key = consts[0]
-        return lambda args, kwargs: key
-    if len(fields) == 1 and isinstance(fields[0], _Arg):
-        return _render_one(consts[0], consts[1], fields[0], max_length)
-    getters = [_getter(f) if isinstance(f, _Arg) else f for f in fields]
-    head, pairs = consts[0], list(zip(getters, consts[1:], strict=True))
-
-    def render(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
-        out = head
-        for get, lit in pairs:
-            out += _segment(get(args, kwargs), max_length) + lit
-        return out
-
-    return render
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class KeyTemplate:
-    """A key template compiled once, at decoration time (use `compile`).
-
-    ``render(args, kwargs)`` returns the key after the head, e.g. ``"user:123"``
-    (a plain closure attribute: no method binding on the hot path).
-    ``fields`` lists the field expressions in template order (``"user.id"``);
-    for the default template, the parameter names.
-    """
-
-    template: str | None
-    namespace: str
-    fields: tuple[str, ...]
-    render: _Render = field(repr=False, compare=False)
-
-    @classmethod
-    def compile(
-        cls,
-        template: str | None,
-        func: Callable[..., object],
-        *,
-        max_part_length: int = 64,
-        head: str = "",
-    ) -> KeyTemplate:
-        """Compile ``template`` for ``func``; ``ValueError`` if it is malformed.
-
-        ``head`` (a ``KeyBuilder.head``) is baked into ``render``'s output, so
-        that the hot path builds the full key in one step.
-
-        ``None`` keys on ``module.qualname`` and every argument as
-        ``name=value`` (a leading ``self``/``cls`` is skipped; closures made by
-        the same factory share a qualname, so they share keys).
-        """
-        max_length = _check_max_length(max_part_length)
-        params = list(inspect.signature(func).parameters.values())
-        qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
-        if template is None:
-            return cls._default(func, params, qualname, max_length, head)
-        if not isinstance(template, str):
-            raise TypeError(f"key template must be a str or None, not {template!r}")
-        first, *rest = template.split(":")
-        if not first or "{" in first or "}" in first:
-            raise ValueError(f"key template {template!r} must start with a namespace")
-        consts, getters, fields = [escape(first)], list[_Getter | _Arg](), []
-        for segment in rest:
-            match = _FIELD.fullmatch(segment)
-            if match is None and (not segment or "{" in segment or "}" in segment):
-                raise ValueError(
-                    f"key template {template!r}: segment {segment!r} must be "
-                    "non-empty literal text or exactly one {field}"
-                )
-            if match is None:
-                consts[-1] += ":" + escape(segment)
-                continue
-            expr = match[1]
-            getters.append(_field(template, expr, params, qualname))
-            fields.append(expr)
-            consts[-1] += ":"
-            consts.append("")
-        namespace = consts[0].partition(":")[0]
-        consts[0] = head + consts[0]
-        render = _make_render(consts, getters, max_length)
-        return cls(template, namespace, tuple(fields), render)
-
-    @classmethod
-    def _default(
-        cls,
-        func: Callable[..., object],
-        params: list[_P],
-        qualname: str,
-        max_length: int,
-        head: str,
-    ) -> KeyTemplate:
-        namespace = escape(f"{getattr(func, '__module__', None)}.{qualname}")
-        consts, getters, fields = [head + namespace], list[_Getter | _Arg](), []
-        for i, p in enumerate(params):
-            if i == 0 and p.name in ("self", "cls") and p.kind in _POSITIONAL:
-                continue
-            getters.append(_special(p, i, params) or _arg(p, i, p.name, qualname))
-            fields.append(p.name)
-            consts[-1] += f":{escape(p.name)}="
-            consts.append("")
-        render = _make_render(consts, getters, max_length)
-        return cls(None, namespace, tuple(fields), render)
-
-
-def _field(template: str, expr: str, params: list[_P], qualname: str) -> _Getter | _Arg:
-    root, *attrs = expr.split(".")
-    if not all(s.isidentifier() for s in (root, *attrs)):
-        raise ValueError(f"key template {template!r}: bad field {{{expr}}}")
-    by_name = {p.name: (i, p) for i, p in enumerate(params)}
-    if root in by_name:
-        index, param = by_name[root]
-        get = _special(param, index, params) or _arg(param, index, root, qualname)
-    elif any(p.kind is _P.VAR_KEYWORD for p in params):
-        get = _arg(None, _NO_INDEX, root, qualname)  # an entry of **kwargs
-    else:
-        raise ValueError(
-            f"key template {template!r} names {root!r}, "
-            f"which is not a parameter of {qualname}()"
-        )
-    if not attrs:
-        return get
-    fetch = _getter(get) if isinstance(get, _Arg) else get
-    attr = attrgetter(".".join(attrs))
-    return lambda args, kwargs: attr(fetch(args, kwargs))
