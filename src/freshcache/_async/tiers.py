@@ -23,6 +23,7 @@ from typing import Any
 
 from freshcache._async.bus import AsyncRedisBus, LocalBus
 from freshcache._async.events import AsyncEvents
+from freshcache._async.invalidation import AsyncInvalidator
 from freshcache._async.leases import AsyncLeases
 from freshcache._async.stores.redis import AsyncRedisStore, Hit
 from freshcache._async.versions import AsyncVersions
@@ -123,7 +124,7 @@ class AsyncTiers:
         self.events = AsyncEvents(
             origin=origin,
             metrics=metrics,
-            send=self._send,
+            send=self.send,
             on_first_handler=self._listen,
         )
         self._listening = False
@@ -132,6 +133,11 @@ class AsyncTiers:
         self._refreshing: set[str] = set()
         self._rng = random.Random()
         self._beta = beta
+        # Invalidations Redis did not take: retried; meanwhile not served here.
+        self.invalidator = AsyncInvalidator(
+            self, head=head, origin=origin, metrics=metrics
+        )
+        self.pending = self.invalidator.pending
 
     # -- the bus ------------------------------------------------------------
 
@@ -154,7 +160,7 @@ class AsyncTiers:
         self.versions.forget()
         self.flush_local()
 
-    async def _send(self, message: Message) -> None:
+    async def send(self, message: Message) -> None:
         if self.l2 is not None:
             await self.bus.publish(message)
             self._metrics.count("invalidations_sent")
@@ -197,6 +203,16 @@ class AsyncTiers:
         if self.l1 is not None:
             self.l1.drop_tagged(tags)
 
+    def forget_local(
+        self, fulls: Sequence[str], tags: Sequence[str], *, flush: bool
+    ) -> None:
+        if flush:
+            self.flush_local()
+            return
+        self._drop_local(fulls)
+        if tags:
+            self._drop_tagged(tags)
+
     def _snapshot(self, full: str) -> Snapshot:
         return NO_SNAPSHOT if self.l1 is None else self.l1.snapshot(full)
 
@@ -204,7 +220,8 @@ class AsyncTiers:
         self, full: str, entry: Entry, data: bytes | None, size: int,
         hard: float | None, snapshot: Snapshot,
     ) -> None:  # fmt: skip
-        if self.l1 is not None:
+        # No L1 fills at all while an invalidation is pending (it may cover them).
+        if self.l1 is not None and not self.pending.nonempty:
             self.l1.fill(full, entry, data, size, hard, snapshot)
 
     # -- reads ----------------------------------------------------------------
@@ -290,6 +307,9 @@ class AsyncTiers:
         """
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
+            return MISS
+        if self.pending.nonempty and self.pending.covers(full, entry.tags):
+            self._metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
@@ -498,35 +518,11 @@ class AsyncTiers:
         sent = True
         if fulls and self.l2 is not None:
             try:
-                await self._send(Message(self._origin, keys=tuple(fulls)))
+                await self.send(Message(self._origin, keys=tuple(fulls)))
             except StoreError:
                 self._metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
-
-    async def invalidate(self, fulls: Sequence[str]) -> int:
-        """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
-        removed = 0
-        try:
-            if self.l2 is not None:
-                removed = await self.l2.invalidate(fulls)
-        finally:
-            self._drop_local(fulls)
-        await self._send(Message(self._origin, keys=tuple(fulls)))
-        return removed
-
-    async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        try:
-            if self.l2 is not None:
-                await self.l2.invalidate_tags(tags)
-        finally:
-            self._drop_tagged(tags)
-        await self._send(Message(self._origin, tags=tuple(tags)))
-
-    async def bump(self, namespace: str) -> int:
-        version = await self.versions.bump(namespace)
-        await self._send(Message(self._origin, namespaces=((namespace, version),)))
-        return version
 
     async def clear(self, pattern: str) -> None:
         """Delete every key matching ``pattern`` in Redis, then every L1 here
@@ -534,10 +530,11 @@ class AsyncTiers:
         if self.l2 is not None:
             await self.l2.clear(pattern)
         self.flush_local()
-        await self._send(Message(self._origin, flush=True))
+        await self.send(Message(self._origin, flush=True))
 
     async def aclose(self) -> None:
         await self._background.drain(self._lease_ttl)
+        await self.invalidator.aclose(self._lease_ttl)
         await self.bus.aclose()
         if self.l2 is not None:
             await self.l2.aclose()

@@ -24,6 +24,7 @@ from typing import Any
 
 from freshcache._sync.bus import RedisBus, LocalBus
 from freshcache._sync.events import Events
+from freshcache._sync.invalidation import Invalidator
 from freshcache._sync.leases import Leases
 from freshcache._sync.stores.redis import RedisStore, Hit
 from freshcache._sync.versions import Versions
@@ -124,7 +125,7 @@ class Tiers:
         self.events = Events(
             origin=origin,
             metrics=metrics,
-            send=self._send,
+            send=self.send,
             on_first_handler=self._listen,
         )
         self._listening = False
@@ -133,6 +134,9 @@ class Tiers:
         self._refreshing: set[str] = set()
         self._rng = random.Random()
         self._beta = beta
+        # Invalidations Redis did not take: retried; meanwhile not served here.
+        self.invalidator = Invalidator(self, head=head, origin=origin, metrics=metrics)
+        self.pending = self.invalidator.pending
 
     # -- the bus ------------------------------------------------------------
 
@@ -155,7 +159,7 @@ class Tiers:
         self.versions.forget()
         self.flush_local()
 
-    def _send(self, message: Message) -> None:
+    def send(self, message: Message) -> None:
         if self.l2 is not None:
             self.bus.publish(message)
             self._metrics.count("invalidations_sent")
@@ -198,6 +202,16 @@ class Tiers:
         if self.l1 is not None:
             self.l1.drop_tagged(tags)
 
+    def forget_local(
+        self, fulls: Sequence[str], tags: Sequence[str], *, flush: bool
+    ) -> None:
+        if flush:
+            self.flush_local()
+            return
+        self._drop_local(fulls)
+        if tags:
+            self._drop_tagged(tags)
+
     def _snapshot(self, full: str) -> Snapshot:
         return NO_SNAPSHOT if self.l1 is None else self.l1.snapshot(full)
 
@@ -205,7 +219,8 @@ class Tiers:
         self, full: str, entry: Entry, data: bytes | None, size: int,
         hard: float | None, snapshot: Snapshot,
     ) -> None:  # fmt: skip
-        if self.l1 is not None:
+        # No L1 fills at all while an invalidation is pending (it may cover them).
+        if self.l1 is not None and not self.pending.nonempty:
             self.l1.fill(full, entry, data, size, hard, snapshot)
 
     # -- reads ----------------------------------------------------------------
@@ -289,6 +304,9 @@ class Tiers:
         """
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
+            return MISS
+        if self.pending.nonempty and self.pending.covers(full, entry.tags):
+            self._metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
@@ -491,35 +509,11 @@ class Tiers:
         sent = True
         if fulls and self.l2 is not None:
             try:
-                self._send(Message(self._origin, keys=tuple(fulls)))
+                self.send(Message(self._origin, keys=tuple(fulls)))
             except StoreError:
                 self._metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
-
-    def invalidate(self, fulls: Sequence[str]) -> int:
-        """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
-        removed = 0
-        try:
-            if self.l2 is not None:
-                removed = self.l2.invalidate(fulls)
-        finally:
-            self._drop_local(fulls)
-        self._send(Message(self._origin, keys=tuple(fulls)))
-        return removed
-
-    def invalidate_tags(self, tags: Sequence[str]) -> None:
-        try:
-            if self.l2 is not None:
-                self.l2.invalidate_tags(tags)
-        finally:
-            self._drop_tagged(tags)
-        self._send(Message(self._origin, tags=tuple(tags)))
-
-    def bump(self, namespace: str) -> int:
-        version = self.versions.bump(namespace)
-        self._send(Message(self._origin, namespaces=((namespace, version),)))
-        return version
 
     def clear(self, pattern: str) -> None:
         """Delete every key matching ``pattern`` in Redis, then every L1 here
@@ -527,10 +521,11 @@ class Tiers:
         if self.l2 is not None:
             self.l2.clear(pattern)
         self.flush_local()
-        self._send(Message(self._origin, flush=True))
+        self.send(Message(self._origin, flush=True))
 
     def close(self) -> None:
         self._background.drain(self._lease_ttl)
+        self.invalidator.close(self._lease_ttl)
         self.bus.close()
         if self.l2 is not None:
             self.l2.close()
