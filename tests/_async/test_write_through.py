@@ -13,6 +13,8 @@ naive write-throughs the same interleavings must catch:
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -20,9 +22,9 @@ import psycopg
 import pytest
 
 from freshcache import L1, MISS, AsyncCache
-from freshcache._concurrency import AsyncFlag
+from freshcache._concurrency import AsyncFlag, asleep
 from tests._async.test_races import unprotect
-from tests._async.waiting import WAIT, run_in_background
+from tests._async.waiting import WAIT, run_in_background, wait_until
 from tests.rows import commit_new_version, read_version, version_table
 
 KEY = "row:1"
@@ -257,3 +259,83 @@ async def test_write_through_refuses_what_it_cannot_do(cache: AsyncCache) -> Non
         cache.write_through()
     with pytest.raises(TypeError):
         cache.write_through("a", tags="team:7")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["freshcache", "naive_set", "naive_reread"])
+async def test_two_processes_with_l1_end_equal_to_the_database(
+    kind: str, redis_url: str, key_prefix: str, redis_cleanup: None,
+    table: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """W1 (process a) refills from a read older than W2's commit (process b)."""
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as b,
+    ):
+        if kind == "naive_reread":
+            unprotect(a, monkeypatch)
+        load = loader(postgres_dsn, table, Stops())
+        assert await a.get_or_load(KEY, load) == 1
+        assert await b.get_or_load(KEY, load) == 1
+        w1 = Stops("after_select")
+        first = await run_in_background(lambda: write(a, kind, postgres_dsn, table, w1))
+        await w1.reached("after_select")
+        await write(b, kind, postgres_dsn, table, Stops())  # commits 3
+        w1.go("after_select")
+        await first.join(WAIT)
+        async with AsyncCache(redis_url, prefix=key_prefix) as plain:
+            in_redis = await cached_values(plain)
+        if kind == "freshcache":
+            assert in_redis == {3}
+            assert await a.get(KEY) == 3
+            assert await b.get(KEY) == 3
+        else:
+            assert in_redis == {2}, f"{kind} should have left version 2 in Redis"
+
+
+async def test_many_writers_and_readers_in_two_processes_end_equal_to_the_database(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    table: str, postgres_dsn: str,
+) -> None:  # fmt: skip
+    """Not a driven interleaving: random pauses at the same points, as a net."""
+    rng = random.Random(5)
+
+    async def pause() -> None:
+        await asleep(rng.random() * 0.003)
+
+    async def load() -> int:
+        version = read_version(postgres_dsn, table)
+        await pause()
+        return version
+
+    async def writes(cache: AsyncCache) -> None:
+        for _ in range(8):
+            async with cache.write_through(KEY, reload=load):
+                commit_new_version(postgres_dsn, table)
+                await pause()
+
+    async def reads(cache: AsyncCache) -> None:
+        for _ in range(30):
+            await cache.get_or_load(KEY, load)
+            await pause()
+
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as b,
+    ):
+        workers = [
+            await run_in_background(functools.partial(work, c))
+            for c in (a, b)
+            for work in (writes, writes, reads)
+        ]
+        for worker in workers:
+            await worker.join(WAIT)
+        truth = read_version(postgres_dsn, table)
+        assert truth == 1 + 4 * 8
+        async with AsyncCache(redis_url, prefix=key_prefix) as plain:
+            assert await cached_values(plain) <= {truth, MISS}
+        for cache in (a, b):  # once the last write's bus message reached it
+
+            async def current(cache: AsyncCache = cache) -> bool:
+                return bool(await cache.get_or_load(KEY, load) == truth)
+
+            await wait_until(current)

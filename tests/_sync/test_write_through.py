@@ -14,6 +14,8 @@ naive write-throughs the same interleavings must catch:
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Iterator, Callable, Iterator
 from typing import Any
 
@@ -21,9 +23,9 @@ import psycopg
 import pytest
 
 from freshcache import L1, MISS, Cache
-from freshcache._concurrency import Flag
+from freshcache._concurrency import Flag, sleep
 from tests._sync.test_races import unprotect
-from tests._sync.waiting import WAIT, run_in_background
+from tests._sync.waiting import WAIT, run_in_background, wait_until
 from tests.rows import commit_new_version, read_version, version_table
 
 KEY = "row:1"
@@ -248,3 +250,83 @@ def test_write_through_refuses_what_it_cannot_do(cache: Cache) -> None:
         cache.write_through()
     with pytest.raises(TypeError):
         cache.write_through("a", tags="team:7")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["freshcache", "naive_set", "naive_reread"])
+def test_two_processes_with_l1_end_equal_to_the_database(
+    kind: str, redis_url: str, key_prefix: str, redis_cleanup: None,
+    table: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """W1 (process a) refills from a read older than W2's commit (process b)."""
+    with (
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as b,
+    ):
+        if kind == "naive_reread":
+            unprotect(a, monkeypatch)
+        load = loader(postgres_dsn, table, Stops())
+        assert a.get_or_load(KEY, load) == 1
+        assert b.get_or_load(KEY, load) == 1
+        w1 = Stops("after_select")
+        first = run_in_background(lambda: write(a, kind, postgres_dsn, table, w1))
+        w1.reached("after_select")
+        write(b, kind, postgres_dsn, table, Stops())  # commits 3
+        w1.go("after_select")
+        first.join(WAIT)
+        with Cache(redis_url, prefix=key_prefix) as plain:
+            in_redis = cached_values(plain)
+        if kind == "freshcache":
+            assert in_redis == {3}
+            assert a.get(KEY) == 3
+            assert b.get(KEY) == 3
+        else:
+            assert in_redis == {2}, f"{kind} should have left version 2 in Redis"
+
+
+def test_many_writers_and_readers_in_two_processes_end_equal_to_the_database(
+    redis_url: str, key_prefix: str, redis_cleanup: None,
+    table: str, postgres_dsn: str,
+) -> None:  # fmt: skip
+    """Not a driven interleaving: random pauses at the same points, as a net."""
+    rng = random.Random(5)
+
+    def pause() -> None:
+        sleep(rng.random() * 0.003)
+
+    def load() -> int:
+        version = read_version(postgres_dsn, table)
+        pause()
+        return version
+
+    def writes(cache: Cache) -> None:
+        for _ in range(8):
+            with cache.write_through(KEY, reload=load):
+                commit_new_version(postgres_dsn, table)
+                pause()
+
+    def reads(cache: Cache) -> None:
+        for _ in range(30):
+            cache.get_or_load(KEY, load)
+            pause()
+
+    with (
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as a,
+        Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as b,
+    ):
+        workers = [
+            run_in_background(functools.partial(work, c))
+            for c in (a, b)
+            for work in (writes, writes, reads)
+        ]
+        for worker in workers:
+            worker.join(WAIT)
+        truth = read_version(postgres_dsn, table)
+        assert truth == 1 + 4 * 8
+        with Cache(redis_url, prefix=key_prefix) as plain:
+            assert cached_values(plain) <= {truth, MISS}
+        for cache in (a, b):  # once the last write's bus message reached it
+
+            def current(cache: Cache = cache) -> bool:
+                return bool(cache.get_or_load(KEY, load) == truth)
+
+            wait_until(current)
