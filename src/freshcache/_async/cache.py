@@ -14,7 +14,7 @@ from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.events import AsyncEvents
 from freshcache._async.stores.redis import AsyncRedisStore
 from freshcache._async.tiers import AsyncTiers
-from freshcache._async.writethrough import AsyncWriteThrough
+from freshcache._async.writethrough import AsyncWriteThrough, writes
 from freshcache._concurrency import ainvoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
@@ -329,31 +329,20 @@ class AsyncCache:
         ttl: TTL | Unset = UNSET,
         reload_tags: Iterable[str | TagSource] = (),
     ) -> AsyncWriteThrough:
-        """Refresh ``keys`` and ``tags`` after the block commits a database write.
-
-        Use it *outside* the transaction, so that its exit runs after the
-        commit::
-
-            async with cache.write_through("user:1", reload=lambda: load_user(1)):
-                async with conn.transaction():
-                    await conn.execute("UPDATE users ...")
-
-        On a normal exit: invalidate (queued and retried, never raised, if
-        Redis cannot be reached), then with ``reload`` refill the one key by
-        re-reading the source under a lease (``get_or_load`` with ``ttl`` and
-        ``reload_tags``, the tags its readers store it with). On an exception:
-        nothing. Two concurrent writers never leave the older value cached.
-        """
-        if isinstance(tags, str):
-            raise TypeError("tags is a list of tags, not one str")
+        """A context manager around a transaction: after it commits, ``keys``
+        and ``tags`` are invalidated and, with ``reload``, the key is refilled
+        by re-reading the source under a lease (see ``AsyncWriteThrough``)."""
         return AsyncWriteThrough(
-            self,
-            keys,
-            tags=[check_tag(t) for t in tags],
-            reload=reload,
-            ttl=ttl,
-            reload_tags=_tag_sources(reload_tags),
+            self, keys, tags=tags, reload=reload, ttl=ttl, reload_tags=reload_tags
         )
+
+    def writes(
+        self, *readers: AsyncCachedFunction[..., Any], tags: Iterable[str] = ()
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate a function that performs and commits a write: after it
+        returns, ``readers`` (``cached`` functions) are refreshed for its
+        arguments of the same names (see ``writethrough.writes``)."""
+        return writes(self, readers, tags)
 
     @property
     def events(self) -> AsyncEvents:

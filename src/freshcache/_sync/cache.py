@@ -15,7 +15,7 @@ from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore
 from freshcache._sync.tiers import Tiers
-from freshcache._sync.writethrough import WriteThrough
+from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import invoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
@@ -326,31 +326,20 @@ class Cache:
         ttl: TTL | Unset = UNSET,
         reload_tags: Iterable[str | TagSource] = (),
     ) -> WriteThrough:
-        """Refresh ``keys`` and ``tags`` after the block commits a database write.
-
-        Use it *outside* the transaction, so that its exit runs after the
-        commit::
-
-            with cache.write_through("user:1", reload=lambda: load_user(1)):
-                with conn.transaction():
-                    conn.execute("UPDATE users ...")
-
-        On a normal exit: invalidate (queued and retried, never raised, if
-        Redis cannot be reached), then with ``reload`` refill the one key by
-        re-reading the source under a lease (``get_or_load`` with ``ttl`` and
-        ``reload_tags``, the tags its readers store it with). On an exception:
-        nothing. Two concurrent writers never leave the older value cached.
-        """
-        if isinstance(tags, str):
-            raise TypeError("tags is a list of tags, not one str")
+        """A context manager around a transaction: after it commits, ``keys``
+        and ``tags`` are invalidated and, with ``reload``, the key is refilled
+        by re-reading the source under a lease (see ``WriteThrough``)."""
         return WriteThrough(
-            self,
-            keys,
-            tags=[check_tag(t) for t in tags],
-            reload=reload,
-            ttl=ttl,
-            reload_tags=_tag_sources(reload_tags),
+            self, keys, tags=tags, reload=reload, ttl=ttl, reload_tags=reload_tags
         )
+
+    def writes(
+        self, *readers: CachedFunction[..., Any], tags: Iterable[str] = ()
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function that performs and commits a write: after it
+        returns, ``readers`` (``cached`` functions) are refreshed for its
+        arguments of the same names (see ``writethrough.writes``)."""
+        return writes(self, readers, tags)
 
     @property
     def events(self) -> Events:

@@ -22,24 +22,42 @@ process serves none of the keys from the cache until it lands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from freshcache._concurrency import check_function
 from freshcache._types import MISS, TTL, UNSET, Unset
-from freshcache.core.tagging import TagSource
+from freshcache.core.keys import KeyTemplate
+from freshcache.core.tagging import TagSource, check_tag
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._sync.cache import Cache
+    from freshcache._sync.decorator import CachedFunction
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class WriteThrough:
     """What ``Cache.write_through`` returns: an async context manager.
 
-    After a normal exit, ``value`` is what ``reload`` loaded (``MISS`` without
-    a reload) and ``landed`` tells whether Redis took the invalidation (False:
-    it is queued for retry).
+    Put it *outside* the transaction, so that its exit runs after the commit::
+
+        with cache.write_through("user:1", reload=lambda: load_user(1)):
+            with conn.transaction():
+                conn.execute("UPDATE users ...")
+
+    On a normal exit: invalidate ``keys`` and ``tags`` (queued and retried,
+    never raised, if Redis cannot be reached), then with ``reload`` refill
+    the one key by re-reading the source under a lease (``get_or_load`` with
+    ``ttl`` and ``reload_tags``, the tags its readers store it with). On an
+    exception: nothing. Afterwards ``value`` is what ``reload`` returned
+    (``MISS`` without one) and ``landed`` whether Redis took the
+    invalidation (False: queued).
     """
 
     def __init__(
@@ -47,11 +65,14 @@ class WriteThrough:
         cache: Cache,
         keys: Sequence[str],
         *,
-        tags: Sequence[str],
+        tags: Iterable[str],
         reload: Callable[[], Any] | None,
         ttl: TTL | Unset = UNSET,
-        reload_tags: Sequence[str | TagSource] = (),
+        reload_tags: Iterable[str | TagSource] = (),
     ) -> None:
+        if isinstance(tags, str) or isinstance(reload_tags, str):
+            raise TypeError("tags is a list of tags, not one str")
+        tags = [check_tag(t) for t in tags]
         if reload is not None and len(keys) != 1:
             raise ValueError("reload refills one key: give exactly one key")
         if not keys and not tags:
@@ -61,7 +82,9 @@ class WriteThrough:
         self._tags = tuple(tags)
         self._reload = reload
         self._ttl = ttl
-        self._reload_tags = tuple(reload_tags)
+        self._reload_tags = tuple(
+            t if callable(t) else check_tag(t) for t in reload_tags
+        )
         self.value: Any = MISS
         self.landed = False
 
@@ -99,3 +122,69 @@ class WriteThrough:
                 self._keys[0], self._reload, ttl=self._ttl, tags=self._reload_tags
             )
         return self.value
+
+
+def writes(
+    cache: Cache,
+    readers: Sequence[CachedFunction[..., Any]],
+    tags: Iterable[str],
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``Cache.writes``: refresh ``readers`` after the decorated function
+    (which performs and commits a write) returns; nothing if it raises::
+
+        @cache.writes(get_user, tags=["team:{team_id}"])
+        def rename_user(user_id: int, team_id: int, name: str) -> None:
+            with conn.transaction():
+                conn.execute("UPDATE users ...")
+
+    Each reader (a ``cached`` function) gets the decorated function's
+    arguments of the same names: its key is invalidated, then it is called,
+    which refills it under a lease with its own TTL and tags. ``tags`` are
+    templates of the decorated function's arguments. Redis unreachable: as
+    ``write_through`` (queued, retried, not raised).
+    """
+    if isinstance(tags, str):
+        raise TypeError("tags is a list of tags, not one str")
+    templates = tuple(tags)
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        check_function(func, "Cache.writes")
+        signature = inspect.signature(func)
+        plans = [(reader, _shared_names(reader, signature)) for reader in readers]
+        tag_renders = [KeyTemplate.compile(t, func).render for t in templates]
+
+        @functools.wraps(func)
+        def write(*args: P.args, **kwargs: P.kwargs) -> R:
+            result = func(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            given = [{n: bound.arguments[n] for n in names} for _, names in plans]
+            keys = [
+                reader.key(**g) for (reader, _), g in zip(plans, given, strict=True)
+            ]
+            rendered = [render(args, kwargs) for render in tag_renders]
+            if keys or rendered:
+                refresh = WriteThrough(cache, keys, tags=rendered, reload=None)
+                refresh.refresh()
+            for (reader, _), arguments in zip(plans, given, strict=True):
+                reader(**arguments)  # refills under a lease
+            return result
+
+        return write
+
+    return decorate
+
+
+def _shared_names(
+    reader: CachedFunction[..., Any], writer: inspect.Signature
+) -> tuple[str, ...]:
+    """The reader's parameters, all of which the writer must have (by name)."""
+    wanted = inspect.signature(reader.__wrapped__).parameters
+    missing = [
+        name
+        for name, parameter in wanted.items()
+        if name not in writer.parameters and parameter.default is parameter.empty
+    ]
+    if missing:
+        raise TypeError(f"the written function has no argument named {missing}")
+    return tuple(name for name in wanted if name in writer.parameters)
