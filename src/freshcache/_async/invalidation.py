@@ -42,7 +42,7 @@ class AsyncInvalidator:
             if tiers.l2 is not None:
                 removed = await tiers.l2.invalidate(fulls)
             tiers.forget_local(fulls, (), flush=False)
-            await tiers.send(Message(self._origin, keys=tuple(fulls)))
+            await tiers._send(Message(self._origin, keys=tuple(fulls)))
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
@@ -55,7 +55,7 @@ class AsyncInvalidator:
             if tiers.l2 is not None:
                 await tiers.l2.invalidate_tags(tags)
             tiers.forget_local((), tags, flush=False)
-            await tiers.send(Message(self._origin, tags=tuple(tags)))
+            await tiers._send(Message(self._origin, tags=tuple(tags)))
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
@@ -65,7 +65,7 @@ class AsyncInvalidator:
         tiers = self._tiers
         try:
             version = await tiers.versions.bump(namespace)
-            await tiers.send(Message(self._origin, namespaces=((namespace, version),)))
+            await tiers._send(Message(self._origin, namespaces=((namespace, version),)))
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

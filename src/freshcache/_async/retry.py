@@ -116,7 +116,7 @@ class AsyncInvalidationRetry:
         message = Message(
             self._origin, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
         )
-        await tiers.send(message)
+        await tiers._send(message)
 
     async def aclose(self, wait: float) -> None:
         """Stop the loop, try once more, and report what never landed."""

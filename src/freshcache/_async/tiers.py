@@ -124,7 +124,7 @@ class AsyncTiers:
         self.events = AsyncEvents(
             origin=origin,
             metrics=metrics,
-            send=self.send,
+            send=self._send,
             on_first_handler=self._listen,
         )
         self._listening = False
@@ -160,7 +160,7 @@ class AsyncTiers:
         self.versions.forget()
         self.flush_local()
 
-    async def send(self, message: Message) -> None:
+    async def _send(self, message: Message) -> None:
         if self.l2 is not None:
             await self.bus.publish(message)
             self._metrics.count("invalidations_sent")
@@ -518,7 +518,7 @@ class AsyncTiers:
         sent = True
         if fulls and self.l2 is not None:
             try:
-                await self.send(Message(self._origin, keys=tuple(fulls)))
+                await self._send(Message(self._origin, keys=tuple(fulls)))
             except StoreError:
                 self._metrics.error("bus_publish")
                 sent = False
@@ -530,7 +530,7 @@ class AsyncTiers:
         if self.l2 is not None:
             await self.l2.clear(pattern)
         self.flush_local()
-        await self.send(Message(self._origin, flush=True))
+        await self._send(Message(self._origin, flush=True))
 
     async def aclose(self) -> None:
         await self._background.drain(self._lease_ttl)

@@ -41,7 +41,7 @@ class Invalidator:
             if tiers.l2 is not None:
                 removed = tiers.l2.invalidate(fulls)
             tiers.forget_local(fulls, (), flush=False)
-            tiers.send(Message(self._origin, keys=tuple(fulls)))
+            tiers._send(Message(self._origin, keys=tuple(fulls)))
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
@@ -54,7 +54,7 @@ class Invalidator:
             if tiers.l2 is not None:
                 tiers.l2.invalidate_tags(tags)
             tiers.forget_local((), tags, flush=False)
-            tiers.send(Message(self._origin, tags=tuple(tags)))
+            tiers._send(Message(self._origin, tags=tuple(tags)))
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
@@ -64,7 +64,7 @@ class Invalidator:
         tiers = self._tiers
         try:
             version = tiers.versions.bump(namespace)
-            tiers.send(Message(self._origin, namespaces=((namespace, version),)))
+            tiers._send(Message(self._origin, namespaces=((namespace, version),)))
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

@@ -117,7 +117,7 @@ class InvalidationRetry:
         message = Message(
             self._origin, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
         )
-        tiers.send(message)
+        tiers._send(message)
 
     def close(self, wait: float) -> None:
         """Stop the loop, try once more, and report what never landed."""

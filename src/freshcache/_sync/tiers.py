@@ -125,7 +125,7 @@ class Tiers:
         self.events = Events(
             origin=origin,
             metrics=metrics,
-            send=self.send,
+            send=self._send,
             on_first_handler=self._listen,
         )
         self._listening = False
@@ -159,7 +159,7 @@ class Tiers:
         self.versions.forget()
         self.flush_local()
 
-    def send(self, message: Message) -> None:
+    def _send(self, message: Message) -> None:
         if self.l2 is not None:
             self.bus.publish(message)
             self._metrics.count("invalidations_sent")
@@ -509,7 +509,7 @@ class Tiers:
         sent = True
         if fulls and self.l2 is not None:
             try:
-                self.send(Message(self._origin, keys=tuple(fulls)))
+                self._send(Message(self._origin, keys=tuple(fulls)))
             except StoreError:
                 self._metrics.error("bus_publish")
                 sent = False
@@ -521,7 +521,7 @@ class Tiers:
         if self.l2 is not None:
             self.l2.clear(pattern)
         self.flush_local()
-        self.send(Message(self._origin, flush=True))
+        self._send(Message(self._origin, flush=True))
 
     def close(self) -> None:
         self._background.drain(self._lease_ttl)
