@@ -65,6 +65,7 @@ class InvalidationRetry:
             self._metrics.count("invalidations_overflow")
             log.error("freshcache: invalidation queue full; a flush is queued instead")
         if start and not self._stop.is_set():
+            log.warning("freshcache: invalidation queued for retry: %s", error)
             self._worker = Worker(self._loop, name="freshcache-retry")
             self._worker.start()
 
