@@ -115,6 +115,48 @@ def test_a_write_through_during_an_outage_lands_when_redis_returns(
     raw.close()
 
 
+def test_a_write_through_lands_on_a_redis_restarted_with_its_old_data(
+    request: pytest.FixtureRequest, table: str, postgres_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """kill -9, then Redis comes back from its AOF still holding version 1;
+    the queued invalidation lands on the new server."""
+    request.getfixturevalue("redis_url")
+
+    def load() -> int:
+        return read_version(postgres_dsn, table)
+
+    with own_redis_server("--appendonly", "yes", "--appendfsync", "always") as server:
+        raw = redis.Redis.from_url(server.url)
+        with Cache(server.url, prefix="wt", l1=L1(), timeout=0.05) as cache:
+            assert cache.get_or_load("row:1", load) == 1
+            retry = cache._tiers.invalidator.retry
+            real_try, go = retry._try, Flag()
+
+            def held_try(batch: Batch) -> bool:
+                assert go.wait(WAIT)
+                return real_try(batch)
+
+            monkeypatch.setattr(retry, "_try", held_try)
+            server.kill()
+            with cache.write_through("row:1", reload=load) as written:
+                commit_new_version(postgres_dsn, table)
+            assert not written.landed
+            assert cache.get_or_load("row:1", load) == 2
+            server.restart()
+            assert raw.get("wt:v1:row:1") is not None  # the old value is back
+            go.set()
+
+            def drained() -> bool:
+                return cache.stats().pending_invalidations == 0
+
+            wait_until(drained)
+            assert raw.get("wt:v1:row:1") is None
+            with Cache(server.url, prefix="wt") as other:
+                assert other.get_or_load("row:1", load) == 2
+        raw.close()
+
+
 def test_keys_tags_and_bumps_are_queued_raised_and_retried(
     server: RedisProcess,
 ) -> None:
