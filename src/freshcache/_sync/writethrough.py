@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from freshcache._concurrency import check_function
+from freshcache._concurrency import Shield, check_function
 from freshcache._types import MISS, TTL, UNSET, Unset
 from freshcache.core.keys import KeyTemplate
 from freshcache.core.tagging import TagSource, check_tag
@@ -102,7 +102,19 @@ class WriteThrough:
 
     def refresh(self) -> Any:
         """Invalidate (queued for retry if Redis cannot take it), then refill
-        from the source under a lease. Returns the reloaded value, or ``MISS``."""
+        from the source under a lease. Returns the reloaded value, or ``MISS``.
+
+        The invalidation runs to its end even if the caller is cancelled
+        meanwhile: the commit has happened, so it must not be lost.
+        """
+        Shield.run(self._invalidate)
+        if self._reload is not None:
+            self.value = self._cache.get_or_load(
+                self._keys[0], self._reload, ttl=self._ttl, tags=self._reload_tags
+            )
+        return self.value
+
+    def _invalidate(self) -> None:
         cache = self._cache
         self.landed = True
         try:
@@ -117,11 +129,6 @@ class WriteThrough:
             self.landed = False
         if not self.landed:
             cache._metrics.count("write_through_queued")
-        if self._reload is not None:
-            self.value = cache.get_or_load(
-                self._keys[0], self._reload, ttl=self._ttl, tags=self._reload_tags
-            )
-        return self.value
 
 
 def writes(
