@@ -120,12 +120,17 @@ class RedisProcess:
     """A running ``redis-server`` owned by one test."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], port: int, tmpdir: Path
+        self,
+        process: subprocess.Popen[bytes],
+        port: int,
+        tmpdir: Path,
+        command: list[str] | None = None,
     ) -> None:
         self.process = process
         self.port = port
         self.tmpdir = tmpdir
         self.stopped = False
+        self.command = command or []
 
     @property
     def url(self) -> str:
@@ -150,6 +155,16 @@ class RedisProcess:
         """SIGCONT: resume after ``stop()``."""
         self.process.send_signal(signal.SIGCONT)
         self.stopped = False
+
+    def restart(self) -> None:
+        """Start the server again (after ``kill()``), same port, same directory:
+        with ``--appendonly yes`` it comes back with its data."""
+        with open(self.tmpdir / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=self.tmpdir, stdout=log, stderr=subprocess.STDOUT
+            )
+        if not _wait_for_ping(self, deadline=time.monotonic() + 10):
+            raise RuntimeError("redis-server did not come back")
 
     def _terminate(self) -> None:
         if self.process.poll() is None:
@@ -180,7 +195,7 @@ def own_redis_server(*extra_args: str) -> Iterator[RedisProcess]:
                 process = subprocess.Popen(
                     [binary, *args], cwd=tmpdir, stdout=log, stderr=subprocess.STDOUT
                 )
-            server = RedisProcess(process, port, tmpdir)
+            server = RedisProcess(process, port, tmpdir, [binary, *args])
             if _wait_for_ping(server, deadline=time.monotonic() + 10):
                 break
         else:

@@ -2,8 +2,10 @@
 
 from freshcache._async.cache import AsyncCache
 from freshcache._async.decorator import AsyncCachedFunction
+from freshcache._async.writethrough import AsyncWriteThrough
 from freshcache._sync.cache import Cache
 from freshcache._sync.decorator import CachedFunction
+from freshcache._sync.writethrough import WriteThrough
 from freshcache._types import MISS, TTL, UNSET
 from freshcache.clock import Clock, FakeClock, SystemClock
 from freshcache.config import L1
@@ -25,6 +27,7 @@ __all__ = [
     "UNSET",
     "AsyncCache",
     "AsyncCachedFunction",
+    "AsyncWriteThrough",
     "Cache",
     "CacheStats",
     "CachedFunction",
@@ -42,4 +45,5 @@ __all__ = [
     "SystemClock",
     "TransientStoreError",
     "UnstableKeyError",
+    "WriteThrough",
 ]

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
 
@@ -341,3 +341,25 @@ class Background:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class AsyncShield:
+    """Work that runs to its end even if the caller is cancelled (the caller
+    still gets its ``CancelledError``): an invalidation after a commit."""
+
+    _running: ClassVar[set[asyncio.Task[Any]]] = set()  # strong references
+
+    @staticmethod
+    async def run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        task = asyncio.get_running_loop().create_task(work())
+        AsyncShield._running.add(task)
+        task.add_done_callback(AsyncShield._running.discard)
+        return await asyncio.shield(task)
+
+
+class Shield:
+    """The thread twin of ``AsyncShield``: threads are not cancelled."""
+
+    @staticmethod
+    def run(work: Callable[[], T]) -> T:
+        return work()

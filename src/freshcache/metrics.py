@@ -76,6 +76,7 @@ class CacheStats:
     errors: Mapping[str, int] = field(default_factory=dict)  # by class
     counts: Mapping[str, int] = field(default_factory=dict)  # other events, by name
     latency: Mapping[str, Latency] = field(default_factory=dict)  # by operation
+    pending_invalidations: int = 0  # queued for retry: Redis did not take them
 
     @property
     def requests(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -13,6 +14,7 @@ from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.events import AsyncEvents
 from freshcache._async.stores.redis import AsyncRedisStore
 from freshcache._async.tiers import AsyncTiers
+from freshcache._async.writethrough import AsyncWriteThrough, writes
 from freshcache._concurrency import ainvoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
@@ -291,27 +293,56 @@ class AsyncCache:
 
         When it returns, no read in this process returns the old value, and
         other processes drop theirs within the bus latency. Raises
-        ``StoreError`` when Redis cannot be reached: an invalidation is never
-        silently dropped.
+        ``StoreError`` when Redis cannot be reached: the invalidation is then
+        queued and retried until Redis takes it (``stats().pending_invalidations``),
+        and meanwhile this process serves none of the keys from Redis or L1.
         """
-        fulls = [(await self._resolve(k))[0] for k in keys]
-        await self._tiers.invalidate(fulls)
+        try:
+            fulls = [(await self._resolve(k))[0] for k in keys]
+        except StoreError as exc:  # versions unknown: resolved by the retry
+            unresolved = [(self._base(k), _namespace(k)) for k in keys]
+            self._tiers.invalidator.queue_unresolved(unresolved, exc)
+            raise
+        await self._tiers.invalidator.invalidate(fulls)
 
     async def delete(self, key: str) -> bool:
         """Remove one key from every tier; True if Redis (or L1) held it."""
         full, _ = await self._resolve(key)
         local = self._tiers.l1
         held = local is not None and local.get(full) is not MISS
-        return await self._tiers.invalidate([full]) > 0 or held
+        return await self._tiers.invalidator.invalidate([full]) > 0 or held
 
     async def invalidate_tags(self, *tags: str) -> None:
         """Remove every key stored with any of ``tags``, in every tier and process."""
-        await self._tiers.invalidate_tags([check_tag(t) for t in tags])
+        await self._tiers.invalidator.invalidate_tags([check_tag(t) for t in tags])
 
     async def bump(self, namespace: str) -> int:
         """Start a new version of ``namespace``: its keys are orphaned in O(1)
         (they expire by TTL). Returns the new version."""
-        return await self._tiers.bump(escape(namespace))
+        return await self._tiers.invalidator.bump(escape(namespace))
+
+    def write_through(
+        self,
+        *keys: str,
+        tags: Iterable[str] = (),
+        reload: Callable[[], Any] | None = None,
+        ttl: TTL | Unset = UNSET,
+        reload_tags: Iterable[str | TagSource] = (),
+    ) -> AsyncWriteThrough:
+        """A context manager around a transaction: after it commits, ``keys``
+        and ``tags`` are invalidated and, with ``reload``, the key is refilled
+        by re-reading the source under a lease (see ``AsyncWriteThrough``)."""
+        return AsyncWriteThrough(
+            self, keys, tags=tags, reload=reload, ttl=ttl, reload_tags=reload_tags
+        )
+
+    def writes(
+        self, *readers: AsyncCachedFunction[..., Any], tags: Iterable[str] = ()
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate a function that performs and commits a write: after it
+        returns, ``readers`` (``cached`` functions) are refreshed for its
+        arguments of the same names (see ``writethrough.writes``)."""
+        return writes(self, readers, tags)
 
     @property
     def events(self) -> AsyncEvents:
@@ -353,8 +384,12 @@ class AsyncCache:
     # -- health and lifecycle ---------------------------------------------
 
     def stats(self) -> CacheStats:
-        """Hits and misses per tier and namespace, loads, evictions, errors, latency."""
-        return self._metrics.snapshot()
+        """Hits and misses per tier and namespace, loads, evictions, errors,
+        latency, and the invalidations waiting to be retried."""
+        pending = len(self._tiers.pending)
+        return dataclasses.replace(
+            self._metrics.snapshot(), pending_invalidations=pending
+        )
 
     def _on_local_evict(self, cause: str) -> None:
         self._metrics.eviction("memory", cause)

@@ -23,6 +23,7 @@ from typing import Any
 
 from freshcache._async.bus import AsyncRedisBus, LocalBus
 from freshcache._async.events import AsyncEvents
+from freshcache._async.invalidation import AsyncInvalidator
 from freshcache._async.leases import AsyncLeases
 from freshcache._async.stores.redis import AsyncRedisStore, Hit
 from freshcache._async.versions import AsyncVersions
@@ -133,6 +134,11 @@ class AsyncTiers:
         self._refreshing: set[str] = set()
         self._rng = random.Random()
         self._beta = beta
+        # Invalidations Redis did not take: retried; meanwhile not served here.
+        self.invalidator = AsyncInvalidator(
+            self, head=head, origin=origin, metrics=metrics
+        )
+        self.pending = self.invalidator.pending
 
     # -- the bus ------------------------------------------------------------
 
@@ -198,6 +204,16 @@ class AsyncTiers:
         if self.l1 is not None:
             self.l1.drop_tagged(tags)
 
+    def forget_local(
+        self, fulls: Sequence[str], tags: Sequence[str], *, flush: bool
+    ) -> None:
+        if flush:
+            self.flush_local()
+            return
+        self._drop_local(fulls)
+        if tags:
+            self._drop_tagged(tags)
+
     def _snapshot(self, full: str) -> Snapshot:
         return NO_SNAPSHOT if self.l1 is None else self.l1.snapshot(full)
 
@@ -205,7 +221,8 @@ class AsyncTiers:
         self, full: str, entry: Entry, data: bytes | None, size: int,
         hard: float | None, snapshot: Snapshot,
     ) -> None:  # fmt: skip
-        if self.l1 is not None:
+        # No L1 fills at all while an invalidation is pending (it may cover them).
+        if self.l1 is not None and not self.pending.nonempty:
             self.l1.fill(full, entry, data, size, hard, snapshot)
 
     # -- reads ----------------------------------------------------------------
@@ -291,6 +308,9 @@ class AsyncTiers:
         """
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
+            return MISS
+        if self.pending.nonempty and self.pending.covers(full, entry.tags):
+            self._metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
@@ -505,30 +525,6 @@ class AsyncTiers:
                 sent = False
         return sent and len(encoded) == len(items)
 
-    async def invalidate(self, fulls: Sequence[str]) -> int:
-        """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
-        removed = 0
-        try:
-            if self.l2 is not None:
-                removed = await self.l2.invalidate(fulls)
-        finally:
-            self._drop_local(fulls)
-        await self._send(Message(self._origin, keys=tuple(fulls)))
-        return removed
-
-    async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        try:
-            if self.l2 is not None:
-                await self.l2.invalidate_tags(tags)
-        finally:
-            self._drop_tagged(tags)
-        await self._send(Message(self._origin, tags=tuple(tags)))
-
-    async def bump(self, namespace: str) -> int:
-        version = await self.versions.bump(namespace)
-        await self._send(Message(self._origin, namespaces=((namespace, version),)))
-        return version
-
     async def clear(self, pattern: str) -> None:
         """Delete every key matching ``pattern`` in Redis, then every L1 here
         and, over the bus, everywhere."""
@@ -539,6 +535,7 @@ class AsyncTiers:
 
     async def aclose(self) -> None:
         await self._background.drain(self._lease_ttl)
+        await self.invalidator.aclose(self._lease_ttl)
         await self.bus.aclose()
         if self.l2 is not None:
             await self.l2.aclose()

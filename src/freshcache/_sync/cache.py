@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -14,6 +15,7 @@ from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.events import Events
 from freshcache._sync.stores.redis import RedisStore
 from freshcache._sync.tiers import Tiers
+from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import invoke
 from freshcache._models import make_reviver
 from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
@@ -288,27 +290,56 @@ class Cache:
 
         When it returns, no read in this process returns the old value, and
         other processes drop theirs within the bus latency. Raises
-        ``StoreError`` when Redis cannot be reached: an invalidation is never
-        silently dropped.
+        ``StoreError`` when Redis cannot be reached: the invalidation is then
+        queued and retried until Redis takes it (``stats().pending_invalidations``),
+        and meanwhile this process serves none of the keys from Redis or L1.
         """
-        fulls = [(self._resolve(k))[0] for k in keys]
-        self._tiers.invalidate(fulls)
+        try:
+            fulls = [(self._resolve(k))[0] for k in keys]
+        except StoreError as exc:  # versions unknown: resolved by the retry
+            unresolved = [(self._base(k), _namespace(k)) for k in keys]
+            self._tiers.invalidator.queue_unresolved(unresolved, exc)
+            raise
+        self._tiers.invalidator.invalidate(fulls)
 
     def delete(self, key: str) -> bool:
         """Remove one key from every tier; True if Redis (or L1) held it."""
         full, _ = self._resolve(key)
         local = self._tiers.l1
         held = local is not None and local.get(full) is not MISS
-        return self._tiers.invalidate([full]) > 0 or held
+        return self._tiers.invalidator.invalidate([full]) > 0 or held
 
     def invalidate_tags(self, *tags: str) -> None:
         """Remove every key stored with any of ``tags``, in every tier and process."""
-        self._tiers.invalidate_tags([check_tag(t) for t in tags])
+        self._tiers.invalidator.invalidate_tags([check_tag(t) for t in tags])
 
     def bump(self, namespace: str) -> int:
         """Start a new version of ``namespace``: its keys are orphaned in O(1)
         (they expire by TTL). Returns the new version."""
-        return self._tiers.bump(escape(namespace))
+        return self._tiers.invalidator.bump(escape(namespace))
+
+    def write_through(
+        self,
+        *keys: str,
+        tags: Iterable[str] = (),
+        reload: Callable[[], Any] | None = None,
+        ttl: TTL | Unset = UNSET,
+        reload_tags: Iterable[str | TagSource] = (),
+    ) -> WriteThrough:
+        """A context manager around a transaction: after it commits, ``keys``
+        and ``tags`` are invalidated and, with ``reload``, the key is refilled
+        by re-reading the source under a lease (see ``WriteThrough``)."""
+        return WriteThrough(
+            self, keys, tags=tags, reload=reload, ttl=ttl, reload_tags=reload_tags
+        )
+
+    def writes(
+        self, *readers: CachedFunction[..., Any], tags: Iterable[str] = ()
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function that performs and commits a write: after it
+        returns, ``readers`` (``cached`` functions) are refreshed for its
+        arguments of the same names (see ``writethrough.writes``)."""
+        return writes(self, readers, tags)
 
     @property
     def events(self) -> Events:
@@ -350,8 +381,12 @@ class Cache:
     # -- health and lifecycle ---------------------------------------------
 
     def stats(self) -> CacheStats:
-        """Hits and misses per tier and namespace, loads, evictions, errors, latency."""
-        return self._metrics.snapshot()
+        """Hits and misses per tier and namespace, loads, evictions, errors,
+        latency, and the invalidations waiting to be retried."""
+        pending = len(self._tiers.pending)
+        return dataclasses.replace(
+            self._metrics.snapshot(), pending_invalidations=pending
+        )
 
     def _on_local_evict(self, cause: str) -> None:
         self._metrics.eviction("memory", cause)

@@ -24,6 +24,7 @@ from typing import Any
 
 from freshcache._sync.bus import RedisBus, LocalBus
 from freshcache._sync.events import Events
+from freshcache._sync.invalidation import Invalidator
 from freshcache._sync.leases import Leases
 from freshcache._sync.stores.redis import RedisStore, Hit
 from freshcache._sync.versions import Versions
@@ -134,6 +135,9 @@ class Tiers:
         self._refreshing: set[str] = set()
         self._rng = random.Random()
         self._beta = beta
+        # Invalidations Redis did not take: retried; meanwhile not served here.
+        self.invalidator = Invalidator(self, head=head, origin=origin, metrics=metrics)
+        self.pending = self.invalidator.pending
 
     # -- the bus ------------------------------------------------------------
 
@@ -199,6 +203,16 @@ class Tiers:
         if self.l1 is not None:
             self.l1.drop_tagged(tags)
 
+    def forget_local(
+        self, fulls: Sequence[str], tags: Sequence[str], *, flush: bool
+    ) -> None:
+        if flush:
+            self.flush_local()
+            return
+        self._drop_local(fulls)
+        if tags:
+            self._drop_tagged(tags)
+
     def _snapshot(self, full: str) -> Snapshot:
         return NO_SNAPSHOT if self.l1 is None else self.l1.snapshot(full)
 
@@ -206,7 +220,8 @@ class Tiers:
         self, full: str, entry: Entry, data: bytes | None, size: int,
         hard: float | None, snapshot: Snapshot,
     ) -> None:  # fmt: skip
-        if self.l1 is not None:
+        # No L1 fills at all while an invalidation is pending (it may cover them).
+        if self.l1 is not None and not self.pending.nonempty:
             self.l1.fill(full, entry, data, size, hard, snapshot)
 
     # -- reads ----------------------------------------------------------------
@@ -290,6 +305,9 @@ class Tiers:
         """
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
+            return MISS
+        if self.pending.nonempty and self.pending.covers(full, entry.tags):
+            self._metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
@@ -498,30 +516,6 @@ class Tiers:
                 sent = False
         return sent and len(encoded) == len(items)
 
-    def invalidate(self, fulls: Sequence[str]) -> int:
-        """Every tier, every process; raises ``StoreError`` if Redis is out of reach."""
-        removed = 0
-        try:
-            if self.l2 is not None:
-                removed = self.l2.invalidate(fulls)
-        finally:
-            self._drop_local(fulls)
-        self._send(Message(self._origin, keys=tuple(fulls)))
-        return removed
-
-    def invalidate_tags(self, tags: Sequence[str]) -> None:
-        try:
-            if self.l2 is not None:
-                self.l2.invalidate_tags(tags)
-        finally:
-            self._drop_tagged(tags)
-        self._send(Message(self._origin, tags=tuple(tags)))
-
-    def bump(self, namespace: str) -> int:
-        version = self.versions.bump(namespace)
-        self._send(Message(self._origin, namespaces=((namespace, version),)))
-        return version
-
     def clear(self, pattern: str) -> None:
         """Delete every key matching ``pattern`` in Redis, then every L1 here
         and, over the bus, everywhere."""
@@ -532,6 +526,7 @@ class Tiers:
 
     def close(self) -> None:
         self._background.drain(self._lease_ttl)
+        self.invalidator.close(self._lease_ttl)
         self.bus.close()
         if self.l2 is not None:
             self.l2.close()
