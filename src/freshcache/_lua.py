@@ -68,3 +68,24 @@ if existed == 0 or (ttl >= 0 and ttl < px) then
 end
 return 1
 """
+
+# KEYS: data, lease, stream. ARGV: envelope ('' : not cacheable, drop the
+# key), px, key, JSON value, backlog limit. Write-behind's enqueue: append
+# the write to its partition's stream and update the cache as PUT does, in
+# one step. Refuses (FCBACKLOG) once the partition holds the limit. Returns
+# the entry id (the write's version).
+ENQUEUE: Final = """
+if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[5]) then
+  return redis.error_reply('FCBACKLOG write-behind backlog is full')
+end
+local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[3], 'v', ARGV[4], 'd', KEYS[1])
+redis.call('DEL', KEYS[2])
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return id
+"""

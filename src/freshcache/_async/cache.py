@@ -84,6 +84,7 @@ class AsyncCache:
     ) -> None:
         self._keys = KeyBuilder(prefix, version)
         self._head = self._keys.head
+        self._url = None if url is None or url == "memory://" else str(url)
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
         if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
@@ -285,6 +286,25 @@ class AsyncCache:
         except StoreError:
             return False
         return await self._tiers.put(items, lifetime)
+
+    async def _writebehind_entry(
+        self, key: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset
+    ) -> tuple[str, bytes | None, float | None]:
+        """Write-behind's hook: the full key of ``key``, and the envelope and
+        hard TTL ``set`` would store (None: not cacheable). Raises
+        ``StoreError`` when the key's namespace version cannot be read."""
+        lifetime = self._lifetimes(ttl, stale_ttl)
+        full, _ = await self._resolve(key)
+        encoded = self._tiers.encode(full, value, lifetime, 0.0, ())
+        if encoded is None:
+            return full, None, None
+        _, data, hard = encoded
+        return full, data, hard
+
+    async def _writebehind_written(self, fulls: list[str]) -> bool:
+        """Write-behind's hook, after its script wrote ``fulls`` in Redis: drop
+        them from every L1 (False if the bus could not be told)."""
+        return await self._tiers.announce(fulls)
 
     async def invalidate(self, *keys: str) -> None:
         """Remove ``keys`` from every tier in every process.

@@ -600,6 +600,19 @@ class Tiers:
                 sent = False
         return sent and len(encoded) == len(items)
 
+    def announce(self, fulls: Sequence[str]) -> bool:
+        """After ``fulls`` were written in Redis outside ``put`` (write-behind):
+        drop them from L1 here (a read in flight here fails its snapshot) and
+        in every process. False if the bus could not be told."""
+        self._drop_local(fulls)
+        self._listen()
+        try:
+            self._send(Message(self._origin, keys=tuple(fulls)))
+        except StoreError:
+            self._metrics.error("bus_publish")
+            return False
+        return True
+
     def _tag_ttl(self, hard: float | None) -> float | None:
         """A tag set outlives its member by a lease: the member is written up
         to a lease after it is registered."""

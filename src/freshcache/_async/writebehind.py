@@ -1,0 +1,238 @@
+"""Write-behind: ``put`` updates the cache and queues the write, durably, at once;
+a worker (``freshcache worker``) applies the queue to the database.
+
+``put`` runs one Lua script: it appends the write to its partition's Redis
+stream (partitioned by key hash, so writes to one key stay in order) and
+stores the envelope ``set`` would store, revoking any fill lease. The
+stream entry id is the write's version. ``put`` returns once Redis has
+answered, which with ``appendfsync always`` is after the fsync, and with
+``replicas=N`` after ``WAIT N``. It raises rather than report a write it
+could not make durable: Redis down, the backlog full, out of memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from freshcache._async.stores.redis import px
+from freshcache._async.stores.streams import AsyncStreamStore
+from freshcache._concurrency import asleep
+from freshcache._types import TTL, UNSET, Unset
+from freshcache.core.persistence import Verdict, judge
+from freshcache.core.streams import (
+    WriteBehindStats,
+    encode_value,
+    lag_seconds,
+    partition_of,
+    version_of,
+)
+from freshcache.errors import UnsafeRedisError
+from freshcache.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from freshcache._async.cache import AsyncCache
+    from freshcache._async.worker import AsyncWriteBehindWorker
+
+log = logging.getLogger(__name__)
+_FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
+
+
+class AsyncWriteBehind:
+    """Write-behind over an ``AsyncCache`` on Redis.
+
+    ``name`` names the queue (its streams live under ``prefix:!wb:name:``,
+    outside the cache's keys: ``clear()`` and a new ``version`` never touch
+    them). ``partitions`` is fixed for a queue. ``max_backlog`` bounds the
+    entries not yet applied (split evenly over partitions): past it ``put``
+    raises ``BacklogFullError``. ``ttl``/``stale_ttl`` are the cache
+    entry's, as in ``set``.
+
+    On first use it reads the server's settings: a ``maxmemory-policy``
+    that can evict the queue raises ``UnsafeRedisError`` (unless
+    ``allow_eviction=True``); AOF not at ``appendfsync always`` is logged
+    as a warning (``durable`` is then False).
+    """
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        *,
+        name: str = "default",
+        partitions: int = 4,
+        max_backlog: int = 100_000,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+        allow_eviction: bool = False,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+        timeout: float = 1.0,
+    ) -> None:
+        url = cache._url
+        if url is None:
+            raise ValueError("write-behind needs a Redis cache (a redis:// URL)")
+        if not name.replace("-", "_").replace(".", "_").isidentifier():
+            raise ValueError(f"name must be letters, digits, '_', '-', '.': {name!r}")
+        if partitions < 1 or max_backlog < partitions or replicas < 0:
+            raise ValueError(
+                "need partitions >= 1, max_backlog >= partitions and replicas >= 0"
+            )
+        self._cache = cache
+        self._metrics = cache._metrics
+        self.url = url
+        self.prefix = cache._keys.prefix
+        self.name = name
+        self.partitions = partitions
+        self._limit = -(-max_backlog // partitions)
+        self._ttl = ttl
+        self._stale_ttl = stale_ttl
+        self._allow_eviction = allow_eviction
+        self._replicas = replicas
+        self._replica_wait_ms = px(replica_timeout)
+        self._store = AsyncStreamStore(
+            url,
+            prefix=self.prefix,
+            name=name,
+            partitions=partitions,
+            timeout=timeout + (replica_timeout if replicas else 0.0),
+        )
+        self.verdict: Verdict | None = None
+
+    @property
+    def durable(self) -> bool:
+        """True once checked: the server fsyncs every write (AOF ``always``)."""
+        return self.verdict is not None and self.verdict.durable
+
+    async def start(self) -> Verdict:
+        """Check the server's settings and create the streams' group (``put``
+        does it on first use). Raises ``UnsafeRedisError`` on a server that
+        may evict the queue."""
+        verdict = judge(
+            await self._store.settings(),
+            allow_eviction=self._allow_eviction,
+            replicas=self._replicas,
+        )
+        if verdict.refusals:
+            raise UnsafeRedisError(
+                "freshcache will not start write-behind: "
+                + "; ".join(verdict.refusals)
+                + " (WriteBehind(allow_eviction=True) overrides this)"
+            )
+        for warning in verdict.warnings:
+            log.warning("freshcache write-behind %r: %s", self.name, warning)
+        await self._store.prepare()
+        self.verdict = verdict
+        return verdict
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+    ) -> int:
+        """Cache ``value`` under ``key`` and queue it for the database; returns
+        the write's version once the write is durable. Raises ``StoreError``
+        (``BacklogFullError`` when the queue is full) if it could not be
+        made: then neither the cache nor the queue changed."""
+        payload = encode_value(value)  # TypeError before anything is written
+        if self.verdict is None:
+            await self.start()
+        started = time.perf_counter()
+        full, envelope, hard = await self._cache._writebehind_entry(
+            key,
+            value,
+            self._ttl if ttl is UNSET else ttl,
+            self._stale_ttl if stale_ttl is UNSET else stale_ttl,
+        )
+        try:
+            entry_id = await self._store.enqueue(
+                partition_of(key, self.partitions),
+                full,
+                envelope or b"",
+                0 if hard is None else px(hard),
+                key,
+                payload,
+                self._limit,
+                self._replicas,
+                self._replica_wait_ms,
+            )
+        except Exception as exc:
+            self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
+            raise
+        finally:
+            await self._cache._writebehind_written([full])
+        self._metrics.count("writebehind:enqueued")
+        self._metrics.latency("writebehind_put", time.perf_counter() - started)
+        return version_of(entry_id)
+
+    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until every write enqueued before this call (by any process)
+        has been applied or dead-lettered. Needs a running worker; raises
+        ``TimeoutError`` after ``timeout`` seconds (None: wait forever)."""
+        upto = await self._store.last_ids()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _FLUSH_POLL[0]
+        while await self._store.any_left(upto):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"write-behind {self.name!r}: writes still queued after "
+                    f"{timeout} s (is a worker running?)"
+                )
+            await asleep(delay)
+            delay = min(delay * 2, _FLUSH_POLL[1])
+
+    async def stats(self) -> WriteBehindStats:
+        """Backlog, pending, lag, and the workers' totals (read from Redis)."""
+        totals = await self._store.totals()
+        return WriteBehindStats(
+            backlog=await self._store.backlog(),
+            pending=await self._store.pending(),
+            lag=lag_seconds(await self._store.oldest_id(), time.time()),
+            applied=totals.get("applied", 0),
+            redelivered=totals.get("redelivered", 0),
+            dead_lettered=totals.get("dead_lettered", 0),
+        )
+
+    async def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """The oldest ``count`` dead-lettered entries: id and fields (the key
+        ``k``, JSON value ``v``, origin ``stream`` and ``id``, ``reason``)."""
+        return await self._store.dead_lettered(count)
+
+    def worker(self, sink: Sink, **options: Any) -> AsyncWriteBehindWorker:
+        """A worker for this queue in this process, counting into this cache's
+        stats (``freshcache worker`` runs one in a process of its own)."""
+        from freshcache._async.worker import AsyncWriteBehindWorker
+
+        return AsyncWriteBehindWorker(
+            self.url,
+            sink,
+            prefix=self.prefix,
+            name=self.name,
+            partitions=self.partitions,
+            metrics=self._metrics,
+            **options,
+        )
+
+    async def aclose(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Flush (see ``flush``), then close the queue's connections. The
+        cache stays open."""
+        try:
+            if self.verdict is not None:
+                await self.flush(timeout)
+        finally:
+            await self._store.aclose()
+
+    async def __aenter__(self) -> AsyncWriteBehind:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
