@@ -36,6 +36,7 @@ from freshcache.core.streams import (
     Malformed,
     Outcome,
     Write,
+    WriteBehindStats,
     after_failure,
     coalesce,
     decode_entry,
@@ -258,6 +259,10 @@ class AsyncWriteBehindWorker:
         await self._store.dead_letter(item, reason)
         self.totals.dead_lettered += 1
         self._metrics.count("writebehind:dead_lettered")
+
+    async def stats(self) -> WriteBehindStats:
+        """The queue's backlog, pending, lag and every worker's totals."""
+        return await self._store.stats()
 
     async def aclose(self) -> None:
         await self._store.aclose()

@@ -25,7 +25,6 @@ from freshcache.core.persistence import Verdict, judge
 from freshcache.core.streams import (
     WriteBehindStats,
     encode_value,
-    lag_seconds,
     partition_of,
     version_of,
 )
@@ -187,15 +186,7 @@ class AsyncWriteBehind:
 
     async def stats(self) -> WriteBehindStats:
         """Backlog, pending, lag, and the workers' totals (read from Redis)."""
-        totals = await self._store.totals()
-        return WriteBehindStats(
-            backlog=await self._store.backlog(),
-            pending=await self._store.pending(),
-            lag=lag_seconds(await self._store.oldest_id(), time.time()),
-            applied=totals.get("applied", 0),
-            redelivered=totals.get("redelivered", 0),
-            dead_lettered=totals.get("dead_lettered", 0),
-        )
+        return await self._store.stats()
 
     async def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The oldest ``count`` dead-lettered entries: id and fields (the key
@@ -217,11 +208,16 @@ class AsyncWriteBehind:
             **options,
         )
 
-    async def aclose(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Flush (see ``flush``), then close the queue's connections. The
-        cache stays open."""
+    async def aclose(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        flush: bool = True,
+    ) -> None:
+        """Flush (see ``flush``; ``flush=False`` skips it), then close the
+        queue's connections. The cache stays open."""
         try:
-            if self.verdict is not None:
+            if flush and self.verdict is not None:
                 await self.flush(timeout)
         finally:
             await self._store.aclose()

@@ -37,6 +37,7 @@ from freshcache.core.streams import (
     Malformed,
     Outcome,
     Write,
+    WriteBehindStats,
     after_failure,
     coalesce,
     decode_entry,
@@ -255,6 +256,10 @@ class WriteBehindWorker:
         self._store.dead_letter(item, reason)
         self.totals.dead_lettered += 1
         self._metrics.count("writebehind:dead_lettered")
+
+    def stats(self) -> WriteBehindStats:
+        """The queue's backlog, pending, lag and every worker's totals."""
+        return self._store.stats()
 
     def close(self) -> None:
         self._store.close()

@@ -26,7 +26,6 @@ from freshcache.core.persistence import Verdict, judge
 from freshcache.core.streams import (
     WriteBehindStats,
     encode_value,
-    lag_seconds,
     partition_of,
     version_of,
 )
@@ -188,15 +187,7 @@ class WriteBehind:
 
     def stats(self) -> WriteBehindStats:
         """Backlog, pending, lag, and the workers' totals (read from Redis)."""
-        totals = self._store.totals()
-        return WriteBehindStats(
-            backlog=self._store.backlog(),
-            pending=self._store.pending(),
-            lag=lag_seconds(self._store.oldest_id(), time.time()),
-            applied=totals.get("applied", 0),
-            redelivered=totals.get("redelivered", 0),
-            dead_lettered=totals.get("dead_lettered", 0),
-        )
+        return self._store.stats()
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The oldest ``count`` dead-lettered entries: id and fields (the key
@@ -218,11 +209,16 @@ class WriteBehind:
             **options,
         )
 
-    def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Flush (see ``flush``), then close the queue's connections. The
-        cache stays open."""
+    def close(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        flush: bool = True,
+    ) -> None:
+        """Flush (see ``flush``; ``flush=False`` skips it), then close the
+        queue's connections. The cache stays open."""
         try:
-            if self.verdict is not None:
+            if flush and self.verdict is not None:
                 self.flush(timeout)
         finally:
             self._store.close()

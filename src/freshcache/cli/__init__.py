@@ -1,6 +1,8 @@
-"""The ``freshcache`` command line: ``freshcache demo`` (more subcommands to come).
+"""The ``freshcache`` command line: ``freshcache demo`` and ``freshcache worker``.
 
-The CLI needs the ``cli`` extra (rich): ``pip install 'freshcache[cli]'``.
+The demo needs the ``cli`` extra (rich): ``pip install 'freshcache[cli]'``;
+the worker needs its sink's extra (``postgres``, ``sqlalchemy``) or nothing
+(SQLite).
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
         help="use PostgreSQL at DSN instead of a temporary SQLite file",
     )
     demo.set_defaults(handler=_demo)
+    from freshcache.cli import worker
+
+    worker.add_parser(commands)
     return parser
 
 

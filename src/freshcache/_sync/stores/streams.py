@@ -10,6 +10,7 @@ open. Errors are ``StoreError`` subclasses, as in the cache's store.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from freshcache.core.layout import (
     writebehind_meta_key,
     writebehind_stream_key,
 )
-from freshcache.core.streams import Malformed, Write
+from freshcache.core.streams import Malformed, Write, WriteBehindStats, lag_seconds
 from freshcache.errors import (
     BacklogFullError,
     ConfigStoreError,
@@ -186,9 +187,17 @@ class StreamStore:
         entries = self._run(self._client.xrange, self.dead_letters, "-", "+", count)
         return [(i, dict(f)) for i, f in entries]
 
-    def totals(self) -> dict[str, int]:
+    def stats(self) -> WriteBehindStats:
+        """Backlog, pending, lag, and the workers' totals."""
         raw = self._run(self._client.hgetall, self.meta)
-        return {k: int(v) for k, v in raw.items() if k != "partitions"}
+        return WriteBehindStats(
+            backlog=self.backlog(),
+            pending=self.pending(),
+            lag=lag_seconds(self.oldest_id(), time.time()),
+            applied=int(raw.get("applied", 0)),
+            redelivered=int(raw.get("redelivered", 0)),
+            dead_lettered=int(raw.get("dead_lettered", 0)),
+        )
 
     # -- workers --------------------------------------------------------------
 
