@@ -55,6 +55,7 @@ class SQLAlchemySink:
         )
         self._table: sa.Table | None = None
         self._json = False
+        self._upsert_dialects: tuple[str, ...] = ("postgresql", "sqlite")
 
     def _reflect(self) -> sa.Table:
         if self._table is None:
@@ -82,7 +83,7 @@ class SQLAlchemySink:
         ]
         with self._engine.begin() as conn:
             dialect = conn.dialect.name
-            if dialect in ("postgresql", "sqlite"):
+            if dialect in self._upsert_dialects:
                 conn.execute(self._upsert(table, dialect), rows)
                 return
             for row in rows:  # portable: update if older, else insert if absent
