@@ -215,11 +215,19 @@ async def test_transient_failures_are_retried_and_nothing_is_acked_before(
 async def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix) as cache,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as reader,
+    ):
         wb = AsyncWriteBehind(cache, name="q", partitions=1)
         await wb.put("good", 1)
         await wb.put("bad", 2)
         await wb.put("good2", 3)
+        assert await reader.get("bad") == 2  # now in the reader's L1
+        for _ in range(200):  # until reader's bus is subscribed
+            if reader.stats().counts.get("bus_connect"):
+                break
+            await asleep(0.01)
         table = Table(poison="bad")
         await _drain(wb, table)
         assert table.values() == {"good": 1, "good2": 3}
@@ -227,6 +235,11 @@ async def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
         assert [fields["k"] for _, fields in dead] == ["bad"]
         assert "PermanentWriteError" in dead[0][1]["reason"]
         assert await cache.get("bad") is MISS  # the cache no longer shows it
+        for _ in range(200):  # nor, once the bus message is in, any L1
+            if await reader.get("bad") is MISS:
+                break
+            await asleep(0.01)
+        assert await reader.get("bad") is MISS
         stats = await wb.stats()
         assert (stats.backlog, stats.pending, stats.dead_lettered) == (0, 0, 1)
         await wb.aclose(flush=False)
@@ -344,3 +357,25 @@ async def test_durable_on_aof_always(request: pytest.FixtureRequest) -> None:
             assert verdict.warnings == ()
             assert wb.durable
             await wb.aclose()
+
+
+async def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("redis_url")
+    with own_redis_server("--repl-diskless-sync-delay", "0") as primary:
+        async with AsyncCache(primary.url, prefix="wb") as cache:
+            alone = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=0.05)
+            with pytest.raises(StoreError, match="replicas"):
+                await alone.put("k", 1)  # no replica: not reported as done
+            await alone.aclose(flush=False)
+            with own_redis_server(
+                "--replicaof", "127.0.0.1", str(primary.port)
+            ) as replica:
+                link = redis.Redis.from_url(replica.url, decode_responses=True)
+                for _ in range(1000):  # until the replica has synced
+                    if link.info("replication")["master_link_status"] == "up":
+                        break
+                    await asleep(0.01)
+                link.close()
+                wb = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=30)
+                await wb.put("k", 2)  # returns once the replica has it
+                await wb.aclose(flush=False)

@@ -216,11 +216,19 @@ def test_transient_failures_are_retried_and_nothing_is_acked_before(
 def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with (
+        Cache(redis_url, prefix=key_prefix) as cache,
+        Cache(redis_url, prefix=key_prefix, l1=L1()) as reader,
+    ):
         wb = WriteBehind(cache, name="q", partitions=1)
         wb.put("good", 1)
         wb.put("bad", 2)
         wb.put("good2", 3)
+        assert reader.get("bad") == 2  # now in the reader's L1
+        for _ in range(200):  # until reader's bus is subscribed
+            if reader.stats().counts.get("bus_connect"):
+                break
+            sleep(0.01)
         table = Table(poison="bad")
         _drain(wb, table)
         assert table.values() == {"good": 1, "good2": 3}
@@ -228,6 +236,11 @@ def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
         assert [fields["k"] for _, fields in dead] == ["bad"]
         assert "PermanentWriteError" in dead[0][1]["reason"]
         assert cache.get("bad") is MISS  # the cache no longer shows it
+        for _ in range(200):  # nor, once the bus message is in, any L1
+            if reader.get("bad") is MISS:
+                break
+            sleep(0.01)
+        assert reader.get("bad") is MISS
         stats = wb.stats()
         assert (stats.backlog, stats.pending, stats.dead_lettered) == (0, 0, 1)
         wb.close(flush=False)
@@ -345,3 +358,25 @@ def test_durable_on_aof_always(request: pytest.FixtureRequest) -> None:
             assert verdict.warnings == ()
             assert wb.durable
             wb.close()
+
+
+def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("redis_url")
+    with own_redis_server("--repl-diskless-sync-delay", "0") as primary:
+        with Cache(primary.url, prefix="wb") as cache:
+            alone = WriteBehind(cache, name="q", replicas=1, replica_timeout=0.05)
+            with pytest.raises(StoreError, match="replicas"):
+                alone.put("k", 1)  # no replica: not reported as done
+            alone.close(flush=False)
+            with own_redis_server(
+                "--replicaof", "127.0.0.1", str(primary.port)
+            ) as replica:
+                link = redis.Redis.from_url(replica.url, decode_responses=True)
+                for _ in range(1000):  # until the replica has synced
+                    if link.info("replication")["master_link_status"] == "up":
+                        break
+                    sleep(0.01)
+                link.close()
+                wb = WriteBehind(cache, name="q", replicas=1, replica_timeout=30)
+                wb.put("k", 2)  # returns once the replica has it
+                wb.close(flush=False)

@@ -20,8 +20,10 @@ from redis.retry import Retry
 
 from freshcache import _lua
 from freshcache._async.stores.redis import classify
+from freshcache.core.events import Message, encode
 from freshcache.core.layout import (
     WRITEBEHIND_GROUP,
+    bus_channel,
     lease_key,
     writebehind_dead_letter_key,
     writebehind_meta_key,
@@ -36,6 +38,7 @@ from freshcache.errors import (
 )
 
 RawEntry = tuple[str, str, Mapping[str, str]]  # stream, entry id, fields
+_ORIGIN = "freshcache-writebehind-worker"  # bus messages from a worker
 
 
 class AsyncStreamStore:
@@ -69,6 +72,7 @@ class AsyncStreamStore:
         ]
         self.dead_letters = writebehind_dead_letter_key(prefix, name)
         self.meta = writebehind_meta_key(prefix, name)
+        self._bus = bus_channel(prefix)
 
     async def _run(self, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         try:
@@ -264,7 +268,8 @@ class AsyncStreamStore:
     async def dead_letter(self, item: Write | Malformed, reason: str) -> None:
         """Move one entry to the dead-letter stream (one transaction): copy it
         with the reason, acknowledge and delete it, and drop its cache key
-        (the database never got that value)."""
+        from Redis and, over the bus, from every L1 (the database never got
+        that value)."""
         fields: dict[Any, Any]
         if isinstance(item, Write):
             fields = {"k": item.key, "v": item.payload, "d": item.data_key}
@@ -276,8 +281,9 @@ class AsyncStreamStore:
         pipe.xack(item.stream, WRITEBEHIND_GROUP, item.entry_id)
         pipe.xdel(item.stream, item.entry_id)
         data_key = fields.get("d", "")
-        if data_key and "{" not in data_key:
+        if data_key and "{" not in data_key:  # and tell every L1
             pipe.delete(data_key, lease_key(data_key))
+            pipe.publish(self._bus, encode(Message(_ORIGIN, keys=(data_key,))))
         pipe.hincrby(self.meta, "dead_lettered", 1)
         await self._run(pipe.execute)
 
