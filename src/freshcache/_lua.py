@@ -70,10 +70,10 @@ return 1
 """
 
 # KEYS: data, lease, stream. ARGV: envelope ('' : not cacheable, drop the
-# key), px, key, JSON value, backlog limit. Write-behind's enqueue: append
-# the write to its partition's stream and update the cache as PUT does, in
-# one step. Refuses (FCBACKLOG) once the partition holds the limit. Returns
-# the entry id (the write's version).
+# key), px, key, JSON value, backlog limit, bus channel, bus message.
+# Write-behind's enqueue: append the write to its partition's stream, update
+# the cache as PUT does, and tell every L1, in one step. Refuses (FCBACKLOG)
+# once the partition holds the limit. Returns the entry id (the version).
 ENQUEUE: Final = """
 if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[5]) then
   return redis.error_reply('FCBACKLOG write-behind backlog is full')
@@ -87,5 +87,6 @@ elseif ARGV[2] == '0' then
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 return id
 """

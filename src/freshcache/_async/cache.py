@@ -21,7 +21,7 @@ from freshcache.codec import Codec
 from freshcache.config import L1
 from freshcache.core.freshness import Lifetime
 from freshcache.core.keys import KeyBuilder, escape
-from freshcache.core.layout import versioned
+from freshcache.core.layout import bus_channel, versioned
 from freshcache.core.tagging import TagSource, check_tag
 from freshcache.errors import StoreError
 from freshcache.memory import MemoryStore
@@ -301,10 +301,15 @@ class AsyncCache:
         _, data, hard = encoded
         return full, data, hard
 
-    async def _writebehind_written(self, fulls: list[str]) -> bool:
-        """Write-behind's hook, after its script wrote ``fulls`` in Redis: drop
-        them from every L1 (False if the bus could not be told)."""
-        return await self._tiers.announce(fulls)
+    def _writebehind_notice(self, full: str) -> tuple[str, bytes]:
+        """Write-behind's hook: the bus channel and message its script
+        publishes so that every other process drops ``full`` from its L1."""
+        return bus_channel(self._keys.prefix), self._tiers.notice([full])
+
+    def _writebehind_written(self, full: str) -> None:
+        """Write-behind's hook, after its script wrote ``full``: drop it from
+        this process's L1."""
+        self._tiers.written([full])
 
     async def invalidate(self, *keys: str) -> None:
         """Remove ``keys`` from every tier in every process.

@@ -37,6 +37,7 @@ from freshcache.clock import Clock
 from freshcache.codec import Codec, ValueTooLargeError
 from freshcache.core.entry import NO_STALE_WINDOW, Entry
 from freshcache.core.events import Message
+from freshcache.core.events import encode as encode_message
 from freshcache.core.freshness import Lifetime, jitter_ttl, lifetimes, refresh_early
 from freshcache.core.layout import bus_channel
 from freshcache.core.tagging import TagSource, render_tags
@@ -607,18 +608,17 @@ class AsyncTiers:
                 sent = False
         return sent and len(encoded) == len(items)
 
-    async def announce(self, fulls: Sequence[str]) -> bool:
-        """After ``fulls`` were written in Redis outside ``put`` (write-behind):
-        drop them from L1 here (a read in flight here fails its snapshot) and
-        in every process. False if the bus could not be told."""
+    def notice(self, fulls: Sequence[str]) -> bytes:
+        """The bus message that drops ``fulls`` from every other process's L1,
+        for a script to PUBLISH in the same step as its write (write-behind)."""
+        self._metrics.count("invalidations_sent")
+        return encode_message(Message(self._origin, keys=tuple(fulls)))
+
+    def written(self, fulls: Sequence[str]) -> None:
+        """After such a script ran (or may have): drop ``fulls`` from L1 here;
+        a read in flight here fails its snapshot."""
         self._drop_local(fulls)
         self._listen()
-        try:
-            await self._send(Message(self._origin, keys=tuple(fulls)))
-        except StoreError:
-            self._metrics.error("bus_publish")
-            return False
-        return True
 
     def _tag_ttl(self, hard: float | None) -> float | None:
         """A tag set outlives its member by a lease: the member is written up

@@ -4,7 +4,8 @@ a worker (``freshcache worker``) applies the queue to the database.
 
 ``put`` runs one Lua script: it appends the write to its partition's Redis
 stream (partitioned by key hash, so writes to one key stay in order) and
-stores the envelope ``set`` would store, revoking any fill lease. The
+stores the envelope ``set`` would store, revoking any fill lease, and
+publishes the key on the bus so every process drops it from its L1. The
 stream entry id is the write's version. ``put`` returns once Redis has
 answered, which with ``appendfsync always`` is after the fsync, and with
 ``replicas=N`` after ``WAIT N``. It raises rather than report a write it
@@ -157,14 +158,15 @@ class WriteBehind:
                 key,
                 payload,
                 self._limit,
+                self._cache._writebehind_notice(full),
                 self._replicas,
                 self._replica_wait_ms,
             )
         except Exception as exc:
             self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
             raise
-        finally:
-            self._cache._writebehind_written([full])
+        finally:  # after the script, which may have run even if we got no reply
+            self._cache._writebehind_written(full)
         self._metrics.count("writebehind:enqueued")
         self._metrics.latency("writebehind_put", time.perf_counter() - started)
         return version_of(entry_id)

@@ -123,11 +123,13 @@ class AsyncStreamStore:
 
     async def enqueue(
         self, partition: int, data_key: str, envelope: bytes, px: int,
-        key: str, payload: str, limit: int, replicas: int, replica_wait_ms: int,
+        key: str, payload: str, limit: int, notice: tuple[str, bytes],
+        replicas: int, replica_wait_ms: int,
     ) -> str:  # fmt: skip
-        """Append one write and update the cache (one script); the entry id."""
+        """Append one write, update the cache and publish ``notice`` (channel,
+        message) on the bus, in one script; the entry id."""
         keys = [data_key, lease_key(data_key), self.streams[partition]]
-        args: list[bytes | str | int] = [envelope, px, key, payload, limit]
+        args: list[bytes | str | int] = [envelope, px, key, payload, limit, *notice]
         if not replicas:
             entry_id: str = await self._run(self._enqueue, keys=keys, args=args)
             return entry_id
