@@ -49,7 +49,7 @@ class Side:
     name: str
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    db_round_trips: int = 0
+    db_round_trips: float = 0
 
     @property
     def writes(self) -> int:
@@ -182,7 +182,7 @@ def measure(
         drain_s = time.perf_counter() - started
         rows = conn.execute(f"SELECT count(*) FROM {wb_table}").fetchone()[0]
         for _, behind in pairs:  # the worker's round trips, shared out per write
-            behind.db_round_trips = round(sink.round_trips * behind.writes / backlog)
+            behind.db_round_trips = sink.round_trips * behind.writes / backlog
         worker.close()
         sink.close()
     finally:
