@@ -180,7 +180,8 @@ def measure(
         started = time.perf_counter()
         totals = worker.run(until_idle=True)
         drain_s = time.perf_counter() - started
-        rows = conn.execute(f"SELECT count(*) FROM {wb_table}").fetchone()[0]
+        counted = conn.execute(f"SELECT count(*) FROM {wb_table}").fetchone()
+        rows = counted[0] if counted else 0
         for _, behind in pairs:  # the worker's round trips, shared out per write
             behind.db_round_trips = sink.round_trips * behind.writes / backlog
         worker.close()
