@@ -71,6 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
         redis=args.redis,
         postgres=args.postgres,
         processes=args.processes,
+        write_seconds=args.write_seconds,
     )
     return run(options)
 
@@ -157,6 +158,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DSN",
         default=None,
         help="use PostgreSQL at DSN instead of a temporary SQLite file",
+    )
+    demo.add_argument(
+        "--write-seconds",
+        type=float,
+        default=2.0,
+        help=(
+            "with --redis: length of each side of the write-heavy phase, commit + "
+            "invalidate then write-behind with a worker draining the queue "
+            "(default: 2; 0 skips it)"
+        ),
     )
     demo.set_defaults(handler=_demo)
     from freshcache.cli import worker

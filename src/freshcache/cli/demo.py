@@ -69,6 +69,7 @@ class DemoOptions:
     redis: str | None = None
     postgres: str | None = None
     processes: int | None = None  # None: 1 embedded, 2 with Redis
+    write_seconds: float = 2.0  # the write-heavy phase, each side (with Redis)
 
 
 def _where_redis(url: str) -> str:
@@ -412,6 +413,7 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
         ]
     db: Database | None = None
     pool: _Pool | None = None
+    writes: Any = None  # the write-heavy phase's result (with Redis)
     phases: dict[str, Phase] = {}
     try:
         db = Database(options.postgres)
@@ -439,6 +441,13 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             }
             for mode, task in tasks.items():
                 phases[mode] = pool.phase(mode, seconds[mode], progress, task)
+        if options.redis is not None and options.write_seconds > 0:
+            from freshcache.cli import _demo_writes
+
+            with console.status("write-heavy phase: commit + invalidate, write-behind"):
+                writes = _demo_writes.run(
+                    db, options.redis, version, options.write_seconds, options.users
+                )
     except Exception as exc:
         failure = escape(f"{type(exc).__name__}: {exc}")
         console.print(f"[red]freshcache demo failed:[/] {failure}")
@@ -453,6 +462,10 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             if db is not None:
                 db.teardown()
     _report(console, options, phases, [*labels, db.label, f"{labels[1]}; {db.where}"])
+    if writes is not None:
+        from freshcache.cli import _demo_writes
+
+        _demo_writes.report(console, writes)
     return 0
 
 
