@@ -33,6 +33,7 @@ import redis
 
 from freshcache import Cache, WriteBehind
 from freshcache.core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from freshcache.core.streams import partition_of
 
 try:
     from tests import servers
@@ -88,13 +89,24 @@ def _start_producer(
     return subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
+def _wait_for_exit(
+    worker: subprocess.Popen[bytes], producers: list[subprocess.Popen[bytes]]
+) -> None:
+    """Until ``worker`` exits by itself, or the producers are done."""
+    while worker.poll() is None and any(p.poll() is None for p in producers):
+        time.sleep(0.05)
+
+
 def _wait_until_started(log: Path, worker: subprocess.Popen[bytes]) -> None:
-    """Until the worker's signal handlers are in place (it logs "started")."""
+    """Until the worker runs, its signal handlers in place (it logs "started")."""
     marker = f"worker {os.uname().nodename}-{worker.pid}-"
     deadline = time.monotonic() + 60
     while marker not in log.read_text(errors="replace"):
+        exited = worker.poll() is not None
+        if exited and marker in log.read_text(errors="replace"):
+            return  # started, then exited after a commit already
+        assert not exited, log.read_text(errors="replace")[-3000:]
         assert time.monotonic() < deadline
-        assert worker.poll() is None
         time.sleep(0.05)
 
 
@@ -130,14 +142,16 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
         cache = Cache(url, prefix=prefix)
         wb = WriteBehind(cache, name=NAME, partitions=4)
         assert wb.start().durable
-        poison_ids = set()
+        # (stream, id): ids are unique per stream only
+        poison_ids: set[tuple[str, str]] = set()
         for i in range(2):
-            version = wb.put(f"poison:{i}", {"poison": True, "i": i})
-            poison_ids.add(f"{version // 1_000_000}-{version % 1_000_000}")
+            key = f"poison:{i}"
+            version = wb.put(key, {"poison": True, "i": i})
+            stream = writebehind_stream_key(prefix, NAME, partition_of(key, 4))
+            poison_ids.add((stream, f"{version // 1_000_000}-{version % 1_000_000}"))
         raw = redis.Redis.from_url(url, decode_responses=True)
-        poison_ids.add(
-            raw.xadd(writebehind_stream_key(prefix, NAME, 0), {"garbage": "x"})
-        )
+        stream = writebehind_stream_key(prefix, NAME, 0)
+        poison_ids.add((stream, raw.xadd(stream, {"garbage": "x"})))
 
         logs = [tmp_path / f"producer{i}.log" for i in (1, 2)]
         worker_log = tmp_path / "worker.log"
@@ -150,8 +164,12 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
         redis_killed = False
         started = time.monotonic()
         try:
+            exit_after = 0
             while any(p.poll() is None for p in producers):
-                time.sleep(rng.uniform(0.3, 1.5))
+                _wait_until_started(worker_log, worker)  # then kill it at random
+                time.sleep(rng.uniform(0.2, 1.2))
+                if exit_after:  # give it time to exit after its commit
+                    _wait_for_exit(worker, producers)
                 if worker.poll() is None:
                     worker.send_signal(signal.SIGKILL)
                     kills += 1
@@ -169,9 +187,13 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
                     url, prefix, postgres_dsn, table, worker_log, exit_after
                 )
             assert all(p.wait() == 0 for p in producers)
-            if worker.poll() is not None:  # it exited after a commit: once more
+            if worker.poll() is None:  # one last kill -9: the drain needs a
+                worker.send_signal(signal.SIGKILL)  # worker without exit_after
+                kills += 1
+            else:
                 exits_after_commit += worker.returncode == 99
-                worker = _start_worker(url, prefix, postgres_dsn, table, worker_log)
+            worker.wait()
+            worker = _start_worker(url, prefix, postgres_dsn, table, worker_log)
 
             # Drain with one clean worker, then stop it with SIGTERM.
             deadline = time.monotonic() + 120
@@ -211,7 +233,7 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
             k for k, (v, _) in rows.items() if v > acked.get(k, (0, ""))[0]
         ]
         dead = raw.xrange(f"{prefix}:!wb:{NAME}:dead")
-        dead_ids = {fields["id"] for _, fields in dead}
+        dead_ids = {(fields["stream"], fields["id"]) for _, fields in dead}
         pending = sum(
             raw.xpending(writebehind_stream_key(prefix, NAME, i), WRITEBEHIND_GROUP)[
                 "pending"
@@ -229,7 +251,7 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
         assert wrong == [], wrong[:10]
         assert never_written == [], never_written[:10]
         assert dead_ids == poison_ids, (dead_ids, poison_ids)
-        assert len(dead) == len(poison_ids)
+        assert len(dead) == len(poison_ids), dead  # each one once
         assert pending == 0
         assert redis_killed, summary
         assert kills >= 3, summary
