@@ -63,8 +63,9 @@ def table(postgres_dsn: str) -> Iterator[str]:
 
 
 def _start_worker(
-    url: str, prefix: str, dsn: str, table: str, log: Path, exit_after: int = 0
-) -> subprocess.Popen[bytes]:
+    url: str, prefix: str, dsn: str, table: str, log: Path, exit_after: int = 0,
+    claim_idle: float = 0.5,
+) -> subprocess.Popen[bytes]:  # fmt: skip
     env = dict(os.environ)
     env.pop(EXIT_AFTER_COMMIT, None)
     if exit_after:
@@ -72,7 +73,7 @@ def _start_worker(
     command = [
         sys.executable, "-m", "freshcache.cli", "worker", "--redis", url,
         "--prefix", prefix, "--name", NAME, "--postgres", dsn, "--table", table,
-        "--batch-size", "200", "--block", "0.2", "--claim-idle", "0.5",
+        "--batch-size", "200", "--block", "0.2", "--claim-idle", str(claim_idle),
         "--max-deliveries", "1000", "--report-every", "5",
     ]  # fmt: skip
     with open(log, "ab") as out:
@@ -183,9 +184,12 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
                     server.restart()
                     redis_killed = True
                 exit_after = rng.randint(1, 3) if rng.random() < 0.4 else 0
+                # a long claim delay: new entries are applied before the dead
+                # worker's older ones are reclaimed (the version guard's job)
                 worker = _start_worker(
-                    url, prefix, postgres_dsn, table, worker_log, exit_after
-                )
+                    url, prefix, postgres_dsn, table, worker_log, exit_after,
+                    claim_idle=rng.choice((0.3, 0.5, 2.0, 4.0)),
+                )  # fmt: skip
             assert all(p.wait() == 0 for p in producers)
             if worker.poll() is None:  # one last kill -9: the drain needs a
                 worker.send_signal(signal.SIGKILL)  # worker without exit_after
