@@ -187,9 +187,9 @@ def measure(
         worker.close()
         sink.close()
     finally:
+        wb.remove(force=True)
         wb.close(flush=False)
         cache.clear()
-        _delete_queue(redis_url, prefix)
         cache.close()
         for table in (wt_table, wb_table):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -206,15 +206,6 @@ def measure(
         "round_trips": sink.round_trips,
         "rows": rows,
     }
-
-
-def _delete_queue(url: str, prefix: str) -> None:
-    import redis
-
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}:!wb:*", count=1000))
-        if keys:
-            client.unlink(*keys)
 
 
 def _ms(seconds: float) -> str:

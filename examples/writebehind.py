@@ -47,14 +47,10 @@ def main(url: str) -> None:
         worker.stop()
         thread.join()
         worker.close()
+        wb.remove(force=True)  # the queue's own keys (clear() never touches them)
         wb.close(flush=False)
         cache.clear()
         cache.close()
-        import redis
-
-        with redis.Redis.from_url(url) as client:  # the queue's own keys
-            for key in client.scan_iter(match=f"{prefix}:!wb:*"):
-                client.unlink(key)
 
 
 if __name__ == "__main__":

@@ -379,3 +379,20 @@ async def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
                 wb = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=30)
                 await wb.put("k", 2)  # returns once the replica has it
                 await wb.aclose(flush=False)
+
+
+async def test_remove_refuses_to_lose_writes_unless_forced(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", 1)
+        with pytest.raises(ValueError, match="still holds"):
+            await wb.remove()
+        await wb.remove(force=True)
+        raw = redis.Redis.from_url(redis_url)
+        assert list(raw.scan_iter(match=f"{key_prefix}:!wb:*")) == []
+        raw.close()
+        await wb.put("k", 2)  # a new queue, group and all
+        assert (await wb.stats()).backlog == 1
+        await wb.aclose(flush=False)

@@ -380,3 +380,20 @@ def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
                 wb = WriteBehind(cache, name="q", replicas=1, replica_timeout=30)
                 wb.put("k", 2)  # returns once the replica has it
                 wb.close(flush=False)
+
+
+def test_remove_refuses_to_lose_writes_unless_forced(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    with Cache(redis_url, prefix=key_prefix) as cache:
+        wb = WriteBehind(cache, name="q")
+        wb.put("k", 1)
+        with pytest.raises(ValueError, match="still holds"):
+            wb.remove()
+        wb.remove(force=True)
+        raw = redis.Redis.from_url(redis_url)
+        assert list(raw.scan_iter(match=f"{key_prefix}:!wb:*")) == []
+        raw.close()
+        wb.put("k", 2)  # a new queue, group and all
+        assert (wb.stats()).backlog == 1
+        wb.close(flush=False)

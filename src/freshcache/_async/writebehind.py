@@ -195,6 +195,18 @@ class AsyncWriteBehind:
         ``k``, JSON value ``v``, origin ``stream`` and ``id``, ``reason``)."""
         return await self._store.dead_lettered(count)
 
+    async def remove(self, *, force: bool = False) -> None:
+        """Delete the queue from Redis (its streams, dead letters and totals),
+        for tests and demos. Raises ``ValueError`` if writes are still queued,
+        unless ``force=True`` (which loses them)."""
+        if not force and await self._store.backlog():
+            raise ValueError(
+                f"write-behind {self.name!r} still holds writes; flush() first "
+                "or pass force=True to lose them"
+            )
+        await self._store.remove()
+        self.verdict = None  # a later put recreates the group
+
     def worker(self, sink: Sink, **options: Any) -> AsyncWriteBehindWorker:
         """A worker for this queue in this process, counting into this cache's
         stats (``freshcache worker`` runs one in a process of its own)."""

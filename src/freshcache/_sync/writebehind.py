@@ -196,6 +196,18 @@ class WriteBehind:
         ``k``, JSON value ``v``, origin ``stream`` and ``id``, ``reason``)."""
         return self._store.dead_lettered(count)
 
+    def remove(self, *, force: bool = False) -> None:
+        """Delete the queue from Redis (its streams, dead letters and totals),
+        for tests and demos. Raises ``ValueError`` if writes are still queued,
+        unless ``force=True`` (which loses them)."""
+        if not force and self._store.backlog():
+            raise ValueError(
+                f"write-behind {self.name!r} still holds writes; flush() first "
+                "or pass force=True to lose them"
+            )
+        self._store.remove()
+        self.verdict = None  # a later put recreates the group
+
     def worker(self, sink: Sink, **options: Any) -> WriteBehindWorker:
         """A worker for this queue in this process, counting into this cache's
         stats (``freshcache worker`` runs one in a process of its own)."""

@@ -197,22 +197,14 @@ def run(db: Database, redis: str, version: str, seconds: float, users: int) -> R
     finally:
         for conn in opened:
             conn.close()
-        wb.close(flush=False)
-        cache.clear()
-        wb_keys = f"demo:!wb:demo-{version}:*"
-        _delete(redis, wb_keys)
-        cache.close()
+        try:
+            wb.remove(force=True)
+        finally:
+            wb.close(flush=False)
+            cache.clear()
+            cache.close()
         conn = db.session().conn
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def _delete(url: str, pattern: str) -> None:
-    import redis
-
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.unlink(*keys)
 
 
 def report(console: Console, result: Result) -> None:

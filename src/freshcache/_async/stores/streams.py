@@ -307,6 +307,12 @@ class AsyncStreamStore:
                     self._client.xgroup_delconsumer, stream, WRITEBEHIND_GROUP, consumer
                 )
 
+    async def remove(self) -> None:
+        """Delete the queue's keys: streams, dead letters, meta."""
+        await self._run(
+            self._client.unlink, *self.streams, self.dead_letters, self.meta
+        )
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

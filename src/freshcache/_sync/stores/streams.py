@@ -302,6 +302,10 @@ class StreamStore:
                     self._client.xgroup_delconsumer, stream, WRITEBEHIND_GROUP, consumer
                 )
 
+    def remove(self) -> None:
+        """Delete the queue's keys: streams, dead letters, meta."""
+        self._run(self._client.unlink, *self.streams, self.dead_letters, self.meta)
+
     def close(self) -> None:
         self._client.close()
 
