@@ -396,3 +396,17 @@ async def test_remove_refuses_to_lose_writes_unless_forced(
         await wb.put("k", 2)  # a new queue, group and all
         assert (await wb.stats()).backlog == 1
         await wb.aclose(flush=False)
+
+
+async def test_a_value_too_large_to_cache_is_queued_and_uncached(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix, max_value_bytes=200) as cache:
+        await cache.set("k", "small")
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", "x" * 1000)
+        assert await cache.get("k") is MISS  # never the old value
+        table = Table()
+        await _drain(wb, table)
+        assert table.values() == {"k": "x" * 1000}
+        await wb.aclose(flush=False)

@@ -397,3 +397,17 @@ def test_remove_refuses_to_lose_writes_unless_forced(
         wb.put("k", 2)  # a new queue, group and all
         assert (wb.stats()).backlog == 1
         wb.close(flush=False)
+
+
+def test_a_value_too_large_to_cache_is_queued_and_uncached(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    with Cache(redis_url, prefix=key_prefix, max_value_bytes=200) as cache:
+        cache.set("k", "small")
+        wb = WriteBehind(cache, name="q")
+        wb.put("k", "x" * 1000)
+        assert cache.get("k") is MISS  # never the old value
+        table = Table()
+        _drain(wb, table)
+        assert table.values() == {"k": "x" * 1000}
+        wb.close(flush=False)
