@@ -85,6 +85,10 @@ def test_put_updates_the_cache_and_queues_versioned_writes(
         assert (stats.backlog, stats.pending, stats.applied) == (0, 0, 2)
         assert cache.stats().counts["writebehind:applied"] == 2
         assert cache.stats().counts["writebehind:enqueued"] == 2
+        gauges = cache.stats().gauges  # as of the last wb.stats()
+        assert gauges["writebehind_backlog"] == 0
+        assert gauges["writebehind_applied"] == 2
+        assert gauges["writebehind_lag"] == 0
         wb.close()
 
 

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 # commit, before its XACK. The crash test uses it to hit that window for sure.
 EXIT_AFTER_COMMIT_ENV = "FRESHCACHE_TEST_WORKER_EXIT_AFTER_COMMIT"
 _FIRST_PAUSE = 0.05  # seconds
+GAUGE_EVERY = 1.0  # seconds between refreshes of the queue's gauges
 
 
 @dataclass
@@ -110,6 +111,7 @@ class AsyncWriteBehindWorker:
         self._prepared = False
         self.totals = WorkerTotals()
         self._pause = _FIRST_PAUSE  # after a failed apply, grows to claim_idle
+        self._gauged_at = -GAUGE_EVERY
         self._exit_after = int(os.environ.get(EXIT_AFTER_COMMIT_ENV, "0") or 0)
 
     def stop(self) -> None:
@@ -178,6 +180,9 @@ class AsyncWriteBehindWorker:
                     writes.append(item)
         if writes:
             await self._apply(writes, deliveries)
+        if time.monotonic() - self._gauged_at >= GAUGE_EVERY:
+            self._gauged_at = time.monotonic()
+            await self.stats()
         return len(reclaimed) + len(writes)
 
     async def _apply(self, writes: list[Write], deliveries: dict[str, int]) -> None:
@@ -261,8 +266,13 @@ class AsyncWriteBehindWorker:
         self._metrics.count("writebehind:dead_lettered")
 
     async def stats(self) -> WriteBehindStats:
-        """The queue's backlog, pending, lag and every worker's totals."""
-        return await self._store.stats()
+        """The queue's backlog, pending, lag and every worker's totals; also
+        recorded as gauges in the worker's metrics (``cache.stats().gauges``
+        for ``wb.worker(...)``)."""
+        stats = await self._store.stats()
+        for name, value in stats.gauges().items():
+            self._metrics.gauge(name, value)
+        return stats
 
     async def aclose(self) -> None:
         await self._store.aclose()

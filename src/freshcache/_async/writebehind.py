@@ -187,8 +187,12 @@ class AsyncWriteBehind:
             delay = min(delay * 2, _FLUSH_POLL[1])
 
     async def stats(self) -> WriteBehindStats:
-        """Backlog, pending, lag, and the workers' totals (read from Redis)."""
-        return await self._store.stats()
+        """Backlog, pending, lag, and the workers' totals (read from Redis);
+        also kept in ``cache.stats().gauges`` until the next call."""
+        stats = await self._store.stats()
+        for name, value in stats.gauges().items():
+            self._metrics.gauge(name, value)
+        return stats
 
     async def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The oldest ``count`` dead-lettered entries: id and fields (the key

@@ -188,8 +188,12 @@ class WriteBehind:
             delay = min(delay * 2, _FLUSH_POLL[1])
 
     def stats(self) -> WriteBehindStats:
-        """Backlog, pending, lag, and the workers' totals (read from Redis)."""
-        return self._store.stats()
+        """Backlog, pending, lag, and the workers' totals (read from Redis);
+        also kept in ``cache.stats().gauges`` until the next call."""
+        stats = self._store.stats()
+        for name, value in stats.gauges().items():
+            self._metrics.gauge(name, value)
+        return stats
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The oldest ``count`` dead-lettered entries: id and fields (the key
