@@ -38,7 +38,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from freshcache import L1, Cache, FreshcacheError
+from freshcache import L1, Cache, FreshcacheError, UnsafeRedisError
 from freshcache.cli import _demo_naive
 from freshcache.cli._demo_db import Database, Log, Phase, check, p50_p99
 
@@ -445,9 +445,12 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
             from freshcache.cli import _demo_writes
 
             with console.status("write-heavy phase: commit + invalidate, write-behind"):
-                writes = _demo_writes.run(
-                    db, options.redis, version, options.write_seconds, options.users
-                )
+                try:
+                    writes = _demo_writes.run(
+                        db, options.redis, version, options.write_seconds, options.users
+                    )
+                except UnsafeRedisError as exc:  # say why, keep the other results
+                    console.print(f"write-heavy phase skipped: {escape(str(exc))}")
     except Exception as exc:
         failure = escape(f"{type(exc).__name__}: {exc}")
         console.print(f"[red]freshcache demo failed:[/] {failure}")
