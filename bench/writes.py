@@ -17,6 +17,8 @@ the shared machine hits both), written by 1 client thread, then by 8
   what an application does today; swap it for the write-through API when it
   lands.
 * **write-behind**: ``wb.put(key, value)``.
+* for information, not the P8 figure: ``wb.put_many`` of 100 writes per call
+  (one script and one fsync for all of them), 1 client.
 
 Then a ``PostgresSink`` worker in this process drains what write-behind
 queued: its apply rate (writes acknowledged per second, and rows) and its
@@ -41,6 +43,7 @@ from typing import Any
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 KEYS = 2000
+MANY = 100  # writes per put_many call
 TARGET_RATIO = 5.0
 
 
@@ -174,6 +177,16 @@ def measure(
                 for side, write in order if (i // block) % 2 == 0 else order[::-1]:
                     _run_block(side, clients, write, keys, i)
             pairs.append((through, behind))
+        many = Side(f"write-behind put_many x{MANY}, 1 client")
+        for i in range(0, writes, MANY):  # one script (and fsync) per 100 writes
+            chunk = {
+                f"user:{rng.randrange(KEYS)}": {"n": i + n, "name": "Ada"}
+                for n in range(MANY)
+            }
+            t0 = time.perf_counter()
+            wb.put_many(chunk)
+            many.latencies += [(time.perf_counter() - t0) / len(chunk)] * len(chunk)
+            many.seconds += time.perf_counter() - t0
         backlog = wb.stats().backlog
         sink = PostgresSink(dsn, table=wb_table)
         worker = wb.worker(sink, block=0, batch_size=batch_size)
@@ -182,7 +195,7 @@ def measure(
         drain_s = time.perf_counter() - started
         counted = conn.execute(f"SELECT count(*) FROM {wb_table}").fetchone()
         rows = counted[0] if counted else 0
-        for _, behind in pairs:  # the worker's round trips, shared out per write
+        for behind in [b for _, b in pairs] + [many]:  # shared out per write
             behind.db_round_trips = sink.round_trips * behind.writes / backlog
         worker.close()
         sink.close()
@@ -197,6 +210,7 @@ def measure(
             c.close()
     return {
         "pairs": pairs,
+        "many": many,
         "durable": verdict.durable,
         "warnings": verdict.warnings,
         "backlog": backlog,
@@ -249,6 +263,21 @@ def render(result: dict[str, Any], markdown: bool) -> str:
             f"throughput = {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x): "
             f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}"
         )
+    many, first = result["many"], result["pairs"][0][0]
+    lines.append(
+        row(
+            many.name,
+            many.writes,
+            f"{many.throughput:,.0f}",
+            _ms(many.quantile(0.5)) + " per write",
+            "-",
+            f"{many.db_round_trips * 1000 / max(1, many.writes):,.1f}",
+        )
+    )
+    verdicts.append(
+        f"(put_many, for information: {many.throughput / first.throughput:.0f}x "
+        "write-through with 1 client; not the P8 figure)"
+    )
     lines += ["", *verdicts]
     lines.append(f"Redis durable (AOF appendfsync always): {result['durable']}")
     applied, drain_s = result["applied"], result["drain_s"]
@@ -301,7 +330,11 @@ def run(
                 for pair in result["pairs"]
                 for side in pair
             ],
-            **{k: v for k, v in result.items() if k != "pairs"},
+            **{k: v for k, v in result.items() if k not in ("pairs", "many")},
+            "put_many": {
+                "writes": result["many"].writes,
+                "throughput": result["many"].throughput,
+            },
         }
         with open(json_path, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, default=str)

@@ -69,24 +69,40 @@ end
 return 1
 """
 
-# KEYS: data, lease, stream. ARGV: envelope ('' : not cacheable, drop the
-# key), px, key, JSON value, backlog limit, bus channel, bus message.
-# Write-behind's enqueue: append the write to its partition's stream, update
-# the cache as PUT does, and tell every L1, in one step. Refuses (FCBACKLOG)
-# once the partition holds the limit. Returns the entry id (the version).
+# KEYS: per write: data, lease, stream. ARGV: backlog limit, bus channel, bus
+# message, then per write: envelope ('' : not cacheable, drop the key), px,
+# key, JSON value. Write-behind's enqueue, all or nothing: refuse
+# (FCBACKLOG) if a stream would hold more than the limit, else per write
+# append it to its partition's stream and update the cache as PUT does;
+# then tell every L1. Returns the entry ids (the versions).
 ENQUEUE: Final = """
-if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[5]) then
-  return redis.error_reply('FCBACKLOG write-behind backlog is full')
+local n = #KEYS / 3
+local limit = tonumber(ARGV[1])
+local adding = {}
+for i = 0, n - 1 do
+  local stream = KEYS[i * 3 + 3]
+  adding[stream] = (adding[stream] or 0) + 1
 end
-local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[3], 'v', ARGV[4], 'd', KEYS[1])
-redis.call('DEL', KEYS[2])
-if ARGV[1] == '' then
-  redis.call('DEL', KEYS[1])
-elseif ARGV[2] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for stream, count in pairs(adding) do
+  if redis.call('XLEN', stream) + count > limit then
+    return redis.error_reply('FCBACKLOG write-behind backlog is full')
+  end
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return id
+local ids = {}
+for i = 0, n - 1 do
+  local data, lease, stream = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local envelope, px = ARGV[i * 4 + 4], ARGV[i * 4 + 5]
+  ids[i + 1] = redis.call(
+    'XADD', stream, '*', 'k', ARGV[i * 4 + 6], 'v', ARGV[i * 4 + 7], 'd', data)
+  redis.call('DEL', lease)
+  if envelope == '' then
+    redis.call('DEL', data)
+  elseif px == '0' then
+    redis.call('SET', data, envelope)
+  else
+    redis.call('SET', data, envelope, 'PX', px)
+  end
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return ids
 """

@@ -414,3 +414,25 @@ async def test_a_value_too_large_to_cache_is_queued_and_uncached(
         await _drain(wb, table)
         assert table.values() == {"k": "x" * 1000}
         await wb.aclose(flush=False)
+
+
+async def test_put_many_is_all_or_nothing(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        versions = await wb.put_many({"a": 1, "b": 2})
+        assert list(versions) == ["a", "b"]
+        assert versions["a"] < versions["b"]
+        assert await cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        with pytest.raises(BacklogFullError):  # 2 + 2 > 3: none is made
+            await wb.put_many({"a": 10, "c": 3})
+        assert await cache.get_many(["a", "c"]) == {"a": 1}
+        assert (await wb.stats()).backlog == 2
+        assert await wb.put_many({}) == {}
+        with pytest.raises(TypeError):
+            await wb.put_many([("a", 1)])  # type: ignore[arg-type]
+        table = Table()
+        await _drain(wb, table)
+        assert table.values() == {"a": 1, "b": 2}
+        await wb.aclose(flush=False)

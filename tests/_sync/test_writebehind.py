@@ -415,3 +415,25 @@ def test_a_value_too_large_to_cache_is_queued_and_uncached(
         _drain(wb, table)
         assert table.values() == {"k": "x" * 1000}
         wb.close(flush=False)
+
+
+def test_put_many_is_all_or_nothing(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    with Cache(redis_url, prefix=key_prefix) as cache:
+        wb = WriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        versions = wb.put_many({"a": 1, "b": 2})
+        assert list(versions) == ["a", "b"]
+        assert versions["a"] < versions["b"]
+        assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        with pytest.raises(BacklogFullError):  # 2 + 2 > 3: none is made
+            wb.put_many({"a": 10, "c": 3})
+        assert cache.get_many(["a", "c"]) == {"a": 1}
+        assert (wb.stats()).backlog == 2
+        assert wb.put_many({}) == {}
+        with pytest.raises(TypeError):
+            wb.put_many([("a", 1)])  # type: ignore[arg-type]
+        table = Table()
+        _drain(wb, table)
+        assert table.values() == {"a": 1, "b": 2}
+        wb.close(flush=False)

@@ -301,15 +301,15 @@ class AsyncCache:
         _, data, hard = encoded
         return full, data, hard
 
-    def _writebehind_notice(self, full: str) -> tuple[str, bytes]:
+    def _writebehind_notice(self, fulls: list[str]) -> tuple[str, bytes]:
         """Write-behind's hook: the bus channel and message its script
-        publishes so that every other process drops ``full`` from its L1."""
-        return bus_channel(self._keys.prefix), self._tiers.notice([full])
+        publishes so that every other process drops ``fulls`` from its L1."""
+        return bus_channel(self._keys.prefix), self._tiers.notice(fulls)
 
-    def _writebehind_written(self, full: str) -> None:
-        """Write-behind's hook, after its script wrote ``full``: drop it from
-        this process's L1."""
-        self._tiers.written([full])
+    def _writebehind_written(self, fulls: list[str]) -> None:
+        """Write-behind's hook, after its script wrote ``fulls``: drop them
+        from this process's L1."""
+        self._tiers.written(fulls)
 
     async def invalidate(self, *keys: str) -> None:
         """Remove ``keys`` from every tier in every process.

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from freshcache._async.stores.redis import px
-from freshcache._async.stores.streams import AsyncStreamStore
+from freshcache._async.stores.streams import AsyncStreamStore, Enqueued
 from freshcache._concurrency import asleep
 from freshcache._types import TTL, UNSET, Unset
 from freshcache.core.persistence import Verdict, judge
@@ -138,26 +139,43 @@ class AsyncWriteBehind:
         the write's version once the write is durable. Raises ``StoreError``
         (``BacklogFullError`` when the queue is full) if it could not be
         made: then neither the cache nor the queue changed."""
-        payload = encode_value(value)  # TypeError before anything is written
+        versions = await self.put_many({key: value}, ttl=ttl, stale_ttl=stale_ttl)
+        return versions[key]
+
+    async def put_many(
+        self,
+        values: Mapping[str, Any],
+        *,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+    ) -> dict[str, int]:
+        """``put`` for several keys in one script, all or nothing (and one
+        fsync): the version of each key once all are durable."""
+        if isinstance(values, str) or not isinstance(values, Mapping):
+            raise TypeError("put_many takes a mapping of keys to values")
+        payloads = {k: encode_value(v) for k, v in values.items()}  # TypeError first
+        if not payloads:
+            return {}
         if self.verdict is None:
             await self.start()
         started = time.perf_counter()
-        full, envelope, hard = await self._cache._writebehind_entry(
-            key,
-            value,
-            self._ttl if ttl is UNSET else ttl,
-            self._stale_ttl if stale_ttl is UNSET else stale_ttl,
-        )
+        soft = self._ttl if ttl is UNSET else ttl
+        stale = self._stale_ttl if stale_ttl is UNSET else stale_ttl
+        writes: list[Enqueued] = []
+        for key, value in values.items():
+            full, envelope, hard = await self._cache._writebehind_entry(
+                key, value, soft, stale
+            )
+            writes.append((
+                partition_of(key, self.partitions), full, envelope or b"",
+                0 if hard is None else px(hard), key, payloads[key],
+            ))  # fmt: skip
+        fulls = [w[1] for w in writes]
         try:
-            entry_id = await self._store.enqueue(
-                partition_of(key, self.partitions),
-                full,
-                envelope or b"",
-                0 if hard is None else px(hard),
-                key,
-                payload,
+            ids = await self._store.enqueue(
+                writes,
                 self._limit,
-                self._cache._writebehind_notice(full),
+                self._cache._writebehind_notice(fulls),
                 self._replicas,
                 self._replica_wait_ms,
             )
@@ -165,10 +183,11 @@ class AsyncWriteBehind:
             self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
             raise
         finally:  # after the script, which may have run even if we got no reply
-            self._cache._writebehind_written(full)
-        self._metrics.count("writebehind:enqueued")
+            self._cache._writebehind_written(fulls)
+        for _ in ids:
+            self._metrics.count("writebehind:enqueued")
         self._metrics.latency("writebehind_put", time.perf_counter() - started)
-        return version_of(entry_id)
+        return {key: version_of(i) for key, i in zip(values, ids, strict=True)}
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until every write enqueued before this call (by any process)

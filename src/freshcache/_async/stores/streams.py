@@ -38,6 +38,8 @@ from freshcache.errors import (
 )
 
 RawEntry = tuple[str, str, Mapping[str, str]]  # stream, entry id, fields
+Enqueued = tuple[int, str, bytes, int, str, str]
+"""A write to enqueue: partition, data key, envelope, px, key, JSON value."""
 _ORIGIN = "freshcache-writebehind-worker"  # bus messages from a worker
 
 
@@ -122,27 +124,29 @@ class AsyncStreamStore:
     # -- producers ------------------------------------------------------------
 
     async def enqueue(
-        self, partition: int, data_key: str, envelope: bytes, px: int,
-        key: str, payload: str, limit: int, notice: tuple[str, bytes],
+        self, writes: Sequence[Enqueued], limit: int, notice: tuple[str, bytes],
         replicas: int, replica_wait_ms: int,
-    ) -> str:  # fmt: skip
-        """Append one write, update the cache and publish ``notice`` (channel,
-        message) on the bus, in one script; the entry id."""
-        keys = [data_key, lease_key(data_key), self.streams[partition]]
-        args: list[bytes | str | int] = [envelope, px, key, payload, limit, *notice]
+    ) -> list[str]:  # fmt: skip
+        """Append ``writes``, update the cache and publish ``notice`` (channel,
+        message) on the bus, all in one script; the entry ids, in order."""
+        keys: list[str] = []
+        args: list[bytes | str | int] = [limit, *notice]
+        for partition, data_key, envelope, px, key, payload in writes:
+            keys += [data_key, lease_key(data_key), self.streams[partition]]
+            args += [envelope, px, key, payload]
         if not replicas:
-            entry_id: str = await self._run(self._enqueue, keys=keys, args=args)
-            return entry_id
+            ids: list[str] = await self._run(self._enqueue, keys=keys, args=args)
+            return ids
         pipe = self._client.pipeline(transaction=False)  # WAIT needs our connection
         await self._enqueue(keys=keys, args=args, client=pipe)
         pipe.wait(replicas, replica_wait_ms)
-        entry_id, acked = await self._run(pipe.execute)
+        ids, acked = await self._run(pipe.execute)
         if int(acked) < replicas:
             raise TransientStoreError(
-                f"write {entry_id} reached {acked} of {replicas} replicas in time; "
-                "it is queued, but a failover could lose it"
+                f"writes {ids} reached {acked} of {replicas} replicas in time; "
+                "they are queued, but a failover could lose them"
             )
-        return entry_id
+        return ids
 
     # -- state ----------------------------------------------------------------
 
