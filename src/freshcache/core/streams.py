@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,12 +105,6 @@ def coalesce(writes: Iterable[Write]) -> list[Write]:
         if seen is None or write.version > seen.version:
             newest[write.key] = write
     return list(newest.values())
-
-
-def superseded(writes: Sequence[Write], kept: Iterable[Write]) -> list[Write]:
-    """The writes of ``writes`` that ``kept`` (their coalesced form) replaces."""
-    kept_ids = {w.entry_id for w in kept}
-    return [w for w in writes if w.entry_id not in kept_ids]
 
 
 class Outcome(enum.Enum):

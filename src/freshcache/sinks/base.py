@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from freshcache.core.streams import Write
-from freshcache.errors import PermanentWriteError
 
 
 @runtime_checkable
@@ -38,7 +37,3 @@ def check_identifier(what: str, name: str) -> str:
     if len(parts) > 2 or name[0].isdigit():
         raise ValueError(f"{what} must be a plain SQL identifier, not {name!r}")
     return name
-
-
-def is_permanent_error(exc: BaseException) -> bool:
-    return isinstance(exc, PermanentWriteError)
