@@ -56,3 +56,29 @@ def test_sigterm_finishes_the_batch_in_hand(
     assert "stopped after" in log.read_text()
     wb.close(flush=False)
     cache.close()
+
+
+def test_until_idle_through_sqlalchemy(
+    redis_url: str, key_prefix: str, redis_cleanup: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT, n INTEGER)")
+    cache = Cache(redis_url, prefix=key_prefix, timeout=1.0)
+    wb = WriteBehind(cache, name="q")
+    wb.put_many({"a": 1, "b": [2]})
+    wb.put("a", 3)
+    result = subprocess.run(
+        [sys.executable, "-m", "freshcache.cli", "worker", "--redis", redis_url,
+         "--prefix", key_prefix, "--name", "q", "--sqlalchemy", f"sqlite:///{path}",
+         "--table", "t", "--key-column", "k", "--value-column", "v",
+         "--version-column", "n", "--block", "0", "--until-idle"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "applied 3" in result.stderr  # the report at the end
+    with sqlite3.connect(path) as db:
+        rows = dict(db.execute("SELECT k, v FROM t").fetchall())
+    assert rows == {"a": "3", "b": "[2]"}
+    wb.close()  # nothing left to flush
+    cache.close()
