@@ -82,6 +82,7 @@ class PostgresSink:
         if not writes:
             return
         conn = self._connection()
+        writes = sorted(writes, key=lambda w: w.key)  # one lock order: no deadlock
         rows = (
             [w.key for w in writes],
             [w.payload for w in writes],

@@ -77,9 +77,9 @@ class SQLAlchemySink:
             return
         table = self._reflect()
         k, v, n = self._columns
-        rows = [
+        rows = [  # in key order: concurrent batches lock rows in one order
             {k: w.key, v: w.value if self._json else w.payload, n: w.version}
-            for w in writes
+            for w in sorted(writes, key=lambda w: w.key)
         ]
         with self._engine.begin() as conn:
             dialect = conn.dialect.name
