@@ -1,10 +1,10 @@
 """Write-behind crash test: nothing acknowledged is lost (DESIGN C6).
 
 A redis-server of the test's own with AOF ``appendfsync always``; a real
-PostgreSQL table; ``freshcache worker`` as real subprocesses. While two
-producer processes write distinct versioned values to 2,000 keys (logging
-every acknowledgement), the test ``kill -9``s the worker at random points
-and restarts it, several times right after a database commit and before its
+PostgreSQL table; ``freshcache worker`` as real subprocesses, two at a time.
+While two producer processes write distinct versioned values to 2,000 keys
+(logging every acknowledgement), the test ``kill -9``s the workers at random
+points and restarts them, several times right after a database commit and before its
 XACK (the test-only ``FRESHCACHE_TEST_WORKER_EXIT_AFTER_COMMIT``), and once
 ``kill -9``s Redis and restarts it from its AOF. It injects poison entries:
 two writes the table's CHECK constraint refuses, and one malformed entry.
@@ -161,12 +161,25 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
             for i, log in zip((1, 2), logs, strict=True)
         ]
         worker = _start_worker(url, prefix, postgres_dsn, table, worker_log)
-        kills = exits_after_commit = 0
+        # A second worker on the same queue: batches of one key may be applied
+        # concurrently, and each reclaims what the other left pending.
+        buddy = _start_worker(url, prefix, postgres_dsn, table, worker_log)
+        kills = exits_after_commit = rounds = 0
         redis_killed = False
         started = time.monotonic()
         try:
             exit_after = 0
             while any(p.poll() is None for p in producers):
+                rounds += 1
+                if rounds % 3 == 0:  # kill -9 the second one now and then
+                    _wait_until_started(worker_log, buddy)
+                    buddy.send_signal(signal.SIGKILL)
+                    buddy.wait()
+                    kills += 1
+                    buddy = _start_worker(
+                        url, prefix, postgres_dsn, table, worker_log,
+                        claim_idle=rng.choice((0.3, 2.0)),
+                    )  # fmt: skip
                 _wait_until_started(worker_log, worker)  # then kill it at random
                 time.sleep(rng.uniform(0.2, 1.2))
                 if exit_after:  # give it time to exit after its commit
@@ -197,6 +210,9 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
             else:
                 exits_after_commit += worker.returncode == 99
             worker.wait()
+            buddy.send_signal(signal.SIGKILL)
+            buddy.wait()
+            kills += 1
             worker = _start_worker(url, prefix, postgres_dsn, table, worker_log)
 
             # Drain with one clean worker, then stop it with SIGTERM.
@@ -212,7 +228,7 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=30) == 0
         finally:
-            for process in [*producers, worker]:
+            for process in [*producers, worker, buddy]:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
