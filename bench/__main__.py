@@ -90,6 +90,38 @@ def main(argv: list[str] | None = None) -> int:
         "--markdown", action="store_true", help="print the table as Markdown"
     )
 
+    writes = commands.add_parser(
+        "writes",
+        help="write-behind vs write-through throughput, latency, DB round trips (P8)",
+    )
+    writes.add_argument(
+        "--writes", type=int, default=4000, help="writes per side (default 4,000)"
+    )
+    writes.add_argument(
+        "--block", type=int, default=200, help="writes per alternating block"
+    )
+    writes.add_argument(
+        "--batch-size", type=int, default=500, help="the worker's batch size"
+    )
+    writes.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis to use (default: a redis-server of its own with AOF "
+        "appendfsync always, started and removed by the run)",
+    )
+    writes.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL DSN (two tables of the run's own, dropped at the end)",
+    )
+    writes.add_argument(
+        "--clients",
+        default="1,8",
+        help="client thread counts, comma-separated (default 1,8)",
+    )
+    writes.add_argument("--markdown", action="store_true")
+    writes.add_argument("--json", metavar="PATH")
+
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
     )
@@ -108,6 +140,19 @@ def main(argv: list[str] | None = None) -> int:
             json_path=args.json,
             redis_url=args.redis_url,
             markdown=args.markdown,
+        )
+    if args.command == "writes":
+        from bench import writes as writes_module
+
+        return writes_module.run(
+            writes=args.writes,
+            block=args.block,
+            batch_size=args.batch_size,
+            redis_url=args.redis_url,
+            postgres=args.postgres,
+            markdown=args.markdown,
+            json_path=args.json,
+            clients=[int(c) for c in args.clients.split(",")],
         )
     if args.command == "report":
         import json

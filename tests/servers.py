@@ -146,6 +146,27 @@ class RedisProcess:
         self.process.wait()
         self.stopped = False
 
+    def restart(self) -> None:
+        """Start the server again on the same port and directory (after
+        ``kill()``): it reloads its AOF or RDB. Returns once it answers PONG
+        (not LOADING)."""
+        if self.process.poll() is None:
+            raise RuntimeError("restart() needs a stopped server: kill() it first")
+        with open(self.tmpdir / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=self.tmpdir, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            reply = _redis_reply(self.url, timeout=0.2)
+            if reply is not None and b"+PONG" in reply:
+                return
+            time.sleep(0.02)
+        log_text = (self.tmpdir / "redis.log").read_text(errors="replace")
+        raise RuntimeError(f"redis-server did not come back:\n{log_text[-3000:]}")
+
     def stop(self) -> None:
         """SIGSTOP: the server keeps its sockets but answers nothing."""
         self.process.send_signal(signal.SIGSTOP)
@@ -155,16 +176,6 @@ class RedisProcess:
         """SIGCONT: resume after ``stop()``."""
         self.process.send_signal(signal.SIGCONT)
         self.stopped = False
-
-    def restart(self) -> None:
-        """Start the server again (after ``kill()``), same port, same directory:
-        with ``--appendonly yes`` it comes back with its data."""
-        with open(self.tmpdir / "redis.log", "ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=self.tmpdir, stdout=log, stderr=subprocess.STDOUT
-            )
-        if not _wait_for_ping(self, deadline=time.monotonic() + 10):
-            raise RuntimeError("redis-server did not come back")
 
     def _terminate(self) -> None:
         if self.process.poll() is None:
@@ -178,9 +189,16 @@ class RedisProcess:
                 self.process.wait()
 
 
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
+"""``own_redis_server(*AOF_ALWAYS)``: every write fsynced before its reply."""
+
+
 @contextmanager
 def own_redis_server(*extra_args: str) -> Iterator[RedisProcess]:
-    """Start a private ``redis-server`` on a free port; always stop and remove it."""
+    """Start a private ``redis-server`` on a free port; always stop and remove it.
+
+    ``extra_args`` come after the defaults (``--save "" --appendonly no``), so
+    they override them: ``own_redis_server(*AOF_ALWAYS)``."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not on PATH")

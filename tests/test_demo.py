@@ -85,12 +85,19 @@ def test_demo_over_redis_and_postgres_in_two_processes(
     assert "PostgreSQL" in out
     assert "2 processes" in out  # the default with --redis
     assert "reads during bus" in out
+    phase = re.search(r"write-behind: ([\d,]+) writes at .* lost: (\d+)", out)
+    assert phase is not None, out  # the write-heavy phase ran
+    assert int(phase.group(1).replace(",", "")) > 0
+    assert phase.group(2) == "0"
+    assert "cache behind its last" in out
     version = re.search(r"keyspaces demo:(r[0-9a-f]+):", out)
     assert version is not None, out
     with redis.Redis.from_url(redis_url) as client:  # cleared at the end
         for prefix in ("demo", "demo-naive"):
             match = f"{prefix}:{version.group(1)}:*"
             assert list(client.scan_iter(match=match)) == []
+        queue = f"demo:!wb:demo-{version.group(1)}:*"
+        assert list(client.scan_iter(match=queue)) == []
     suffix = re.search(r"tables\s+fc_demo_\w+_([0-9a-f]+)", out)
     assert suffix is not None, out
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:  # dropped at the end

@@ -59,3 +59,14 @@ def test_herds_example_runs(where: str, request: pytest.FixtureRequest) -> None:
 def test_examples_are_importable() -> None:
     for path in EXAMPLES.glob("*.py"):
         runpy.run_path(str(path), run_name="not_main")
+
+
+def test_writebehind_example_runs(redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "writebehind.py"), redis_url],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cache: {'visits': 93}" in result.stdout
+    assert "database: 10 rows; applied 100 writes, backlog 0" in result.stdout

@@ -85,3 +85,24 @@ def test_only_the_store_and_bus_modules_import_redis() -> None:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("redis"), relative
+
+
+def test_sync_and_async_write_behind_have_the_same_methods() -> None:
+    from freshcache import (
+        AsyncWriteBehind,
+        AsyncWriteBehindWorker,
+        WriteBehind,
+        WriteBehindWorker,
+    )
+
+    renames = {"aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}
+    for sync, asynchronous in (
+        (WriteBehind, AsyncWriteBehind),
+        (WriteBehindWorker, AsyncWriteBehindWorker),
+    ):
+        dunders = {n for n in ("__aenter__", "__aexit__") if hasattr(asynchronous, n)}
+        assert _public_methods(sync) == {
+            renames.get(n, n) for n in _public_methods(asynchronous) | dunders
+        }
+    assert inspect.iscoroutinefunction(AsyncWriteBehind.put)
+    assert not inspect.iscoroutinefunction(WriteBehind.put)

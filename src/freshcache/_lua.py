@@ -68,3 +68,41 @@ if existed == 0 or (ttl >= 0 and ttl < px) then
 end
 return 1
 """
+
+# KEYS: per write: data, lease, stream. ARGV: backlog limit, bus channel, bus
+# message, then per write: envelope ('' : not cacheable, drop the key), px,
+# key, JSON value. Write-behind's enqueue, all or nothing: refuse
+# (FCBACKLOG) if a stream would hold more than the limit, else per write
+# append it to its partition's stream and update the cache as PUT does;
+# then tell every L1. Returns the entry ids (the versions).
+ENQUEUE: Final = """
+local n = #KEYS / 3
+local limit = tonumber(ARGV[1])
+local adding = {}
+for i = 0, n - 1 do
+  local stream = KEYS[i * 3 + 3]
+  adding[stream] = (adding[stream] or 0) + 1
+end
+for stream, count in pairs(adding) do
+  if redis.call('XLEN', stream) + count > limit then
+    return redis.error_reply('FCBACKLOG write-behind backlog is full')
+  end
+end
+local ids = {}
+for i = 0, n - 1 do
+  local data, lease, stream = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local envelope, px = ARGV[i * 4 + 4], ARGV[i * 4 + 5]
+  ids[i + 1] = redis.call(
+    'XADD', stream, '*', 'k', ARGV[i * 4 + 6], 'v', ARGV[i * 4 + 7], 'd', data)
+  redis.call('DEL', lease)
+  if envelope == '' then
+    redis.call('DEL', data)
+  elseif px == '0' then
+    redis.call('SET', data, envelope)
+  else
+    redis.call('SET', data, envelope, 'PX', px)
+  end
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return ids
+"""

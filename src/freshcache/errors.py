@@ -7,10 +7,13 @@ The hierarchy::
     ├── SerializationError (TypeError) a value cannot be encoded (strict mode)
     │   ├── ValueTooLargeError         the envelope is over max_value_bytes
     │   └── RevivalError               cached data no longer fits the annotated type
-    └── StoreError                     a cache server failed (never escapes a read)
-        ├── TransientStoreError        connection, timeout, loading, open circuit
-        ├── CapacityStoreError         the server is out of memory
-        └── ConfigStoreError           auth, ACL, WRONGTYPE: a misconfiguration
+    ├── StoreError                     a cache server failed (never escapes a read)
+    │   ├── TransientStoreError        connection, timeout, loading, open circuit
+    │   │   └── BacklogFullError       the write-behind queue is full (put refused)
+    │   ├── CapacityStoreError         the server is out of memory
+    │   └── ConfigStoreError           auth, ACL, WRONGTYPE: a misconfiguration
+    │       └── UnsafeRedisError       the server may evict write-behind keys
+    └── PermanentWriteError            a sink's write can never succeed (dead-lettered)
 
 Reads never raise ``StoreError``: the cache falls back to the loader and
 counts the error. Bad arguments raise plain ``TypeError``/``ValueError``.
@@ -53,3 +56,18 @@ class ConfigStoreError(StoreError):
     """Authentication, ACL or WRONGTYPE: the deployment is misconfigured."""
 
     kind = "config"
+
+
+class BacklogFullError(TransientStoreError):
+    """The write-behind queue holds its limit: the write was not made."""
+
+    kind = "backlog_full"
+
+
+class UnsafeRedisError(ConfigStoreError):
+    """The server may evict write-behind keys (its ``maxmemory-policy``)."""
+
+
+class PermanentWriteError(FreshcacheError):
+    """Raised by a sink for a write that will never succeed (bad data, a
+    constraint): the worker dead-letters it without retrying."""

@@ -34,6 +34,7 @@ class Metrics(Protocol):
     def error(self, kind: str) -> None: ...
     def count(self, name: str) -> None: ...
     def latency(self, operation: str, seconds: float) -> None: ...
+    def gauge(self, name: str, value: float) -> None: ...
     def snapshot(self) -> CacheStats: ...
 
 
@@ -77,6 +78,7 @@ class CacheStats:
     counts: Mapping[str, int] = field(default_factory=dict)  # other events, by name
     latency: Mapping[str, Latency] = field(default_factory=dict)  # by operation
     pending_invalidations: int = 0  # queued for retry: Redis did not take them
+    gauges: Mapping[str, float] = field(default_factory=dict)  # last value, by name
 
     @property
     def requests(self) -> int:
@@ -116,6 +118,9 @@ class NullMetrics:
     def latency(self, operation: str, seconds: float) -> None:
         pass
 
+    def gauge(self, name: str, value: float) -> None:
+        pass
+
     def snapshot(self) -> CacheStats:
         return CacheStats()
 
@@ -138,6 +143,7 @@ class StatsRecorder:
         self._errors: defaultdict[str, int] = defaultdict(int)
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._latency: dict[str, list[int]] = {}
+        self._gauges: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def hit(self, tier: str, namespace: str) -> None:
@@ -169,6 +175,9 @@ class StatsRecorder:
                 counts = self._latency.setdefault(operation, [0] * len(BUCKETS))
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
 
+    def gauge(self, name: str, value: float) -> None:
+        self._gauges[name] = value
+
     def snapshot(self) -> CacheStats:
         hits = {tier: dict(c) for tier, c in list(self._hits.items())}
         misses = {tier: dict(c) for tier, c in list(self._misses.items())}
@@ -184,6 +193,7 @@ class StatsRecorder:
             errors=dict(self._errors),
             counts=dict(self._counts),
             latency={op: Latency(tuple(c)) for op, c in list(self._latency.items())},
+            gauges=dict(self._gauges),
         )
 
 

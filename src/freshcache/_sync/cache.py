@@ -24,7 +24,7 @@ from freshcache.codec import Codec
 from freshcache.config import L1
 from freshcache.core.freshness import Lifetime
 from freshcache.core.keys import KeyBuilder, escape
-from freshcache.core.layout import versioned
+from freshcache.core.layout import bus_channel, versioned
 from freshcache.core.tagging import TagSource, check_tag
 from freshcache.errors import StoreError
 from freshcache.memory import MemoryStore
@@ -87,6 +87,7 @@ class Cache:
     ) -> None:
         self._keys = KeyBuilder(prefix, version)
         self._head = self._keys.head
+        self._url = None if url is None or url == "memory://" else str(url)
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
         if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
@@ -284,6 +285,30 @@ class Cache:
         except StoreError:
             return False
         return self._tiers.put(items, lifetime)
+
+    def _writebehind_entry(
+        self, key: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset
+    ) -> tuple[str, bytes | None, float | None]:
+        """Write-behind's hook: the full key of ``key``, and the envelope and
+        hard TTL ``set`` would store (None: not cacheable). Raises
+        ``StoreError`` when the key's namespace version cannot be read."""
+        lifetime = self._lifetimes(ttl, stale_ttl)
+        full, _ = self._resolve(key)
+        encoded = self._tiers.entries.encode(full, value, lifetime, 0.0, ())
+        if encoded is None:
+            return full, None, None
+        _, data, hard = encoded
+        return full, data, hard
+
+    def _writebehind_notice(self, fulls: list[str]) -> tuple[str, bytes]:
+        """Write-behind's hook: the bus channel and message its script
+        publishes so that every other process drops ``fulls`` from its L1."""
+        return bus_channel(self._keys.prefix), self._tiers.notice(fulls)
+
+    def _writebehind_written(self, fulls: list[str]) -> None:
+        """Write-behind's hook, after its script wrote ``fulls``: drop them
+        from this process's L1."""
+        self._tiers.written(fulls)
 
     def invalidate(self, *keys: str) -> None:
         """Remove ``keys`` from every tier in every process.

@@ -39,6 +39,7 @@ from freshcache.clock import Clock
 from freshcache.codec import Codec
 from freshcache.core.entry import Entry
 from freshcache.core.events import Message
+from freshcache.core.events import encode as encode_message
 from freshcache.core.freshness import Lifetime, refresh_early
 from freshcache.core.layout import bus_channel
 from freshcache.core.tagging import TagSource, render_tags
@@ -515,6 +516,18 @@ class Tiers:
                 self._metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
+
+    def notice(self, fulls: Sequence[str]) -> bytes:
+        """The bus message that drops ``fulls`` from every other process's L1,
+        for a script to PUBLISH in the same step as its write (write-behind)."""
+        self._metrics.count("invalidations_sent")
+        return encode_message(Message(self._origin, keys=tuple(fulls)))
+
+    def written(self, fulls: Sequence[str]) -> None:
+        """After such a script ran (or may have): drop ``fulls`` from L1 here;
+        a read in flight here fails its snapshot."""
+        self._drop_local(fulls)
+        self._listen()
 
     def clear(self, pattern: str) -> None:
         """Delete every key matching ``pattern`` in Redis, then every L1 here

@@ -1,6 +1,8 @@
-"""The ``freshcache`` command line: ``freshcache demo`` (more subcommands to come).
+"""The ``freshcache`` command line: ``freshcache demo`` and ``freshcache worker``.
 
-The CLI needs the ``cli`` extra (rich): ``pip install 'freshcache[cli]'``.
+The demo needs the ``cli`` extra (rich): ``pip install 'freshcache[cli]'``;
+the worker needs its sink's extra (``postgres``, ``sqlalchemy``) or nothing
+(SQLite).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
         redis=args.redis,
         postgres=args.postgres,
         processes=args.processes,
+        write_seconds=args.write_seconds,
     )
     return run(options)
 
@@ -156,7 +159,20 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="use PostgreSQL at DSN instead of a temporary SQLite file",
     )
+    demo.add_argument(
+        "--write-seconds",
+        type=float,
+        default=2.0,
+        help=(
+            "with --redis: length of each side of the write-heavy phase, commit + "
+            "invalidate then write-behind with a worker draining the queue "
+            "(default: 2; 0 skips it)"
+        ),
+    )
     demo.set_defaults(handler=_demo)
+    from freshcache.cli import worker
+
+    worker.add_parser(commands)
     return parser
 
 

@@ -39,7 +39,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from freshcache import L1, Cache, FreshcacheError
+from freshcache import L1, Cache, FreshcacheError, UnsafeRedisError
 from freshcache.cli import _demo_hotkey, _demo_naive
 from freshcache.cli._demo_db import Database, Log, Phase, check, p50_p99
 
@@ -70,6 +70,7 @@ class DemoOptions:
     redis: str | None = None
     postgres: str | None = None
     processes: int | None = None  # None: 1 embedded, 2 with Redis
+    write_seconds: float = 2.0  # the write-heavy phase, each side (with Redis)
 
 
 def _where_redis(url: str) -> str:
@@ -413,6 +414,7 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
         ]
     db: Database | None = None
     pool: _Pool | None = None
+    writes: Any = None  # the write-heavy phase's result (with Redis)
     phases: dict[str, Phase] = {}
     hot: list[_demo_hotkey.HotKeyRun] = []
     try:
@@ -447,6 +449,16 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
                 db, options.redis, version,
                 seconds=hot_seconds, readers=options.readers,
             )  # fmt: skip
+        if options.redis is not None and options.write_seconds > 0:
+            from freshcache.cli import _demo_writes
+
+            with console.status("write-heavy phase: commit + invalidate, write-behind"):
+                try:
+                    writes = _demo_writes.run(
+                        db, options.redis, version, options.write_seconds, options.users
+                    )
+                except UnsafeRedisError as exc:  # say why, keep the other results
+                    console.print(f"write-heavy phase skipped: {escape(str(exc))}")
     except Exception as exc:
         failure = escape(f"{type(exc).__name__}: {exc}")
         console.print(f"[red]freshcache demo failed:[/] {failure}")
@@ -462,6 +474,10 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
                 db.teardown()
     _report(console, options, phases, [*labels, db.label, f"{labels[1]}; {db.where}"])
     _demo_hotkey.report(console, hot, options.readers)
+    if writes is not None:
+        from freshcache.cli import _demo_writes
+
+        _demo_writes.report(console, writes)
     return 0
 
 

@@ -45,3 +45,28 @@ def versioned(head: str, namespace: str, version: int, key: str) -> str:
         return key
     cut = len(head) + len(namespace)
     return f"{key[:cut]}~{version}{key[cut:]}"
+
+
+# Write-behind keys hang off ``prefix:!wb:`` (not ``head``): a new cache
+# ``version`` must not orphan writes still on their way to the database, and
+# ``clear()`` (which deletes ``prefix:version:*``) never matches them, since
+# a version cannot contain ``!``.
+
+
+def writebehind_stream_key(prefix: str, name: str, partition: int) -> str:
+    """Partition ``partition`` of the write-behind queue ``name``."""
+    return f"{prefix}:!wb:{name}:p{partition}"
+
+
+def writebehind_dead_letter_key(prefix: str, name: str) -> str:
+    """Where entries go that could not be applied."""
+    return f"{prefix}:!wb:{name}:dead"
+
+
+def writebehind_meta_key(prefix: str, name: str) -> str:
+    """A hash: the queue's partition count, and the workers' totals."""
+    return f"{prefix}:!wb:{name}:meta"
+
+
+WRITEBEHIND_GROUP = "freshcache-writebehind"
+"""The consumer group every worker of a queue reads with."""

@@ -1,0 +1,150 @@
+"""``freshcache worker``: apply a write-behind queue to the database.
+
+Runs until SIGTERM or SIGINT, then finishes the batch in hand and exits 0.
+Every ``--report-every`` seconds it logs the queue's lag, backlog, pending
+entries and the applied, redelivered and dead-lettered totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from freshcache._sync.worker import WriteBehindWorker
+from freshcache.sinks.base import Sink
+
+log = logging.getLogger("freshcache.worker")
+
+
+def add_parser(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="apply a write-behind queue to the database",
+        description=__doc__,
+    )
+    worker.add_argument(
+        "--redis", metavar="URL", required=True, help="the cache's Redis"
+    )
+    worker.add_argument(
+        "--prefix", default="fc", help="the cache's prefix (default fc)"
+    )
+    worker.add_argument("--name", default="default", help="the queue's name")
+    worker.add_argument("--partitions", type=int, default=4, help="(default 4)")
+    sinks = worker.add_mutually_exclusive_group(required=True)
+    sinks.add_argument("--postgres", metavar="DSN", help="PostgreSQL (psycopg 3)")
+    sinks.add_argument("--sqlite", metavar="PATH", help="a SQLite database file")
+    sinks.add_argument(
+        "--sqlalchemy", metavar="URL", help="any SQLAlchemy database URL"
+    )
+    worker.add_argument("--table", required=True, help="the table to upsert into")
+    worker.add_argument("--key-column", default="key")
+    worker.add_argument("--value-column", default="value")
+    worker.add_argument("--version-column", default="version")
+    worker.add_argument("--batch-size", type=int, default=500)
+    worker.add_argument(
+        "--block", type=float, default=1.0, help="seconds a read waits for new writes"
+    )
+    worker.add_argument(
+        "--claim-idle",
+        type=float,
+        default=10.0,
+        help="seconds before another worker's pending entries are reclaimed",
+    )
+    worker.add_argument(
+        "--max-deliveries",
+        type=int,
+        default=5,
+        help="deliveries before an entry is dead-lettered (default 5)",
+    )
+    worker.add_argument("--report-every", type=float, default=10.0, metavar="SECONDS")
+    worker.add_argument(
+        "--until-idle", action="store_true", help="exit once the queue is empty"
+    )
+    worker.set_defaults(handler=run)
+
+
+def _sink(args: argparse.Namespace) -> Sink:
+    columns = {
+        "table": args.table,
+        "key_column": args.key_column,
+        "value_column": args.value_column,
+        "version_column": args.version_column,
+    }
+    if args.postgres:
+        from freshcache.sinks.postgres import PostgresSink
+
+        return PostgresSink(args.postgres, **columns)
+    if args.sqlite:
+        from freshcache.sinks.sqlite import SQLiteSink
+
+        return SQLiteSink(args.sqlite, **columns)
+    from freshcache.sinks.sqlalchemy import SQLAlchemySink
+
+    return SQLAlchemySink(args.sqlalchemy, **columns)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    sink = _sink(args)
+    worker = WriteBehindWorker(
+        args.redis,
+        sink,
+        prefix=args.prefix,
+        name=args.name,
+        partitions=args.partitions,
+        batch_size=args.batch_size,
+        block=args.block,
+        claim_idle=args.claim_idle,
+        max_deliveries=args.max_deliveries,
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    reporting = threading.Event()
+
+    def report_loop() -> None:
+        while not reporting.wait(args.report_every):
+            _report(worker)
+
+    reporter = threading.Thread(target=report_loop, name="report", daemon=True)
+    reporter.start()
+    log.info("worker %s started on %s:!wb:%s", worker.consumer, args.prefix, args.name)
+    # (the crash test waits for this line: the signal handlers are in place)
+    started = time.monotonic()
+    try:
+        totals = worker.run(until_idle=args.until_idle)
+    finally:
+        reporting.set()
+        sink.close()
+    log.info(
+        "worker %s stopped after %.1f s: %s",
+        worker.consumer,
+        time.monotonic() - started,
+        totals,
+    )
+    _report(worker)
+    worker.close()
+    return 0
+
+
+def _report(worker: WriteBehindWorker) -> None:
+    try:
+        stats = worker.stats()
+    except Exception as exc:  # the report must never stop the worker
+        log.warning("cannot read the queue's state: %s", exc)
+        return
+    log.info(
+        "lag %.3f s, backlog %d, pending %d, applied %d, redelivered %d, "
+        "dead-lettered %d",
+        stats.lag,
+        stats.backlog,
+        stats.pending,
+        stats.applied,
+        stats.redelivered,
+        stats.dead_lettered,
+    )

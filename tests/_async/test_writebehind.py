@@ -1,0 +1,438 @@
+"""Write-behind on a real Redis: enqueue, the worker, flushing, limits, refusals.
+
+The crash test (tests/test_writebehind_crash.py) kills workers and Redis;
+these tests check each rule on its own, with a callable sink that records
+what it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pytest
+import redis
+
+from freshcache import (
+    L1,
+    MISS,
+    AsyncCache,
+    AsyncWriteBehind,
+    BacklogFullError,
+    CallableSink,
+    PermanentWriteError,
+    StoreError,
+    UnsafeRedisError,
+    Write,
+)
+from freshcache._concurrency import asleep
+from freshcache.core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from tests.servers import AOF_ALWAYS, free_port, own_redis_server
+
+pytestmark = pytest.mark.redis
+
+
+class Table:
+    """A dict with a version guard: what a real sink does, in memory."""
+
+    def __init__(self, fail: int = 0, poison: str = "") -> None:
+        self.rows: dict[str, tuple[int, object]] = {}
+        self.batches: list[list[Write]] = []
+        self.fail = fail  # the next `fail` batches raise a transient error
+        self.poison = poison  # a key whose writes always fail permanently
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        self.batches.append(list(writes))
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("database restarting")
+        if any(w.key == self.poison for w in writes):
+            raise PermanentWriteError("violates a constraint")
+        for w in writes:
+            if w.key not in self.rows or self.rows[w.key][0] < w.version:
+                self.rows[w.key] = (w.version, w.value)
+
+    def values(self) -> dict[str, object]:
+        return {k: v for k, (_, v) in self.rows.items()}
+
+
+async def _drain(wb: AsyncWriteBehind, table: Table, **options: object) -> None:
+    worker = wb.worker(CallableSink(table.apply), block=0, **options)
+    try:
+        await worker.run(until_idle=True)
+    finally:
+        await worker.aclose()
+
+
+async def test_put_updates_the_cache_and_queues_versioned_writes(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q", allow_eviction=False)
+        first = await wb.put("user:1", {"name": "Ada"})
+        second = await wb.put("user:1", {"name": "Ada L."})
+        assert second > first  # versions grow per key
+        assert await cache.get("user:1") == {"name": "Ada L."}
+        stats = await wb.stats()
+        assert stats.backlog == 2
+        table = Table()
+        await _drain(wb, table)
+        assert table.values() == {"user:1": {"name": "Ada L."}}
+        assert table.rows["user:1"][0] == second
+        assert [len(b) for b in table.batches] == [1]  # coalesced to the newest
+        stats = await wb.stats()
+        assert (stats.backlog, stats.pending, stats.applied) == (0, 0, 2)
+        assert cache.stats().counts["writebehind:applied"] == 2
+        assert cache.stats().counts["writebehind:enqueued"] == 2
+        gauges = cache.stats().gauges  # as of the last wb.stats()
+        assert gauges["writebehind_backlog"] == 0
+        assert gauges["writebehind_applied"] == 2
+        assert gauges["writebehind_lag"] == 0
+        await wb.aclose()
+
+
+async def test_put_drops_the_key_from_every_l1(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as writer,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as reader,
+    ):
+        await writer.set("user:1", "old")
+        assert await reader.get("user:1") == "old"  # now in reader's L1
+        for _ in range(200):  # until reader's bus is subscribed
+            if reader.stats().counts.get("bus_connect"):
+                break
+            await asleep(0.01)
+        wb = AsyncWriteBehind(writer, name="q")
+        await wb.put("user:1", "new")
+        assert await writer.get("user:1") == "new"  # read-your-writes
+        for _ in range(200):  # the bus message reaches the reader's L1
+            if await reader.get("user:1") == "new":
+                break
+            await asleep(0.01)
+        assert await reader.get("user:1") == "new"
+        await wb.aclose(flush=False)
+
+
+async def test_put_revokes_a_fill_in_flight(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+
+        async def slow_old_row() -> str:
+            await wb.put("user:1", "new")  # lands while the loader runs
+            return "old"
+
+        assert await cache.get_or_load("user:1", slow_old_row) == "old"
+        assert await cache.get("user:1") == "new"  # the old fill was not stored
+        await wb.aclose(flush=False)
+
+
+async def test_full_backlog_raises_and_changes_nothing(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        for i in range(3):
+            await wb.put(f"k{i}", i)
+        with pytest.raises(BacklogFullError):
+            await wb.put("k9", 9)
+        assert await cache.get("k9") is MISS
+        assert (await wb.stats()).backlog == 3
+        await _drain(wb, Table())
+        await wb.put("k9", 9)  # room again once applied
+        await wb.aclose(flush=False)
+
+
+async def test_flush_waits_for_the_worker_and_times_out_without_one(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", 1)
+        with pytest.raises(TimeoutError):
+            await wb.flush(timeout=0.05)
+        table = Table()
+        await _drain(wb, table)
+        await wb.flush(timeout=5)
+        await wb.aclose(timeout=5)
+        assert table.values() == {"k": 1}
+
+
+async def test_clear_never_touches_the_queue(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", 1)
+        await cache.clear()
+        assert await cache.get("k") is MISS
+        assert (await wb.stats()).backlog == 1
+        await wb.aclose(flush=False)
+
+
+async def test_bad_input_is_refused_before_anything_is_written(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        with pytest.raises(TypeError):
+            await wb.put("k", {1, 2})  # a set has no JSON form
+        assert await cache.get("k") is MISS
+        with pytest.raises(ValueError):
+            AsyncWriteBehind(cache, name="bad name")
+        with pytest.raises(ValueError):
+            AsyncWriteBehind(AsyncCache(), name="q")  # needs Redis
+        await wb.put("k", 1)
+        other = AsyncWriteBehind(cache, name="q", partitions=8)
+        with pytest.raises(ValueError):  # a queue's partition count is fixed
+            await other.start()
+        await other.aclose()
+        await wb.aclose(flush=False)
+
+
+async def test_transient_failures_are_retried_and_nothing_is_acked_before(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("a", 1)
+        await wb.put("b", 2)
+        table = Table(fail=2)
+        worker = wb.worker(CallableSink(table.apply), block=0, claim_idle=0.01)
+        for _ in range(100):  # the failed batch stays pending, then is reclaimed
+            await worker.run_once()
+            if table.rows:
+                break
+            assert (await wb.stats()).backlog == 2  # not acknowledged
+            await asleep(0.02)
+        assert table.values() == {"a": 1, "b": 2}
+        stats = await wb.stats()
+        assert (stats.backlog, stats.pending, stats.dead_lettered) == (0, 0, 0)
+        assert stats.redelivered >= 2
+        await worker.aclose()
+        await wb.aclose(flush=False)
+
+
+async def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with (
+        AsyncCache(redis_url, prefix=key_prefix) as cache,
+        AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as reader,
+    ):
+        wb = AsyncWriteBehind(cache, name="q", partitions=1)
+        await wb.put("good", 1)
+        await wb.put("bad", 2)
+        await wb.put("good2", 3)
+        assert await reader.get("bad") == 2  # now in the reader's L1
+        for _ in range(200):  # until reader's bus is subscribed
+            if reader.stats().counts.get("bus_connect"):
+                break
+            await asleep(0.01)
+        table = Table(poison="bad")
+        await _drain(wb, table)
+        assert table.values() == {"good": 1, "good2": 3}
+        dead = await wb.dead_letters()
+        assert [fields["k"] for _, fields in dead] == ["bad"]
+        assert "PermanentWriteError" in dead[0][1]["reason"]
+        assert await cache.get("bad") is MISS  # the cache no longer shows it
+        for _ in range(200):  # nor, once the bus message is in, any L1
+            if await reader.get("bad") is MISS:
+                break
+            await asleep(0.01)
+        assert await reader.get("bad") is MISS
+        stats = await wb.stats()
+        assert (stats.backlog, stats.pending, stats.dead_lettered) == (0, 0, 1)
+        await wb.aclose(flush=False)
+
+
+async def test_entry_dead_lettered_after_max_deliveries(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", 1)
+        table = Table(fail=1000)
+        worker = wb.worker(
+            CallableSink(table.apply), block=0, claim_idle=0.01, max_deliveries=3
+        )
+        for _ in range(200):
+            await worker.run_once()
+            if (await wb.stats()).dead_lettered:
+                break
+            await asleep(0.02)
+        assert len(table.batches) == 3  # three deliveries, three attempts
+        assert [f["k"] for _, f in await wb.dead_letters()] == ["k"]
+        assert (await wb.stats()).backlog == 0
+        await worker.aclose()
+        await wb.aclose(flush=False)
+
+
+async def test_malformed_entry_is_dead_lettered_at_once(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q", partitions=1)
+        await wb.start()
+        raw = redis.Redis.from_url(redis_url)
+        raw.xadd(writebehind_stream_key(key_prefix, "q", 0), {"k": "x", "v": "{"})
+        raw.close()
+        table = Table()
+        await _drain(wb, table)
+        assert table.batches == []
+        [(_, fields)] = await wb.dead_letters()
+        assert fields["reason"].startswith("malformed entry")
+        await wb.aclose(flush=False)
+
+
+async def test_entries_of_a_dead_worker_are_reclaimed(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q", partitions=1)
+        await wb.put("k", 1)
+        raw = redis.Redis.from_url(redis_url)
+        stream = writebehind_stream_key(key_prefix, "q", 0)
+        raw.xreadgroup(WRITEBEHIND_GROUP, "dead", {stream: ">"})  # then it "dies"
+        raw.close()
+        assert (await wb.stats()).pending == 1
+        table = Table()
+        worker = wb.worker(CallableSink(table.apply), block=0, claim_idle=0.01)
+        for _ in range(100):
+            await worker.run_once()
+            if table.rows:
+                break
+            await asleep(0.02)
+        assert table.values() == {"k": 1}
+        stats = await wb.stats()
+        assert (stats.pending, stats.redelivered, stats.applied) == (0, 1, 1)
+        await worker.aclose()
+        await wb.aclose(flush=False)
+
+
+async def test_put_raises_while_redis_is_down(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("redis_url")
+    async with AsyncCache(f"redis://127.0.0.1:{free_port()}/0", prefix="wb") as cache:
+        wb = AsyncWriteBehind(cache, name="q", timeout=0.2)
+        with pytest.raises(StoreError):
+            await wb.put("k", 1)
+        await wb.aclose()
+    with own_redis_server() as server:
+        async with AsyncCache(server.url, prefix="wb") as cache:
+            wb = AsyncWriteBehind(cache, name="q", allow_eviction=True, timeout=0.2)
+            await wb.put("k", 1)
+            server.kill()
+            for _ in range(3):
+                with pytest.raises(StoreError):
+                    await wb.put("k", 2)
+            await wb.aclose(flush=False)
+
+
+async def test_refuses_a_server_that_can_evict_the_queue(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    request.getfixturevalue("redis_url")
+    with own_redis_server("--maxmemory-policy", "allkeys-lru") as server:
+        async with AsyncCache(server.url, prefix="wb") as cache:
+            wb = AsyncWriteBehind(cache, name="q")
+            with pytest.raises(UnsafeRedisError, match="allkeys-lru"):
+                await wb.put("k", 1)
+            assert await cache.get("k") is MISS
+            await wb.aclose()
+            with caplog.at_level(logging.WARNING):
+                wb = AsyncWriteBehind(cache, name="q", allow_eviction=True)
+                await wb.put("k", 1)  # overridden: starts, and says why it is unsafe
+            assert "allkeys-lru" in caplog.text
+            assert "appendonly" in caplog.text
+            assert not wb.durable
+            await wb.aclose(flush=False)
+
+
+async def test_durable_on_aof_always(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("redis_url")
+    with own_redis_server(*AOF_ALWAYS) as server:
+        async with AsyncCache(server.url, prefix="wb") as cache:
+            wb = AsyncWriteBehind(cache, name="q")
+            verdict = await wb.start()
+            assert verdict.durable
+            assert verdict.warnings == ()
+            assert wb.durable
+            await wb.aclose()
+
+
+async def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("redis_url")
+    with own_redis_server("--repl-diskless-sync-delay", "0") as primary:
+        async with AsyncCache(primary.url, prefix="wb") as cache:
+            alone = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=0.05)
+            with pytest.raises(StoreError, match="replicas"):
+                await alone.put("k", 1)  # no replica: not reported as done
+            await alone.aclose(flush=False)
+            with own_redis_server(
+                "--replicaof", "127.0.0.1", str(primary.port)
+            ) as replica:
+                link = redis.Redis.from_url(replica.url, decode_responses=True)
+                for _ in range(1000):  # until the replica has synced
+                    if link.info("replication")["master_link_status"] == "up":
+                        break
+                    await asleep(0.01)
+                link.close()
+                wb = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=30)
+                await wb.put("k", 2)  # returns once the replica has it
+                await wb.aclose(flush=False)
+
+
+async def test_remove_refuses_to_lose_writes_unless_forced(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", 1)
+        with pytest.raises(ValueError, match="still holds"):
+            await wb.remove()
+        await wb.remove(force=True)
+        raw = redis.Redis.from_url(redis_url)
+        assert list(raw.scan_iter(match=f"{key_prefix}:!wb:*")) == []
+        raw.close()
+        await wb.put("k", 2)  # a new queue, group and all
+        assert (await wb.stats()).backlog == 1
+        await wb.aclose(flush=False)
+
+
+async def test_a_value_too_large_to_cache_is_queued_and_uncached(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix, max_value_bytes=200) as cache:
+        await cache.set("k", "small")
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("k", "x" * 1000)
+        assert await cache.get("k") is MISS  # never the old value
+        table = Table()
+        await _drain(wb, table)
+        assert table.values() == {"k": "x" * 1000}
+        await wb.aclose(flush=False)
+
+
+async def test_put_many_is_all_or_nothing(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        wb = AsyncWriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        versions = await wb.put_many({"a": 1, "b": 2})
+        assert list(versions) == ["a", "b"]
+        assert versions["a"] < versions["b"]
+        assert await cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        with pytest.raises(BacklogFullError):  # 2 + 2 > 3: none is made
+            await wb.put_many({"a": 10, "c": 3})
+        assert await cache.get_many(["a", "c"]) == {"a": 1}
+        assert (await wb.stats()).backlog == 2
+        assert await wb.put_many({}) == {}
+        with pytest.raises(TypeError):
+            await wb.put_many([("a", 1)])  # type: ignore[arg-type]
+        table = Table()
+        await _drain(wb, table)
+        assert table.values() == {"a": 1, "b": 2}
+        await wb.aclose(flush=False)

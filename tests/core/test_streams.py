@@ -1,0 +1,105 @@
+"""Write-behind's pure decisions: partitions, versions, entries, coalescing, retries."""
+
+from __future__ import annotations
+
+import pytest
+
+from freshcache.core.persistence import judge
+from freshcache.core.streams import (
+    Malformed,
+    Outcome,
+    Write,
+    after_failure,
+    coalesce,
+    decode_entry,
+    encode_value,
+    lag_seconds,
+    partition_of,
+    too_many_deliveries,
+    version_of,
+)
+
+
+def test_partition_is_stable_and_spreads_keys() -> None:
+    assert partition_of("user:1", 4) == partition_of("user:1", 4)
+    assert partition_of("user:1", 1) == 0
+    counts = [0] * 4
+    for i in range(4000):
+        counts[partition_of(f"user:{i}", 4)] += 1
+    assert min(counts) > 800  # roughly even
+
+
+def test_versions_follow_stream_ids() -> None:
+    assert version_of("1700000000000-0") < version_of("1700000000000-1")
+    assert version_of("1700000000000-999999") < version_of("1700000000001-0")
+    assert version_of(b"5-3") == 5_000_003
+    with pytest.raises(ValueError):
+        version_of("5-1000000")
+
+
+def test_values_must_be_json() -> None:
+    assert encode_value({"a": [1, None]}) == '{"a":[1,null]}'
+    with pytest.raises(TypeError, match="JSON"):
+        encode_value({1, 2})
+    with pytest.raises(TypeError):
+        encode_value(float("nan"))
+
+
+def test_decode_entry() -> None:
+    write = decode_entry("s", b"7-1", {b"k": b"user:1", b"v": b'{"a":1}', b"d": b"x"})
+    assert write == Write("user:1", '{"a":1}', 7_000_001, "7-1", "s", "x")
+    assert isinstance(write, Write)
+    assert write.value == {"a": 1}
+    assert isinstance(decode_entry("s", "7-1", {"garbage": "x"}), Malformed)
+    assert isinstance(decode_entry("s", "7-1", {"k": "a", "v": "{"}), Malformed)
+    assert isinstance(decode_entry("s", "7-1", None), Malformed)
+
+
+def _w(key: str, version: int) -> Write:
+    return Write(key, str(version), version, f"{version}-0")
+
+
+def test_coalesce_keeps_the_newest_per_key_whatever_the_order() -> None:
+    batch = [_w("a", 1), _w("b", 2), _w("a", 5), _w("a", 3)]
+    assert coalesce(batch) == [_w("a", 5), _w("b", 2)]
+    assert coalesce([]) == []
+
+
+def test_retry_or_dead_letter() -> None:
+    assert after_failure(deliveries=1, max_deliveries=5, permanent=True) is (
+        Outcome.DEAD_LETTER
+    )
+    assert after_failure(deliveries=4, max_deliveries=5, permanent=False) is (
+        Outcome.RETRY
+    )
+    assert after_failure(deliveries=5, max_deliveries=5, permanent=False) is (
+        Outcome.DEAD_LETTER
+    )
+    assert not too_many_deliveries(5, 5)
+    assert too_many_deliveries(6, 5)
+
+
+def test_lag() -> None:
+    assert lag_seconds(None, 100.0) == 0.0
+    assert lag_seconds("98000-0", 100.0) == pytest.approx(2.0)
+    assert lag_seconds("101000-0", 100.0) == 0.0
+
+
+def test_persistence_verdict() -> None:
+    safe = {"maxmemory-policy": "noeviction", "appendonly": "yes"}
+    verdict = judge({**safe, "appendfsync": "always"})
+    assert (verdict.durable, verdict.refusals, verdict.warnings) == (True, (), ())
+    everysec = judge({**safe, "appendfsync": "everysec"})
+    assert not everysec.durable
+    assert "second" in everysec.warnings[0]
+    assert "appendonly" in judge({**safe, "appendonly": "no"}).warnings[0]
+    lru = {**safe, "appendfsync": "always", "maxmemory-policy": "allkeys-lru"}
+    assert judge(lru).refusals
+    assert not judge(lru).durable
+    overridden = judge(lru, allow_eviction=True)
+    assert (overridden.refusals, len(overridden.warnings)) == ((), 1)
+    assert judge({**lru, "maxmemory-policy": "volatile-lru"}).durable
+    assert len(judge({}).warnings) == 2  # CONFIG refused: cannot tell
+    replicated = {**safe, "appendfsync": "always", "role": "master"}
+    assert "failover" in judge({**replicated, "connected_slaves": "1"}).warnings[0]
+    assert judge({**replicated, "connected_slaves": "1"}, replicas=1).warnings == ()
