@@ -29,7 +29,7 @@ import sys
 from base64 import b64decode, b64encode
 from collections.abc import Callable
 from dataclasses import fields
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Final
@@ -191,8 +191,20 @@ def _zone_key(o: datetime | time) -> str | None:
     return None
 
 
+def _sub_second_offset(o: datetime | time) -> int | None:
+    """A fixed offset with microseconds, in microseconds: ``fromisoformat``
+    of Python 3.11 drops them, so they travel apart."""
+    offset = o.utcoffset() if type(o.tzinfo) is timezone else None
+    if offset is None or not offset.microseconds:
+        return None
+    return offset // timedelta(microseconds=1)
+
+
 def _enc_clock(tag: str) -> Callable[[_Tagger, Any, int], object]:
     def encode(tg: _Tagger, o: datetime | time, depth: int) -> object:
+        fine = _sub_second_offset(o)
+        if fine is not None:
+            return tg.tag(tag + "x", [o.isoformat(), None, o.fold, fine])
         if o.fold == 0 and (o.tzinfo is None or type(o.tzinfo) is timezone):
             return tg.tag(tag, o.isoformat())
         return tg.tag(tag + "x", [o.isoformat(), _zone_key(o), o.fold])
@@ -273,9 +285,11 @@ def _zone(key: Any) -> ZoneInfo | None:
 
 def _dec_clock(parse: Callable[[str], datetime | time]) -> Callable[[Any, int], object]:
     def decode(v: Any, depth: int) -> object:
-        iso, key, fold = v
+        iso, key, fold, *fine = v
         o = parse(iso)
-        zone = _zone(key)
+        zone: tzinfo | None = _zone(key)
+        if fine:  # a fixed offset with microseconds
+            zone = timezone(timedelta(microseconds=int(fine[0])))
         if zone is not None:
             o = o.replace(tzinfo=zone)
         return o.replace(fold=1) if fold else o

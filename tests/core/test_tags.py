@@ -157,6 +157,20 @@ def test_any_supported_value_round_trips_exactly(
     assert same(round_trip(make(serializer), value), value)
 
 
+@pytest.mark.parametrize("serializer", SERIALIZERS)
+def test_a_fixed_offset_with_microseconds_round_trips(serializer: str) -> None:
+    """Python 3.11's ``fromisoformat`` drops an offset's microseconds (found by
+    the property test above)."""
+    codec = make(serializer)
+    for offset in (timedelta(microseconds=1), -timedelta(hours=3, microseconds=7)):
+        zone = timezone(offset)
+        for value in (datetime(2000, 1, 1, tzinfo=zone), time(1, 2, tzinfo=zone)):
+            back = round_trip(codec, value)
+            assert same(back, value)
+            assert isinstance(back, datetime | time)
+            assert back.utcoffset() == offset
+
+
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
 def test_plain_data_is_not_tagged(serializer: str) -> None:
     value = {"a": [1, "x", 1.5, None, True], "b": {"c": -(2**63)}}
