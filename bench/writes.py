@@ -11,11 +11,10 @@ The same 2,000 keys and small JSON values for both sides, rounds of
 the shared machine hits both), written by 1 client thread, then by 8
 (``--clients``):
 
-* **write-through (interim)**: ``write_through_interim`` below: commit the
-  row in PostgreSQL (one upsert, autocommit), then ``cache.invalidate(key)``
-  and re-read it into the cache (``get_or_load``, which SELECTs it). It is
-  what an application does today; swap it for the write-through API when it
-  lands.
+* **write-through**: ``write_through`` below: ``cache.write_through(key,
+  reload=...)`` around the commit of the row in PostgreSQL (one upsert,
+  autocommit): after it, the key is invalidated and the row re-read into the
+  cache under a lease.
 * **write-behind**: ``wb.put(key, value)``.
 * for information, not the P8 figure: ``wb.put_many`` of 100 writes per call
   (one script and one fsync for all of them), 1 client.
@@ -67,27 +66,26 @@ class Side:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def write_through_interim(
+def write_through(
     conn: Any, cache: Any, table: str, key: str, value: dict[str, Any]
 ) -> int:
-    """Write-through as an application does it before freshcache has one:
-    commit the row, then invalidate the cache key and read the row back into
-    the cache. Returns the database round trips it made (2)."""
-    payload = json.dumps(value)
-    conn.execute(
-        f"INSERT INTO {table} (key, value, version) VALUES (%s, %s::jsonb, 0) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        (key, payload),
-    )  # autocommit: this statement is its own transaction (1 round trip)
-    cache.invalidate(key)
+    """freshcache's write-through: commit the row (autocommit: the upsert is
+    its own transaction), then ``cache.write_through`` invalidates the key and
+    re-reads the row into the cache under a lease. Returns the database round
+    trips it made (2)."""
 
-    def load() -> Any:  # the re-read (1 round trip)
+    def reload() -> Any:  # the re-read (1 round trip)
         row = conn.execute(
             f"SELECT value FROM {table} WHERE key = %s", (key,)
         ).fetchone()
         return row[0]
 
-    cache.get_or_load(key, load)
+    with cache.write_through(key, reload=reload):
+        conn.execute(
+            f"INSERT INTO {table} (key, value, version) VALUES (%s, %s::jsonb, 0) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (key, json.dumps(value)),
+        )  # committed when it returns (1 round trip)
     return 2
 
 
@@ -159,7 +157,7 @@ def measure(
     pairs = []
 
     def through_write(c: int, key: str, value: dict[str, Any]) -> int:
-        return write_through_interim(conns[c], cache, wt_table, key, value)
+        return write_through(conns[c], cache, wt_table, key, value)
 
     def behind_write(c: int, key: str, value: dict[str, Any]) -> int:
         wb.put(key, value)
