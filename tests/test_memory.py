@@ -1,4 +1,6 @@
-"""MemoryStore: bounds, TTL, SIEVE, eviction causes, thread safety."""
+"""MemoryStore: bounds, TTL, eviction causes, SIEVE, thread safety.
+
+The default policy (S3-FIFO) has its own tests in test_eviction.py."""
 
 from __future__ import annotations
 
@@ -182,7 +184,7 @@ def test_too_large_value(clock: FakeClock) -> None:
 
 
 def test_sieve_keeps_hot_entry(clock: FakeClock) -> None:
-    store = make(clock, max_entries=3)
+    store = make(clock, max_entries=3, policy="sieve")
     for k in "abc":
         store.set(k, k, ttl=None)
     assert store.get("a") == "a"  # a is hot
@@ -196,7 +198,7 @@ def test_sieve_keeps_hot_entry(clock: FakeClock) -> None:
 
 
 def test_sieve_does_not_move_retained_entries(clock: FakeClock) -> None:
-    store = make(clock, max_entries=3)
+    store = make(clock, max_entries=3, policy="sieve")
     for k in "abc":
         store.set(k, k, ttl=None)
     store.get("a")
@@ -268,7 +270,7 @@ def test_delete_leaves_no_ghost(clock: FakeClock) -> None:
 
 
 def test_delete_under_the_hand(clock: FakeClock) -> None:
-    store = make(clock, max_entries=3)
+    store = make(clock, max_entries=3, policy="sieve")
     for k in "abc":
         store.set(k, k, ttl=None)
     store.get("a")
@@ -407,6 +409,12 @@ class SieveModel:
                 cause = "bytes"
             else:
                 return
+            dead = [k for k in self.order if now >= self.data[k][1]]
+            if dead:  # every expired entry goes before any live one
+                for k in dead:
+                    self._remove(k)
+                self.evictions["expired"] += len(dead)
+                continue
             i = 0 if self.hand is None else self.order.index(self.hand)
             while True:
                 k = self.order[i]
@@ -418,7 +426,11 @@ class SieveModel:
                         break
                     self.visited[k] = False
                 i = (i + 1) % len(self.order)
-            self.hand = k
+            i = self.order.index(k)
+            after = self.order[i + 1] if i + 1 < len(self.order) else None
+            if after == key:  # the hand skips the entry being written
+                after = self.order[i + 2] if i + 2 < len(self.order) else None
+            self.hand = after
             self._remove(k)
             self.evictions[cause] += 1
 
@@ -428,7 +440,9 @@ def test_matches_reference_model(seed: int) -> None:
     rng = random.Random(seed)
     clock = FakeClock()
     max_entries, max_bytes = rng.choice([(1, 50), (3, 40), (8, 100), (20, 1000)])
-    store = MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
+    store = MemoryStore(
+        max_entries=max_entries, max_bytes=max_bytes, clock=clock, policy="sieve"
+    )
     model = SieveModel(max_entries, max_bytes)
     keys = [f"k{i}" for i in range(max_entries * 2 + 2)]
     for step in range(1500):
