@@ -145,19 +145,22 @@ def checks(results: dict[str, Any]) -> list[str]:
         for row in results[name]["rows"]:
             if row["size"] in anchors:
                 got = row["ratios"]["LRU"]
-                ok = abs(got - anchors[row["size"]]) < 0.005
+                want = anchors[row["size"]]
+                verdict = "ok" if abs(got - want) < 0.005 else "WRONG"
                 lines.append(
                     f"harness: LRU on {name} at {row['size']:,} = {got:.2f} % "
-                    f"(published {anchors[row['size']]:.2f} %): {'ok' if ok else 'WRONG'}"
+                    f"(published {want:.2f} %): {verdict}"
                 )
                 if row["size"] == 1000:
                     ours = row["ratios"][DEFAULT]
+                    verdict = "meets" if ours >= 40 else "MISSES"
                     lines.append(
-                        f"P6: default on {name} at 1,000 = {ours:.2f} % (target >= 40 %): "
-                        f"{'meets' if ours >= 40 else 'MISSES'}"
+                        f"P6: default on {name} at 1,000 = {ours:.2f} % "
+                        f"(target >= 40 %): {verdict}"
                     )
     below = [
-        f"{name} @ {row['size']:,} ({row['ratios'][DEFAULT]:.2f} < {row['ratios']['LRU']:.2f})"
+        f"{name} @ {row['size']:,} "
+        f"({row['ratios'][DEFAULT]:.2f} < {row['ratios']['LRU']:.2f})"
         for name, data in results.items()
         for row in data["rows"]
         if row["ratios"][DEFAULT] < row["ratios"]["LRU"]
