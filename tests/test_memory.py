@@ -480,11 +480,17 @@ class Tagged:
         self.deadline = deadline  # an upper bound on the expiry; None: not known yet
 
 
-def run_threads(seed: int, n_threads: int = 8, n_ops: int = 10_000) -> None:
+def run_threads(
+    seed: int, policy: str, n_threads: int = 8, n_ops: int = 10_000
+) -> None:
     clock = FakeClock()
     evicted: list[str] = []
     store = MemoryStore(
-        max_entries=64, max_bytes=3000, clock=clock, on_evict=evicted.append
+        max_entries=64,
+        max_bytes=3000,
+        clock=clock,
+        on_evict=evicted.append,
+        policy=policy,
     )
     keys = [f"k{i}" for i in range(100)]
     errors: list[BaseException] = []
@@ -526,6 +532,8 @@ def run_threads(seed: int, n_threads: int = 8, n_ops: int = 10_000) -> None:
                         value.deadline = clock.monotonic() + ttl
                 elif op < 0.97:
                     store.delete(key)
+                elif op < 0.972:
+                    store.delete_where(lambda v: v.size == 7)
                 else:
                     store.delete_many(rng.sample(keys, 3))
         except BaseException as exc:
@@ -552,12 +560,13 @@ def run_threads(seed: int, n_threads: int = 8, n_ops: int = 10_000) -> None:
     assert counts["expired"] > 0
 
 
-def test_concurrent_random_ops() -> None:
+@pytest.mark.parametrize("policy", ["s3fifo", "sieve"])
+def test_concurrent_random_ops(policy: str) -> None:
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
         for seed in range(6):
-            run_threads(seed)
+            run_threads(seed, policy)
     finally:
         sys.setswitchinterval(old)
 
