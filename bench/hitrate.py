@@ -21,6 +21,7 @@ from bench._timing import best_per_call, sync_loop
 FRACTIONS = (0.005, 0.01, 0.05, 0.1)  # of the trace's unique keys
 ANCHORS = {"arc-oltp": {1000: 32.83, 2000: 42.47}}  # published LRU figures
 DEFAULT = "freshcache S3-FIFO (default)"
+DASHES = ("-", (0, (5, 2)), (0, (1, 1)), (0, (3, 1, 1, 1)))
 
 
 def sizes_for(name: str, unique: int, fractions: tuple[float, ...]) -> list[int]:
@@ -160,7 +161,7 @@ def checks(results: dict[str, Any]) -> list[str]:
                     )
     below = [
         f"{name} @ {row['size']:,} "
-        f"({row['ratios'][DEFAULT]:.2f} < {row['ratios']['LRU']:.2f})"
+        f"({row['ratios'][DEFAULT]:.3f} < {row['ratios']['LRU']:.3f})"
         for name, data in results.items()
         for row in data["rows"]
         if row["ratios"][DEFAULT] < row["ratios"]["LRU"]
@@ -209,10 +210,14 @@ def plot(results: dict[str, Any], directory: Path) -> list[Path]:
     for name, data in results.items():
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
         sizes = [row["size"] for row in data["rows"]]
-        for label in data["rows"][0]["ratios"]:
+        for i, label in enumerate(data["rows"][0]["ratios"]):
             values = [row["ratios"][label] for row in data["rows"]]
-            style = {"linewidth": 2.5} if label == DEFAULT else {"linewidth": 1.2}
-            if label == "Belady MIN":
+            # Some peers coincide (every LRU gives the same figures): vary
+            # the dashes so that overlapping lines stay visible.
+            style: dict[str, Any] = {"linewidth": 1.2, "linestyle": DASHES[i % 4]}
+            if label == DEFAULT:
+                style = {"linewidth": 2.8}
+            elif label == "Belady MIN":
                 style = {"linestyle": "--", "color": "black", "linewidth": 1}
             ax.plot(sizes, values, marker="o", markersize=3, label=label, **style)
         ax.set_xscale("log")
