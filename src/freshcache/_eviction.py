@@ -136,16 +136,17 @@ class S3Fifo:
             node.main = False
             self._small.push(node)
             return
-        # ARC's steps: grow by |B2|/|B1|, shrink by |B1|/|B2| (at least one entry).
+        # ARC's steps, in entries: a ghost from small grows small by max(1, |ghosts from main| / |ghosts from small|),
+        # one from main shrinks it by the inverse (both counts include the key).
         small = self._ghosts_small
-        big = len(self._ghosts) + 1 - small
+        main = len(self._ghosts) + 1 - small
         count = self._small.length + self._main.length + 1
         if from_main:
-            step = max(1.0, small / big) / count
+            step = max(1.0, small / main) / count
             self._share = max(self.SMALL_MIN, self._share - step)
         else:
             self._ghosts_small = small - 1
-            step = max(1.0, (big - 1) / small) / count
+            step = max(1.0, main / small) / count
             self._share = min(self.SMALL_MAX, self._share + step)
         node.main = True
         self._main.push(node)
