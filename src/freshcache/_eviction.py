@@ -136,8 +136,9 @@ class S3Fifo:
             node.main = False
             self._small.push(node)
             return
-        # ARC's steps, in entries: a ghost from small grows small by max(1, |ghosts from main| / |ghosts from small|),
-        # one from main shrinks it by the inverse (both counts include the key).
+        # ARC's steps, in entries: a ghost from small grows small by
+        # max(1, ghosts from main / ghosts from small), one from main shrinks
+        # it by the inverse (both counts include this key).
         small = self._ghosts_small
         main = len(self._ghosts) + 1 - small
         count = self._small.length + self._main.length + 1
