@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+import random
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from typing import Any
+
+import pytest
 
 from freshcache._eviction import S3Fifo
 from freshcache._types import MISS
@@ -140,3 +145,153 @@ def test_byte_bound_with_ghosts() -> None:
     assert len(store) == 3
     assert len(policy(store).ghosts()) <= 100
     store._check_invariants()
+
+
+# -- against a reference model --
+
+
+class S3FifoModel:
+    """A slow, obvious adaptive S3-FIFO over Python lists (oldest first)."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.small: list[str] = []
+        self.main: list[str] = []
+        self.hits: dict[str, int] = {}
+        self.data: dict[str, tuple[Any, float, int]] = {}  # value, expires, size
+        self.ghosts: OrderedDict[str, bool] = OrderedDict()  # key -> left main
+        self.share = S3Fifo.SMALL
+        self.evictions: Counter[str] = Counter()
+
+    def _remove(self, key: str) -> None:
+        (self.main if key in self.main else self.small).remove(key)
+        del self.data[key]
+        del self.hits[key]
+
+    def _evict(self, key: str, from_main: bool) -> None:
+        self._remove(key)
+        self.ghosts[key] = from_main
+        if len(self.ghosts) > self.max_entries:
+            self.ghosts.popitem(last=False)
+
+    def get(self, key: str, now: float) -> Any:
+        if key not in self.data:
+            return MISS
+        value, exp, _ = self.data[key]
+        if now >= exp:
+            self._remove(key)
+            self.evictions["expired"] += 1
+            return MISS
+        self.hits[key] += 1
+        return value
+
+    def delete(self, key: str, now: float) -> bool:
+        if key not in self.data:
+            self.ghosts.pop(key, None)
+            return False
+        live = now < self.data[key][1]
+        self._remove(key)
+        if not live:
+            self.evictions["expired"] += 1
+        return live
+
+    def _insert(self, key: str) -> None:
+        self.hits[key] = 0
+        if key not in self.ghosts:
+            self.small.append(key)
+            return
+        from_small = sum(not m for m in self.ghosts.values())
+        from_main = len(self.ghosts) - from_small
+        count = len(self.small) + len(self.main) + 1
+        if self.ghosts.pop(key):
+            step = max(1.0, from_small / from_main) / count
+            self.share = max(S3Fifo.SMALL_MIN, self.share - step)
+        else:
+            step = max(1.0, from_main / from_small) / count
+            self.share = min(S3Fifo.SMALL_MAX, self.share + step)
+        self.main.append(key)
+
+    def set(
+        self, key: str, value: Any, ttl: float | None, size: int, now: float
+    ) -> None:
+        if size > self.max_bytes:
+            if key in self.data:
+                self._remove(key)
+            self.evictions["too_large"] += 1
+            return
+        exp = math.inf if ttl is None else now + ttl
+        if key in self.data:
+            self.hits[key] += 1
+        else:
+            self._insert(key)
+        self.data[key] = (value, exp, size)
+        while True:
+            if len(self.data) > self.max_entries:
+                cause = "entries"
+            elif sum(s for _, _, s in self.data.values()) > self.max_bytes:
+                cause = "bytes"
+            else:
+                return
+            dead = [k for k in self.data if now >= self.data[k][1]]
+            if dead:  # every expired entry goes before any live one
+                for k in dead:
+                    self._remove(k)
+                self.evictions["expired"] += len(dead)
+                continue
+            self._evict_one(key)
+            self.evictions[cause] += 1
+
+    def _evict_one(self, protect: str) -> None:
+        while True:
+            small = [k for k in self.small[:2] if k != protect][:1]
+            main = [k for k in self.main[:2] if k != protect][:1]
+            total = len(self.small) + len(self.main)
+            if small and (not main or len(self.small) >= self.share * total):
+                k = small[0]
+                if self.hits[k] < S3Fifo.PROMOTE:
+                    self._evict(k, False)
+                    return
+                self.small.remove(k)
+                self.main.append(k)
+                self.hits[k] = 0
+            else:
+                k = main[0]
+                if self.hits[k] <= 0:
+                    self._evict(k, True)
+                    return
+                self.main.remove(k)
+                self.main.append(k)
+                self.hits[k] = min(self.hits[k], S3Fifo.MAX_HITS) - 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_matches_reference_model(seed: int) -> None:
+    rng = random.Random(seed)
+    clock = FakeClock()
+    max_entries, max_bytes = rng.choice([(1, 50), (3, 40), (8, 100), (20, 1000)])
+    store = MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
+    model = S3FifoModel(max_entries, max_bytes)
+    keys = [f"k{i}" for i in range(max_entries * 3 + 2)]
+    hot = keys[: max(1, max_entries // 2)]
+    for step in range(2000):
+        key = rng.choice(hot if rng.random() < 0.5 else keys)
+        now = clock.monotonic()
+        op = rng.random()
+        if op < 0.45:
+            assert store.get(key) == model.get(key, now), step
+        elif op < 0.87:
+            ttl = rng.choice([None, None, None, 0.5, 2.0, 10.0])
+            size = rng.choice([0, 1, 5, 20, 60])
+            store.set(key, step, ttl=ttl, size=size)
+            model.set(key, step, ttl, size, now)
+        elif op < 0.95:
+            assert store.delete(key) == model.delete(key, now), step
+        else:
+            clock.advance(rng.choice([0.1, 0.5, 1.0]))
+        assert len(store) == len(model.data), step
+    store._check_invariants()
+    assert store.evictions == {c: model.evictions[c] for c in store.evictions}
+    assert {k for k in keys if k in store._map} == set(model.data)
+    assert policy(store).ghosts() == list(model.ghosts)
+    assert policy(store).small_share == pytest.approx(model.share)
