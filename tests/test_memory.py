@@ -4,10 +4,12 @@ The default policy (S3-FIFO) has its own tests in test_eviction.py."""
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import sys
 import threading
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -581,3 +583,51 @@ def test_delete_where_removes_matching_values_only() -> None:
     assert store.total_bytes == 30
     assert store.evictions["entries"] == 0
     store._check_invariants()
+
+
+# -- the expiry heap --
+
+
+class Payload:
+    """A value that can be watched with a weak reference."""
+
+
+def test_expiry_heap_keeps_no_removed_value_alive(clock: FakeClock) -> None:
+    store = make(clock, max_entries=4)
+    value = Payload()
+    watch = weakref.ref(value)
+    store.set("a", value, ttl=10)
+    store.set("a", 1, ttl=10)  # replaced
+    del value
+    gc.collect()
+    assert watch() is None
+    value = Payload()
+    watch = weakref.ref(value)
+    store.set("b", value, ttl=10)
+    store.delete("b")
+    del value
+    gc.collect()
+    assert watch() is None
+
+
+def test_a_replaced_entry_is_not_reclaimed_by_its_old_expiry(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    store.set("a", 1, ttl=1)
+    store.set("a", 2, ttl=None)  # the heap still holds a's first expiry
+    store.set("b", 1, ttl=5)
+    store.set("b", 2, ttl=50)
+    store.set("c", 1, ttl=None)
+    clock.advance(10)
+    store.set("d", 1, ttl=None)  # pressure: pops both stale tuples
+    assert store.evictions == {"expired": 0, "entries": 1, "bytes": 0, "too_large": 0}
+    assert len(store) == 3
+    assert store.get("a") == 2  # overwritten: a hit, promoted; c went instead
+    assert store.get("b") == 2
+    store._check_invariants()
+
+
+def test_expiry_heap_stays_bounded(clock: FakeClock) -> None:
+    store = make(clock, max_entries=10)
+    for i in range(10_000):
+        store.set(f"k{i % 3}", i, ttl=100)
+    assert len(store._expiry) <= 2 * len(store) + 64 + 1

@@ -27,7 +27,17 @@ _NEVER: Final = float("inf")
 class Node:
     """One entry, and its place in the policy's queues."""
 
-    __slots__ = ("expires_at", "hits", "key", "main", "next", "prev", "size", "value")
+    __slots__ = (
+        "expires_at",
+        "hits",
+        "key",
+        "main",
+        "next",
+        "prev",
+        "size",
+        "stamp",
+        "value",
+    )
 
     prev: Node
     next: Node
@@ -39,6 +49,7 @@ class Node:
         self.size = size
         self.hits = 0  # hits since the policy last looked (saturates at use)
         self.main = False  # S3-FIFO: in the main queue (else the small one)
+        self.stamp = 0  # the store's expiry-heap ticket
 
 
 class _Queue:

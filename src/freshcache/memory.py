@@ -114,10 +114,11 @@ class MemoryStore:
         self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
         self._lock = threading.Lock()
         self._policy = POLICIES[policy](max_entries)
-        # (expires_at, tie-breaker, node) of entries with a TTL; stale tuples
-        # (the node was removed or replaced) are skipped when popped.
-        self._expiry: list[tuple[float, int, Node]] = []
-        self._seq = itertools.count()
+        # (expires_at, stamp, key) of entries with a TTL; a tuple whose stamp
+        # is not the current node's (removed or replaced) is skipped when
+        # popped. Keys only: the heap keeps no removed value alive.
+        self._expiry: list[tuple[float, int, str]] = []
+        self._seq = itertools.count(1)  # 0: never pushed
 
     # -- reads (no lock on a hit; see the module docstring) --
 
@@ -261,20 +262,22 @@ class MemoryStore:
         heap = self._expiry
         if len(heap) > 2 * len(self._map) + 64:  # mostly stale: rebuild, O(1) amortized
             heap[:] = [
-                (n.expires_at, i, n)
-                for i, n in zip(self._seq, self._map.values(), strict=False)
-                if n.expires_at is not _NEVER
+                (n.expires_at, n.stamp, n.key)
+                for n in self._map.values()
+                if n.expires_at is not _NEVER and n is not node
             ]
             heapq.heapify(heap)
-        heapq.heappush(heap, (node.expires_at, next(self._seq), node))
+        node.stamp = stamp = next(self._seq)
+        heapq.heappush(heap, (node.expires_at, stamp, node.key))
 
     def _reclaim_expired(self, now: float, causes: list[str]) -> None:
         """Remove every expired entry (each entry is pushed once per set)."""
         heap = self._expiry
         current = self._map.get
         while heap and heap[0][0] <= now:
-            node = heapq.heappop(heap)[2]
-            if current(node.key) is node:
+            _, stamp, key = heapq.heappop(heap)
+            node = current(key)
+            if node is not None and node.stamp == stamp:
                 self._unlink(node)
                 causes.append("expired")
         self._evictions["expired"] += len(causes)
