@@ -114,7 +114,7 @@ class S3Fifo:
     large leaves none, so only the policy's own choices teach it.
     """
 
-    SMALL: Final = 0.1
+    SMALL: Final = 0.15
     SMALL_MIN: Final = 0.05
     SMALL_MAX: Final = 0.3
     PROMOTE: Final = 1
