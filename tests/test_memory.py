@@ -1,6 +1,7 @@
-"""MemoryStore: bounds, TTL, eviction causes, SIEVE, thread safety.
+"""MemoryStore: bounds, TTL, eviction causes, deletes, the expiry heap.
 
-The default policy (S3-FIFO) has its own tests in test_eviction.py."""
+Elsewhere: the default policy (S3-FIFO) in test_eviction.py, SIEVE's
+reference model in test_sieve_model.py, threads in test_memory_threads.py."""
 
 from __future__ import annotations
 
