@@ -122,6 +122,26 @@ def main(argv: list[str] | None = None) -> int:
     writes.add_argument("--markdown", action="store_true")
     writes.add_argument("--json", metavar="PATH")
 
+    hitrate = commands.add_parser(
+        "hitrate", help="L1 eviction policies on real traces, vs LRU and peers (P6)"
+    )
+    hitrate.add_argument("--traces-dir", help="default: ../shared/traces")
+    hitrate.add_argument(
+        "--trace", action="append", help="only traces whose name contains this"
+    )
+    hitrate.add_argument(
+        "--quick", action="store_true", help="100,000 requests, 2 sizes per trace"
+    )
+    hitrate.add_argument(
+        "--limit", type=int, default=1_000_000, help="requests per trace (1,000,000)"
+    )
+    hitrate.add_argument("--full", action="store_true", help="whole traces")
+    hitrate.add_argument("--plot", metavar="DIR", help="write hitrate-<trace>.png")
+    hitrate.add_argument("--json", metavar="PATH")
+    hitrate.add_argument(
+        "--no-timing", action="store_true", help="skip the hit-path timings"
+    )
+
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
     )
@@ -153,6 +173,19 @@ def main(argv: list[str] | None = None) -> int:
             markdown=args.markdown,
             json_path=args.json,
             clients=[int(c) for c in args.clients.split(",")],
+        )
+    if args.command == "hitrate":
+        from bench import hitrate as hitrate_module
+
+        return hitrate_module.run(
+            traces_dir=args.traces_dir,
+            only=args.trace,
+            quick=args.quick,
+            full=args.full,
+            limit=args.limit,
+            plot_dir=args.plot,
+            json_path=args.json,
+            skip_timing=args.no_timing,
         )
     if args.command == "report":
         import json

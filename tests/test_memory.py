@@ -1,12 +1,13 @@
-"""MemoryStore: bounds, TTL, SIEVE, eviction causes, thread safety."""
+"""MemoryStore: bounds, TTL, eviction causes, deletes, the expiry heap.
+
+Elsewhere: the default policy (S3-FIFO) in test_eviction.py, SIEVE's
+reference model in test_sieve_model.py, threads in test_memory_threads.py."""
 
 from __future__ import annotations
 
+import gc
 import math
-import random
-import sys
-import threading
-from collections import Counter
+import weakref
 from typing import Any
 
 import pytest
@@ -182,7 +183,7 @@ def test_too_large_value(clock: FakeClock) -> None:
 
 
 def test_sieve_keeps_hot_entry(clock: FakeClock) -> None:
-    store = make(clock, max_entries=3)
+    store = make(clock, max_entries=3, policy="sieve")
     for k in "abc":
         store.set(k, k, ttl=None)
     assert store.get("a") == "a"  # a is hot
@@ -196,7 +197,7 @@ def test_sieve_keeps_hot_entry(clock: FakeClock) -> None:
 
 
 def test_sieve_does_not_move_retained_entries(clock: FakeClock) -> None:
-    store = make(clock, max_entries=3)
+    store = make(clock, max_entries=3, policy="sieve")
     for k in "abc":
         store.set(k, k, ttl=None)
     store.get("a")
@@ -268,7 +269,7 @@ def test_delete_leaves_no_ghost(clock: FakeClock) -> None:
 
 
 def test_delete_under_the_hand(clock: FakeClock) -> None:
-    store = make(clock, max_entries=3)
+    store = make(clock, max_entries=3, policy="sieve")
     for k in "abc":
         store.set(k, k, ttl=None)
     store.get("a")
@@ -341,213 +342,6 @@ def test_on_evict_causes_and_lock_released(clock: FakeClock) -> None:
     assert store.evictions == {"expired": 1, "entries": 1, "bytes": 1, "too_large": 1}
 
 
-# -- against a reference model --
-
-
-class SieveModel:
-    """A slow, obvious SIEVE over a Python list (oldest first)."""
-
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.order: list[str] = []
-        self.data: dict[str, tuple[Any, float, int]] = {}  # value, expires, size
-        self.visited: dict[str, bool] = {}
-        self.hand: str | None = None  # None: start at the oldest
-        self.evictions: Counter[str] = Counter()
-
-    def _remove(self, key: str) -> None:
-        i = self.order.index(key)
-        if self.hand == key:
-            self.hand = self.order[i + 1] if i + 1 < len(self.order) else None
-        del self.order[i]
-        del self.data[key]
-        del self.visited[key]
-
-    def get(self, key: str, now: float) -> Any:
-        if key not in self.data:
-            return MISS
-        value, exp, _ = self.data[key]
-        if now >= exp:
-            self._remove(key)
-            self.evictions["expired"] += 1
-            return MISS
-        self.visited[key] = True
-        return value
-
-    def delete(self, key: str, now: float) -> bool:
-        if key not in self.data:
-            return False
-        live = now < self.data[key][1]
-        self._remove(key)
-        if not live:
-            self.evictions["expired"] += 1
-        return live
-
-    def set(
-        self, key: str, value: Any, ttl: float | None, size: int, now: float
-    ) -> None:
-        if size > self.max_bytes:
-            if key in self.data:
-                self._remove(key)
-            self.evictions["too_large"] += 1
-            return
-        exp = math.inf if ttl is None else now + ttl
-        if key in self.data:
-            self.visited[key] = True
-        else:
-            self.order.append(key)
-            self.visited[key] = False
-        self.data[key] = (value, exp, size)
-        while True:
-            used = sum(s for _, _, s in self.data.values())
-            if len(self.order) > self.max_entries:
-                cause = "entries"
-            elif used > self.max_bytes:
-                cause = "bytes"
-            else:
-                return
-            i = 0 if self.hand is None else self.order.index(self.hand)
-            while True:
-                k = self.order[i]
-                if now >= self.data[k][1]:
-                    cause = "expired"
-                    break
-                if k != key:
-                    if not self.visited[k]:
-                        break
-                    self.visited[k] = False
-                i = (i + 1) % len(self.order)
-            self.hand = k
-            self._remove(k)
-            self.evictions[cause] += 1
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_matches_reference_model(seed: int) -> None:
-    rng = random.Random(seed)
-    clock = FakeClock()
-    max_entries, max_bytes = rng.choice([(1, 50), (3, 40), (8, 100), (20, 1000)])
-    store = MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
-    model = SieveModel(max_entries, max_bytes)
-    keys = [f"k{i}" for i in range(max_entries * 2 + 2)]
-    for step in range(1500):
-        key = rng.choice(keys)
-        now = clock.monotonic()
-        op = rng.random()
-        if op < 0.45:
-            assert store.get(key) == model.get(key, now), step
-        elif op < 0.85:
-            ttl = rng.choice([None, None, 0.5, 2.0, 10.0])
-            size = rng.choice([0, 1, 5, 20, 60])
-            store.set(key, step, ttl=ttl, size=size)
-            model.set(key, step, ttl, size, now)
-        elif op < 0.95:
-            assert store.delete(key) == model.delete(key, now), step
-        else:
-            clock.advance(rng.choice([0.1, 0.5, 1.0]))
-        assert len(store) == len(model.data), step
-    store._check_invariants()
-    assert store.evictions == {c: model.evictions[c] for c in store.evictions}
-    assert {k for k in keys if k in store._map} == set(model.data)
-
-
-# -- concurrency --
-
-
-class Tagged:
-    """A value that knows its key, its charged size and when it must be gone."""
-
-    __slots__ = ("deadline", "key", "size")
-
-    def __init__(self, key: str, size: int, deadline: float | None) -> None:
-        self.key = key
-        self.size = size
-        self.deadline = deadline  # an upper bound on the expiry; None: not known yet
-
-
-def run_threads(seed: int, n_threads: int = 8, n_ops: int = 10_000) -> None:
-    clock = FakeClock()
-    evicted: list[str] = []
-    store = MemoryStore(
-        max_entries=64, max_bytes=3000, clock=clock, on_evict=evicted.append
-    )
-    keys = [f"k{i}" for i in range(100)]
-    errors: list[BaseException] = []
-    stale: list[tuple[str, float, float]] = []
-    start = threading.Barrier(n_threads)
-
-    def check(key: str, value: Any, before: float) -> None:
-        if value is MISS:
-            return
-        assert value.key == key
-        # deadline >= the store's expiry, so deadline <= before means the get
-        # returned a value already expired when it was called.
-        if value.deadline is not None and value.deadline <= before:
-            stale.append((key, value.deadline, before))
-
-    def worker(tid: int) -> None:
-        rng = random.Random(seed * 1000 + tid)
-        try:
-            start.wait()
-            for _ in range(n_ops):
-                op = rng.random()
-                key = rng.choice(keys)
-                if tid == 0 and op < 0.2:
-                    clock.advance(rng.choice([0.001, 0.01, 0.05]))
-                elif op < 0.5:
-                    before = clock.monotonic()
-                    check(key, store.get(key), before)
-                elif op < 0.55:
-                    batch = rng.sample(keys, 4)
-                    before = clock.monotonic()
-                    for k, v in zip(batch, store.get_many(batch), strict=True):
-                        check(k, v, before)
-                elif op < 0.9:
-                    ttl = rng.choice([None, 0.01, 0.05, 0.2, 1.0])
-                    size = rng.randint(0, 120) if rng.random() < 0.99 else 5000
-                    value = Tagged(key, size, math.inf if ttl is None else None)
-                    store.set(key, value, ttl=ttl, size=size)
-                    if ttl is not None:
-                        value.deadline = clock.monotonic() + ttl
-                elif op < 0.97:
-                    store.delete(key)
-                else:
-                    store.delete_many(rng.sample(keys, 3))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
-    assert stale == []
-    store._check_invariants()
-    assert len(store) <= 64
-    assert store.total_bytes <= 3000
-    # Through the public API: what is present accounts for every byte.
-    present = [v for v in store.get_many(keys) if v is not MISS]
-    assert store.total_bytes == sum(v.size for v in present)
-    assert len(store) == len(present)
-    counts = store.evictions
-    assert Counter(evicted) == +Counter(counts)
-    assert counts["entries"] + counts["bytes"] > 0
-    assert counts["expired"] > 0
-
-
-def test_concurrent_random_ops() -> None:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for seed in range(6):
-            run_threads(seed)
-    finally:
-        sys.setswitchinterval(old)
-
-
 def test_delete_where_removes_matching_values_only() -> None:
     store = MemoryStore(max_entries=10)
     for i in range(6):
@@ -558,3 +352,51 @@ def test_delete_where_removes_matching_values_only() -> None:
     assert store.total_bytes == 30
     assert store.evictions["entries"] == 0
     store._check_invariants()
+
+
+# -- the expiry heap --
+
+
+class Payload:
+    """A value that can be watched with a weak reference."""
+
+
+def test_expiry_heap_keeps_no_removed_value_alive(clock: FakeClock) -> None:
+    store = make(clock, max_entries=4)
+    value = Payload()
+    watch = weakref.ref(value)
+    store.set("a", value, ttl=10)
+    store.set("a", 1, ttl=10)  # replaced
+    del value
+    gc.collect()
+    assert watch() is None
+    value = Payload()
+    watch = weakref.ref(value)
+    store.set("b", value, ttl=10)
+    store.delete("b")
+    del value
+    gc.collect()
+    assert watch() is None
+
+
+def test_a_replaced_entry_is_not_reclaimed_by_its_old_expiry(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    store.set("a", 1, ttl=1)
+    store.set("a", 2, ttl=None)  # the heap still holds a's first expiry
+    store.set("b", 1, ttl=5)
+    store.set("b", 2, ttl=50)
+    store.set("c", 1, ttl=None)
+    clock.advance(10)
+    store.set("d", 1, ttl=None)  # pressure: pops both stale tuples
+    assert store.evictions == {"expired": 0, "entries": 1, "bytes": 0, "too_large": 0}
+    assert len(store) == 3
+    assert store.get("a") == 2  # overwritten: a hit, promoted; c went instead
+    assert store.get("b") == 2
+    store._check_invariants()
+
+
+def test_expiry_heap_stays_bounded(clock: FakeClock) -> None:
+    store = make(clock, max_entries=10)
+    for i in range(10_000):
+        store.set(f"k{i % 3}", i, ttl=100)
+    assert len(store._expiry) <= 2 * len(store) + 64 + 1

@@ -1,4 +1,4 @@
-"""The in-process (L1) store: bounded, per-entry TTL, SIEVE eviction.
+"""The in-process (L1) store: bounded, per-entry TTL, adaptive S3-FIFO eviction.
 
 Thread-safe and free of asyncio, so the sync and async APIs share it.
 
@@ -8,8 +8,9 @@ Expiry: an entry set at monotonic time ``t`` with ``ttl`` is expired from
 
 Bounds: ``max_entries`` and ``max_bytes`` (bytes are what the caller charges
 with ``size=``; the store never measures values). When a write overflows a
-bound, SIEVE picks victims; an expired entry the hand meets is reclaimed first
-whatever its visited bit. A value larger than ``max_bytes`` is not stored, and
+bound, every expired entry is reclaimed first (an expiry heap, popped only
+under pressure), then the policy (``_eviction.py``) picks live victims.
+A value larger than ``max_bytes`` is not stored, and
 any older value of its key is dropped (a cache must not keep serving what the
 caller just replaced); both count as one eviction of cause ``"too_large"``.
 
@@ -33,8 +34,8 @@ because:
    happens later, on a clock that never goes back), so the read linearizes
    before the removal. A read that starts after ``set``/``delete`` returned
    sees its effect.
-4. The visited bit is one attribute store; racing with the hand can only
-   cost the policy a little accuracy, never correctness.
+4. The hit counter is one attribute update; racing with the policy can only
+   cost it a little accuracy (a lost count), never correctness.
 5. An expired hit takes the lock and removes the node only if the key still
    maps to that same node.
 
@@ -44,11 +45,14 @@ has only been checked under the GIL.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+from freshcache._eviction import POLICIES, Node
 from freshcache._types import MISS, Miss
 from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
 
@@ -59,123 +63,26 @@ _NEVER: Final = float("inf")  # expires_at of a no-TTL entry (checked by identit
 EVICTION_CAUSES: Final = ("expired", "entries", "bytes", "too_large")
 
 
-class _Node:
-    """One entry, and its place in the policy's queue."""
-
-    __slots__ = ("expires_at", "key", "next", "prev", "size", "value", "visited")
-
-    prev: _Node
-    next: _Node
-
-    def __init__(self, key: str, value: Any, expires_at: float, size: int) -> None:
-        self.key = key
-        self.value = value
-        self.expires_at = expires_at
-        self.size = size
-        self.visited = False
-
-
-class _Sieve:
-    """SIEVE (Zhang et al., NSDI 2024): the eviction policy, and only it.
-
-    A FIFO queue in a circular doubly-linked list around a sentinel
-    (``root.next`` is the oldest entry, ``root.prev`` the newest). A hit sets
-    ``node.visited`` (inlined in ``MemoryStore.get``); nothing moves. The hand
-    walks from old to new, clears visited bits and stops at the first
-    unvisited entry, or at an expired one whatever its bit. Each step either
-    stops or clears a bit some hit paid for, so eviction is amortized O(1).
-    """
-
-    __slots__ = ("_hand", "_root")
-
-    def __init__(self) -> None:
-        root = _Node("", None, _NEVER, 0)
-        root.prev = root.next = root
-        self._root = root
-        self._hand = root  # at root: start from the oldest entry
-
-    def insert(self, node: _Node) -> None:
-        root = self._root
-        last = root.prev
-        node.prev = last
-        node.next = root
-        last.next = node
-        root.prev = node
-
-    def replace(self, old: _Node, new: _Node) -> None:
-        """An overwrite: ``new`` takes ``old``'s place and counts as a hit."""
-        new.prev = prev = old.prev
-        new.next = nxt = old.next
-        prev.next = new
-        nxt.prev = new
-        new.visited = True
-        if self._hand is old:
-            self._hand = new
-
-    def remove(self, node: _Node) -> None:
-        if self._hand is node:
-            self._hand = node.next
-        node.prev.next = node.next
-        node.next.prev = node.prev
-
-    def clear(self) -> None:
-        root = self._root
-        root.prev = root.next = root
-        self._hand = root
-
-    def victim(self, now: float, protect: _Node, limit: int) -> tuple[_Node, bool]:
-        """Return the next entry to evict and whether it is expired.
-
-        ``protect`` (the entry being written) is skipped unless expired. After
-        ``limit`` steps the hand takes the next candidate even if visited, so
-        hits racing with the hand cannot keep it turning.
-        """
-        root = self._root
-        node = self._hand
-        while True:
-            if node is root:
-                node = root.next
-                continue
-            if node.expires_at <= now:
-                expired = True
-                break
-            if node is not protect:
-                if not node.visited or limit <= 0:
-                    expired = False
-                    break
-                node.visited = False
-            node = node.next
-            limit -= 1
-        self._hand = node
-        return node, expired
-
-    def nodes(self) -> list[_Node]:
-        """The queue from oldest to newest (for invariant checks)."""
-        out = []
-        node = self._root.next
-        while node is not self._root:
-            out.append(node)
-            node = node.next
-        return out
-
-
 class MemoryStore:
     """A thread-safe in-process store bounded by entries and by bytes.
 
     Values are kept by reference; ``None`` is a value like any other (a hit).
-    ``get`` returns ``MISS`` for an absent or expired key.
+    ``get`` returns ``MISS`` for an absent or expired key. ``policy`` is
+    ``"s3fifo"`` (the default) or ``"sieve"``.
     """
 
     __slots__ = (
         "_byte_limit",
         "_bytes",
         "_evictions",
+        "_expiry",
         "_lock",
         "_map",
         "_max_entries",
         "_now",
         "_on_evict",
         "_policy",
+        "_seq",
     )
 
     def __init__(
@@ -185,11 +92,16 @@ class MemoryStore:
         max_bytes: int | None = 64 * 1024 * 1024,
         clock: Clock = SYSTEM_CLOCK,
         on_evict: Callable[[str], None] | None = None,
+        policy: str = "s3fifo",
     ) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries!r}")
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1 or None, not {max_bytes!r}")
+        if policy not in POLICIES:
+            raise ValueError(
+                f"policy must be one of {sorted(POLICIES)}, not {policy!r}"
+            )
         self._max_entries = max_entries
         self._byte_limit: float = _NEVER if max_bytes is None else max_bytes
         # Skip a Python frame per read on the real clock.
@@ -197,11 +109,16 @@ class MemoryStore:
             time.monotonic if type(clock) is SystemClock else clock.monotonic
         )
         self._on_evict = on_evict
-        self._map: dict[str, _Node] = {}
+        self._map: dict[str, Node] = {}
         self._bytes = 0
         self._evictions = dict.fromkeys(EVICTION_CAUSES, 0)
         self._lock = threading.Lock()
-        self._policy = _Sieve()
+        self._policy = POLICIES[policy](max_entries)
+        # (expires_at, stamp, key) of entries with a TTL; a tuple whose stamp
+        # is not the current node's (removed or replaced) is skipped when
+        # popped. Keys only: the heap keeps no removed value alive.
+        self._expiry: list[tuple[float, int, str]] = []
+        self._seq = itertools.count(1)  # 0: never pushed
 
     # -- reads (no lock on a hit; see the module docstring) --
 
@@ -211,7 +128,7 @@ class MemoryStore:
             return MISS
         exp = node.expires_at
         if exp is _NEVER or self._now() < exp:
-            node.visited = True  # the whole SIEVE hit path
+            node.hits += 1  # the whole policy hit path
             return node.value
         return self._reclaim(key, node)
 
@@ -258,8 +175,10 @@ class MemoryStore:
                 self._evictions["too_large"] += 1
                 causes = ["too_large"]
             else:
-                node = _Node(key, value, expires_at, size)
+                node = Node(key, value, expires_at, size)
                 self._map[key] = node  # publish a complete node
+                if expires_at is not _NEVER:
+                    self._push_expiry(node)
                 if old is None:
                     self._policy.insert(node)
                     self._bytes += size
@@ -288,6 +207,7 @@ class MemoryStore:
             for key in keys:
                 node = pop(key, None)
                 if node is None:
+                    self._policy.forget(key)  # no ghost outlives a delete
                     continue
                 self._policy.remove(node)
                 self._bytes -= node.size
@@ -317,11 +237,12 @@ class MemoryStore:
         with self._lock:
             self._map.clear()
             self._policy.clear()
+            self._expiry.clear()
             self._bytes = 0
 
     # -- internals (the lock is held in every ``_*`` method but ``_notify``) --
 
-    def _reclaim(self, key: str, node: _Node) -> Miss:
+    def _reclaim(self, key: str, node: Node) -> Miss:
         """Remove an entry ``get`` found expired, unless it was replaced."""
         with self._lock:
             current = self._map.get(key) is node
@@ -332,16 +253,42 @@ class MemoryStore:
             self._on_evict("expired")
         return MISS
 
-    def _unlink(self, node: _Node) -> None:
+    def _unlink(self, node: Node) -> None:
         del self._map[node.key]
         self._policy.remove(node)
         self._bytes -= node.size
 
-    def _evict(self, now: float, protect: _Node) -> list[str]:
-        """Evict until both bounds hold again; return the causes."""
+    def _push_expiry(self, node: Node) -> None:
+        heap = self._expiry
+        if len(heap) > 2 * len(self._map) + 64:  # mostly stale: rebuild, O(1) amortized
+            heap[:] = [
+                (n.expires_at, n.stamp, n.key)
+                for n in self._map.values()
+                if n.expires_at is not _NEVER and n is not node
+            ]
+            heapq.heapify(heap)
+        node.stamp = stamp = next(self._seq)
+        heapq.heappush(heap, (node.expires_at, stamp, node.key))
+
+    def _reclaim_expired(self, now: float, causes: list[str]) -> None:
+        """Remove every expired entry (each entry is pushed once per set)."""
+        heap = self._expiry
+        current = self._map.get
+        while heap and heap[0][0] <= now:
+            _, stamp, key = heapq.heappop(heap)
+            node = current(key)
+            if node is not None and node.stamp == stamp:
+                self._unlink(node)
+                causes.append("expired")
+        self._evictions["expired"] += len(causes)
+
+    def _evict(self, now: float, protect: Node) -> list[str]:
+        """Reclaim expired entries, then evict live ones until both bounds
+        hold again; return the causes."""
         causes: list[str] = []
+        self._reclaim_expired(now, causes)
         evictions = self._evictions
-        victim = self._policy.victim
+        policy = self._policy
         while True:
             n = len(self._map)
             if n > self._max_entries:
@@ -350,10 +297,16 @@ class MemoryStore:
                 cause = "bytes"
             else:
                 return causes
-            node, expired = victim(now, protect, 2 * n + 2)
-            if expired:
+            # Without racing hits, SIEVE stops within n + 1 steps and S3-FIFO
+            # within 3n + 1 (counts saturate at 3): the cap never binds then.
+            node, expired = policy.victim(now, protect, 4 * n + 4)
+            del self._map[node.key]
+            self._bytes -= node.size
+            if expired:  # expired since the heap was looked at
                 cause = "expired"
-            self._unlink(node)
+                policy.remove(node)
+            else:
+                policy.evicted(node)
             evictions[cause] += 1
             causes.append(cause)
 
@@ -373,5 +326,6 @@ class MemoryStore:
                 assert node.next.prev is node
                 assert node.prev.next is node
             assert self._bytes == sum(node.size for node in nodes)
+            assert not set(self._policy.ghosts()) & set(self._map)
             assert len(nodes) <= self._max_entries
             assert self._bytes <= self._byte_limit
