@@ -32,7 +32,7 @@ from redis.crc import key_slot
 
 from freshcache import _lua
 from freshcache.core.keys import KeyBuilder
-from freshcache.core.layout import epoch_key, lease_key, tag_key
+from freshcache.core.layout import epoch_key, lease_key, pending_key, tag_key
 
 try:
     from tests import cluster as cluster_module
@@ -166,6 +166,7 @@ def test_lease_lands_with_its_data_key_on_every_node(
         assert "{" not in key
         assert "}" not in key
         assert key_slot(key.encode()) == key_slot(lease_key(key).encode())
+        assert key_slot(key.encode()) == key_slot(pending_key(key).encode())
     for key in keys[:20]:  # the server computes the same slots as redis-py
         assert client.cluster_keyslot(key) == key_slot(key.encode())
         assert client.cluster_keyslot(lease_key(key)) == key_slot(key.encode())
@@ -198,17 +199,32 @@ def test_fill_stores_only_with_the_live_lease(
         token = _acquire(client, key)
         assert client.set(lease, _token(), px=LEASE_PX, nx=True) is None  # held
 
-        assert scripts.fill(keys=[key, lease], args=[_token(), b"x", VALUE_PX]) == 0
+        assert (
+            scripts.fill(
+                keys=[key, lease, pending_key(key)], args=[_token(), b"x", VALUE_PX]
+            )
+            == 0
+        )
         assert client.exists(key) == 0
         assert client.get(lease) == token.encode()
 
-        assert scripts.fill(keys=[key, lease], args=[token, b"v1", VALUE_PX]) == 1
+        assert (
+            scripts.fill(
+                keys=[key, lease, pending_key(key)], args=[token, b"v1", VALUE_PX]
+            )
+            == 1
+        )
         assert client.get(key) == b"v1"
         assert 0 < client.pttl(key) <= VALUE_PX
         assert client.exists(lease) == 0
 
         # The lease is spent: the same token cannot fill twice.
-        assert scripts.fill(keys=[key, lease], args=[token, b"v2", VALUE_PX]) == 0
+        assert (
+            scripts.fill(
+                keys=[key, lease, pending_key(key)], args=[token, b"v2", VALUE_PX]
+            )
+            == 0
+        )
         assert client.get(key) == b"v1"
 
 
@@ -226,7 +242,12 @@ def test_invalidation_revokes_a_lease_taken_before_it(
 
     for key, token in tokens.items():  # the loaders finish, with stale values
         lease = lease_key(key)
-        assert scripts.fill(keys=[key, lease], args=[token, b"stale", VALUE_PX]) == 0
+        assert (
+            scripts.fill(
+                keys=[key, lease, pending_key(key)], args=[token, b"stale", VALUE_PX]
+            )
+            == 0
+        )
         assert client.exists(key, lease) == 0
 
 
@@ -240,7 +261,12 @@ def test_put_revokes_the_lease_and_release_needs_the_token(
         assert client.get(key) == b"direct"
         assert 0 < client.pttl(key) <= VALUE_PX
         assert client.exists(lease) == 0
-        assert scripts.fill(keys=[key, lease], args=[token, b"stale", VALUE_PX]) == 0
+        assert (
+            scripts.fill(
+                keys=[key, lease, pending_key(key)], args=[token, b"stale", VALUE_PX]
+            )
+            == 0
+        )
         assert client.get(key) == b"direct"
 
         token = _acquire(client, key)
@@ -259,7 +285,10 @@ def test_px_zero_stores_without_expiry(
         lease = lease_key(key)
         if index % 2:
             token = _acquire(client, key)
-            assert scripts.fill(keys=[key, lease], args=[token, b"v", 0]) == 1
+            assert (
+                scripts.fill(keys=[key, lease, pending_key(key)], args=[token, b"v", 0])
+                == 1
+            )
         else:
             client.set(lease, _token(), px=LEASE_PX)
             assert scripts.put(keys=[key, lease], args=[b"v", 0]) == 1
@@ -331,7 +360,9 @@ def test_tag_invalidation_fans_out_to_every_node(
     half = keys[: KEYS // 2]
     for key in half:  # half of them filled, the other half's loaders still run
         lease = lease_key(key)
-        assert scripts.fill(keys=[key, lease], args=[tokens[key], b"v", VALUE_PX])
+        assert scripts.fill(
+            keys=[key, lease, pending_key(key)], args=[tokens[key], b"v", VALUE_PX]
+        )
         tokens[key] = _acquire(client, key)  # and being refreshed again
     assert client.smembers(org) == {k.encode() for k in keys}
 
@@ -350,7 +381,12 @@ def test_tag_invalidation_fans_out_to_every_node(
 
     for key, token in tokens.items():  # every loader's fill now comes too late
         lease = lease_key(key)
-        assert scripts.fill(keys=[key, lease], args=[token, b"stale", VALUE_PX]) == 0
+        assert (
+            scripts.fill(
+                keys=[key, lease, pending_key(key)], args=[token, b"stale", VALUE_PX]
+            )
+            == 0
+        )
 
     # Gone from every node: only the epoch and the other tag's set remain.
     left = _my_keys(nodes, key_prefix)

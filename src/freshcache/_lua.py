@@ -20,11 +20,14 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
-# KEYS: data, lease. ARGV: token, value, px (0: no expiry). Store only if the
-# lease taken before the loader ran is still ours (an invalidation deletes it).
+# KEYS: data, lease, pending write. ARGV: token, value, px (0: no expiry).
+# Store only if the lease taken before the loader ran is still ours (an
+# invalidation deletes it): 1; else 0. A write-behind write of the key not
+# yet in the database means the loader read an older row: 2, nothing stored.
 FILL: Final = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
@@ -69,18 +72,19 @@ end
 return 1
 """
 
-# KEYS: per write: data, lease, stream. ARGV: backlog limit, bus channel, bus
-# message, then per write: envelope ('' : not cacheable, drop the key), px,
-# key, JSON value. Write-behind's enqueue, all or nothing: refuse
-# (FCBACKLOG) if a stream would hold more than the limit, else per write
-# append it to its partition's stream and update the cache as PUT does;
-# then tell every L1. Returns the entry ids (the versions).
+# KEYS: per write: data, lease, stream, pending write. ARGV: backlog limit,
+# bus channel, bus message, pending marker px, then per write: envelope ('' :
+# not cacheable, drop the key), px, key, JSON value. Write-behind's enqueue,
+# all or nothing: refuse (FCBACKLOG) if a stream would hold more than the
+# limit, else per write append it to its partition's stream, update the
+# cache as PUT does and mark the key's write pending (no fill until the
+# worker applied it); then tell every L1. Returns the entry ids (versions).
 ENQUEUE: Final = """
-local n = #KEYS / 3
+local n = #KEYS / 4
 local limit = tonumber(ARGV[1])
 local adding = {}
 for i = 0, n - 1 do
-  local stream = KEYS[i * 3 + 3]
+  local stream = KEYS[i * 4 + 3]
   adding[stream] = (adding[stream] or 0) + 1
 end
 for stream, count in pairs(adding) do
@@ -90,10 +94,11 @@ for stream, count in pairs(adding) do
 end
 local ids = {}
 for i = 0, n - 1 do
-  local data, lease, stream = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  local envelope, px = ARGV[i * 4 + 4], ARGV[i * 4 + 5]
+  local data, lease, stream = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3]
+  local envelope, px = ARGV[i * 4 + 5], ARGV[i * 4 + 6]
   ids[i + 1] = redis.call(
-    'XADD', stream, '*', 'k', ARGV[i * 4 + 6], 'v', ARGV[i * 4 + 7], 'd', data)
+    'XADD', stream, '*', 'k', ARGV[i * 4 + 7], 'v', ARGV[i * 4 + 8], 'd', data)
+  redis.call('SET', KEYS[i * 4 + 4], ids[i + 1], 'PX', ARGV[4])
   redis.call('DEL', lease)
   if envelope == '' then
     redis.call('DEL', data)
@@ -105,4 +110,14 @@ for i = 0, n - 1 do
 end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return ids
+"""
+
+# KEYS: pending-write markers. ARGV: the entry id applied for each. After the
+# database commit: clear each marker that still names that write (a newer
+# write of the key keeps its own), so loaders may fill the key again.
+APPLIED: Final = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end
+end
+return 1
 """

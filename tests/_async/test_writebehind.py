@@ -130,6 +130,47 @@ async def test_put_revokes_a_fill_in_flight(
         await wb.aclose(flush=False)
 
 
+async def test_no_loader_fills_a_key_while_its_write_is_queued(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """Until the worker applied a put, the database holds an older row: a
+    loader that reads it (after the cache entry was dropped) must not store
+    it, or the older value would be served until its TTL."""
+    database = {"user:1": "old"}
+
+    async def load() -> str:
+        return database["user:1"]
+
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("user:1", "new")
+        await cache.invalidate("user:1")  # e.g. evicted, or an invalidation
+        assert await cache.get_or_load("user:1", load) == "old"  # the database
+        assert await cache.get("user:1") is MISS  # ... but not cached
+        assert cache.stats().counts["fill_skipped:write_pending"] == 1
+        table = Table()
+        await _drain(wb, table)
+        database.update(table.values())  # the worker committed "new"
+        assert await cache.get_or_load("user:1", load) == "new"
+        assert await cache.get("user:1") == "new"  # fills work again
+        await wb.aclose()
+
+
+async def test_an_older_write_applied_keeps_a_newer_writes_mark(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("user:1", "v1")
+        table = Table()
+        await _drain(wb, table)  # v1 applied: its mark is cleared
+        await wb.put("user:1", "v2")  # v2 queued: a new mark
+        await cache.invalidate("user:1")
+        assert await cache.get_or_load("user:1", lambda: "v1") == "v1"
+        assert await cache.get("user:1") is MISS  # v2 is still on its way
+        await wb.aclose(flush=False)
+
+
 async def test_full_backlog_raises_and_changes_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:

@@ -131,6 +131,47 @@ def test_put_revokes_a_fill_in_flight(
         wb.close(flush=False)
 
 
+def test_no_loader_fills_a_key_while_its_write_is_queued(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """Until the worker applied a put, the database holds an older row: a
+    loader that reads it (after the cache entry was dropped) must not store
+    it, or the older value would be served until its TTL."""
+    database = {"user:1": "old"}
+
+    def load() -> str:
+        return database["user:1"]
+
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = WriteBehind(cache, name="q")
+        wb.put("user:1", "new")
+        cache.invalidate("user:1")  # e.g. evicted, or an invalidation
+        assert cache.get_or_load("user:1", load) == "old"  # the database
+        assert cache.get("user:1") is MISS  # ... but not cached
+        assert cache.stats().counts["fill_skipped:write_pending"] == 1
+        table = Table()
+        _drain(wb, table)
+        database.update(table.values())  # the worker committed "new"
+        assert cache.get_or_load("user:1", load) == "new"
+        assert cache.get("user:1") == "new"  # fills work again
+        wb.close()
+
+
+def test_an_older_write_applied_keeps_a_newer_writes_mark(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = WriteBehind(cache, name="q")
+        wb.put("user:1", "v1")
+        table = Table()
+        _drain(wb, table)  # v1 applied: its mark is cleared
+        wb.put("user:1", "v2")  # v2 queued: a new mark
+        cache.invalidate("user:1")
+        assert cache.get_or_load("user:1", lambda: "v1") == "v1"
+        assert cache.get("user:1") is MISS  # v2 is still on its way
+        wb.close(flush=False)
+
+
 def test_full_backlog_raises_and_changes_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:

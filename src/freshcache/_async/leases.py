@@ -91,11 +91,14 @@ class AsyncLeases:
                     self._metrics.count("fill_skipped:tag_invalidated")
                     await self._l2.release(full, token)
                     return False
-            if await self._l2.fill(full, token, data, hard):
-                return True
+            stored = await self._l2.fill(full, token, data, hard)
         except StoreError:
             return False
-        self._metrics.count("fill_skipped:lease_lost")
+        if stored == 1:
+            return True
+        self._metrics.count(
+            "fill_skipped:write_pending" if stored == 2 else "fill_skipped:lease_lost"
+        )
         return False
 
     def tag_ttl(self, hard: float | None) -> float | None:

@@ -92,11 +92,14 @@ class Leases:
                     self._metrics.count("fill_skipped:tag_invalidated")
                     self._l2.release(full, token)
                     return False
-            if self._l2.fill(full, token, data, hard):
-                return True
+            stored = self._l2.fill(full, token, data, hard)
         except StoreError:
             return False
-        self._metrics.count("fill_skipped:lease_lost")
+        if stored == 1:
+            return True
+        self._metrics.count(
+            "fill_skipped:write_pending" if stored == 2 else "fill_skipped:lease_lost"
+        )
         return False
 
     def tag_ttl(self, hard: float | None) -> float | None:

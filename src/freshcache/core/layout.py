@@ -15,6 +15,13 @@ def lease_key(data_key: str) -> str:
     return "{" + data_key + "}:lease"
 
 
+def pending_key(data_key: str) -> str:
+    """The id of the key's newest write-behind write not yet in the database,
+    in the data key's slot; while it exists, no loader may fill the key (the
+    database it read from lacks that write)."""
+    return "{" + data_key + "}:wb"
+
+
 def tag_key(head: str, tag: str) -> str:
     """The set of data keys that depend on ``tag`` (in the tag's own slot)."""
     return f"{head}!tag:{tag}"

@@ -41,6 +41,7 @@ from freshcache.core.layout import (
     epoch_key,
     lease_key,
     namespace_version_key,
+    pending_key,
     tag_key,
 )
 from freshcache.core.policy import Breaker
@@ -233,12 +234,14 @@ class AsyncRedisStore:
             return None
         return hit
 
-    async def fill(self, key: str, token: str, data: bytes, ttl: float | None) -> bool:
-        """Store ``data`` only if our lease survived (nothing invalidated it)."""
-        stored = await self._run(
-            "fill", self._fill, [key, lease_key(key)], [token, data, _px_arg(ttl)]
+    async def fill(self, key: str, token: str, data: bytes, ttl: float | None) -> int:
+        """Store ``data`` only if our lease survived (nothing invalidated it)
+        and no write-behind write of the key is still on its way to the
+        database: 1 stored, 0 lease lost, 2 write pending."""
+        keys = [key, lease_key(key), pending_key(key)]
+        return int(
+            await self._run("fill", self._fill, keys, [token, data, _px_arg(ttl)])
         )
-        return bool(stored)
 
     async def release(self, key: str, token: str) -> None:
         """Give the lease back without filling (best effort)."""

@@ -25,6 +25,7 @@ from freshcache.core.layout import (
     WRITEBEHIND_GROUP,
     bus_channel,
     lease_key,
+    pending_key,
     writebehind_dead_letter_key,
     writebehind_meta_key,
     writebehind_stream_key,
@@ -41,6 +42,7 @@ RawEntry = tuple[str, str, Mapping[str, str]]  # stream, entry id, fields
 Enqueued = tuple[int, str, bytes, int, str, str]
 """A write to enqueue: partition, data key, envelope, px, key, JSON value."""
 _ORIGIN = "freshcache-writebehind-worker"  # bus messages from a worker
+PENDING_MARKER_PX = 86_400_000  # a write's "not in the database yet" mark: 1 day
 
 
 class AsyncStreamStore:
@@ -68,6 +70,7 @@ class AsyncStreamStore:
         )
         self._client = Redis.from_pool(pool)
         self._enqueue = self._client.register_script(_lua.ENQUEUE)
+        self._applied = self._client.register_script(_lua.APPLIED)
         self.partitions = partitions
         self.streams = [
             writebehind_stream_key(prefix, name, i) for i in range(partitions)
@@ -130,9 +133,10 @@ class AsyncStreamStore:
         """Append ``writes``, update the cache and publish ``notice`` (channel,
         message) on the bus, all in one script; the entry ids, in order."""
         keys: list[str] = []
-        args: list[bytes | str | int] = [limit, *notice]
+        args: list[bytes | str | int] = [limit, *notice, PENDING_MARKER_PX]
         for partition, data_key, envelope, px, key, payload in writes:
             keys += [data_key, lease_key(data_key), self.streams[partition]]
+            keys.append(pending_key(data_key))
             args += [envelope, px, key, payload]
         if not replicas:
             ids: list[str] = await self._run(self._enqueue, keys=keys, args=args)
@@ -260,7 +264,8 @@ class AsyncStreamStore:
 
     async def acknowledge(self, writes: Iterable[Write], applied: int) -> None:
         """After the database commit: XACK and delete the entries, in one
-        transaction, and count them."""
+        transaction, clear the keys' pending-write marks, and count them."""
+        writes = list(writes)
         by_stream: dict[str, list[str]] = {}
         for write in writes:
             by_stream.setdefault(write.stream, []).append(write.entry_id)
@@ -268,8 +273,18 @@ class AsyncStreamStore:
         for stream, ids in by_stream.items():
             pipe.xack(stream, WRITEBEHIND_GROUP, *ids)
             pipe.xdel(stream, *ids)
+        await self._clear_pending(pipe, writes)
         pipe.hincrby(self.meta, "applied", applied)
         await self._run(pipe.execute)
+
+    async def _clear_pending(self, pipe: Any, writes: Iterable[Write]) -> None:
+        """Queue the clearing of each key's pending-write marker that still
+        names one of ``writes`` (loaders may fill those keys again)."""
+        marked = [w for w in writes if w.data_key and "{" not in w.data_key]
+        if marked:
+            keys = [pending_key(w.data_key) for w in marked]
+            ids = [w.entry_id for w in marked]
+            await self._applied(keys=keys, args=ids, client=pipe)
 
     async def dead_letter(self, item: Write | Malformed, reason: str) -> None:
         """Move one entry to the dead-letter stream (one transaction): copy it
@@ -287,6 +302,8 @@ class AsyncStreamStore:
         pipe.xack(item.stream, WRITEBEHIND_GROUP, item.entry_id)
         pipe.xdel(item.stream, item.entry_id)
         data_key = fields.get("d", "")
+        if isinstance(item, Write):
+            await self._clear_pending(pipe, [item])
         if data_key and "{" not in data_key:  # and tell every L1
             pipe.delete(data_key, lease_key(data_key))
             pipe.publish(self._bus, encode(Message(_ORIGIN, keys=(data_key,))))
