@@ -18,9 +18,19 @@ pytestmark = pytest.mark.slow
 def test_stampede_p4_every_approach(redis_url: str, tmp_path: Path) -> None:
     out = tmp_path / "p4.json"
     code = main(
-        ["stampede", "--quick", "--scenario", "p4", "--callers", "3",
-         "--redis-url", redis_url, "--json", str(out)]
-    )  # fmt: skip
+        [
+            "stampede",
+            "--quick",
+            "--scenario",
+            "p4",
+            "--callers",
+            "3",
+            "--redis-url",
+            redis_url,
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     rows = json.loads(out.read_text())["p4"]
     assert [r["approach"] for r in rows] == P4_ROWS
@@ -35,8 +45,20 @@ def test_stampede_p5_and_plot(redis_url: str, tmp_path: Path) -> None:
     out = tmp_path / "p5.json"
     png = tmp_path / "expiry.png"
     only = ["naive", "fc-sync-l2", "fc-async"]
-    args = ["stampede", "--quick", "--scenario", "p5", "--p5-callers", "2",
-            "--redis-url", redis_url, "--json", str(out), "--plot", str(png)]  # fmt: skip
+    args = [
+        "stampede",
+        "--quick",
+        "--scenario",
+        "p5",
+        "--p5-callers",
+        "2",
+        "--redis-url",
+        redis_url,
+        "--json",
+        str(out),
+        "--plot",
+        str(png),
+    ]
     for approach in only:
         args += ["--only", approach]
     assert main(args) == 0
