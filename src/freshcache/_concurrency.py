@@ -238,6 +238,10 @@ class AsyncSingleFlight:
             if call.done() and not call.cancelled():
                 call.exception()  # retrieved: no "never retrieved" log
 
+    def running(self, key: str) -> bool:
+        """A call for ``key`` is in flight (a caller may join it)."""
+        return key in self._calls
+
     def forget(self, keys: Iterable[str] | None = None) -> None:
         if keys is None:
             self._calls.clear()
@@ -286,6 +290,10 @@ class SingleFlight:
             call.done.set()
         value: T = call.value
         return value
+
+    def running(self, key: str) -> bool:
+        """A call for ``key`` is in flight (a caller may join it)."""
+        return key in self._calls  # one dict lookup: atomic under the GIL
 
     def forget(self, keys: Iterable[str] | None = None) -> None:
         with self._lock:

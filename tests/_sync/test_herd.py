@@ -73,3 +73,46 @@ def test_a_dead_holders_lease_is_taken_over_after_its_ttl(
         assert cache.get("hot") == "taken over"  # and it stored the fill
         assert raw.pttl(lease) == -2  # no lease left behind
         raw.close()
+
+
+def test_a_miss_during_a_load_here_joins_it_without_reading_redis(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """In a stampede, the callers of one process share the leader's load and
+    its one read of the result: none of them reads Redis on its own."""
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        cache.get("warm:up")
+        wait_until_listening(cache)
+        store = cache._tiers.l2
+        assert store is not None
+        original = store.get
+        reads: list[str] = []
+
+        def get(full: str) -> Any:
+            reads.append(full)
+            return original(full)
+
+        monkeypatch.setattr(store, "get", get)
+        loading, go = Flag(), Flag()
+        calls: list[int] = []
+
+        def slow_loader() -> str:
+            calls.append(1)
+            loading.set()
+            assert go.wait(WAIT)
+            return "loaded once"
+
+        results: list[Any] = []
+
+        def call() -> None:
+            results.append(cache.get_or_load("hot", slow_loader))
+
+        leader = run_in_background(call)
+        assert loading.wait(WAIT)  # the leader read its miss, and loads
+        followers = [run_in_background(call) for _ in range(5)]
+        go.set()
+        for worker in [leader, *followers]:
+            worker.join(WAIT)
+        assert results == ["loaded once"] * 6
+        assert len(calls) == 1
+        assert len(reads) == 1, reads  # the leader's miss; nobody else read

@@ -402,7 +402,16 @@ class AsyncTiers:
     ) -> Any:  # fmt: skip
         """Cache-aside with a loader at hand: a fresh value, or a stale one
         (inside its stale window) at once while one refresh runs in the
-        background; XFetch may refresh a fresh one early. Else load."""
+        background; XFetch may refresh a fresh one early. Else load.
+
+        A miss while a load of the key is in flight here joins that load
+        without a Redis read of its own: in a stampede, the callers of one
+        process share the leader's load (or its wait for another process's
+        fill) and its one read of the filled value."""
+        if self.flights.running(full):
+            return await self.load(
+                full, namespace, loader, lifetime, tags, self._snapshot(full), reviver
+            )
         entry, snapshot = await self.lookup(
             full, namespace, reviver, local_checked=local_checked, stale_ok=True
         )
@@ -413,33 +422,44 @@ class AsyncTiers:
         now = self._now()
         if now >= entry.fresh_until:
             self._metrics.count("swr_served_stale")
-            self._refresh_later(full, namespace, loader, lifetime, tags)
+            self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         elif refresh_early(entry, now, self._rng, self._beta):
             self._metrics.count("early_refresh")
-            self._refresh_later(full, namespace, loader, lifetime, tags)
+            self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         return entry.value
 
     def _refresh_later(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], seen: Entry,
     ) -> None:  # fmt: skip
         if full in self._refreshing:
             return  # one refresh per key in this process; the lease: cluster-wide
         self._refreshing.add(full)
         self._background.submit(
-            lambda: self._refresh(full, namespace, loader, lifetime, tags)
+            lambda: self._refresh(
+                full, namespace, loader, lifetime, tags, seen.fresh_until
+            )
         )
 
     async def _refresh(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], seen: float,
     ) -> None:  # fmt: skip
+        """Refresh the entry the caller saw (fresh until ``seen``), unless a
+        refresh elsewhere (or an earlier one here) has replaced it since: the
+        caller may have read the old entry just before that refresh filled
+        and released the lease, and the lease alone would then let it load
+        a second time."""
         try:
             snapshot = self._snapshot(full)
             token, epoch, busy = await self._lease(full, bool(tags))
             if busy:
                 self._metrics.count("refresh_skipped:lease_busy")
                 return  # another process is refreshing it
+            if await self._refreshed_since(full, seen):
+                self._metrics.count("refresh_skipped:refreshed")
+                await self._release(full, token)
+                return
             await self._run_and_fill(
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
             )
@@ -448,6 +468,22 @@ class AsyncTiers:
             log.warning("freshcache: background refresh failed", exc_info=True)
         finally:
             self._refreshing.discard(full)
+
+    async def _refreshed_since(self, full: str, seen: float) -> bool:
+        """The stored entry is newer than the one fresh until ``seen``. Over
+        Redis this read comes after taking the lease: a fill stores and
+        releases in one step, so a refresh that finished before we took the
+        lease is visible here."""
+        if self.l2 is not None:
+            try:
+                hit: Hit | Miss = await self.l2.get(full)
+            except StoreError:
+                return False
+            return hit is not MISS and hit[0].fresh_until > seen
+        if self.l1 is not None:
+            entry = self.l1.get(full, stale_ok=True)
+            return entry is not MISS and entry.fresh_until > seen
+        return False
 
     async def _lease(
         self, full: str, tagged: bool, *, second_look: bool = False
