@@ -303,24 +303,6 @@ class AsyncTiers:
 
     # -- loads ----------------------------------------------------------------
 
-    async def load(
-        self,
-        full: str,
-        namespace: str,
-        loader: Callable[[], Any],
-        lifetime: Lifetime,
-        tags: Sequence[str | TagSource],
-        snapshot: Snapshot,
-        reviver: Reviver = None,
-    ) -> Any:
-        """Load once for every concurrent miss of ``full`` in this process."""
-        return await self.flights.run(
-            full,
-            lambda: self._load(
-                full, namespace, loader, lifetime, tags, snapshot, reviver
-            ),
-        )
-
     async def _load(
         self,
         full: str,
@@ -404,21 +386,56 @@ class AsyncTiers:
         (inside its stale window) at once while one refresh runs in the
         background; XFetch may refresh a fresh one early. Else load.
 
-        A miss while a load of the key is in flight here joins that load
-        without a Redis read of its own: in a stampede, the callers of one
-        process share the leader's load (or its wait for another process's
-        fill) and its one read of the filled value."""
-        if self.flights.running(full):
-            return await self.load(
-                full, namespace, loader, lifetime, tags, self._snapshot(full), reviver
+        Past L1, concurrent callers of one key in this process share one
+        Redis read, and on a miss one load (or one wait for another
+        process's fill and one read of it): in a stampede, a process reads
+        Redis once, not once per caller."""
+        if self.l1 is not None and not local_checked:
+            entry = self.l1.get(full, stale_ok=True)
+            if entry is not MISS:
+                self._metrics.hit("memory", namespace)
+                return self._served(full, namespace, loader, lifetime, tags, entry)
+            local_checked = True  # the lookup counts the L1 miss
+        led: list[bool] = []
+
+        async def read_or_load() -> tuple[Entry | None, Any, str]:
+            led.append(True)
+            return await self._read_or_load(
+                full, namespace, loader, lifetime, tags, reviver, local_checked
             )
+
+        read, value, tier = await self.flights.run(full, read_or_load)
+        if not led:  # joined another caller's read (or load): count it as ours
+            if tier:
+                self._metrics.hit(tier, namespace)
+            else:
+                self._metrics.miss("all", namespace)
+        if read is None:
+            return value
+        return self._served(full, namespace, loader, lifetime, tags, read)
+
+    async def _read_or_load(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], reviver: Reviver,
+        local_checked: bool,
+    ) -> tuple[Entry | None, Any, str]:  # fmt: skip
+        """``(entry, value, tier)`` of a read; ``(None, value, "")`` of a load."""
         entry, snapshot = await self.lookup(
             full, namespace, reviver, local_checked=local_checked, stale_ok=True
         )
         if entry is MISS:
-            return await self.load(
+            value = await self._load(
                 full, namespace, loader, lifetime, tags, snapshot, reviver
             )
+            return None, value, ""
+        return entry, entry.value, "redis"
+
+    def _served(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], entry: Entry,
+    ) -> Any:  # fmt: skip
+        """The value of a cached entry; a refresh in the background if it is
+        stale, or (XFetch) if it is due for an early one."""
         now = self._now()
         if now >= entry.fresh_until:
             self._metrics.count("swr_served_stale")
