@@ -31,7 +31,11 @@ class Config:
     prefix: str
     ttl: float  # freshness (soft TTL where the approach has one)
     stale: float  # seconds a stale value stays servable, where it can be
-    extra: dict[str, int]
+    extra: dict[str, int]  # counts so far (freshcache's are written on close)
+
+    def counts(self) -> dict[str, int]:
+        """The counts so far (the worker subtracts those of the warm-up)."""
+        return dict(self.extra)
 
 
 SyncGet = Callable[[], Any]
@@ -161,6 +165,16 @@ def dogpile_sync(cfg: Config, loader: SyncGet) -> SyncBuilt:
     return lambda: get_item(ITEM), warm, lambda: None
 
 
+def _fc_counts(cache: Any) -> dict[str, int]:
+    """freshcache's own counts: final misses (callers that found no value),
+    its event counts, its errors, its loads."""
+    stats = cache.stats()
+    counts = {"found_no_value": stats.misses.get("all", 0), "loads_here": stats.loads}
+    counts |= dict(stats.counts)
+    counts |= {f"error:{name}": n for name, n in stats.errors.items()}
+    return counts
+
+
 def freshcache_sync(
     cfg: Config, loader: SyncGet, *, l1: bool, stale: bool, beta: float
 ) -> SyncBuilt:
@@ -190,14 +204,10 @@ def freshcache_sync(
         cache.get("item:0")  # learns the namespace's version (bus up)
 
     def close() -> None:
-        stats = cache.stats()
-        cfg.extra["found_no_value"] = stats.misses.get("all", 0)
-        for name, count in stats.counts.items():
-            cfg.extra[name] = count
-        for name, count in stats.errors.items():
-            cfg.extra[f"error:{name}"] = count
-        cfg.extra["loads_here"] = stats.loads
+        cfg.extra.update(_fc_counts(cache))
         cache.close()
+
+    cfg.counts = lambda: _fc_counts(cache)  # type: ignore[method-assign]
 
     return lambda: get_item(ITEM), warm, close
 
@@ -319,14 +329,10 @@ def freshcache_async(
         await cache.get("item:0")  # learns the namespace's version (bus up)
 
     async def close() -> None:
-        stats = cache.stats()
-        cfg.extra["found_no_value"] = stats.misses.get("all", 0)
-        for name, count in stats.counts.items():
-            cfg.extra[name] = count
-        for name, count in stats.errors.items():
-            cfg.extra[f"error:{name}"] = count
-        cfg.extra["loads_here"] = stats.loads
+        cfg.extra.update(_fc_counts(cache))
         await cache.aclose()
+
+    cfg.counts = lambda: _fc_counts(cache)  # type: ignore[method-assign]
 
     return get, warm, close
 

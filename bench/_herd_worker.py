@@ -77,6 +77,12 @@ def main(job: Job, barrier: Any, filled: Any, results: Any) -> None:  # pragma: 
     results.put(report)
 
 
+def _net(report: Report, base: dict[str, int]) -> None:
+    """Counts of the measured phase only (the warm-up's subtracted)."""
+    for name, count in base.items():
+        report.extra[name] = report.extra.get(name, 0) - count
+
+
 def _config(job: Job, report: Report) -> Any:
     from bench._herd_approaches import Config
 
@@ -103,12 +109,12 @@ def _run_sync(
         time.sleep(job.loader_s)
         return {"n": n}
 
-    get, warm, close = approach.build(
-        _config(job, report), loader, **dict(approach.options)
-    )
+    cfg = _config(job, report)
+    get, warm, close = approach.build(cfg, loader, **dict(approach.options))
     calls = report.calls
     try:
         warm()
+        base = cfg.counts()
         if job.scenario == "p4":
             # Every thread is started before the processes meet: the last one
             # to arrive waits for the other process, then all go at once.
@@ -129,6 +135,7 @@ def _run_sync(
                 get()  # the warm fill
                 filled.value = report.filled_at = time.monotonic()
                 loads.clear()
+                base = cfg.counts()
             barrier.wait(BARRIER_TIMEOUT)
             stop = filled.value + job.end
             pause = job.interval
@@ -145,6 +152,7 @@ def _run_sync(
     finally:
         close()
         client.close()
+    _net(report, base)
 
 
 async def _run_async(
@@ -165,13 +173,13 @@ async def _run_async(
         await asyncio.sleep(job.loader_s)
         return {"n": n}
 
-    get, warm, close = approach.build(
-        _config(job, report), loader, **dict(approach.options)
-    )
+    cfg = _config(job, report)
+    get, warm, close = approach.build(cfg, loader, **dict(approach.options))
     calls = report.calls
     loop = asyncio.get_running_loop()
     try:
         await warm()
+        base = cfg.counts()
         if job.scenario == "p4":
             go = asyncio.Event()
 
@@ -191,6 +199,7 @@ async def _run_async(
                 await get()  # the warm fill
                 filled.value = report.filled_at = time.monotonic()
                 loads.clear()
+                base = cfg.counts()
             await loop.run_in_executor(None, barrier.wait, BARRIER_TIMEOUT)
             stop = filled.value + job.end
             pause = job.interval
@@ -206,3 +215,4 @@ async def _run_async(
     finally:
         await close()
         await client.aclose()
+    _net(report, base)
