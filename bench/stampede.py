@@ -103,6 +103,7 @@ class Outcome:
     calls: list[tuple[float, float, int]] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
     extra: dict[str, int] = field(default_factory=dict)
+    by_process: dict[int, list[float]] = field(default_factory=dict)  # latencies
     filled_at: float = 0.0
     ttl: float = 0.0
     elapsed: float = 0.0
@@ -212,6 +213,7 @@ def run_job(
     )
     for report in reports.values():
         outcome.calls += report.calls
+        outcome.by_process[report.index] = [lat for _, lat, _ in report.calls]
         outcome.loads += report.loads
         for name, count in report.extra.items():
             outcome.extra[name] = outcome.extra.get(name, 0) + count
@@ -248,6 +250,9 @@ def p4_figures(outcome: Outcome) -> dict[str, Any]:
         "p99": p99,
         "max": max(latencies, default=float("nan")),
         "p99_over_loader": p99 - LOADER_S,
+        "p99_by_process": {
+            i: _pct(lats, 99) for i, lats in sorted(outcome.by_process.items())
+        },
         "target_p99": limit,
         "verdict": "meets" if meets else "misses",
         "extra": outcome.extra,
