@@ -123,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     stampede.add_argument(
         "--markdown", action="store_true", help="print the tables as Markdown"
     )
+    stampede.add_argument(
+        "--spread",
+        nargs="+",
+        metavar="JSON",
+        help="print the key figures of earlier --json dumps side by side; run nothing",
+    )
 
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
@@ -146,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stampede":
         from bench import stampede as stampede_module
 
+        if args.spread:
+            print(stampede_module.spread(args.spread))
+            return 0
         return stampede_module.run(
             quick=args.quick,
             redis_url=args.redis_url,

@@ -592,3 +592,54 @@ def run(
             json.dump(out, f, indent=1, default=str)
         print(f"json: {json_path}")
     return 1 if failures else 0
+
+
+def spread(paths: Sequence[str]) -> str:
+    """Markdown: the key figures of several ``--json`` dumps side by side
+    (one value per run, in the order given)."""
+    runs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            runs.append(json.load(f))
+
+    def cells(section: str, approach: str, fmt: Any) -> str:
+        found = [
+            next((r for r in run[section] if r["approach"] == approach), None)
+            for run in runs
+        ]
+        return " / ".join("-" if r is None else fmt(r) for r in found)
+
+    dates = ", ".join(run["meta"]["date"][11:19] for run in runs)
+    out = [f"Runs at {dates} (one value per run, in that order).", ""]
+    names = {r["approach"]: (r["name"], r["mode"]) for run in runs for r in run["p4"]}
+    if names:
+        out += [
+            "| P4 | mode | loader calls "
+            "| p99 - loader (target +5 ms async, +10 ms sync) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for approach, (name, mode) in names.items():
+            calls = cells("p4", approach, lambda r: str(r["loader_calls"]))
+            over = cells("p4", approach, lambda r: "+" + _ms(r["p99_over_loader"]))
+            out.append(f"| {name} | {mode} | {calls} | {over} |")
+        out.append("")
+    names = {r["approach"]: (r["name"], r["mode"]) for run in runs for r in run["p5"]}
+    if names:
+        out += [
+            "| P5 | mode | DB calls | found no value | calls >= 25 ms near expiry "
+            "| p99 across / plain |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for approach, (name, mode) in names.items():
+            calls = cells("p5", approach, lambda r: str(r["db_calls"]))
+            none = cells(
+                "p5",
+                approach,
+                lambda r: (
+                    "n/a" if r["found_no_value"] is None else str(r["found_no_value"])
+                ),
+            )
+            slow = cells("p5", approach, lambda r: str(r["slow_across"]))
+            ratio = cells("p5", approach, lambda r: f"{r['ratio']:.2f}x")
+            out.append(f"| {name} | {mode} | {calls} | {none} | {slow} | {ratio} |")
+    return "\n".join(out)
