@@ -182,3 +182,44 @@ async def test_concurrent_reads_of_one_key_share_one_redis_read(
         assert cache.stats().loads == 0
         assert await cache.get_or_load("hot", lambda: "loaded") == "cached"
         assert len(reads) == 2  # the flight ended: a new caller reads anew
+
+
+async def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """After a start or a resubscribe no namespace version is known: a burst
+    of callers shares one read of it (one each overflowed the pool, and a
+    caller that could not read it bypassed the cache to the loader)."""
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        await cache.get("warm:up")
+        await wait_until_listening(cache)
+        store = cache._tiers.l2
+        assert store is not None
+        original = store.version
+        reading, go = AsyncFlag(), AsyncFlag()
+        reads: list[str] = []
+
+        async def version(namespace: str) -> int:
+            reads.append(namespace)
+            reading.set()
+            assert await go.wait(WAIT)
+            return await original(namespace)
+
+        monkeypatch.setattr(store, "version", version)
+        joins = JoinCounter()
+        monkeypatch.setattr(cache._tiers.versions._reads, "_calls", joins)
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await cache.get_or_load("team:7", lambda: "loaded"))
+
+        leader = await run_in_background(call)
+        assert await reading.wait(WAIT)
+        followers = [await run_in_background(call) for _ in range(5)]
+        await wait_for_joiners(joins, 5)
+        go.set()
+        for worker in [leader, *followers]:
+            await worker.join(WAIT)
+        assert results == ["loaded"] * 6
+        assert reads == ["team"]
+        assert cache.stats().loads == 1
