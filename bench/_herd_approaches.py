@@ -181,7 +181,13 @@ def _fc_counts(cache: Any) -> dict[str, int]:
 
 
 def freshcache_sync(
-    cfg: Config, loader: SyncGet, *, l1: bool, stale: bool, beta: float
+    cfg: Config,
+    loader: SyncGet,
+    *,
+    l1: bool,
+    stale: bool,
+    beta: float,
+    cold: bool = False,
 ) -> SyncBuilt:
     """freshcache's sync ``Cache`` and its ``cached`` decorator."""
     from freshcache import L1, Cache
@@ -206,7 +212,8 @@ def freshcache_sync(
             if time.monotonic() > deadline:
                 raise TimeoutError("freshcache's bus did not connect within 10 s")
             time.sleep(0.005)
-        cache.get("item:0")  # learns the namespace's version (bus up)
+        if not cold:  # cold: as just started, or just resubscribed
+            cache.get("item:0")  # learns the namespace's version (bus up)
 
     def close() -> None:
         cfg.extra.update(_fc_counts(cache))
@@ -302,7 +309,13 @@ def aiocache_async(cfg: Config, loader: AsyncGet) -> AsyncBuilt:
 
 
 def freshcache_async(
-    cfg: Config, loader: AsyncGet, *, l1: bool, stale: bool, beta: float
+    cfg: Config,
+    loader: AsyncGet,
+    *,
+    l1: bool,
+    stale: bool,
+    beta: float,
+    cold: bool = False,
 ) -> AsyncBuilt:
     from freshcache import L1, AsyncCache
 
@@ -331,7 +344,8 @@ def freshcache_async(
             if time.monotonic() > deadline:
                 raise TimeoutError("freshcache's bus did not connect within 10 s")
             await asyncio.sleep(0.005)
-        await cache.get("item:0")  # learns the namespace's version (bus up)
+        if not cold:  # cold: as just started, or just resubscribed
+            await cache.get("item:0")  # learns the namespace's version (bus up)
 
     async def close() -> None:
         cfg.extra.update(_fc_counts(cache))
@@ -371,6 +385,14 @@ def approaches() -> dict[str, Approach]:
             "dogpile.cache redis, distributed_lock=True", "sync", dogpile_sync
         ),
         "fc-sync": fc("freshcache Cache + L1", "sync", l1=True, stale=True, beta=0.0),
+        "fc-sync-cold": fc(
+            "freshcache Cache + L1, cold process (namespace version unknown)",
+            "sync",
+            l1=True,
+            stale=True,
+            beta=0.0,
+            cold=True,
+        ),
         "fc-sync-l2": fc(
             "freshcache Cache, Redis only", "sync", l1=False, stale=True, beta=0.0
         ),
@@ -390,6 +412,14 @@ def approaches() -> dict[str, Approach]:
         ),
         "fc-async": fc(
             "freshcache AsyncCache + L1", "async", l1=True, stale=True, beta=0.0
+        ),
+        "fc-async-cold": fc(
+            "freshcache AsyncCache + L1, cold process (namespace version unknown)",
+            "async",
+            l1=True,
+            stale=True,
+            beta=0.0,
+            cold=True,
         ),
         "fc-async-l2": fc(
             "freshcache AsyncCache, Redis only", "async", l1=False, stale=True, beta=0.0

@@ -67,11 +67,13 @@ P4_ROWS = [
     "dogpile",
     "fc-sync",
     "fc-sync-l2",
+    "fc-sync-cold",
     "naive-async",
     "cashews",
     "aiocache",
     "fc-async",
     "fc-async-l2",
+    "fc-async-cold",
 ]
 P5_ROWS = [
     "naive",
