@@ -476,6 +476,8 @@ class AsyncTiers:
             if await self._refreshed_since(full, seen):
                 self._metrics.count("refresh_skipped:refreshed")
                 await self._release(full, token)
+                if self.l2 is not None and self.l1 is not None:
+                    self.l1.drop([full])  # stale here: the next read takes Redis's
                 return
             await self._run_and_fill(
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch

@@ -117,7 +117,8 @@ def wrap(
                 hit("memory", namespace)
                 value: R = entry.value  # no typing.cast: a call on the hot path
                 return value
-            return fill(key, args, kwargs, True)
+            # A stale entry is served from L1 by the slow path (with a refresh).
+            return fill(key, args, kwargs, entry is miss)
 
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
         return render(args, kwargs)[relative:]

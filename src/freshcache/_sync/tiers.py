@@ -475,6 +475,8 @@ class Tiers:
             if self._refreshed_since(full, seen):
                 self._metrics.count("refresh_skipped:refreshed")
                 self._release(full, token)
+                if self.l2 is not None and self.l1 is not None:
+                    self.l1.drop([full])  # stale here: the next read takes Redis's
                 return
             self._run_and_fill(
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
