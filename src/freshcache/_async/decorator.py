@@ -101,6 +101,8 @@ def wrap(
         local_get = local.get
         now = cache._now
         hit = cache._metrics.hit
+        count = cache._metrics.count
+        refreshing = tiers.refreshing
         miss = MISS
 
         @functools.wraps(func)
@@ -109,14 +111,20 @@ def wrap(
             version = versions.get(namespace)
             if version is None:
                 return await fill(key, args, kwargs, False)
-            entry = local_get(
-                versioned(head, namespace, version, key) if version else key
-            )
-            if entry is not miss and now() < entry.fresh_until:
-                hit("memory", namespace)
-                value: R = entry.value  # no typing.cast: a call on the hot path
-                return value
-            # A stale entry is served from L1 by the slow path (with a refresh).
+            full = versioned(head, namespace, version, key) if version else key
+            entry = local_get(full)
+            if entry is not miss:
+                if now() < entry.fresh_until:
+                    hit("memory", namespace)
+                    value: R = entry.value  # no typing.cast: a call on the hot path
+                    return value
+                if full in refreshing:  # stale, and its refresh is under way here
+                    hit("memory", namespace)
+                    count("swr_served_stale")
+                    stale: R = entry.value
+                    return stale
+            # A stale entry is served from L1 by the slow path, which starts the
+            # refresh.
             return await fill(key, args, kwargs, entry is miss)
 
     def key(*args: P.args, **kwargs: P.kwargs) -> str:

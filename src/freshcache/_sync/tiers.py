@@ -130,7 +130,7 @@ class Tiers:
         self._listening = False
         self.flights = SingleFlight()
         self._background = Background()
-        self._refreshing: set[str] = set()
+        self.refreshing: set[str] = set()  # refreshes under way here (decorator reads)
         self._rng = random.Random()
         self._beta = beta
 
@@ -448,9 +448,9 @@ class Tiers:
         self, full: str, namespace: str, loader: Callable[[], Any],
         lifetime: Lifetime, tags: Sequence[str | TagSource], seen: Entry,
     ) -> None:  # fmt: skip
-        if full in self._refreshing:
+        if full in self.refreshing:
             return  # one refresh per key in this process; the lease: cluster-wide
-        self._refreshing.add(full)
+        self.refreshing.add(full)
         self._background.submit(
             lambda: self._refresh(
                 full, namespace, loader, lifetime, tags, seen.fresh_until
@@ -485,7 +485,7 @@ class Tiers:
             self._metrics.error("refresh")
             log.warning("freshcache: background refresh failed", exc_info=True)
         finally:
-            self._refreshing.discard(full)
+            self.refreshing.discard(full)
 
     def _refreshed_since(self, full: str, seen: float) -> bool:
         """The stored entry is newer than the one fresh until ``seen``. Over
