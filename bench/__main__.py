@@ -142,6 +142,46 @@ def main(argv: list[str] | None = None) -> int:
         "--no-timing", action="store_true", help="skip the hit-path timings"
     )
 
+    stampede = commands.add_parser(
+        "stampede",
+        help="thundering herds: cold-key stampede (P4), hot key across expiry (P5)",
+    )
+    stampede.add_argument(
+        "--quick", action="store_true", help="small run (smoke test; noisy figures)"
+    )
+    stampede.add_argument("--redis-url", default=DEFAULT_REDIS)
+    stampede.add_argument("--json", metavar="PATH", help="also write every figure")
+    stampede.add_argument(
+        "--plot", metavar="PNG", help="P5: database calls per second around expiry"
+    )
+    stampede.add_argument(
+        "--only", action="append", help="run only these approaches (repeatable)"
+    )
+    stampede.add_argument(
+        "--scenario", action="append", choices=["p4", "p5"], help="default: both"
+    )
+    stampede.add_argument(
+        "--callers", type=int, help="P4 callers per process (default 250; --quick 50)"
+    )
+    stampede.add_argument(
+        "--p5-callers", type=int, help="P5 callers per process (default 20; --quick 5)"
+    )
+    stampede.add_argument(
+        "--p5-interval", type=float, default=0.01, help="P5 pause between calls (s)"
+    )
+    stampede.add_argument(
+        "--ttl", type=float, help="P5 soft TTL (default 2 s; --quick 1 s)"
+    )
+    stampede.add_argument(
+        "--markdown", action="store_true", help="print the tables as Markdown"
+    )
+    stampede.add_argument(
+        "--spread",
+        nargs="+",
+        metavar="JSON",
+        help="print the key figures of earlier --json dumps side by side; run nothing",
+    )
+
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
     )
@@ -186,6 +226,25 @@ def main(argv: list[str] | None = None) -> int:
             plot_dir=args.plot,
             json_path=args.json,
             skip_timing=args.no_timing,
+        )
+    if args.command == "stampede":
+        from bench import stampede as stampede_module
+
+        if args.spread:
+            print(stampede_module.spread(args.spread))
+            return 0
+        return stampede_module.run(
+            quick=args.quick,
+            redis_url=args.redis_url,
+            json_path=args.json,
+            plot_path=args.plot,
+            only=args.only,
+            scenarios=args.scenario or ["p4", "p5"],
+            callers=args.callers or (50 if args.quick else 250),
+            p5_callers=args.p5_callers or (5 if args.quick else 20),
+            p5_interval=args.p5_interval,
+            ttl=args.ttl,
+            markdown_out=args.markdown,
         )
     if args.command == "report":
         import json

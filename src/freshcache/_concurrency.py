@@ -250,7 +250,9 @@ class _Call:
     __slots__ = ("done", "error", "value")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        # Made by the first joiner, under the flight's lock: a call nobody
+        # joins (every plain Redis hit, since reads share flights) costs no Event.
+        self.done: threading.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
 
@@ -265,11 +267,15 @@ class SingleFlight:
     def run(self, key: str, work: Callable[[], T]) -> T:
         with self._lock:
             call = self._calls.get(key)
-            leader = call is None
             if call is None:
                 call = self._calls[key] = _Call()
-        if not leader:
-            call.done.wait()
+                done = None
+            else:
+                if call.done is None:
+                    call.done = threading.Event()
+                done = call.done
+        if done is not None:  # a joiner
+            done.wait()
             if call.error is not None:
                 raise call.error
             result: T = call.value
@@ -280,10 +286,12 @@ class SingleFlight:
             call.error = exc
             raise
         finally:
-            with self._lock:
+            with self._lock:  # no joiner can find the call after this
                 if self._calls.get(key) is call:
                     del self._calls[key]
-            call.done.set()
+                done = call.done
+            if done is not None:
+                done.set()
         value: T = call.value
         return value
 

@@ -85,11 +85,13 @@ class LocalTier:
             self._metrics.count("l1_fill_skipped")
 
     def _ttl(self, entry: Entry, hard: float | None) -> float | None:
-        """Never past the value's freshness (over Redis), the cap, or 1 s
-        while the bus is down; the hard TTL when L1 is the only tier."""
+        """Never past the value's stale window (over Redis), the cap, or 1 s
+        while the bus is down; the hard TTL when L1 is the only tier. Past
+        ``fresh_until`` an entry is only served by reads that may serve stale
+        (and start the one refresh), as from Redis."""
         if not self._over_redis:
             return hard
-        ttl = entry.fresh_until - self._now()
+        ttl = max(entry.fresh_until, entry.stale_until) - self._now()  # -inf: none
         if self._ttl_cap is not None:
             ttl = min(ttl, self._ttl_cap)
         if not self._connected():

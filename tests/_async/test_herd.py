@@ -14,6 +14,7 @@ from tests._async.waiting import (
     WAIT,
     run_in_background,
     wait_for_count,
+    wait_until,
     wait_until_listening,
 )
 
@@ -72,3 +73,153 @@ async def test_a_dead_holders_lease_is_taken_over_after_its_ttl(
         assert await cache.get("hot") == "taken over"  # and it stored the fill
         assert raw.pttl(lease) == -2  # no lease left behind
         raw.close()
+
+
+class JoinCounter(dict):  # type: ignore[type-arg]
+    """Stands in for a single flight's table of calls: counts the lookups that
+    found a call in flight, i.e. the callers that joined one."""
+
+    joined = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        found = super().get(key, default)
+        if found is not None:
+            self.joined += 1
+        return found
+
+
+async def wait_for_joiners(counter: JoinCounter, n: int) -> None:
+    async def joined() -> bool:
+        return counter.joined >= n
+
+    await wait_until(joined)
+
+
+async def test_a_miss_during_a_load_here_joins_it_without_reading_redis(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """In a stampede, the callers of one process share the leader's load and
+    its one read of the result: none of them reads Redis on its own."""
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        await cache.get("warm:up")
+        await wait_until_listening(cache)
+        store = cache._tiers.l2
+        assert store is not None
+        original = store.get
+        reads: list[str] = []
+
+        async def get(full: str) -> Any:
+            reads.append(full)
+            return await original(full)
+
+        monkeypatch.setattr(store, "get", get)
+        loading, go = AsyncFlag(), AsyncFlag()
+        calls: list[int] = []
+
+        async def slow_loader() -> str:
+            calls.append(1)
+            loading.set()
+            assert await go.wait(WAIT)
+            return "loaded once"
+
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await cache.get_or_load("hot", slow_loader))
+
+        joins = JoinCounter()
+        monkeypatch.setattr(cache._tiers.flights, "_calls", joins)
+        leader = await run_in_background(call)
+        assert await loading.wait(WAIT)  # the leader read its miss, and loads
+        followers = [await run_in_background(call) for _ in range(5)]
+        await wait_for_joiners(joins, 5)
+        go.set()
+        for worker in [leader, *followers]:
+            await worker.join(WAIT)
+        assert results == ["loaded once"] * 6
+        assert len(calls) == 1
+        assert len(reads) == 1, reads  # the leader's miss; nobody else read
+
+
+async def test_concurrent_reads_of_one_key_share_one_redis_read(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """Callers of one key in one process share one Redis GET (each is still
+    counted as a hit); a later caller reads again."""
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        await cache.set("hot", "cached")
+        store = cache._tiers.l2
+        assert store is not None
+        original = store.get
+        reading, go = AsyncFlag(), AsyncFlag()
+        reads: list[str] = []
+
+        async def get(full: str) -> Any:
+            reads.append(full)
+            reading.set()
+            assert await go.wait(WAIT)
+            return await original(full)
+
+        monkeypatch.setattr(store, "get", get)
+        hits = cache.stats().hits.get("redis", 0)
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await cache.get_or_load("hot", lambda: "loaded"))
+
+        joins = JoinCounter()
+        monkeypatch.setattr(cache._tiers.flights, "_calls", joins)
+        leader = await run_in_background(call)
+        assert await reading.wait(WAIT)  # the leader's GET is under way
+        followers = [await run_in_background(call) for _ in range(5)]
+        await wait_for_joiners(joins, 5)
+        go.set()
+        for worker in [leader, *followers]:
+            await worker.join(WAIT)
+        assert results == ["cached"] * 6
+        assert len(reads) == 1, reads
+        assert cache.stats().hits.get("redis", 0) == hits + 6
+        assert cache.stats().loads == 0
+        assert await cache.get_or_load("hot", lambda: "loaded") == "cached"
+        assert len(reads) == 2  # the flight ended: a new caller reads anew
+
+
+async def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """After a start or a resubscribe no namespace version is known: a burst
+    of callers shares one read of it (one each overflowed the pool, and a
+    caller that could not read it bypassed the cache to the loader)."""
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        await cache.get("warm:up")
+        await wait_until_listening(cache)
+        store = cache._tiers.l2
+        assert store is not None
+        original = store.version
+        reading, go = AsyncFlag(), AsyncFlag()
+        reads: list[str] = []
+
+        async def version(namespace: str) -> int:
+            reads.append(namespace)
+            reading.set()
+            assert await go.wait(WAIT)
+            return await original(namespace)
+
+        monkeypatch.setattr(store, "version", version)
+        joins = JoinCounter()
+        monkeypatch.setattr(cache._tiers.versions._reads, "_calls", joins)
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await cache.get_or_load("team:7", lambda: "loaded"))
+
+        leader = await run_in_background(call)
+        assert await reading.wait(WAIT)
+        followers = [await run_in_background(call) for _ in range(5)]
+        await wait_for_joiners(joins, 5)
+        go.set()
+        for worker in [leader, *followers]:
+            await worker.join(WAIT)
+        assert results == ["loaded"] * 6
+        assert reads == ["team"]
+        assert cache.stats().loads == 1

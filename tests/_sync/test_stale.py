@@ -11,7 +11,7 @@ import pytest
 
 from freshcache import L1, MISS, Cache, FakeClock
 from freshcache._concurrency import Flag
-from tests._sync.waiting import WAIT, wait_until
+from tests._sync.waiting import WAIT, wait_until, wait_until_listening
 
 
 @pytest.fixture(params=["embedded", "redis", "l1+redis"])
@@ -178,3 +178,121 @@ def test_not_found_is_cached_briefly(cache: Cache, fake_clock: FakeClock) -> Non
     fake_clock.advance(2.5)  # its own short TTL, not the cache's 10 s
     assert cache.get_or_load("user:7", find_user, negative_ttl=2) == {"id": 7}
     assert len(lookups) == 2
+
+
+def test_a_refresh_that_starts_after_another_ones_fill_does_not_load(
+    redis_url: str, key_prefix: str, redis_cleanup: None, fake_clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Two processes read the stale entry; the first refreshes, fills and
+    releases the lease before the second's refresh takes it. The second sees
+    the new entry and skips: one refresh cluster-wide, not two."""
+    options: dict[str, Any] = {
+        "prefix": key_prefix, "clock": fake_clock, "ttl": 10, "stale_ttl": 60,
+        "timeout": 1.0, "xfetch_beta": 0.0,
+    }  # fmt: skip
+    with (
+        Cache(redis_url, **options) as first,
+        Cache(redis_url, **options) as second,
+    ):
+        calls: list[int] = []
+
+        def loader() -> str:
+            calls.append(1)
+            return f"v{len(calls)}"
+
+        assert first.get_or_load("k", loader) == "v1"
+        fake_clock.advance(11)  # stale in both "processes"
+        store = second._tiers.l2
+        assert store is not None
+        original = store.acquire
+        go = Flag()
+
+        def late_acquire(full: str, ttl: float) -> str | None:
+            assert go.wait(WAIT)  # the second's refresh takes the lease late
+            return original(full, ttl)
+
+        monkeypatch.setattr(store, "acquire", late_acquire)
+        assert second.get_or_load("k", loader) == "v1"  # stale, at once
+        assert first.get_or_load("k", loader) == "v1"  # stale; refreshes
+
+        def refreshed() -> bool:
+            return bool(first.get("k") == "v2")
+
+        wait_until(refreshed)
+        go.set()  # now the second's refresh takes the (free) lease
+
+        def skipped() -> bool:
+            counts = second.stats().counts
+            return bool(counts.get("refresh_skipped:refreshed", 0) == 1)
+
+        wait_until(skipped)
+        assert len(calls) == 2  # the first load and one refresh
+        assert second.get_or_load("k", loader) == "v2"
+
+
+def test_over_redis_l1_serves_a_stale_entry_and_takes_the_other_refresh(
+    redis_url: str, key_prefix: str, redis_cleanup: None, fake_clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """With L1 over Redis, a stale read is an L1 hit (no Redis read) that
+    starts the refresh; when another process refreshed first, this process
+    drops its stale copy and its next read brings the new value."""
+    options: dict[str, Any] = {
+        "prefix": key_prefix, "clock": fake_clock, "ttl": 10, "stale_ttl": 60,
+        "timeout": 1.0, "xfetch_beta": 0.0, "l1": L1(),
+    }  # fmt: skip
+    with (
+        Cache(redis_url, **options) as first,
+        Cache(redis_url, **options) as second,
+    ):
+        calls: list[int] = []
+
+        def loader() -> str:
+            calls.append(1)
+            return f"v{len(calls)}"
+
+        @second.cached("item:{n}")
+        def item(n: int) -> str:
+            return loader()
+
+        for cache in (first, second):  # a (re)subscribe flushes L1: be up first
+            cache.get("warm:up")
+            wait_until_listening(cache)
+
+        assert first.get_or_load("item:1", loader) == "v1"
+        assert item(1) == "v1"  # now in the second's L1 too
+        fake_clock.advance(11)  # stale everywhere
+        store = second._tiers.l2
+        assert store is not None
+        reads: list[str] = []
+        original_get, original_acquire = store.get, store.acquire
+        go = Flag()
+
+        def counted_get(full: str) -> Any:
+            reads.append(full)
+            return original_get(full)
+
+        def late_acquire(full: str, ttl: float) -> str | None:
+            assert go.wait(WAIT)  # the second's refresh takes the lease late
+            return original_acquire(full, ttl)
+
+        monkeypatch.setattr(store, "get", counted_get)
+        monkeypatch.setattr(store, "acquire", late_acquire)
+        for _ in range(5):
+            assert item(1) == "v1"  # stale, from L1, at once
+        assert reads == []
+        assert first.get_or_load("item:1", loader) == "v1"  # it refreshes
+
+        def refreshed() -> bool:
+            return bool(first.get("item:1") == "v2")
+
+        wait_until(refreshed)
+        go.set()
+
+        def caught_up() -> bool:
+            return bool(item(1) == "v2")
+
+        wait_until(caught_up)
+        assert len(calls) == 2  # the first load and one refresh
+        assert second.stats().counts.get("refresh_skipped:refreshed") == 1

@@ -132,7 +132,7 @@ class AsyncTiers:
         self._listening = False
         self.flights = AsyncSingleFlight()
         self._background = AsyncBackground()
-        self._refreshing: set[str] = set()
+        self.refreshing: set[str] = set()  # refreshes under way here (decorator reads)
         self._rng = random.Random()
         self._beta = beta
         # Invalidations Redis did not take: retried; meanwhile not served here.
@@ -325,24 +325,6 @@ class AsyncTiers:
 
     # -- loads ----------------------------------------------------------------
 
-    async def load(
-        self,
-        full: str,
-        namespace: str,
-        loader: Callable[[], Any],
-        lifetime: Lifetime,
-        tags: Sequence[str | TagSource],
-        snapshot: Snapshot,
-        reviver: Reviver = None,
-    ) -> Any:
-        """Load once for every concurrent miss of ``full`` in this process."""
-        return await self.flights.run(
-            full,
-            lambda: self._load(
-                full, namespace, loader, lifetime, tags, snapshot, reviver
-            ),
-        )
-
     async def _load(
         self,
         full: str,
@@ -424,44 +406,101 @@ class AsyncTiers:
     ) -> Any:  # fmt: skip
         """Cache-aside with a loader at hand: a fresh value, or a stale one
         (inside its stale window) at once while one refresh runs in the
-        background; XFetch may refresh a fresh one early. Else load."""
+        background; XFetch may refresh a fresh one early. Else load.
+
+        Past L1, concurrent callers of one key in this process share one
+        Redis read, and on a miss one load (or one wait for another
+        process's fill and one read of it): in a stampede, a process reads
+        Redis once, not once per caller."""
+        if self.l1 is not None and not local_checked:
+            entry = self.l1.get(full, stale_ok=True)
+            if entry is not MISS:
+                self._metrics.hit("memory", namespace)
+                return self._served(full, namespace, loader, lifetime, tags, entry)
+            local_checked = True  # the lookup counts the L1 miss
+        led: list[bool] = []
+
+        async def read_or_load() -> tuple[Entry | None, Any, str]:
+            led.append(True)
+            return await self._read_or_load(
+                full, namespace, loader, lifetime, tags, reviver, local_checked
+            )
+
+        read, value, tier = await self.flights.run(full, read_or_load)
+        if not led:  # joined another caller's read (or load): count it as ours
+            if tier:
+                self._metrics.hit(tier, namespace)
+            else:
+                self._metrics.miss("all", namespace)
+        if read is None:
+            return value
+        return self._served(full, namespace, loader, lifetime, tags, read)
+
+    async def _read_or_load(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], reviver: Reviver,
+        local_checked: bool,
+    ) -> tuple[Entry | None, Any, str]:  # fmt: skip
+        """``(entry, value, tier)`` of a read; ``(None, value, "")`` of a load."""
         entry, snapshot = await self.lookup(
             full, namespace, reviver, local_checked=local_checked, stale_ok=True
         )
         if entry is MISS:
-            return await self.load(
+            value = await self._load(
                 full, namespace, loader, lifetime, tags, snapshot, reviver
             )
+            return None, value, ""
+        return entry, entry.value, "redis"
+
+    def _served(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], entry: Entry,
+    ) -> Any:  # fmt: skip
+        """The value of a cached entry; a refresh in the background if it is
+        stale, or (XFetch) if it is due for an early one."""
         now = self._now()
         if now >= entry.fresh_until:
             self._metrics.count("swr_served_stale")
-            self._refresh_later(full, namespace, loader, lifetime, tags)
+            self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         elif refresh_early(entry, now, self._rng, self._beta):
             self._metrics.count("early_refresh")
-            self._refresh_later(full, namespace, loader, lifetime, tags)
+            self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         return entry.value
 
     def _refresh_later(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], seen: Entry,
     ) -> None:  # fmt: skip
-        if full in self._refreshing:
+        if full in self.refreshing:
             return  # one refresh per key in this process; the lease: cluster-wide
-        self._refreshing.add(full)
+        self.refreshing.add(full)
         self._background.submit(
-            lambda: self._refresh(full, namespace, loader, lifetime, tags)
+            lambda: self._refresh(
+                full, namespace, loader, lifetime, tags, seen.fresh_until
+            )
         )
 
     async def _refresh(
         self, full: str, namespace: str, loader: Callable[[], Any],
-        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], seen: float,
     ) -> None:  # fmt: skip
+        """Refresh the entry the caller saw (fresh until ``seen``), unless a
+        refresh elsewhere (or an earlier one here) has replaced it since: the
+        caller may have read the old entry just before that refresh filled
+        and released the lease, and the lease alone would then let it load
+        a second time."""
         try:
             snapshot = self._snapshot(full)
             token, epoch, busy = await self._lease(full, bool(tags))
             if busy:
                 self._metrics.count("refresh_skipped:lease_busy")
                 return  # another process is refreshing it
+            if await self._refreshed_since(full, seen):
+                self._metrics.count("refresh_skipped:refreshed")
+                await self._release(full, token)
+                if self.l2 is not None and self.l1 is not None:
+                    self.l1.drop([full])  # stale here: the next read takes Redis's
+                return
             await self._run_and_fill(
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
             )
@@ -469,7 +508,23 @@ class AsyncTiers:
             self._metrics.error("refresh")
             log.warning("freshcache: background refresh failed", exc_info=True)
         finally:
-            self._refreshing.discard(full)
+            self.refreshing.discard(full)
+
+    async def _refreshed_since(self, full: str, seen: float) -> bool:
+        """The stored entry is newer than the one fresh until ``seen``. Over
+        Redis this read comes after taking the lease: a fill stores and
+        releases in one step, so a refresh that finished before we took the
+        lease is visible here."""
+        if self.l2 is not None:
+            try:
+                hit: Hit | Miss = await self.l2.get(full)
+            except StoreError:
+                return False
+            return hit is not MISS and hit[0].fresh_until > seen
+        if self.l1 is not None:
+            entry = self.l1.get(full, stale_ok=True)
+            return entry is not MISS and entry.fresh_until > seen
+        return False
 
     async def _lease(
         self, full: str, tagged: bool, *, second_look: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from freshcache._async.stores.redis import AsyncRedisStore
+from freshcache._concurrency import AsyncSingleFlight
 from freshcache.errors import StoreError
 
 
@@ -26,6 +27,10 @@ class AsyncVersions:
         self._listen = listen
         self.known: dict[str, int] = {}  # read without a lock by the hot path
         self._era = 0  # bumped by forget(): a read from before it is not kept
+        # Concurrent reads of one namespace's version share one GET: after a
+        # start or a resubscribe, a burst of callers would otherwise send one
+        # each, overflow the pool, and bypass the cache to the loader.
+        self._reads = AsyncSingleFlight()
 
     async def get(self, namespace: str) -> int:
         """The current version.
@@ -34,14 +39,15 @@ class AsyncVersions:
         guess could read a namespace's orphaned, older entries.
         """
         cached = self.known.get(namespace)
-        if self._l2 is None:
+        l2 = self._l2
+        if l2 is None:
             return self.known.setdefault(namespace, 0)
         self._listen()
         if cached is not None and self._connected():
             return cached
         era = self._era
         try:
-            fetched = await self._l2.version(namespace)
+            fetched = await self._reads.run(namespace, lambda: l2.version(namespace))
         except StoreError:
             if cached is None:
                 raise
@@ -69,3 +75,4 @@ class AsyncVersions:
         """The bus (re)connected or dropped: bumps may have been missed."""
         self._era += 1
         self.known.clear()
+        self._reads.forget()  # a caller from now on reads anew

@@ -102,6 +102,8 @@ def wrap(
         local_get = local.get
         now = cache._now
         hit = cache._metrics.hit
+        count = cache._metrics.count
+        refreshing = tiers.refreshing
         miss = MISS
 
         @functools.wraps(func)
@@ -110,16 +112,23 @@ def wrap(
             version = versions.get(namespace)
             if version is None:
                 return fill(key, args, kwargs, False)
-            entry = local_get(
-                versioned(head, namespace, version, key) if version else key
-            )
+            full = versioned(head, namespace, version, key) if version else key
+            entry = local_get(full)
             if entry is miss:
                 return fill(key, args, kwargs, True)
             if now() < entry.early_from:  # fresh, and too early for XFetch
                 hit("memory", namespace)
                 value: R = entry.value  # no typing.cast: a call on the hot path
                 return value
-            return fill(key, args, kwargs, False)  # stale, or roll the dice
+            if full in refreshing:  # its refresh is under way here: serve it
+                hit("memory", namespace)
+                if now() >= entry.fresh_until:
+                    count("swr_served_stale")
+                served: R = entry.value
+                return served
+            # Stale, or time to roll XFetch's dice: the slow path serves it
+            # from L1 and starts the refresh.
+            return fill(key, args, kwargs, False)
 
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
         return render(args, kwargs)[relative:]
