@@ -70,7 +70,7 @@ def test_one_hit_wonders_stay_out_of_main() -> None:
         store.set(f"k{i}", i, ttl=None)
     assert len(store) == 10
     assert all(not node.main for node in policy(store).nodes())
-    assert len(policy(store).ghosts()) == 10  # bounded by max_entries
+    assert len(policy(store).ghosts()) == 17  # bounded: 1.75 x max_entries
     store._check_invariants()
 
 
@@ -84,6 +84,27 @@ def test_ghost_hit_goes_to_main_and_grows_small() -> None:
     assert store._map["k0"].main
     assert policy(store).small_share > share  # small was too short for k0
     assert "k0" not in policy(store).ghosts()
+    store._check_invariants()
+
+
+def test_ghost_from_main_comes_back_with_a_hit() -> None:
+    # k0 is promoted to main, then main lets it go unread (a ghost from
+    # main): when it comes back, small shrinks and k0 gets a second pass.
+    store = MemoryStore(max_entries=10)
+    store.set("k0", 0, ttl=None)
+    store.get("k0")
+    i = 0
+    while "k0" in store._map:  # keys hit once in small: all move to main
+        i += 1
+        store.set(f"k{i}", i, ttl=None)
+        store.get(f"k{i}")
+    assert policy(store)._ghosts["k0"] is True  # it left main
+    share = policy(store).small_share
+    store.set("k0", 0, ttl=None)
+    node = store._map["k0"]
+    assert node.main
+    assert node.hits == 1  # the request that brought it back
+    assert policy(store).small_share < share
     store._check_invariants()
 
 
@@ -172,7 +193,7 @@ class S3FifoModel:
     def _evict(self, key: str, from_main: bool) -> None:
         self._remove(key)
         self.ghosts[key] = from_main
-        if len(self.ghosts) > self.max_entries:
+        if len(self.ghosts) > int(self.max_entries * S3Fifo.GHOSTS):
             self.ghosts.popitem(last=False)
 
     def get(self, key: str, now: float) -> Any:
@@ -207,8 +228,9 @@ class S3FifoModel:
         if self.ghosts.pop(key):
             step = max(1.0, from_small / from_main) / count
             self.share = max(S3Fifo.SMALL_MIN, self.share - step)
+            self.hits[key] = 1  # main let it go too early: a second pass
         else:
-            step = max(1.0, from_main / from_small) / count
+            step = S3Fifo.GROW * max(1.0, from_main / from_small) / count
             self.share = min(S3Fifo.SMALL_MAX, self.share + step)
         self.main.append(key)
 

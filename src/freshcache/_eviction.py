@@ -103,15 +103,18 @@ class S3Fifo:
 
     New keys enter a small FIFO; a key evicted from it that was hit there
     (``PROMOTE`` hits) moves to the main FIFO, the others leave a ghost (the
-    key only). A key whose ghost is found on insert goes straight to main.
+    key only). A key whose ghost is found on insert goes straight to main;
+    if that ghost left main, the request counts as a hit of the new node
+    (main's single pass was too short for the key: it gets a second one).
     Main is a CLOCK: a node with hits is reinserted with one hit less (at most
     ``MAX_HITS`` count), a node without is evicted (and leaves a ghost).
 
     The small queue's share starts at ``SMALL`` and adapts: a ghost of a key
-    evicted from small means small was too short for it (grow); one from main
-    means main was (shrink); steps as ARC's. Ghosts are bounded by
-    ``ghost_limit`` keys (FIFO); a key that is deleted, expires or is too
-    large leaves none, so only the policy's own choices teach it.
+    evicted from small means small was too short for it (grow, by ``GROW``
+    times ARC's step); one from main means main was (shrink, ARC's step).
+    Ghosts are bounded by ``GHOSTS`` times ``ghost_limit`` keys (FIFO); a key
+    that is deleted, expires or is too large leaves none, so only the
+    policy's own choices teach it.
     """
 
     SMALL: Final = 0.15
@@ -119,6 +122,8 @@ class S3Fifo:
     SMALL_MAX: Final = 0.3
     PROMOTE: Final = 1
     MAX_HITS: Final = 3
+    GROW: Final = 1.5  # weight of a small ghost's step (ARC: 1)
+    GHOSTS: Final = 1.75  # ghost keys per entry of ``ghost_limit``
 
     __slots__ = (
         "_ghost_limit",
@@ -134,7 +139,7 @@ class S3Fifo:
         self._main = _Queue()
         self._ghosts: OrderedDict[str, bool] = OrderedDict()  # key -> left main
         self._ghosts_small = 0  # ghosts that left the small queue
-        self._ghost_limit = max(1, ghost_limit)
+        self._ghost_limit = max(1, int(ghost_limit * self.GHOSTS))
         self._share = self.SMALL
 
     @property
@@ -148,17 +153,18 @@ class S3Fifo:
             self._small.push(node)
             return
         # ARC's steps, in entries: a ghost from small grows small by
-        # max(1, ghosts from main / ghosts from small), one from main shrinks
-        # it by the inverse (both counts include this key).
+        # GROW * max(1, ghosts from main / ghosts from small), one from main
+        # shrinks it by max(1, the inverse) (both counts include this key).
         small = self._ghosts_small
         main = len(self._ghosts) + 1 - small
         count = self._small.length + self._main.length + 1
         if from_main:
             step = max(1.0, small / main) / count
             self._share = max(self.SMALL_MIN, self._share - step)
+            node.hits += 1  # += : a racing get may have counted one already
         else:
             self._ghosts_small = small - 1
-            step = max(1.0, main / small) / count
+            step = self.GROW * max(1.0, main / small) / count
             self._share = min(self.SMALL_MAX, self._share + step)
         node.main = True
         self._main.push(node)
