@@ -53,7 +53,7 @@ def test_herds_example_runs(where: str, request: pytest.FixtureRequest) -> None:
     assert result.returncode == 0, result.stderr
     assert "single flight: 200 callers, 1 build" in result.stdout
     assert "one background rebuild" in result.stdout
-    assert "s before expiry" in result.stdout
+    assert "early refresh: " in result.stdout
 
 
 def test_examples_are_importable() -> None:
