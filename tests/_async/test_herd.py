@@ -148,6 +148,7 @@ async def test_concurrent_reads_of_one_key_share_one_redis_read(
     counted as a hit); a later caller reads again."""
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.set("hot", "cached")
+        await wait_until_listening(cache)  # a (re)subscribe detaches flights
         store = cache._tiers.l2
         assert store is not None
         original = store.get

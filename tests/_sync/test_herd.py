@@ -149,6 +149,7 @@ def test_concurrent_reads_of_one_key_share_one_redis_read(
     counted as a hit); a later caller reads again."""
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         cache.set("hot", "cached")
+        wait_until_listening(cache)  # a (re)subscribe detaches flights
         store = cache._tiers.l2
         assert store is not None
         original = store.get
