@@ -112,12 +112,16 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return ids
 """
 
-# KEYS: pending-write markers. ARGV: the entry id applied for each. After the
-# database commit: clear each marker that still names that write (a newer
-# write of the key keeps its own), so loaders may fill the key again.
+# KEYS: per write: pending-write marker, lease. ARGV: the entry id applied for
+# each. After the database commit: clear each marker that still names that
+# write (a newer write of the key keeps its own), so loaders may fill the key
+# again, and revoke the key's lease: a loader that read the row before the
+# commit must not store it after the mark is gone.
 APPLIED: Final = """
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end
+for i = 1, #ARGV do
+  if redis.call('GET', KEYS[i * 2 - 1]) == ARGV[i] then
+    redis.call('DEL', KEYS[i * 2 - 1], KEYS[i * 2])
+  end
 end
 return 1
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import redis
@@ -25,8 +26,9 @@ from freshcache import (
     UnsafeRedisError,
     Write,
 )
-from freshcache._concurrency import asleep
+from freshcache._concurrency import AsyncFlag, asleep
 from freshcache.core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from tests._async.waiting import WAIT, run_in_background
 from tests.servers import AOF_ALWAYS, free_port, own_redis_server
 
 pytestmark = pytest.mark.redis
@@ -154,6 +156,41 @@ async def test_no_loader_fills_a_key_while_its_write_is_queued(
         assert await cache.get_or_load("user:1", load) == "new"
         assert await cache.get("user:1") == "new"  # fills work again
         await wb.aclose()
+
+
+async def test_a_load_that_read_before_the_commit_is_not_stored_after_it(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The worker's commit revokes the key's lease along with the mark: a
+    loader that read the older row while the write was queued cannot store
+    it once the mark is gone."""
+    database = {"user:1": "old"}
+    reading, go = AsyncFlag(), AsyncFlag()
+
+    async def load() -> str:
+        row = database["user:1"]  # before the worker's commit: "old"
+        reading.set()
+        assert await go.wait(WAIT)
+        return row
+
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = AsyncWriteBehind(cache, name="q")
+        await wb.put("user:1", "new")
+        await cache.invalidate("user:1")  # the cached copy is gone (or expired)
+        reader = await run_in_background(lambda: cache.get_or_load("user:1", load))
+        assert await reading.wait(WAIT)  # it holds the lease and read "old"
+        table = Table()
+        await _drain(wb, table)  # commit "new", XACK, clear the mark
+        database.update(table.values())
+        go.set()
+        await reader.join(WAIT)
+        assert await cache.get("user:1") is MISS  # "old" was not stored
+        assert await cache.get_or_load("user:1", load_now(database)) == "new"
+        await wb.aclose()
+
+
+def load_now(database: dict[str, str]) -> Any:
+    return lambda: database["user:1"]
 
 
 async def test_an_older_write_applied_keeps_a_newer_writes_mark(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import redis
@@ -26,8 +27,9 @@ from freshcache import (
     UnsafeRedisError,
     Write,
 )
-from freshcache._concurrency import sleep
+from freshcache._concurrency import Flag, sleep
 from freshcache.core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from tests._sync.waiting import WAIT, run_in_background
 from tests.servers import AOF_ALWAYS, free_port, own_redis_server
 
 pytestmark = pytest.mark.redis
@@ -155,6 +157,41 @@ def test_no_loader_fills_a_key_while_its_write_is_queued(
         assert cache.get_or_load("user:1", load) == "new"
         assert cache.get("user:1") == "new"  # fills work again
         wb.close()
+
+
+def test_a_load_that_read_before_the_commit_is_not_stored_after_it(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The worker's commit revokes the key's lease along with the mark: a
+    loader that read the older row while the write was queued cannot store
+    it once the mark is gone."""
+    database = {"user:1": "old"}
+    reading, go = Flag(), Flag()
+
+    def load() -> str:
+        row = database["user:1"]  # before the worker's commit: "old"
+        reading.set()
+        assert go.wait(WAIT)
+        return row
+
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = WriteBehind(cache, name="q")
+        wb.put("user:1", "new")
+        cache.invalidate("user:1")  # the cached copy is gone (or expired)
+        reader = run_in_background(lambda: cache.get_or_load("user:1", load))
+        assert reading.wait(WAIT)  # it holds the lease and read "old"
+        table = Table()
+        _drain(wb, table)  # commit "new", XACK, clear the mark
+        database.update(table.values())
+        go.set()
+        reader.join(WAIT)
+        assert cache.get("user:1") is MISS  # "old" was not stored
+        assert cache.get_or_load("user:1", load_now(database)) == "new"
+        wb.close()
+
+
+def load_now(database: dict[str, str]) -> Any:
+    return lambda: database["user:1"]
 
 
 def test_an_older_write_applied_keeps_a_newer_writes_mark(

@@ -277,7 +277,11 @@ class StreamStore:
         names one of ``writes`` (loaders may fill those keys again)."""
         marked = [w for w in writes if w.data_key and "{" not in w.data_key]
         if marked:
-            keys = [pending_key(w.data_key) for w in marked]
+            keys = [
+                k
+                for w in marked
+                for k in (pending_key(w.data_key), lease_key(w.data_key))
+            ]
             ids = [w.entry_id for w in marked]
             self._applied(keys=keys, args=ids, client=pipe)
 
