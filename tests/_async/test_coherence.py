@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, AsyncCache, FakeClock
-from tests._async.waiting import wait_for_count, wait_until
+from freshcache._concurrency import AsyncFlag
+from tests._async.waiting import WAIT, run_in_background, wait_for_count, wait_until
 
 
 @pytest.fixture
@@ -297,3 +298,29 @@ async def test_clear_reaches_every_process(pair: tuple[AsyncCache, AsyncCache]) 
 
     await wait_until(b_cleared)
     assert await b.get("k") is MISS
+
+
+async def test_clear_keeps_namespace_versions_and_revokes_fills_in_flight(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """``clear()`` removes data, not bookkeeping: a namespace version never
+    goes back (a process knowing version 1 would ignore a bump to 1 again),
+    and a loader that read before the clear cannot store after it."""
+    reading, go = AsyncFlag(), AsyncFlag()
+
+    async def old_row() -> str:
+        reading.set()
+        assert await go.wait(WAIT)
+        return "old"
+
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        assert await cache.bump("s") == 1
+        await cache.set("s:1", "v1")
+        reader = await run_in_background(lambda: cache.get_or_load("k", old_row))
+        assert await reading.wait(WAIT)  # it holds the lease and read "old"
+        await cache.clear()
+        go.set()
+        await reader.join(WAIT)
+        assert await cache.get("k") is MISS  # its fill was revoked
+        assert await cache.get("s:1") is MISS
+        assert await cache.bump("s") == 2  # the counter survived the clear

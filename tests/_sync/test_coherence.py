@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, Cache, FakeClock
-from tests._sync.waiting import wait_for_count, wait_until
+from freshcache._concurrency import Flag
+from tests._sync.waiting import WAIT, run_in_background, wait_for_count, wait_until
 
 
 @pytest.fixture
@@ -291,3 +292,29 @@ def test_clear_reaches_every_process(pair: tuple[Cache, Cache]) -> None:
 
     wait_until(b_cleared)
     assert b.get("k") is MISS
+
+
+def test_clear_keeps_namespace_versions_and_revokes_fills_in_flight(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """``clear()`` removes data, not bookkeeping: a namespace version never
+    goes back (a process knowing version 1 would ignore a bump to 1 again),
+    and a loader that read before the clear cannot store after it."""
+    reading, go = Flag(), Flag()
+
+    def old_row() -> str:
+        reading.set()
+        assert go.wait(WAIT)
+        return "old"
+
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        assert cache.bump("s") == 1
+        cache.set("s:1", "v1")
+        reader = run_in_background(lambda: cache.get_or_load("k", old_row))
+        assert reading.wait(WAIT)  # it holds the lease and read "old"
+        cache.clear()
+        go.set()
+        reader.join(WAIT)
+        assert cache.get("k") is MISS  # its fill was revoked
+        assert cache.get("s:1") is MISS
+        assert cache.bump("s") == 2  # the counter survived the clear

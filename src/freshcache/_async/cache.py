@@ -375,9 +375,11 @@ class AsyncCache:
         return self._tiers.events
 
     async def clear(self) -> None:
-        """Remove every key under this cache's ``prefix:version:``, in every
-        tier and process (SCAN and UNLINK; never FLUSHDB)."""
-        await self._tiers.clear(self._head + "*")
+        """Remove every cached value under this cache's ``prefix:version:``,
+        in every tier and process, and revoke every fill in flight (SCAN and
+        UNLINK; never FLUSHDB). Namespace versions, the tag epoch and
+        write-behind queues stay."""
+        await self._tiers.clear(self._head)
 
     # -- decorator ---------------------------------------------------------
 

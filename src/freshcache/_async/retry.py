@@ -100,7 +100,7 @@ class AsyncInvalidationRetry:
         l2 = tiers.l2
         assert l2 is not None  # nothing fails (and is queued) without Redis
         if batch.flush:
-            await tiers.clear(self._head + "*")
+            await tiers.clear(self._head)
             return
         keys = list(batch.keys)
         for base, namespace in batch.unresolved:

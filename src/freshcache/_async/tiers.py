@@ -593,11 +593,11 @@ class AsyncTiers:
         self._drop_local(fulls)
         self._listen()
 
-    async def clear(self, pattern: str) -> None:
-        """Delete every key matching ``pattern`` in Redis, then every L1 here
-        and, over the bus, everywhere."""
+    async def clear(self, head: str) -> None:
+        """Delete every data key under ``head`` in Redis (and its lease), then
+        every L1 here and, over the bus, everywhere."""
         if self.l2 is not None:
-            await self.l2.clear(pattern)
+            await self.l2.clear(head)
         self.flush_local()
         await self._send(Message(self._origin, flush=True))
 

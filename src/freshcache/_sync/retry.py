@@ -101,7 +101,7 @@ class InvalidationRetry:
         l2 = tiers.l2
         assert l2 is not None  # nothing fails (and is queued) without Redis
         if batch.flush:
-            tiers.clear(self._head + "*")
+            tiers.clear(self._head)
             return
         keys = list(batch.keys)
         for base, namespace in batch.unresolved:

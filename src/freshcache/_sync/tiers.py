@@ -586,11 +586,11 @@ class Tiers:
         self._drop_local(fulls)
         self._listen()
 
-    def clear(self, pattern: str) -> None:
-        """Delete every key matching ``pattern`` in Redis, then every L1 here
-        and, over the bus, everywhere."""
+    def clear(self, head: str) -> None:
+        """Delete every data key under ``head`` in Redis (and its lease), then
+        every L1 here and, over the bus, everywhere."""
         if self.l2 is not None:
-            self.l2.clear(pattern)
+            self.l2.clear(head)
         self.flush_local()
         self._send(Message(self._origin, flush=True))
 

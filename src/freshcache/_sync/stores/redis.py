@@ -318,16 +318,25 @@ class RedisStore:
         with contextlib.suppress(StoreError):
             self._run("delete", self._client.unlink, key)
 
-    def clear(self, pattern: str) -> int:
-        """Delete every key matching a glob-safe pattern (SCAN, never FLUSHDB)."""
+    def clear(self, head: str) -> int:
+        """Delete every data key under ``head`` (a glob-safe ``prefix:version:``)
+        and every fill lease of one (SCAN, never FLUSHDB). The bookkeeping
+        under ``head!`` stays: namespace versions and the tag epoch must never
+        go back (a process that knows version N would ignore a bump to 1)."""
+        keep = (head + "!").encode()
         removed = 0
-        cursor: int = 0
-        while True:
-            cursor, batch = self._run("scan", self._client.scan, cursor, pattern, 1000)
-            if batch:
-                removed += self.delete(batch)
-            if cursor == 0:
-                return removed
+        for pattern in (head + "*", "{" + head + "*}:lease"):
+            cursor: int = 0
+            while True:
+                cursor, batch = self._run(
+                    "scan", self._client.scan, cursor, pattern, 1000
+                )
+                batch = [k for k in batch if not k.startswith(keep)]
+                if batch:
+                    removed += self.delete(batch)
+                if cursor == 0:
+                    break
+        return removed
 
     def ping(self) -> bool:
         try:
