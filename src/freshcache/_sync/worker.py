@@ -5,7 +5,9 @@ One loop, one batch at a time:
 
 1. reclaim entries idle in any consumer's pending list for ``claim_idle``
    (a dead worker's, or ours after a failed apply) with ``XAUTOCLAIM``;
-   entries already delivered ``max_deliveries`` times are dead-lettered;
+   entries delivered more than ``max_deliveries`` times without an outcome
+   (workers died holding them: a write that crashes workers) are
+   dead-lettered;
 2. read new entries with ``XREADGROUP`` (blocking up to ``block`` seconds);
 3. coalesce to the newest write per key and apply the batch through the
    sink, in one transaction (a version-guarded upsert);
@@ -16,7 +18,9 @@ A crash anywhere leaves the entries pending; another worker (or this one
 restarted) reclaims and applies them again, which the version guard makes
 harmless. A batch that fails with a permanent error (``sink.is_permanent``)
 is split to find the culprits, which go to the dead-letter stream after that
-one attempt; others are retried until ``max_deliveries``.
+one attempt. A transient failure (the database down) is retried for as long
+as it lasts, and its attempts do not count as deliveries (``XCLAIM
+RETRYCOUNT 0``): an outage never dead-letters an acknowledged write.
 
 ``stop()`` (the CLI calls it on SIGTERM) lets the batch in hand finish.
 """
@@ -193,8 +197,7 @@ class WriteBehindWorker:
                 self._isolate(writes, deliveries)
                 return
             log.warning("freshcache worker: sink failed, will retry: %r", exc)
-            for write in writes:
-                self._after_failure(write, exc, deliveries)
+            self._store.forgive(writes, self.consumer)  # not their fault
             # left pending: reclaimed after claim_idle; meanwhile, back off
             self._stopping.wait(self._pause)
             self._pause = min(self._pause * 2, self._claim_idle_ms / 1000)
@@ -226,13 +229,11 @@ class WriteBehindWorker:
     def _after_failure(
         self, write: Write, exc: Exception, deliveries: dict[str, int]
     ) -> None:
-        outcome = after_failure(
-            deliveries=deliveries.get(write.entry_id, 1),
-            max_deliveries=self._max_deliveries,
-            permanent=self._sink.is_permanent(exc),
-        )
+        outcome = after_failure(permanent=self._sink.is_permanent(exc))
         if outcome is Outcome.DEAD_LETTER:
             self._dead_letter(write, _reason(exc))
+        else:  # an outage is not the entry's fault: this try does not count
+            self._store.forgive([write], self.consumer)
 
     def _committed(self) -> None:
         """Just after a database commit, before its XACK."""

@@ -58,7 +58,8 @@ def add_parser(commands: Any) -> None:
         "--max-deliveries",
         type=int,
         default=5,
-        help="deliveries before an entry is dead-lettered (default 5)",
+        help="deliveries that end with a worker dying before an entry is "
+        "dead-lettered (default 5; database outages do not count)",
     )
     worker.add_argument("--report-every", type=float, default=10.0, metavar="SECONDS")
     worker.add_argument(

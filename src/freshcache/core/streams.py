@@ -112,20 +112,21 @@ class Outcome(enum.Enum):
     DEAD_LETTER = "dead_letter"
 
 
-def after_failure(*, deliveries: int, max_deliveries: int, permanent: bool) -> Outcome:
-    """What to do with an entry whose apply failed on its ``deliveries``-th delivery.
+def after_failure(*, permanent: bool) -> Outcome:
+    """What to do with an entry whose apply failed with an error.
 
     A permanent error (a constraint violation, bad data) will fail again:
-    dead-letter at once. Anything else is retried until it was delivered
-    ``max_deliveries`` times.
+    dead-letter at once. A transient one (the database down or slow) is not
+    the entry's fault: retry it, however long the outage lasts, and do not
+    count the attempt (the worker resets its delivery count).
     """
-    if permanent or deliveries >= max_deliveries:
-        return Outcome.DEAD_LETTER
-    return Outcome.RETRY
+    return Outcome.DEAD_LETTER if permanent else Outcome.RETRY
 
 
 def too_many_deliveries(deliveries: int, max_deliveries: int) -> bool:
-    """A reclaimed entry already tried ``max_deliveries`` times is not tried again."""
+    """A reclaimed entry delivered more than ``max_deliveries`` times, each
+    attempt ending without an outcome (the worker died holding it: a write
+    that crashes workers), is not tried again."""
     return deliveries > max_deliveries
 
 

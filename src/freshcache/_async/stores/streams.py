@@ -262,6 +262,19 @@ class AsyncStreamStore:
             claimed += [((stream, i, f or {}), times.get(i, 1)) for i, f in entries]
         return claimed
 
+    async def forgive(self, writes: Iterable[Write], consumer: str) -> None:
+        """Reset the delivery count of ``writes`` (still pending with us): their
+        apply failed for a reason that is not theirs, so the attempt must not
+        bring them nearer the dead-letter stream."""
+        by_stream: dict[str, list[str]] = {}
+        for write in writes:
+            by_stream.setdefault(write.stream, []).append(write.entry_id)
+        for stream, ids in by_stream.items():
+            await self._run(
+                self._client.xclaim, stream, WRITEBEHIND_GROUP, consumer,
+                0, ids, retrycount=0, justid=True,
+            )  # fmt: skip
+
     async def acknowledge(self, writes: Iterable[Write], applied: int) -> None:
         """After the database commit: XACK and delete the entries, in one
         transaction, clear the keys' pending-write marks, and count them."""
