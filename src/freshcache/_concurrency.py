@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
@@ -327,28 +326,51 @@ class AsyncBackground:
 
 
 class Background:
-    """The thread twin of ``AsyncBackground``: a small pool, started lazily."""
+    """The thread twin of ``AsyncBackground``: a few daemon threads, started
+    lazily (a hung refresh can neither hang ``close`` nor block exit)."""
 
     def __init__(self, workers: int = 4) -> None:
         self._workers = workers
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._queue: queue.SimpleQueue[Callable[[], Any] | None] | None = None
+        self._threads: list[threading.Thread] = []
 
     def submit(self, work: Callable[[], Any]) -> None:
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    self._workers, thread_name_prefix="freshcache-refresh"
-                )
-            self._pool.submit(work)
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                self._threads = [
+                    threading.Thread(
+                        target=_run_jobs,
+                        args=(self._queue,),
+                        daemon=True,
+                        name=f"freshcache-refresh-{i}",
+                    )
+                    for i in range(self._workers)
+                ]
+                for thread in self._threads:
+                    thread.start()
+            self._queue.put(work)
 
     def drain(self, wait: float) -> None:
-        """Let running work finish (the pool is shut down; a new one starts
-        if more work comes)."""
+        """Let submitted work finish, and give up on it after ``wait``
+        seconds (a new pool starts if more work comes)."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            jobs, threads = self._queue, self._threads
+            self._queue, self._threads = None, []
+        if jobs is None:
+            return
+        for _ in threads:
+            jobs.put(None)
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _run_jobs(jobs: queue.SimpleQueue[Callable[[], Any] | None]) -> None:
+    while (work := jobs.get()) is not None:
+        with contextlib.suppress(Exception):  # each job counts its own errors
+            work()
 
 
 class AsyncShield:

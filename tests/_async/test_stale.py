@@ -167,6 +167,30 @@ async def test_close_drains_a_refresh_in_flight(
     assert done == [1]  # close waited for the refresh
 
 
+async def test_close_gives_up_on_a_refresh_that_hangs(
+    key_prefix: str, fake_clock: FakeClock
+) -> None:
+    """``close`` waits for a background refresh at most ``lease_ttl``, then
+    gives up on it (the thread twin must not hang, or block exit)."""
+    release = AsyncFlag()
+    finished: list[str] = []
+    cache = AsyncCache(
+        prefix=key_prefix, clock=fake_clock, ttl=10, stale_ttl=60, lease_ttl=0.2
+    )
+
+    async def hang() -> str:
+        await release.wait(WAIT)
+        finished.append("refresh")
+        return "fresh"
+
+    await cache.set("k", "stale")
+    fake_clock.advance(11)
+    assert await cache.get_or_load("k", hang) == "stale"
+    await cache.aclose()
+    assert finished == []  # close returned while the refresh still hung
+    release.set()
+
+
 async def test_not_found_is_cached_briefly(
     cache: AsyncCache, fake_clock: FakeClock
 ) -> None:

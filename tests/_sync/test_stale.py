@@ -164,6 +164,30 @@ def test_close_drains_a_refresh_in_flight(
     assert done == [1]  # close waited for the refresh
 
 
+def test_close_gives_up_on_a_refresh_that_hangs(
+    key_prefix: str, fake_clock: FakeClock
+) -> None:
+    """``close`` waits for a background refresh at most ``lease_ttl``, then
+    gives up on it (the thread twin must not hang, or block exit)."""
+    release = Flag()
+    finished: list[str] = []
+    cache = Cache(
+        prefix=key_prefix, clock=fake_clock, ttl=10, stale_ttl=60, lease_ttl=0.2
+    )
+
+    def hang() -> str:
+        release.wait(WAIT)
+        finished.append("refresh")
+        return "fresh"
+
+    cache.set("k", "stale")
+    fake_clock.advance(11)
+    assert cache.get_or_load("k", hang) == "stale"
+    cache.close()
+    assert finished == []  # close returned while the refresh still hung
+    release.set()
+
+
 def test_not_found_is_cached_briefly(cache: Cache, fake_clock: FakeClock) -> None:
     """Negative caching: a missing row does not stampede the database."""
     lookups: list[int] = []
