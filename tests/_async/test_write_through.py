@@ -259,6 +259,10 @@ async def test_write_through_refuses_what_it_cannot_do(cache: AsyncCache) -> Non
         cache.write_through()
     with pytest.raises(TypeError):
         cache.write_through("a", tags="team:7")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # before the transaction, not after it
+        cache.write_through("a{b}")
+    with pytest.raises(TypeError):
+        cache.write_through(7)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", ["freshcache", "naive_set", "naive_reread"])

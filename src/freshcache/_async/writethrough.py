@@ -76,6 +76,8 @@ class AsyncWriteThrough:
             raise ValueError("reload refills one key: give exactly one key")
         if not keys and not tags:
             raise ValueError("write_through needs keys or tags to refresh")
+        for key in keys:  # bad keys fail here, before the transaction
+            cache._base(key)
         self._cache = cache
         self._keys = tuple(keys)
         self._tags = tuple(tags)

@@ -139,7 +139,9 @@ class WriteBehind:
         """Cache ``value`` under ``key`` and queue it for the database; returns
         the write's version once the write is durable. Raises ``StoreError``
         (``BacklogFullError`` when the queue is full) if it could not be
-        made: then neither the cache nor the queue changed."""
+        made: then neither the cache nor the queue changed, except when the
+        reply was lost (a timeout) or ``WAIT`` for replicas fell short: the
+        write may then be queued."""
         versions = self.put_many({key: value}, ttl=ttl, stale_ttl=stale_ttl)
         return versions[key]
 
