@@ -52,6 +52,7 @@ class PendingInvalidations:
         self._flush = 0  # the seq of the last flush queued; 0: none
         self._worker = False  # a retry loop owns the queue
         self.nonempty = False  # read without the lock on the hot path
+        self.landed = 0  # batches that landed so far (a read's before/after)
         self.overflows = 0
 
     def __len__(self) -> int:
@@ -115,6 +116,7 @@ class PendingInvalidations:
             _drop_up_to(self._unresolved, batch.seq)
             if batch.flush and self._flush <= batch.seq:
                 self._flush = 0
+            self.landed += 1
             self.nonempty = len(self) > 0
 
     def abandon(self) -> int:
@@ -132,6 +134,15 @@ class PendingInvalidations:
         self._namespaces.clear()
         self._unresolved.clear()
         self._flush = 0
+
+    def watch(self) -> int | None:
+        """Take before reading Redis; give to ``landed_since``."""
+        return self.landed if self.nonempty else None
+
+    def landed_since(self, watched: int | None) -> bool:
+        """Did a batch land since ``watch()`` (with something pending then)?
+        A value read meanwhile may predate it, and ``covers`` no longer says."""
+        return watched is not None and self.landed != watched
 
     def covers(self, full: str, tags: Iterable[str]) -> bool:
         """Might the Redis value of ``full`` (carrying ``tags``) be one a

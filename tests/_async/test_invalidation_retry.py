@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
-from freshcache import L1, MISS, AsyncCache, StoreError
+from freshcache import L1, MISS, AsyncCache, StoreError, TransientStoreError
 from freshcache._concurrency import AsyncFlag
 from freshcache.pending import Batch
-from tests._async.waiting import WAIT, wait_until
+from tests._async.waiting import WAIT, run_in_background, wait_until
 from tests.rows import commit_new_version, read_version, version_table
 from tests.servers import RedisProcess, own_redis_server
 
@@ -222,3 +223,52 @@ async def test_what_never_lands_is_reported_on_close(
         await cache.aclose()
     assert cache.stats().counts["invalidations_abandoned"] == 1
     assert any("could not reach Redis" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_read_across_the_retry_landing_does_not_return_the_old_value(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """A read that began while the key's invalidation was queued got Redis's
+    old value; the retry lands (emptying the queue) before the read checks
+    it: the value may predate the retry, so the read goes to the source."""
+    database = {"k": "old"}
+    async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        await cache.set("k", "old")
+        l2 = cache._tiers.l2
+        assert l2 is not None
+        real_invalidate, real_get = l2.invalidate, l2.get
+        fails = [1]
+
+        async def invalidate_once_failing(keys: Any) -> int:
+            if fails.pop() if fails else False:
+                raise TransientStoreError("Redis paused")
+            return await real_invalidate(keys)
+
+        monkeypatch.setattr(l2, "invalidate", invalidate_once_failing)
+        async with cache.write_through("k") as wrote:
+            database["k"] = "new"  # the commit
+        assert not wrote.landed  # queued
+        read, go = AsyncFlag(), AsyncFlag()
+
+        async def get_then_pause(full: str) -> Any:
+            hit = await real_get(full)  # "old": the retry has not landed
+            read.set()
+            assert await go.wait(WAIT)
+            return hit
+
+        monkeypatch.setattr(l2, "get", get_then_pause)
+        results: list[Any] = []
+
+        async def reader() -> None:
+            results.append(await cache.get_or_load("k", lambda: database["k"]))
+
+        worker = await run_in_background(reader)
+        assert await read.wait(WAIT)
+
+        async def drained() -> bool:
+            return cache.stats().pending_invalidations == 0
+
+        await wait_until(drained)  # the retry landed meanwhile
+        go.set()
+        await worker.join(WAIT)
+        assert results == ["new"]

@@ -244,12 +244,15 @@ class AsyncTiers:
             self._metrics.miss("memory", namespace)
         if self.l2 is not None:
             self._listen()
+            watched = self.pending.watch()
             try:
                 hit: Hit | Miss = await self.l2.get(full)
             except StoreError:
                 hit = MISS
             if hit is not MISS:
-                entry = await self.usable(full, hit[0], reviver, stale_ok=stale_ok)
+                entry = await self.usable(
+                    full, hit[0], reviver, stale_ok=stale_ok, watched=watched
+                )
                 if entry is not MISS:
                     self._metrics.hit("redis", namespace)
                     self._local_fill(full, entry, None, hit[1], None, snapshot)
@@ -299,8 +302,9 @@ class AsyncTiers:
         return found
 
     async def usable(
-        self, full: str, entry: Entry, reviver: Reviver, *, stale_ok: bool = False
-    ) -> Entry | Miss:
+        self, full: str, entry: Entry, reviver: Reviver, *, stale_ok: bool = False,
+        watched: int | None = None,
+    ) -> Entry | Miss:  # fmt: skip
         """A fresh Redis entry (Redis keeps one past ``fresh_until`` only
         inside its stale window) revived to the caller's type, else ``MISS``.
 
@@ -310,7 +314,10 @@ class AsyncTiers:
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
             return MISS
-        if self.pending.nonempty and self.pending.covers(full, entry.tags):
+        pending = self.pending
+        if (pending.nonempty and pending.covers(full, entry.tags)) or (
+            pending.landed_since(watched)  # read before a retry landed
+        ):
             self._metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
