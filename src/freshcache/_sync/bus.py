@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import Redis
+from redis.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from freshcache._sync.stores.redis import RedisStore
 from freshcache._concurrency import Flag, Worker
