@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 from array import array
 from typing import Any
 
@@ -255,3 +257,16 @@ def test_unreachable_database_fails_cleanly_without_the_password(
     out = capsys.readouterr()
     assert "freshcache demo failed" in out.out
     assert "s3cret-pw" not in out.out + out.err
+
+
+@pytest.mark.parametrize("module", ["freshcache", "freshcache.cli"])
+def test_python_dash_m_runs_the_command_line(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", module, "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: freshcache demo")
+    assert "--processes" in done.stdout
