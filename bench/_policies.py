@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from freshcache._types import MISS
-from freshcache.memory import MemoryStore
+from freshcache._core.sentinels import MISS
+from freshcache._inproc.store import MemoryStore
 
 Run = Callable[["array[int]", int], int]
 

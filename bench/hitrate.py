@@ -70,7 +70,7 @@ def hit_path(quick: bool) -> dict[str, float]:
     import cachetools
     from theine import Cache as Theine
 
-    from freshcache.memory import MemoryStore
+    from freshcache._inproc.store import MemoryStore
 
     keys = [f"user:{i}" for i in range(1000)]
     hot = keys[500]

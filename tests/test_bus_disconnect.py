@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-import freshcache._sync.bus
+import freshcache._sync.redis.bus
 from freshcache import L1, MISS, Cache
 from tests import harness
 from tests.servers import own_redis_server
@@ -237,7 +237,7 @@ def _gate_the_bus(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
             gate.wait(WAIT)
             return redis.Redis.from_url(url, **options)
 
-    monkeypatch.setattr(freshcache._sync.bus, "Redis", GatedRedis)
+    monkeypatch.setattr(freshcache._sync.redis.bus, "Redis", GatedRedis)
     return gate
 
 

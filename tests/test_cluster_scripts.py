@@ -1,10 +1,10 @@
 """freshcache's Lua scripts and key layout, unchanged, on a real Redis Cluster.
 
-freshcache's Redis store (`freshcache._sync.stores.redis.RedisStore` and its
+freshcache's Redis store (`freshcache._sync.redis.store.RedisStore` and its
 async twin) builds a plain ``redis.Redis`` today, so it cannot be pointed at a
 cluster; its cluster client arrives in a later issue. This module pins what
-that client will run: the scripts of `freshcache._lua` and the key names of
-`freshcache.core.layout`, called exactly as the store calls them, through
+that client will run: the scripts of `freshcache._core.lua` and the key names of
+`freshcache._core.layout`, called exactly as the store calls them, through
 redis-py's own ``RedisCluster`` on a private three-primary cluster
 (`tests/cluster.py`), with keys spread over every node.
 
@@ -30,9 +30,9 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.crc import key_slot
 
-from freshcache import _lua
-from freshcache.core.keys import KeyBuilder
-from freshcache.core.layout import epoch_key, lease_key, pending_key, tag_key
+from freshcache._core import lua as _lua
+from freshcache._core.keys import KeyBuilder
+from freshcache._core.layout import epoch_key, lease_key, pending_key, tag_key
 
 try:
     from tests import cluster as cluster_module

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from freshcache._types import MISS
-from freshcache.clock import FakeClock
-from freshcache.memory import MemoryStore
+from freshcache._core.clock import FakeClock
+from freshcache._core.sentinels import MISS
+from freshcache._inproc.store import MemoryStore
 
 
 @pytest.fixture

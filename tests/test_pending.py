@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from freshcache.pending import PendingInvalidations
+from freshcache._inproc.invalidation_queue import PendingInvalidations
 
 
 def test_the_first_add_asks_for_a_retry_loop_and_later_ones_do_not() -> None:

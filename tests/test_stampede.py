@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from freshcache import L1, MISS, Cache
-from freshcache.core.layout import lease_key
+from freshcache._core.layout import lease_key
 from tests import stampede_worker
 from tests.stampede_worker import StampedeResult, warm_up
 

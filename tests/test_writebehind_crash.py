@@ -32,8 +32,8 @@ import pytest
 import redis
 
 from freshcache import Cache, WriteBehind
-from freshcache.core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
-from freshcache.core.streams import partition_of
+from freshcache._core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from freshcache._core.streams import partition_of
 
 try:
     from tests import servers

@@ -2,18 +2,18 @@
 
 from freshcache._async.cache import AsyncCache
 from freshcache._async.decorator import AsyncCachedFunction
-from freshcache._async.worker import AsyncWriteBehindWorker
-from freshcache._async.writebehind import AsyncWriteBehind
+from freshcache._async.writebehind.producer import AsyncWriteBehind
+from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 from freshcache._async.writethrough import AsyncWriteThrough
+from freshcache._core.clock import Clock, FakeClock, SystemClock
+from freshcache._core.config import L1
+from freshcache._core.sentinels import MISS, TTL, UNSET
+from freshcache._core.streams import Write, WriteBehindStats
 from freshcache._sync.cache import Cache
 from freshcache._sync.decorator import CachedFunction
-from freshcache._sync.worker import WriteBehindWorker
-from freshcache._sync.writebehind import WriteBehind
+from freshcache._sync.writebehind.producer import WriteBehind
+from freshcache._sync.writebehind.worker import WriteBehindWorker
 from freshcache._sync.writethrough import WriteThrough
-from freshcache._types import MISS, TTL, UNSET
-from freshcache.clock import Clock, FakeClock, SystemClock
-from freshcache.config import L1
-from freshcache.core.streams import Write, WriteBehindStats
 from freshcache.errors import (
     BacklogFullError,
     CapacityStoreError,

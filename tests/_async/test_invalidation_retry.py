@@ -15,7 +15,7 @@ import redis
 
 from freshcache import L1, MISS, AsyncCache, StoreError, TransientStoreError
 from freshcache._concurrency import AsyncFlag
-from freshcache.pending import Batch
+from freshcache._inproc.invalidation_queue import Batch
 from tests._async.waiting import WAIT, run_in_background, wait_until
 from tests.rows import commit_new_version, read_version, version_table
 from tests.servers import RedisProcess, own_redis_server

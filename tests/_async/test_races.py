@@ -17,7 +17,7 @@ import redis
 
 from freshcache import L1, MISS, AsyncCache
 from freshcache._concurrency import AsyncFlag
-from freshcache.generations import Generations
+from freshcache._inproc.generations import Generations
 from tests._async.waiting import (
     WAIT,
     run_in_background,

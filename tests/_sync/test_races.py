@@ -18,7 +18,7 @@ import redis
 
 from freshcache import L1, MISS, Cache
 from freshcache._concurrency import Flag
-from freshcache.generations import Generations
+from freshcache._inproc.generations import Generations
 from tests._sync.waiting import (
     WAIT,
     run_in_background,

@@ -29,7 +29,7 @@ from freshcache import (
     Write,
 )
 from freshcache._concurrency import Flag, sleep
-from freshcache.core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from freshcache._core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
 from tests._sync.waiting import WAIT, run_in_background
 from tests.servers import AOF_ALWAYS, free_port, own_redis_server
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshcache.codec import (
+from freshcache._core.codec.envelope import (
     HEADER,
     MAX_EXPANSION,
     REASONS,
@@ -25,7 +25,7 @@ from freshcache.codec import (
     Undecodable,
     ValueTooLargeError,
 )
-from freshcache.core.entry import Entry
+from freshcache._core.entry import Entry
 from freshcache.errors import SerializationError
 
 SECRET = b"test-secret-0123456789abcdef0123"

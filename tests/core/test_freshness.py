@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from freshcache._types import MAX_TTL_SECONDS, MISS, UNSET, ttl_seconds
-from freshcache.core.entry import NO_SOFT_EXPIRY, Entry
-from freshcache.core.freshness import (
+from freshcache._core.entry import NO_SOFT_EXPIRY, Entry
+from freshcache._core.freshness import (
     EARLY_ODDS,
     Freshness,
     early_refresh_from,
@@ -20,6 +19,7 @@ from freshcache.core.freshness import (
     lifetimes,
     refresh_early,
 )
+from freshcache._core.sentinels import MAX_TTL_SECONDS, MISS, UNSET, ttl_seconds
 
 
 def test_sentinels_are_falsy_and_distinct() -> None:

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from freshcache.core.keys import KeyBuilder, encode_part, escape, glob_escape
-from freshcache.core.templates import KeyTemplate
+from freshcache._core.keys import KeyBuilder, encode_part, escape, glob_escape
+from freshcache._core.templates import KeyTemplate
 from freshcache.errors import UnstableKeyError
 
 KB = KeyBuilder("app", "v3")

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Generic, NamedTuple, NewType, Optional, TypeV
 import pydantic
 import pytest
 
-from freshcache._models import RevivalError, make_reviver, revive
-from freshcache.codec import Codec
-from freshcache.core.entry import Entry
+from freshcache._core.codec.envelope import Codec
+from freshcache._core.codec.revival import RevivalError, make_reviver, revive
+from freshcache._core.entry import Entry
 from freshcache.errors import SerializationError
 
 T = TypeVar("T")
@@ -253,9 +253,9 @@ def test_pydantic_is_never_imported() -> None:
         """
         import sys
         from dataclasses import dataclass
-        from freshcache._models import make_reviver, revive
-        from freshcache.codec import Codec
-        from freshcache.core.entry import Entry
+        from freshcache._core.codec.revival import make_reviver, revive
+        from freshcache._core.codec.envelope import Codec
+        from freshcache._core.entry import Entry
 
         @dataclass
         class A:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from freshcache.core.policy import Breaker, BreakerState
+from freshcache._core.policy import Breaker, BreakerState
 
 
 def test_closed_until_the_failure_streak() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from freshcache.core.retry import RETRY_CAP, RETRY_FIRST, retry_delay
+from freshcache._core.retry import RETRY_CAP, RETRY_FIRST, retry_delay
 
 
 def test_the_delay_doubles_from_the_first_up_to_the_cap() -> None:

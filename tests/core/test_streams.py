@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from freshcache.core.persistence import judge
-from freshcache.core.streams import (
+from freshcache._core.persistence import judge
+from freshcache._core.streams import (
     Malformed,
     Outcome,
     Write,

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from freshcache import _tags
-from freshcache.codec import HEADER, Codec
-from freshcache.core.entry import Entry
+from freshcache._core.codec.envelope import HEADER, Codec
+from freshcache._core.entry import Entry
 from freshcache.errors import SerializationError
 
 SECRET = b"test-secret-0123456789abcdef0123"

@@ -11,22 +11,22 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from freshcache._async.decorator import AsyncCachedFunction, wrap
-from freshcache._async.events import AsyncEvents
-from freshcache._async.stores.redis import AsyncRedisStore
-from freshcache._async.tiers import AsyncTiers
+from freshcache._async.engine.events import AsyncEvents
+from freshcache._async.engine.tiers import AsyncTiers
+from freshcache._async.redis.store import AsyncRedisStore
 from freshcache._async.writethrough import AsyncWriteThrough, writes
 from freshcache._concurrency import ainvoke
-from freshcache._models import make_reviver
-from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
-from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
-from freshcache.codec import Codec
-from freshcache.config import L1
-from freshcache.core.freshness import Lifetime
-from freshcache.core.keys import KeyBuilder, escape
-from freshcache.core.layout import bus_channel, versioned
-from freshcache.core.tagging import TagSource, check_tag
+from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
+from freshcache._core.codec.envelope import Codec
+from freshcache._core.codec.revival import make_reviver
+from freshcache._core.config import L1
+from freshcache._core.freshness import Lifetime
+from freshcache._core.keys import KeyBuilder, escape
+from freshcache._core.layout import bus_channel, versioned
+from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
+from freshcache._core.tagging import TagSource, check_tag
+from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
-from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
 log = logging.getLogger(__name__)

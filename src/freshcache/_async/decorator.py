@@ -8,16 +8,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._concurrency import acheck_function
-from freshcache._models import make_reviver
-from freshcache._types import MISS
-from freshcache.core.freshness import Lifetime
-from freshcache.core.layout import versioned
-from freshcache.core.templates import KeyTemplate
+from freshcache._core.codec.revival import make_reviver
+from freshcache._core.freshness import Lifetime
+from freshcache._core.layout import versioned
+from freshcache._core.sentinels import MISS
+from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._async.cache import AsyncCache
-    from freshcache.core.tagging import TagSource
+    from freshcache._core.tagging import TagSource
 
 P = ParamSpec("P")
 R = TypeVar("R")

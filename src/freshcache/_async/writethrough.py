@@ -28,9 +28,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from freshcache._concurrency import AsyncShield, acheck_function
-from freshcache._types import MISS, TTL, UNSET, Unset
-from freshcache.core.tagging import TagSource, check_tag
-from freshcache.core.templates import KeyTemplate
+from freshcache._core.sentinels import MISS, TTL, UNSET, Unset
+from freshcache._core.tagging import TagSource, check_tag
+from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:

@@ -12,22 +12,22 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from freshcache._sync.decorator import CachedFunction, wrap
-from freshcache._sync.events import Events
-from freshcache._sync.stores.redis import RedisStore
-from freshcache._sync.tiers import Tiers
+from freshcache._sync.engine.events import Events
+from freshcache._sync.engine.tiers import Tiers
+from freshcache._sync.redis.store import RedisStore
 from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import invoke
-from freshcache._models import make_reviver
-from freshcache._types import MISS, TTL, UNSET, Unset, ttl_seconds
-from freshcache.clock import SYSTEM_CLOCK, Clock, SystemClock
-from freshcache.codec import Codec
-from freshcache.config import L1
-from freshcache.core.freshness import Lifetime
-from freshcache.core.keys import KeyBuilder, escape
-from freshcache.core.layout import bus_channel, versioned
-from freshcache.core.tagging import TagSource, check_tag
+from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
+from freshcache._core.codec.envelope import Codec
+from freshcache._core.codec.revival import make_reviver
+from freshcache._core.config import L1
+from freshcache._core.freshness import Lifetime
+from freshcache._core.keys import KeyBuilder, escape
+from freshcache._core.layout import bus_channel, versioned
+from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
+from freshcache._core.tagging import TagSource, check_tag
+from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
-from freshcache.memory import MemoryStore
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
 log = logging.getLogger(__name__)

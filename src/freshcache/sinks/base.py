@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from freshcache.core.streams import Write
+from freshcache._core.streams import Write
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from freshcache.core.streams import Write
+from freshcache._core.streams import Write
 from freshcache.errors import PermanentWriteError
 
 

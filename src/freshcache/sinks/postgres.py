@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from freshcache.core.streams import Write
+from freshcache._core.streams import Write
 from freshcache.errors import PermanentWriteError
 from freshcache.sinks.base import check_identifier
 

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from freshcache.core.streams import Write
+from freshcache._core.streams import Write
 from freshcache.errors import PermanentWriteError
 from freshcache.sinks.base import check_identifier
 

@@ -1,0 +1,138 @@
+"""Retry invalidations that could not reach Redis, until they land (DESIGN §4).
+
+An invalidation (key, tag, namespace bump) that fails with a ``StoreError``
+is queued in ``PendingInvalidations`` (coalesced, bounded). One background
+loop per cache (a tracked task, or a daemon thread in the sync twin) retries
+everything queued with jittered exponential backoff (50 ms up to 1 s), and
+ends once the queue is empty. A retry redoes the whole invalidation: Redis
+first, then this process's L1, then the bus message, so every other process
+drops its L1 copy once it lands. On close: one last try, then whatever is
+left is reported (logged at ERROR and counted), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from freshcache._concurrency import AsyncFlag, AsyncWorker
+from freshcache._core.events import Message
+from freshcache._core.layout import versioned
+from freshcache._core.retry import retry_delay
+from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
+from freshcache.errors import StoreError
+from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._async.engine.tiers import AsyncTiers
+
+log = logging.getLogger(__name__)
+
+
+class AsyncInvalidationRetry:
+    def __init__(
+        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics
+    ) -> None:
+        self.pending = PendingInvalidations()
+        self._tiers = tiers
+        self._head = head
+        self._origin = origin
+        self._metrics = metrics
+        self._rng = random.Random()
+        self._stop = AsyncFlag()
+        self._worker: AsyncWorker | None = None
+        self.last_error: str | None = None
+
+    def queue(
+        self,
+        error: StoreError,
+        *,
+        keys: tuple[str, ...] = (),
+        tags: tuple[str, ...] = (),
+        namespaces: tuple[str, ...] = (),
+        unresolved: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Queue an invalidation that failed with ``error``; retry it later."""
+        self.last_error = f"{type(error).__name__}: {error}"
+        self._metrics.count("invalidations_queued")
+        overflows = self.pending.overflows
+        start = self.pending.add(
+            keys=keys, tags=tags, namespaces=namespaces, unresolved=unresolved
+        )
+        if self.pending.overflows != overflows:
+            self._metrics.count("invalidations_overflow")
+            log.error("freshcache: invalidation queue full; a flush is queued instead")
+        if start and not self._stop.is_set():
+            log.warning("freshcache: invalidation queued for retry: %s", error)
+            self._worker = AsyncWorker(self._loop, name="freshcache-retry")
+            self._worker.start()
+
+    async def _loop(self) -> None:
+        attempt = 0
+        while not await self._stop.wait(retry_delay(attempt, self._rng.random())):
+            batch = self.pending.peek()
+            if batch is None:
+                return  # all landed; the next queue() starts a new loop
+            if await self._try(batch):
+                attempt = 0
+            else:
+                attempt += 1
+
+    async def _try(self, batch: Batch) -> bool:
+        try:
+            await self._apply(batch)
+        except StoreError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._metrics.error("invalidation_retry")
+            return False
+        except Exception:  # a bug must not end the loop with work queued
+            self._metrics.error("invalidation_retry")
+            log.exception("freshcache: invalidation retry failed")
+            return False
+        self.pending.done(batch)
+        self._metrics.count("invalidations_retried")
+        return True
+
+    async def _apply(self, batch: Batch) -> None:
+        """Redis first, then this process's L1, then every other process."""
+        tiers = self._tiers
+        l2 = tiers.l2
+        assert l2 is not None  # nothing fails (and is queued) without Redis
+        if batch.flush:
+            await tiers.clear(self._head)
+            return
+        keys = list(batch.keys)
+        for base, namespace in batch.unresolved:
+            version = await tiers.versions.get(namespace)
+            keys.append(versioned(self._head, namespace, version, base))
+        bumped = []
+        for namespace in batch.namespaces:
+            bumped.append((namespace, await tiers.versions.bump(namespace)))
+        if keys:
+            await l2.invalidate(keys)
+        if batch.tags:
+            await l2.invalidate_tags(batch.tags)
+        tiers.forget_local(keys, batch.tags, flush=bool(bumped))
+        message = Message(
+            self._origin, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
+        )
+        await tiers._send(message)
+
+    async def aclose(self, wait: float) -> None:
+        """Stop the loop, try once more, and report what never landed."""
+        self._stop.set()
+        if self._worker is not None:
+            await self._worker.join(wait)
+        batch = self.pending.peek()
+        if batch is not None:
+            await self._try(batch)
+        lost = self.pending.abandon()
+        for _ in range(lost):
+            self._metrics.count("invalidations_abandoned")
+        if lost:
+            log.error(
+                "freshcache: %d invalidations could not reach Redis before close; "
+                "their keys may be served stale until their TTL",
+                lost,
+            )

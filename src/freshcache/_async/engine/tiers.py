@@ -1,0 +1,616 @@
+"""L1 over L2: reads, leased fills, writes and invalidations across tiers and processes.
+
+The protocol (docs/coherence.md has the sequence diagrams):
+
+* A read snapshots the key's L1 generation *before* it reads Redis or runs
+  the loader, and stores into L1 only if no invalidation came since (C1, L1).
+* A miss takes a lease in Redis before the loader runs; the fill is a
+  compare-and-set on it, and every invalidation deletes it. A value loaded
+  before an invalidation is therefore never stored (C1, L2). A lost lease
+  (evicted, Redis restarted) fails closed: the value is returned, not stored.
+* A fill with tags registers the key in each tag's set first, and stores only
+  if no tag invalidation ran since before the loader (the tag epoch).
+* Invalidation deletes in Redis first, then bumps generations and drops the
+  L1 entries, then tells every other process over the bus (C2, C3).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from freshcache._async.engine.events import AsyncEvents
+from freshcache._async.engine.invalidation import AsyncInvalidator
+from freshcache._async.engine.leases import AsyncLeases
+from freshcache._async.engine.versions import AsyncVersions
+from freshcache._async.redis.bus import AsyncRedisBus, LocalBus
+from freshcache._async.redis.store import AsyncRedisStore, Hit
+from freshcache._concurrency import (
+    AsyncBackground,
+    AsyncSingleFlight,
+    ainvoke,
+)
+from freshcache._core.clock import Clock
+from freshcache._core.codec.envelope import Codec
+from freshcache._core.codec.revival import RevivalError
+from freshcache._core.entry import Entry
+from freshcache._core.events import Message
+from freshcache._core.events import encode as encode_message
+from freshcache._core.freshness import Lifetime, refresh_early
+from freshcache._core.layout import bus_channel
+from freshcache._core.sentinels import MISS, Miss
+from freshcache._core.tagging import TagSource, render_tags
+from freshcache._inproc.encoder import EntryEncoder
+from freshcache._inproc.generations import Snapshot
+from freshcache._inproc.l1 import LocalTier
+from freshcache._inproc.store import MemoryStore
+from freshcache.errors import StoreError
+from freshcache.metrics import Metrics
+
+log = logging.getLogger(__name__)
+Reviver = Callable[[Any], Any] | None
+NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
+
+
+class AsyncTiers:
+    """The engine behind the facade: L1 (optional), L2 (optional), bus, events."""
+
+    def __init__(
+        self,
+        *,
+        head: str,
+        prefix: str,
+        origin: str,
+        l1: MemoryStore | None,
+        l1_ttl: float | None,
+        l1_copy: bool,
+        l2: AsyncRedisStore | None,
+        url: str | None,
+        codec: Codec,
+        metrics: Metrics,
+        clock: Clock,
+        now: Callable[[], float],
+        lease_ttl: float,
+        strict: bool,
+        beta: float = 1.0,
+        jitter: float = 0.0,
+    ) -> None:
+        self.l2 = l2
+        self.l1 = (
+            None
+            if l1 is None
+            else LocalTier(
+                l1,
+                codec=codec,
+                metrics=metrics,
+                now=now,
+                copy=l1_copy,
+                over_redis=l2 is not None,
+                ttl_cap=l1_ttl,
+                connected=lambda: self.bus.connected,
+                beta=beta,
+            )
+        )
+        self._metrics = metrics
+        self._clock = clock
+        self._now = now
+        self._lease_ttl = lease_ttl
+        self.leases = (
+            None
+            if l2 is None
+            else AsyncLeases(l2, metrics=metrics, clock=clock, ttl=lease_ttl)
+        )
+        self.entries = EntryEncoder(
+            codec, metrics=metrics, now=now, strict=strict, jitter=jitter
+        )
+        self._origin = origin
+        self.versions = AsyncVersions(
+            l2, connected=lambda: self.bus.connected, listen=self._listen
+        )
+        self.bus: AsyncRedisBus | LocalBus
+        if l2 is None or url is None:
+            self.bus = LocalBus()
+        else:
+            self.bus = AsyncRedisBus(
+                url,
+                channel=bus_channel(prefix),
+                origin=origin,
+                store=l2,
+                metrics=metrics,
+                on_message=self.apply,
+                on_connect=self._connected,
+                on_disconnect=self._disconnected,
+            )
+        self.events = AsyncEvents(
+            origin=origin,
+            metrics=metrics,
+            send=self._send,
+            on_first_handler=self._listen,
+        )
+        self._listening = False
+        self.flights = AsyncSingleFlight()
+        self._background = AsyncBackground()
+        self.refreshing: set[str] = set()  # refreshes under way here (decorator reads)
+        self._rng = random.Random()
+        self._beta = beta
+        # Invalidations Redis did not take: retried; meanwhile not served here.
+        self.invalidator = AsyncInvalidator(
+            self, head=head, origin=origin, metrics=metrics
+        )
+        self.pending = self.invalidator.pending
+
+    # -- the bus ------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Start the bus listener once (lazily: async needs a running loop)."""
+        if not self._listening:
+            self._listening = True
+            self.bus.start()
+
+    def _connected(self) -> None:
+        """(Re)subscribed. Messages sent while we were away are lost: drop what
+        L1 holds and cancel every L1 fill that began before (its snapshot)."""
+        self._metrics.count("bus_connect")
+        self.versions.forget()
+        self.flush_local()
+
+    def _disconnected(self) -> None:
+        """Missed messages cannot be known: forget everything local."""
+        self._metrics.count("l1_flush:disconnect")
+        self.versions.forget()
+        self.flush_local()
+
+    async def _send(self, message: Message) -> None:
+        if self.l2 is not None:
+            await self.bus.publish(message)
+            self._metrics.count("invalidations_sent")
+
+    async def apply(self, message: Message) -> None:
+        """A message from another process."""
+        if self.leases is not None:
+            self.leases.wake(message.fills)
+        if message.fills and not (message.keys or message.tags or message.flush):
+            return  # a fill notice, not an invalidation
+        self._metrics.count("invalidations_received")
+        if message.flush:
+            self.flush_local()
+        if message.keys:
+            self._drop_local(message.keys)
+        if message.tags:
+            self._drop_tagged(message.tags)
+        for namespace, version in message.namespaces:
+            self.versions.learn(namespace, version)
+        if message.event is not None:
+            await self.events.dispatch(*message.event)
+
+    # -- L1 -------------------------------------------------------------------
+
+    # Each drop also detaches loads in flight: a caller arriving after an
+    # invalidation never joins a load that began before it.
+
+    def flush_local(self) -> None:
+        self.flights.forget()
+        if self.l1 is not None:
+            self.l1.flush()
+
+    def _drop_local(self, fulls: Sequence[str]) -> None:
+        self.flights.forget(fulls)
+        if self.l1 is not None:
+            self.l1.drop(fulls)
+
+    def _drop_tagged(self, tags: Sequence[str]) -> None:
+        self.flights.forget()
+        if self.l1 is not None:
+            self.l1.drop_tagged(tags)
+
+    def forget_local(
+        self, fulls: Sequence[str], tags: Sequence[str], *, flush: bool
+    ) -> None:
+        if flush:
+            self.flush_local()
+            return
+        self._drop_local(fulls)
+        if tags:
+            self._drop_tagged(tags)
+
+    def _snapshot(self, full: str) -> Snapshot:
+        return NO_SNAPSHOT if self.l1 is None else self.l1.snapshot(full)
+
+    def _local_fill(
+        self, full: str, entry: Entry, data: bytes | None, size: int,
+        hard: float | None, snapshot: Snapshot,
+    ) -> None:  # fmt: skip
+        # No L1 fills at all while an invalidation is pending (it may cover them).
+        if self.l1 is not None and not self.pending.nonempty:
+            self.l1.fill(full, entry, data, size, hard, snapshot)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def lookup(
+        self, full: str, namespace: str, reviver: Reviver, *,
+        local_checked: bool, stale_ok: bool = False,
+    ) -> tuple[Entry | Miss, Snapshot]:  # fmt: skip
+        """A fresh entry (or, with ``stale_ok``, one still inside its stale
+        window) from the first tier that has one, and the snapshot taken
+        before the tiers were read (for a later fill)."""
+        snapshot = self._snapshot(full)
+        if self.l1 is not None:
+            entry = MISS if local_checked else self.l1.get(full, stale_ok=stale_ok)
+            if entry is not MISS:
+                self._metrics.hit("memory", namespace)
+                return entry, snapshot
+            self._metrics.miss("memory", namespace)
+        if self.l2 is not None:
+            self._listen()
+            watched = self.pending.watch()
+            try:
+                hit: Hit | Miss = await self.l2.get(full)
+            except StoreError:
+                hit = MISS
+            if hit is not MISS:
+                entry = await self.usable(
+                    full, hit[0], reviver, stale_ok=stale_ok, watched=watched
+                )
+                if entry is not MISS:
+                    self._metrics.hit("redis", namespace)
+                    self._local_fill(full, entry, None, hit[1], None, snapshot)
+                    return entry, snapshot
+            self._metrics.miss("redis", namespace)
+        self._metrics.miss("all", namespace)
+        return MISS, snapshot
+
+    async def lookup_many(
+        self, wanted: Sequence[tuple[str, str]], reviver: Reviver
+    ) -> list[Entry | Miss]:
+        """``lookup`` for many ``(full, namespace)`` pairs: one MGET for L2."""
+        found: list[Entry | Miss] = [MISS] * len(wanted)
+        snapshots = [self._snapshot(full) for full, _ in wanted]
+        remaining = list(range(len(wanted)))
+        if self.l1 is not None:
+            for i in list(remaining):
+                full, namespace = wanted[i]
+                entry = self.l1.get(full)
+                if entry is MISS:
+                    self._metrics.miss("memory", namespace)
+                else:
+                    self._metrics.hit("memory", namespace)
+                    found[i] = entry
+                    remaining.remove(i)
+        if remaining and self.l2 is not None:
+            self._listen()
+            try:
+                hits = await self.l2.get_many([wanted[i][0] for i in remaining])
+            except StoreError:
+                hits = [MISS] * len(remaining)
+            for i, hit in zip(list(remaining), hits, strict=True):
+                full, namespace = wanted[i]
+                entry = (
+                    MISS if hit is MISS else await self.usable(full, hit[0], reviver)
+                )
+                if entry is MISS:
+                    self._metrics.miss("redis", namespace)
+                    continue
+                self._metrics.hit("redis", namespace)
+                found[i] = entry
+                remaining.remove(i)
+                assert hit is not MISS
+                self._local_fill(full, entry, None, hit[1], None, snapshots[i])
+        for i in remaining:
+            self._metrics.miss("all", wanted[i][1])
+        return found
+
+    async def usable(
+        self, full: str, entry: Entry, reviver: Reviver, *, stale_ok: bool = False,
+        watched: int | None = None,
+    ) -> Entry | Miss:  # fmt: skip
+        """A fresh Redis entry (Redis keeps one past ``fresh_until`` only
+        inside its stale window) revived to the caller's type, else ``MISS``.
+
+        Data that no longer fits the type (a dataclass that gained a field) is
+        a miss, counted as ``decode:revive``, and removed.
+        """
+        now = self._now()
+        if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
+            return MISS
+        pending = self.pending
+        if (pending.nonempty and pending.covers(full, entry.tags)) or (
+            pending.landed_since(watched)  # read before a retry landed
+        ):
+            self._metrics.count("pending_bypass")  # Redis may still hold it
+            return MISS
+        if reviver is None:
+            return entry
+        try:
+            return entry._replace(value=reviver(entry.value))
+        except RevivalError:
+            self._metrics.error("decode:revive")
+            if self.l2 is not None:
+                await self.l2.discard(full)
+            return MISS
+
+    # -- loads ----------------------------------------------------------------
+
+    async def _load(
+        self,
+        full: str,
+        namespace: str,
+        loader: Callable[[], Any],
+        lifetime: Lifetime,
+        tags: Sequence[str | TagSource],
+        snapshot: Snapshot,
+        reviver: Reviver,
+    ) -> Any:
+        """Run the loader under a lease and fill every tier it may fill; when
+        another process holds the lease, wait for its fill instead."""
+        if self.l1 is not None:  # a flight that just ended may have filled it
+            entry = self.l1.get(full)
+            if entry is not MISS:
+                return entry.value
+        token, epoch, busy = await self._lease(full, bool(tags), second_look=True)
+        if isinstance(token, tuple):  # filled between our miss and the lease
+            found = await self.usable(full, token[0], reviver)
+            if found is not MISS:
+                self._local_fill(full, found, None, token[1], None, snapshot)
+                return found.value
+            token = None
+        if busy:
+            self._metrics.count("lease_busy")
+            assert self.leases is not None
+            stored, token, epoch = await self.leases.wait_for_fill(full, bool(tags))
+            if stored is not None:
+                filled = await self.usable(full, stored, reviver)
+                if filled is not MISS:  # else: filled, but unusable: load
+                    self._metrics.count("lease_wait_served")
+                    self._local_fill(full, filled, None, 0, None, snapshot)
+                    return filled.value
+        return await self._run_and_fill(
+            full, namespace, loader, lifetime, tags, snapshot, token, epoch
+        )
+
+    async def _run_and_fill(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        snapshot: Snapshot, token: str | None, epoch: int,
+    ) -> Any:  # fmt: skip
+        """Run the loader, then fill every tier the lease (if any) allows."""
+        started = self._clock.monotonic()
+        try:
+            value = await ainvoke(loader)
+            rendered = render_tags(tags, value)
+        except BaseException:
+            self._metrics.load(
+                namespace, self._clock.monotonic() - started, failed=True
+            )
+            await self._release(full, token)
+            raise
+        delta = self._clock.monotonic() - started
+        self._metrics.load(namespace, delta, failed=False)
+        if value is None and lifetime.negative is not None:
+            lifetime = Lifetime(lifetime.negative)  # "not found", briefly
+        encoded = self.entries.encode(full, value, lifetime, delta, rendered)
+        if encoded is None:
+            await self._release(full, token)
+            return value
+        entry, data, hard = encoded
+        if self.leases is not None:
+            if not await self.leases.fill(full, token, epoch, data, hard, rendered):
+                return value
+            try:  # wake the callers other processes have waiting for it
+                await self.bus.publish(Message(self._origin, fills=(full,)))
+            except StoreError:
+                self._metrics.error("bus_publish")
+        self._local_fill(full, entry, data, len(data), hard, snapshot)
+        return value
+
+    # -- stale-while-revalidate and early refresh ----------------------------
+
+    async def serve(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        reviver: Reviver, *, local_checked: bool,
+    ) -> Any:  # fmt: skip
+        """Cache-aside with a loader at hand: a fresh value, or a stale one
+        (inside its stale window) at once while one refresh runs in the
+        background; XFetch may refresh a fresh one early. Else load.
+
+        Past L1, concurrent callers of one key in this process share one
+        Redis read, and on a miss one load (or one wait for another
+        process's fill and one read of it): in a stampede, a process reads
+        Redis once, not once per caller."""
+        if self.l1 is not None and not local_checked:
+            entry = self.l1.get(full, stale_ok=True)
+            if entry is not MISS:
+                self._metrics.hit("memory", namespace)
+                return self._served(full, namespace, loader, lifetime, tags, entry)
+            local_checked = True  # the lookup counts the L1 miss
+        led: list[bool] = []
+
+        async def read_or_load() -> tuple[Entry | None, Any, str]:
+            led.append(True)
+            return await self._read_or_load(
+                full, namespace, loader, lifetime, tags, reviver, local_checked
+            )
+
+        read, value, tier = await self.flights.run(full, read_or_load)
+        if not led:  # joined another caller's read (or load): count it as ours
+            if tier:
+                self._metrics.hit(tier, namespace)
+            else:
+                self._metrics.miss("all", namespace)
+        if read is None:
+            return value
+        return self._served(full, namespace, loader, lifetime, tags, read)
+
+    async def _read_or_load(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], reviver: Reviver,
+        local_checked: bool,
+    ) -> tuple[Entry | None, Any, str]:  # fmt: skip
+        """``(entry, value, tier)`` of a read; ``(None, value, "")`` of a load."""
+        entry, snapshot = await self.lookup(
+            full, namespace, reviver, local_checked=local_checked, stale_ok=True
+        )
+        if entry is MISS:
+            value = await self._load(
+                full, namespace, loader, lifetime, tags, snapshot, reviver
+            )
+            return None, value, ""
+        return entry, entry.value, "redis"
+
+    def _served(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], entry: Entry,
+    ) -> Any:  # fmt: skip
+        """The value of a cached entry; a refresh in the background if it is
+        stale, or (XFetch) if it is due for an early one."""
+        now = self._now()
+        if now >= entry.fresh_until:
+            self._metrics.count("swr_served_stale")
+            self._refresh_later(full, namespace, loader, lifetime, tags, entry)
+        elif refresh_early(entry, now, self._rng, self._beta):
+            self._metrics.count("early_refresh")
+            self._refresh_later(full, namespace, loader, lifetime, tags, entry)
+        return entry.value
+
+    def _refresh_later(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], seen: Entry,
+    ) -> None:  # fmt: skip
+        if full in self.refreshing:
+            return  # one refresh per key in this process; the lease: cluster-wide
+        self.refreshing.add(full)
+        self._background.submit(
+            lambda: self._refresh(
+                full, namespace, loader, lifetime, tags, seen.fresh_until
+            )
+        )
+
+    async def _refresh(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource], seen: float,
+    ) -> None:  # fmt: skip
+        """Refresh the entry the caller saw (fresh until ``seen``), unless a
+        refresh elsewhere (or an earlier one here) has replaced it since: the
+        caller may have read the old entry just before that refresh filled
+        and released the lease, and the lease alone would then let it load
+        a second time."""
+        try:
+            snapshot = self._snapshot(full)
+            token, epoch, busy = await self._lease(full, bool(tags))
+            if busy:
+                self._metrics.count("refresh_skipped:lease_busy")
+                return  # another process is refreshing it
+            if await self._refreshed_since(full, seen):
+                self._metrics.count("refresh_skipped:refreshed")
+                await self._release(full, token)
+                if self.l2 is not None and self.l1 is not None:
+                    self.l1.drop([full])  # stale here: the next read takes Redis's
+                return
+            await self._run_and_fill(
+                full, namespace, loader, lifetime, tags, snapshot, token, epoch
+            )
+        except Exception:  # the stale value is served until its hard expiry
+            self._metrics.error("refresh")
+            log.warning("freshcache: background refresh failed", exc_info=True)
+        finally:
+            self.refreshing.discard(full)
+
+    async def _refreshed_since(self, full: str, seen: float) -> bool:
+        """The stored entry is newer than the one fresh until ``seen``. Over
+        Redis this read comes after taking the lease: a fill stores and
+        releases in one step, so a refresh that finished before we took the
+        lease is visible here."""
+        if self.l2 is not None:
+            try:
+                hit: Hit | Miss = await self.l2.get(full)
+            except StoreError:
+                return False
+            return hit is not MISS and hit[0].fresh_until > seen
+        if self.l1 is not None:
+            entry = self.l1.get(full, stale_ok=True)
+            return entry is not MISS and entry.fresh_until > seen
+        return False
+
+    async def _lease(
+        self, full: str, tagged: bool, *, second_look: bool = False
+    ) -> tuple[Any, int, bool]:
+        if self.leases is None:
+            return None, 0, False
+        return await self.leases.take(full, tagged, second_look=second_look)
+
+    async def _release(self, full: str, token: str | None) -> None:
+        if self.leases is not None:
+            await self.leases.release(full, token)
+
+    # -- writes ---------------------------------------------------------------
+
+    async def put(
+        self, items: Sequence[tuple[str, Any, Sequence[str]]],
+        lifetime: Lifetime,
+    ) -> bool:  # fmt: skip
+        """Write values straight to every tier; False if any was not cached (or
+        Redis or the bus could not be reached)."""
+        encoded = []
+        for full, value, tags in items:
+            one = self.entries.encode(full, value, lifetime, 0.0, tags)
+            if one is not None:
+                encoded.append((full, *one))
+        fulls = [full for full, *_ in encoded]
+        # Drop the old L1 entries first (cancelling local fills in flight), then
+        # snapshot: a newer write that lands in Redis after ours invalidates us
+        # over the bus, and our L1 fill below then gives way to it.
+        self._drop_local(fulls)
+        snapshots = [self._snapshot(full) for full in fulls]
+        if self.l2 is not None and self.leases is not None and encoded:
+            self._listen()
+            try:
+                for full, entry, _, hard in encoded:
+                    if entry.tags:
+                        await self.l2.register(
+                            entry.tags, full, self.leases.tag_ttl(hard)
+                        )
+                await self.l2.put_many(
+                    [(f, data, hard) for f, _, data, hard in encoded]
+                )
+            except StoreError:
+                self._drop_local(fulls)  # L1 must not keep what Redis may not have
+                return False
+        for (full, entry, data, hard), snapshot in zip(encoded, snapshots, strict=True):
+            self._local_fill(full, entry, data, len(data), hard, snapshot)
+        sent = True
+        if fulls and self.l2 is not None:
+            try:
+                await self._send(Message(self._origin, keys=tuple(fulls)))
+            except StoreError:
+                self._metrics.error("bus_publish")
+                sent = False
+        return sent and len(encoded) == len(items)
+
+    def notice(self, fulls: Sequence[str]) -> bytes:
+        """The bus message that drops ``fulls`` from every other process's L1,
+        for a script to PUBLISH in the same step as its write (write-behind)."""
+        self._metrics.count("invalidations_sent")
+        return encode_message(Message(self._origin, keys=tuple(fulls)))
+
+    def written(self, fulls: Sequence[str]) -> None:
+        """After such a script ran (or may have): drop ``fulls`` from L1 here;
+        a read in flight here fails its snapshot."""
+        self._drop_local(fulls)
+        self._listen()
+
+    async def clear(self, head: str) -> None:
+        """Delete every data key under ``head`` in Redis (and its lease), then
+        every L1 here and, over the bus, everywhere."""
+        if self.l2 is not None:
+            await self.l2.clear(head)
+        self.flush_local()
+        await self._send(Message(self._origin, flush=True))
+
+    async def aclose(self) -> None:
+        await self._background.drain(self._lease_ttl)
+        await self.invalidator.aclose(self._lease_ttl)
+        await self.bus.aclose()
+        if self.l2 is not None:
+            await self.l2.aclose()

@@ -1,0 +1,78 @@
+"""Namespace versions: ``bump`` orphans every key of a namespace in O(1).
+
+Each process caches the versions it has used while its bus is connected
+(bumps arrive as messages), reads them from Redis while it is not, and
+forgets them on every disconnect and resubscribe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from freshcache._async.redis.store import AsyncRedisStore
+from freshcache._concurrency import AsyncSingleFlight
+from freshcache.errors import StoreError
+
+
+class AsyncVersions:
+    def __init__(
+        self,
+        l2: AsyncRedisStore | None,
+        *,
+        connected: Callable[[], bool],
+        listen: Callable[[], None],
+    ) -> None:
+        self._l2 = l2
+        self._connected = connected
+        self._listen = listen
+        self.known: dict[str, int] = {}  # read without a lock by the hot path
+        self._era = 0  # bumped by forget(): a read from before it is not kept
+        # Concurrent reads of one namespace's version share one GET: after a
+        # start or a resubscribe, a burst of callers would otherwise send one
+        # each, overflow the pool, and bypass the cache to the loader.
+        self._reads = AsyncSingleFlight()
+
+    async def get(self, namespace: str) -> int:
+        """The current version.
+
+        Raises ``StoreError`` when it is not known and Redis cannot tell: a
+        guess could read a namespace's orphaned, older entries.
+        """
+        cached = self.known.get(namespace)
+        l2 = self._l2
+        if l2 is None:
+            return self.known.setdefault(namespace, 0)
+        self._listen()
+        if cached is not None and self._connected():
+            return cached
+        era = self._era
+        try:
+            fetched = await self._reads.run(namespace, lambda: l2.version(namespace))
+        except StoreError:
+            if cached is None:
+                raise
+            return cached
+        if self._connected() and era == self._era:  # no resubscribe meanwhile
+            self.learn(namespace, fetched)
+        return max(fetched, self.known.get(namespace, 0))
+
+    async def bump(self, namespace: str) -> int:
+        if self._l2 is not None:
+            version = await self._l2.bump(namespace)
+        else:
+            version = self.known.get(namespace, 0) + 1
+        self.learn(namespace, version)
+        return version
+
+    def learn(self, namespace: str, version: int) -> None:
+        """Keys carry their namespace version, so old entries simply become
+        unreachable: nothing to drop, no fill to cancel."""
+        known = self.known.get(namespace)
+        if known is None or version > known:
+            self.known[namespace] = version
+
+    def forget(self) -> None:
+        """The bus (re)connected or dropped: bumps may have been missed."""
+        self._era += 1
+        self.known.clear()
+        self._reads.forget()  # a caller from now on reads anew

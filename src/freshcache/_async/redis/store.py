@@ -1,0 +1,352 @@
+"""The Redis tier: one round trip per hit, own deadlines, errors sorted by class.
+
+Every call is bounded by ``timeout`` (connect, read and the wait for a free
+connection alike; never redis-py's 5 s defaults, never its retries), goes
+through a circuit breaker, and raises only ``freshcache.errors.StoreError``
+subclasses. The connection pool is redis-py's plain one, sized to
+``max_connections``, behind our own slot counter: callers wait for a slot
+at most ``timeout`` (redis-py's own pool would raise past its size, and its
+blocking pool costs tens of microseconds per call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoPermissionError,
+    OutOfMemoryError,
+    RedisError,
+    ResponseError,
+)
+
+from freshcache._concurrency import AsyncSlots
+from freshcache._core import lua
+from freshcache._core.clock import Clock
+from freshcache._core.codec.envelope import Codec, Undecodable
+from freshcache._core.entry import Entry
+from freshcache._core.layout import (
+    epoch_key,
+    lease_key,
+    namespace_version_key,
+    pending_key,
+    tag_key,
+)
+from freshcache._core.policy import Breaker
+from freshcache._core.sentinels import MISS, Miss
+from freshcache.errors import (
+    CapacityStoreError,
+    ConfigStoreError,
+    StoreError,
+    TransientStoreError,
+)
+from freshcache.metrics import Metrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_LOUD_EVERY = 60.0  # seconds between repeated loud logs of one error class
+
+
+def classify(exc: BaseException) -> StoreError:
+    """Map a redis-py (or socket) exception to freshcache's error classes."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError):
+        return ConfigStoreError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OutOfMemoryError):
+        return CapacityStoreError(str(exc))
+    if isinstance(exc, ResponseError):
+        message = str(exc)
+        if message.startswith("OOM"):
+            return CapacityStoreError(message)
+        if message.startswith(("LOADING", "BUSY", "TRYAGAIN", "READONLY")):
+            return TransientStoreError(message)
+        return ConfigStoreError(message)  # WRONGTYPE, NOSCRIPT, unknown command...
+    return TransientStoreError(f"{type(exc).__name__}: {exc}")
+
+
+def px(ttl: float) -> int:
+    """A TTL in whole milliseconds, sub-millisecond TTLs rounded up to 1 ms."""
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _px_arg(ttl: float | None) -> int:
+    """A script's TTL argument: milliseconds, 0 for no expiry."""
+    return 0 if ttl is None else px(ttl)
+
+
+Hit: TypeAlias = tuple[Entry, int]
+"""A decoded entry and the size of its envelope in bytes."""
+
+
+class AsyncRedisStore:
+    """Envelope bytes in Redis, keyed by the full cache key."""
+
+    tier = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        head: str,
+        codec: Codec,
+        metrics: Metrics,
+        clock: Clock,
+        timeout: float = 0.05,
+        max_connections: int = 16,
+        breaker: Breaker | None = None,
+    ) -> None:
+        if timeout <= 0 or max_connections < 1:
+            raise ValueError("timeout must be > 0 and max_connections >= 1")
+        pool = ConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=5,
+        )
+        self._client = Redis.from_pool(pool)  # the client owns and closes the pool
+        self._head = head
+        self._acquire = self._client.register_script(lua.ACQUIRE)
+        self._fill = self._client.register_script(lua.FILL)
+        self._put = self._client.register_script(lua.PUT)
+        self._release = self._client.register_script(lua.RELEASE)
+        self._register = self._client.register_script(lua.REGISTER)
+        self._slots = AsyncSlots(max_connections)
+        self._timeout = timeout
+        self._codec = codec
+        self._metrics = metrics
+        self._clock = clock
+        self._breaker = breaker or Breaker()
+        self._loud_at: dict[str, float] = {}
+        self.last_config_error: str | None = None
+
+    async def _run(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
+        breaker = self._breaker
+        if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
+            self._metrics.error("circuit_open")
+            raise TransientStoreError("circuit open: Redis failed recently")
+        started = time.perf_counter()
+        if not await self._slots.acquire(self._timeout):
+            self._metrics.error("pool_wait")
+            raise TransientStoreError("no Redis connection free within the deadline")
+        try:
+            result = await call(*args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            error = classify(exc)
+            self._failed(error)
+            raise error from exc
+        finally:
+            self._slots.release()
+        if not breaker.healthy:
+            breaker.success()
+        self._metrics.latency(operation, time.perf_counter() - started)
+        return result
+
+    def _failed(self, error: StoreError) -> None:
+        self._metrics.error(error.kind)
+        now = self._clock.monotonic()
+        if self._breaker.failure(now):
+            log.warning("freshcache: Redis circuit opened after %s", error)
+        if isinstance(error, ConfigStoreError | CapacityStoreError):
+            self.last_config_error = str(error)
+            if now - self._loud_at.get(error.kind, -math.inf) >= _LOUD_EVERY:
+                self._loud_at[error.kind] = now
+                log.error("freshcache: Redis %s error: %s", error.kind, error)
+
+    def _decode(self, key: str, data: bytes | None) -> Hit | Miss:
+        if data is None:
+            return MISS
+        decoded = self._codec.decode(key, data)
+        if isinstance(decoded, Undecodable):
+            self._metrics.error(f"decode:{decoded.reason}")
+            return MISS
+        return decoded, len(data)
+
+    # -- reads --------------------------------------------------------------
+
+    async def get(self, key: str) -> Hit | Miss:
+        """The entry and its size in bytes; one GET."""
+        data = await self._run("get", self._client.get, key)
+        hit = self._decode(key, data)
+        if hit is MISS and data is not None:
+            await self.discard(key)
+        return hit
+
+    async def get_many(self, keys: Sequence[str]) -> list[Hit | Miss]:
+        if not keys:
+            return []
+        values = await self._run("mget", self._client.mget, list(keys))
+        hits = [self._decode(k, v) for k, v in zip(keys, values, strict=True)]
+        for key, value, hit in zip(keys, values, hits, strict=True):
+            if hit is MISS and value is not None:
+                await self.discard(key)
+        return hits
+
+    # -- writes -------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes, ttl: float | None) -> None:
+        """Store ``data``, revoking any fill lease on ``key`` (one Lua call)."""
+        await self._run("set", self._put, [key, lease_key(key)], [data, _px_arg(ttl)])
+
+    async def put_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key, data, ttl in items:
+            await self._put(
+                keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
+            )
+        await self._run("set_many", pipe.execute)
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        """Take the fill lease on ``key``: a token, or None if someone holds it."""
+        token = secrets.token_hex(16)
+        taken = await self._run(
+            "lease", self._client.set, lease_key(key), token, None, px(ttl), True
+        )
+        return token if taken else None
+
+    async def acquire_or_get(self, key: str, ttl: float) -> str | Hit | None:
+        """A miss's second look: the entry if someone filled ``key`` since,
+        else the lease's token if it was free, else None (it is held)."""
+        token = secrets.token_hex(16)
+        answer = await self._run(
+            "lease", self._acquire, [key, lease_key(key)], [token, px(ttl)]
+        )
+        if answer == 1:
+            return token
+        if answer == 0:
+            return None
+        hit = self._decode(key, answer)
+        if hit is MISS:
+            await self.discard(key)
+            return None
+        return hit
+
+    async def fill(self, key: str, token: str, data: bytes, ttl: float | None) -> int:
+        """Store ``data`` only if our lease survived (nothing invalidated it)
+        and no write-behind write of the key is still on its way to the
+        database: 1 stored, 0 lease lost, 2 write pending."""
+        keys = [key, lease_key(key), pending_key(key)]
+        return int(
+            await self._run("fill", self._fill, keys, [token, data, _px_arg(ttl)])
+        )
+
+    async def release(self, key: str, token: str) -> None:
+        """Give the lease back without filling (best effort)."""
+        with contextlib.suppress(StoreError):
+            await self._run("release", self._release, [lease_key(key)], [token])
+
+    async def invalidate(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` and revoke their leases (each pair shares a slot)."""
+        if not keys:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key, lease_key(key))
+        counts = await self._run("invalidate", pipe.execute)
+        return sum(counts)
+
+    # -- tags -----------------------------------------------------------------
+
+    async def epoch(self) -> int:
+        """The tag-invalidation epoch: read before a loader whose fill has tags."""
+        value = await self._run("epoch", self._client.get, epoch_key(self._head))
+        return int(value or 0)
+
+    async def register(
+        self, tags: Sequence[str], member: str, ttl: float | None
+    ) -> None:
+        """Add ``member`` to each tag's set, before its value is stored."""
+        pipe = self._client.pipeline(transaction=False)
+        for tag in tags:
+            await self._register(
+                keys=[tag_key(self._head, tag)],
+                args=[member, _px_arg(ttl)],
+                client=pipe,
+            )
+        await self._run("register", pipe.execute)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
+        """Bump the epoch, then per tag: read its members, invalidate them,
+        and only then remove exactly those members from the set. A failure
+        part-way leaves the set intact, so a retry finds every member; a key
+        registered meanwhile stays registered. Returns the members."""
+        await self._run("epoch", self._client.incr, epoch_key(self._head))
+        done: set[str] = set()
+        for tag in tags:  # each tag set is in its own slot
+            key = tag_key(self._head, tag)
+            raw = await self._run("tag", self._client.smembers, key)
+            members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
+            if not members:
+                continue
+            await self.invalidate([m for m in members if m not in done])
+            done.update(members)
+            await self._run("tag", self._client.srem, key, *members)
+        return sorted(done)
+
+    # -- namespace versions -------------------------------------------------
+
+    async def bump(self, namespace: str) -> int:
+        key = namespace_version_key(self._head, namespace)
+        version: int = await self._run("bump", self._client.incr, key)
+        return version
+
+    async def version(self, namespace: str) -> int:
+        key = namespace_version_key(self._head, namespace)
+        return int(await self._run("version", self._client.get, key) or 0)
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self._run("publish", self._client.publish, channel, data)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        removed: int = await self._run("delete", self._client.unlink, *keys)
+        return removed
+
+    async def discard(self, key: str) -> None:
+        """Best-effort removal of bytes that failed to decode."""
+        with contextlib.suppress(StoreError):
+            await self._run("delete", self._client.unlink, key)
+
+    async def clear(self, head: str) -> int:
+        """Delete every data key under ``head`` (a glob-safe ``prefix:version:``)
+        and every fill lease of one (SCAN, never FLUSHDB). The bookkeeping
+        under ``head!`` stays: namespace versions and the tag epoch must never
+        go back (a process that knows version N would ignore a bump to 1)."""
+        keep = (head + "!").encode()
+        removed = 0
+        for pattern in (head + "*", "{" + head + "*}:lease"):
+            cursor: int = 0
+            while True:
+                cursor, batch = await self._run(
+                    "scan", self._client.scan, cursor, pattern, 1000
+                )
+                batch = [k for k in batch if not k.startswith(keep)]
+                if batch:
+                    removed += await self.delete(batch)
+                if cursor == 0:
+                    break
+        return removed
+
+    async def ping(self) -> bool:
+        try:
+            await self._run("ping", self._client.ping)
+        except StoreError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

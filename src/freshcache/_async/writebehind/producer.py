@@ -1,0 +1,273 @@
+"""Write-behind: ``put`` updates the cache and queues the write, durably, at once;
+a worker (``freshcache worker``) applies the queue to the database.
+
+``put`` runs one Lua script: it appends the write to its partition's Redis
+stream (partitioned by key hash, so writes to one key stay in order) and
+stores the envelope ``set`` would store, revoking any fill lease, and
+publishes the key on the bus so every process drops it from its L1. The
+stream entry id is the write's version. ``put`` returns once Redis has
+answered, which with ``appendfsync always`` is after the fsync, and with
+``replicas=N`` after ``WAIT N``. It raises rather than report a write it
+could not make durable: Redis down, the backlog full, out of memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from freshcache._async.redis.store import px
+from freshcache._async.redis.streams import AsyncStreamStore, Enqueued
+from freshcache._concurrency import asleep
+from freshcache._core.persistence import Verdict, judge
+from freshcache._core.sentinels import TTL, UNSET, Unset
+from freshcache._core.streams import (
+    WriteBehindStats,
+    encode_value,
+    partition_of,
+    version_of,
+)
+from freshcache.errors import UnsafeRedisError
+from freshcache.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from freshcache._async.cache import AsyncCache
+    from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
+
+log = logging.getLogger(__name__)
+_FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
+
+
+class AsyncWriteBehind:
+    """Write-behind over an ``AsyncCache`` on Redis.
+
+    ``name`` names the queue (its streams live under ``prefix:!wb:name:``,
+    outside the cache's keys: ``clear()`` and a new ``version`` never touch
+    them). ``partitions`` is fixed for a queue. ``max_backlog`` bounds the
+    entries not yet applied (split evenly over partitions): past it ``put``
+    raises ``BacklogFullError``. ``ttl``/``stale_ttl`` are the cache
+    entry's, as in ``set``.
+
+    On first use it reads the server's settings: a ``maxmemory-policy``
+    that can evict the queue raises ``UnsafeRedisError`` (unless
+    ``allow_eviction=True``); AOF not at ``appendfsync always`` is logged
+    as a warning (``durable`` is then False).
+    """
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        *,
+        name: str = "default",
+        partitions: int = 4,
+        max_backlog: int = 100_000,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+        allow_eviction: bool = False,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+        timeout: float = 1.0,
+    ) -> None:
+        url = cache._url
+        if url is None:
+            raise ValueError("write-behind needs a Redis cache (a redis:// URL)")
+        if not name.replace("-", "_").replace(".", "_").isidentifier():
+            raise ValueError(f"name must be letters, digits, '_', '-', '.': {name!r}")
+        if partitions < 1 or max_backlog < partitions or replicas < 0:
+            raise ValueError(
+                "need partitions >= 1, max_backlog >= partitions and replicas >= 0"
+            )
+        self._cache = cache
+        self._metrics = cache._metrics
+        self.url = url
+        self.prefix = cache._keys.prefix
+        self.name = name
+        self.partitions = partitions
+        self._limit = -(-max_backlog // partitions)
+        self._ttl = ttl
+        self._stale_ttl = stale_ttl
+        self._allow_eviction = allow_eviction
+        self._replicas = replicas
+        self._replica_wait_ms = px(replica_timeout)
+        self._store = AsyncStreamStore(
+            url,
+            prefix=self.prefix,
+            name=name,
+            partitions=partitions,
+            timeout=timeout + (replica_timeout if replicas else 0.0),
+        )
+        self.verdict: Verdict | None = None
+
+    @property
+    def durable(self) -> bool:
+        """True once checked: the server fsyncs every write (AOF ``always``)."""
+        return self.verdict is not None and self.verdict.durable
+
+    async def start(self) -> Verdict:
+        """Check the server's settings and create the streams' group (``put``
+        does it on first use). Raises ``UnsafeRedisError`` on a server that
+        may evict the queue."""
+        verdict = judge(
+            await self._store.settings(),
+            allow_eviction=self._allow_eviction,
+            replicas=self._replicas,
+        )
+        if verdict.refusals:
+            raise UnsafeRedisError(
+                "freshcache will not start write-behind: "
+                + "; ".join(verdict.refusals)
+                + " (WriteBehind(allow_eviction=True) overrides this)"
+            )
+        for warning in verdict.warnings:
+            log.warning("freshcache write-behind %r: %s", self.name, warning)
+        await self._store.prepare()
+        self.verdict = verdict
+        return verdict
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+    ) -> int:
+        """Cache ``value`` under ``key`` and queue it for the database; returns
+        the write's version once the write is durable. Raises ``StoreError``
+        (``BacklogFullError`` when the queue is full) if it could not be
+        made: then neither the cache nor the queue changed, except when the
+        reply was lost (a timeout) or ``WAIT`` for replicas fell short: the
+        write may then be queued."""
+        versions = await self.put_many({key: value}, ttl=ttl, stale_ttl=stale_ttl)
+        return versions[key]
+
+    async def put_many(
+        self,
+        values: Mapping[str, Any],
+        *,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+    ) -> dict[str, int]:
+        """``put`` for several keys in one script, all or nothing (and one
+        fsync): the version of each key once all are durable."""
+        if isinstance(values, str) or not isinstance(values, Mapping):
+            raise TypeError("put_many takes a mapping of keys to values")
+        payloads = {k: encode_value(v) for k, v in values.items()}  # TypeError first
+        if not payloads:
+            return {}
+        if self.verdict is None:
+            await self.start()
+        started = time.perf_counter()
+        soft = self._ttl if ttl is UNSET else ttl
+        stale = self._stale_ttl if stale_ttl is UNSET else stale_ttl
+        writes: list[Enqueued] = []
+        for key, value in values.items():
+            full, envelope, hard = await self._cache._writebehind_entry(
+                key, value, soft, stale
+            )
+            writes.append((
+                partition_of(key, self.partitions), full, envelope or b"",
+                0 if hard is None else px(hard), key, payloads[key],
+            ))  # fmt: skip
+        fulls = [w[1] for w in writes]
+        try:
+            ids = await self._store.enqueue(
+                writes,
+                self._limit,
+                self._cache._writebehind_notice(fulls),
+                self._replicas,
+                self._replica_wait_ms,
+            )
+        except Exception as exc:
+            self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
+            raise
+        finally:  # after the script, which may have run even if we got no reply
+            self._cache._writebehind_written(fulls)
+        for _ in ids:
+            self._metrics.count("writebehind:enqueued")
+        self._metrics.latency("writebehind_put", time.perf_counter() - started)
+        return {key: version_of(i) for key, i in zip(values, ids, strict=True)}
+
+    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until every write enqueued before this call (by any process)
+        has been applied or dead-lettered. Needs a running worker; raises
+        ``TimeoutError`` after ``timeout`` seconds (None: wait forever)."""
+        upto = await self._store.last_ids()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _FLUSH_POLL[0]
+        while await self._store.any_left(upto):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"write-behind {self.name!r}: writes still queued after "
+                    f"{timeout} s (is a worker running?)"
+                )
+            await asleep(delay)
+            delay = min(delay * 2, _FLUSH_POLL[1])
+
+    async def stats(self) -> WriteBehindStats:
+        """Backlog, pending, lag, and the workers' totals (read from Redis);
+        also kept in ``cache.stats().gauges`` until the next call."""
+        stats = await self._store.stats()
+        for name, value in stats.gauges().items():
+            self._metrics.gauge(name, value)
+        return stats
+
+    async def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """The oldest ``count`` dead-lettered entries: id and fields (the key
+        ``k``, JSON value ``v``, origin ``stream`` and ``id``, ``reason``)."""
+        return await self._store.dead_lettered(count)
+
+    async def remove(self, *, force: bool = False) -> None:
+        """Delete the queue from Redis (its streams, dead letters and totals),
+        for tests and demos. Raises ``ValueError`` if writes are still queued,
+        unless ``force=True`` (which loses them)."""
+        if not force and await self._store.backlog():
+            raise ValueError(
+                f"write-behind {self.name!r} still holds writes; flush() first "
+                "or pass force=True to lose them"
+            )
+        await self._store.remove()
+        self.verdict = None  # a later put recreates the group
+
+    def worker(self, sink: Sink, **options: Any) -> AsyncWriteBehindWorker:
+        """A worker for this queue in this process, counting into this cache's
+        stats (``freshcache worker`` runs one in a process of its own)."""
+        from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
+
+        return AsyncWriteBehindWorker(
+            self.url,
+            sink,
+            prefix=self.prefix,
+            name=self.name,
+            partitions=self.partitions,
+            metrics=self._metrics,
+            **options,
+        )
+
+    async def aclose(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        flush: bool = True,
+    ) -> None:
+        """Flush (see ``flush``; ``flush=False`` skips it), then close the
+        queue's connections. The cache stays open."""
+        try:
+            if flush and self.verdict is not None:
+                await self.flush(timeout)
+        finally:
+            await self._store.aclose()
+
+    async def __aenter__(self) -> AsyncWriteBehind:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

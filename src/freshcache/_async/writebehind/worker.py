@@ -1,0 +1,292 @@
+"""The write-behind worker: applies the queue to the database, losing nothing.
+
+One loop, one batch at a time:
+
+1. reclaim entries idle in any consumer's pending list for ``claim_idle``
+   (a dead worker's, or ours after a failed apply) with ``XAUTOCLAIM``;
+   entries delivered more than ``max_deliveries`` times without an outcome
+   (workers died holding them: a write that crashes workers) are
+   dead-lettered;
+2. read new entries with ``XREADGROUP`` (blocking up to ``block`` seconds);
+3. coalesce to the newest write per key and apply the batch through the
+   sink, in one transaction (a version-guarded upsert);
+4. only after the commit, ``XACK`` and ``XDEL`` the batch's entries (one
+   Redis transaction).
+
+A crash anywhere leaves the entries pending; another worker (or this one
+restarted) reclaims and applies them again, which the version guard makes
+harmless. A batch that fails with a permanent error (``sink.is_permanent``)
+is split to find the culprits, which go to the dead-letter stream after that
+one attempt. A transient failure (the database down) is retried for as long
+as it lasts, and its attempts do not count as deliveries (``XCLAIM
+RETRYCOUNT 0``): an outage never dead-letters an acknowledged write.
+
+``stop()`` (the CLI calls it on SIGTERM) lets the batch in hand finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from freshcache._async.redis.streams import AsyncStreamStore, RawEntry
+from freshcache._concurrency import AsyncFlag, ainvoke
+from freshcache._core.streams import (
+    Malformed,
+    Outcome,
+    Write,
+    WriteBehindStats,
+    after_failure,
+    coalesce,
+    decode_entry,
+    too_many_deliveries,
+)
+from freshcache.errors import StoreError
+from freshcache.metrics import Metrics, NullMetrics
+from freshcache.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+# Test-only: exit (os._exit, like kill -9) right after the N-th database
+# commit, before its XACK. The crash test uses it to hit that window for sure.
+EXIT_AFTER_COMMIT_ENV = "FRESHCACHE_TEST_WORKER_EXIT_AFTER_COMMIT"
+_FIRST_PAUSE = 0.05  # seconds
+GAUGE_EVERY = 1.0  # seconds between refreshes of the queue's gauges
+
+
+@dataclass
+class WorkerTotals:
+    """What this worker has done since it started."""
+
+    batches: int = 0
+    applied: int = 0  # entries acknowledged after the commit (incl. coalesced)
+    coalesced: int = 0  # of those, older writes a newer one in the batch replaced
+    redelivered: int = 0  # entries reclaimed from a pending list
+    dead_lettered: int = 0
+    failures: int = 0  # sink transactions that failed
+
+
+class AsyncWriteBehindWorker:
+    """Reads a write-behind queue with a consumer group and applies it via ``sink``."""
+
+    def __init__(
+        self,
+        url: str,
+        sink: Sink,
+        *,
+        prefix: str = "fc",
+        name: str = "default",
+        partitions: int = 4,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        block: float = 1.0,
+        claim_idle: float = 10.0,
+        max_deliveries: int = 5,
+        timeout: float = 2.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if batch_size < 1 or max_deliveries < 1 or block < 0 or claim_idle <= 0:
+            raise ValueError(
+                "need batch_size >= 1, max_deliveries >= 1, block >= 0, claim_idle > 0"
+            )
+        self._store = AsyncStreamStore(
+            url,
+            prefix=prefix,
+            name=name,
+            partitions=partitions,
+            timeout=timeout + block,
+            max_connections=2,
+        )
+        self._sink = sink
+        self.consumer = consumer or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self._batch_size = batch_size
+        self._block_ms = int(block * 1000)
+        self._claim_idle_ms = max(1, int(claim_idle * 1000))
+        self._max_deliveries = max_deliveries
+        self._metrics: Metrics = metrics or NullMetrics()
+        self._stopping = AsyncFlag()
+        self._prepared = False
+        self.totals = WorkerTotals()
+        self._pause = _FIRST_PAUSE  # after a failed apply, grows to claim_idle
+        self._gauged_at = -GAUGE_EVERY
+        self._exit_after = int(os.environ.get(EXIT_AFTER_COMMIT_ENV, "0") or 0)
+
+    def stop(self) -> None:
+        """Stop after the batch in hand (safe from a signal handler)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self, *, until_idle: bool = False) -> WorkerTotals:
+        """Apply batches until ``stop()`` (or, with ``until_idle``, until a
+        read finds nothing). Redis or database failures are retried with a
+        pause; they never end the loop."""
+        pause = 0.05
+        while not self._stopping.is_set():
+            try:
+                handled = await self.run_once()
+                pause = 0.05
+            except StoreError as exc:
+                log.warning("freshcache worker: Redis failed: %s", exc)
+                self._metrics.error(f"writebehind_worker:{exc.kind}")
+                await self._stopping.wait(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            if until_idle and handled == 0:
+                break
+        await self._store.forget_consumer(self.consumer)
+        return self.totals
+
+    async def run_once(self) -> int:
+        """One batch: reclaimed entries first, else new ones. Returns how many
+        entries it handled (0: the queue had nothing for us)."""
+        if not self._prepared:
+            await self._store.prepare()
+            self._prepared = True
+        writes: list[Write] = []
+        deliveries: dict[str, int] = {}  # of reclaimed entries (new ones: 1)
+        reclaimed = await self._store.reclaim(
+            self.consumer, self._claim_idle_ms, self._batch_size
+        )
+        if reclaimed:
+            self.totals.redelivered += len(reclaimed)
+            await self._store.count("redelivered", len(reclaimed))
+        for raw, delivered in reclaimed:
+            self._metrics.count("writebehind:redelivered")
+            item = _decode(raw)
+            if isinstance(item, Malformed):
+                await self._dead_letter(item, f"malformed entry: {item.reason}")
+            elif too_many_deliveries(delivered, self._max_deliveries):
+                await self._dead_letter(
+                    item, f"not applied in {delivered - 1} deliveries"
+                )
+            else:
+                deliveries[item.entry_id] = delivered
+                writes.append(item)
+        if not reclaimed:
+            block = 0 if self._stopping.is_set() else self._block_ms
+            for raw in await self._store.read_new(
+                self.consumer, self._batch_size, block
+            ):
+                item = _decode(raw)
+                if isinstance(item, Malformed):
+                    await self._dead_letter(item, f"malformed entry: {item.reason}")
+                else:
+                    writes.append(item)
+        if writes:
+            await self._apply(writes, deliveries)
+        if time.monotonic() - self._gauged_at >= GAUGE_EVERY:
+            self._gauged_at = time.monotonic()
+            await self.stats()
+        return len(reclaimed) + len(writes)
+
+    async def _apply(self, writes: list[Write], deliveries: dict[str, int]) -> None:
+        batch = coalesce(writes)
+        try:
+            await ainvoke(lambda: self._sink.apply(batch))
+        except Exception as exc:
+            self.totals.failures += 1
+            self._metrics.error("writebehind_sink")
+            if self._sink.is_permanent(exc):
+                await self._isolate(writes, deliveries)
+                return
+            log.warning("freshcache worker: sink failed, will retry: %r", exc)
+            await self._store.forgive(writes, self.consumer)  # not their fault
+            # left pending: reclaimed after claim_idle; meanwhile, back off
+            await self._stopping.wait(self._pause)
+            self._pause = min(self._pause * 2, self._claim_idle_ms / 1000)
+            return
+        self._pause = _FIRST_PAUSE
+        self._committed()
+        await self._acknowledge(writes, len(batch))
+
+    async def _isolate(self, writes: list[Write], deliveries: dict[str, int]) -> None:
+        """A batch failed permanently: apply each key's writes alone, newest
+        first, to dead-letter exactly the writes that cannot be applied."""
+        by_key: dict[str, list[Write]] = {}
+        for write in writes:
+            by_key.setdefault(write.key, []).append(write)
+        for group in by_key.values():
+            group.sort(key=lambda w: w.version, reverse=True)
+            for index, write in enumerate(group):
+                try:
+                    await ainvoke(lambda w=write: self._sink.apply([w]))  # type: ignore[misc]
+                except Exception as exc:
+                    await self._after_failure(write, exc, deliveries)
+                    if self._sink.is_permanent(exc):
+                        continue  # try the next older write of this key
+                    break  # transient: the rest stay pending, retried later
+                self._committed()
+                await self._acknowledge(group[index:], 1)
+                break
+
+    async def _after_failure(
+        self, write: Write, exc: Exception, deliveries: dict[str, int]
+    ) -> None:
+        outcome = after_failure(permanent=self._sink.is_permanent(exc))
+        if outcome is Outcome.DEAD_LETTER:
+            await self._dead_letter(write, _reason(exc))
+        else:  # an outage is not the entry's fault: this try does not count
+            await self._store.forgive([write], self.consumer)
+
+    def _committed(self) -> None:
+        """Just after a database commit, before its XACK."""
+        if self._exit_after:
+            self._exit_after -= 1
+            if self._exit_after == 0:
+                os._exit(99)  # test-only: see EXIT_AFTER_COMMIT_ENV
+
+    async def _acknowledge(self, writes: Sequence[Write], applied: int) -> None:
+        await self._store.acknowledge(writes, len(writes))
+        self.totals.batches += 1
+        self.totals.applied += len(writes)
+        self.totals.coalesced += len(writes) - applied
+        now = time.time()
+        for write in writes:
+            self._metrics.count("writebehind:applied")
+            self._metrics.latency("writebehind_lag", max(0.0, now - _enqueued(write)))
+
+    async def _dead_letter(self, item: Write | Malformed, reason: str) -> None:
+        log.warning(
+            "freshcache worker: dead-lettering entry %s of %s: %s",
+            item.entry_id,
+            item.stream,
+            reason,
+        )
+        await self._store.dead_letter(item, reason)
+        self.totals.dead_lettered += 1
+        self._metrics.count("writebehind:dead_lettered")
+
+    async def stats(self) -> WriteBehindStats:
+        """The queue's backlog, pending, lag and every worker's totals; also
+        recorded as gauges in the worker's metrics (``cache.stats().gauges``
+        for ``wb.worker(...)``)."""
+        stats = await self._store.stats()
+        for name, value in stats.gauges().items():
+            self._metrics.gauge(name, value)
+        return stats
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+
+
+def _decode(raw: RawEntry) -> Write | Malformed:
+    stream, entry_id, fields = raw
+    return decode_entry(stream, entry_id, fields)
+
+
+def _enqueued(write: Write) -> float:
+    return write.version / 1_000_000_000
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

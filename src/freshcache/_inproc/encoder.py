@@ -1,0 +1,68 @@
+"""Turning a value into an entry and its envelope: lifetimes, jitter, and what
+happens to values that cannot be cached."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from freshcache._core.codec.envelope import Codec, ValueTooLargeError
+from freshcache._core.entry import NO_STALE_WINDOW, Entry
+from freshcache._core.freshness import Lifetime, jitter_ttl, lifetimes
+from freshcache.errors import SerializationError
+from freshcache.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class EntryEncoder:
+    """Builds entries with their lifetimes and encodes them for every tier."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        *,
+        metrics: Metrics,
+        now: Callable[[], float],
+        strict: bool,
+        jitter: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._codec = codec
+        self._metrics = metrics
+        self._now = now
+        self._strict = strict
+        self._jitter = jitter
+        self._rng = rng or random.Random()
+
+    def encode(
+        self, full: str, value: Any, lifetime: Lifetime,
+        delta: float, tags: Sequence[str],
+    ) -> tuple[Entry, bytes, float | None] | None:  # fmt: skip
+        """The entry, its envelope and its hard TTL; None if not cacheable
+        (too large or not serializable: counted, logged, raised if strict)."""
+        now = self._now()
+        soft, stale, _ = lifetime
+        if soft is not None and self._jitter:
+            soft = jitter_ttl(soft, self._jitter, self._rng)
+        fresh_until, hard = lifetimes(now, soft, stale)
+        stale_until = fresh_until + stale if stale else NO_STALE_WINDOW
+        entry = Entry(value, now, fresh_until, delta, tuple(tags), stale_until)
+        try:
+            return entry, self._codec.encode(full, entry), hard
+        except ValueTooLargeError:
+            self._metrics.error("oversize")
+            if self._strict:
+                raise
+        except SerializationError as exc:
+            self._metrics.error("serialize")
+            log.warning(
+                "freshcache: not caching a value of type %s: %s",
+                type(value).__name__,
+                exc,
+            )
+            if self._strict:
+                raise
+        return None

@@ -1,0 +1,115 @@
+"""The in-process tier as a cache uses it: fresh reads, guarded fills, drops.
+
+Shared by both APIs (no I/O, no asyncio). Every fill goes through the
+generation counters (``_inproc/generations.py``), so an invalidation that arrives
+while a read is in flight is never undone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from freshcache._core.codec.envelope import Codec, Undecodable
+from freshcache._core.entry import Entry
+from freshcache._core.freshness import early_refresh_from
+from freshcache._core.sentinels import MISS, Miss
+from freshcache._inproc.generations import Generations, Snapshot
+from freshcache._inproc.store import MemoryStore
+from freshcache.metrics import Metrics
+
+DEGRADED_TTL = 1.0  # seconds an entry may live over Redis while the bus is down
+
+
+class LocalTier:
+    """An L1: the only tier of the embedded cache, or a front for Redis."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        *,
+        codec: Codec,
+        metrics: Metrics,
+        now: Callable[[], float],
+        copy: bool,
+        over_redis: bool,
+        ttl_cap: float | None,
+        connected: Callable[[], bool],
+        beta: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.copy = copy
+        self.generations = Generations()
+        self._codec = codec
+        self._metrics = metrics
+        self._now = now
+        self._over_redis = over_redis
+        self._ttl_cap = ttl_cap
+        self._connected = connected
+        self._beta = beta
+
+    def get(self, full: str, *, stale_ok: bool = False) -> Entry | Miss:
+        """A fresh entry (a decoded copy in copy mode), or ``MISS``; with
+        ``stale_ok``, also one past ``fresh_until`` that the store still
+        holds (inside its stale window)."""
+        entry: Entry | Miss = self.store.get(full)
+        if entry is MISS:
+            return MISS
+        now = self._now()
+        if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
+            return MISS
+        if self.copy:
+            decoded = self._codec.decode(full, entry.value)
+            return MISS if isinstance(decoded, Undecodable) else decoded
+        return entry
+
+    def snapshot(self, full: str) -> Snapshot:
+        """Take before reading Redis or loading; give to ``fill``."""
+        return self.generations.snapshot(full)
+
+    def fill(
+        self, full: str, entry: Entry, data: bytes | None, size: int,
+        hard: float | None, snapshot: Snapshot,
+    ) -> None:  # fmt: skip
+        """Store ``entry`` unless an invalidation came since ``snapshot``."""
+        ttl = self._ttl(entry, hard)
+        if ttl is not None and ttl <= 0:
+            return
+        value = entry._replace(early_from=early_refresh_from(entry, self._beta))
+        if self.copy:
+            value = value._replace(value=data or self._codec.encode(full, entry))
+        store = self.store
+        if not self.generations.store_if_unchanged(
+            full, snapshot, lambda: store.set(full, value, ttl=ttl, size=size)
+        ):
+            self._metrics.count("l1_fill_skipped")
+
+    def _ttl(self, entry: Entry, hard: float | None) -> float | None:
+        """Never past the value's stale window (over Redis), the cap, or 1 s
+        while the bus is down; the hard TTL when L1 is the only tier. Past
+        ``fresh_until`` an entry is only served by reads that may serve stale
+        (and start the one refresh), as from Redis."""
+        if not self._over_redis:
+            return hard
+        ttl = max(entry.fresh_until, entry.stale_until) - self._now()  # -inf: none
+        if self._ttl_cap is not None:
+            ttl = min(ttl, self._ttl_cap)
+        if not self._connected():
+            ttl = min(ttl, DEGRADED_TTL)
+        return None if math.isinf(ttl) else ttl
+
+    def drop(self, fulls: Sequence[str]) -> None:
+        store = self.store
+        self.generations.invalidate(fulls, lambda: store.delete_many(fulls))
+
+    def drop_tagged(self, tags: Sequence[str]) -> None:
+        """Drop every entry carrying one of ``tags`` (a scan: tags are rare)."""
+        wanted = frozenset(tags)
+        store = self.store
+        self.generations.invalidate_all(
+            lambda: store.delete_where(lambda entry: not wanted.isdisjoint(entry.tags))
+        )
+
+    def flush(self) -> None:
+        """Drop everything and cancel every fill in flight."""
+        self.generations.invalidate_all(self.store.clear)
