@@ -71,6 +71,7 @@ check: $(VENV)/.dev
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/unasync.py --check
 
 format: $(VENV)/.dev

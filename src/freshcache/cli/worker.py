@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from freshcache._sync.worker import WriteBehindWorker
+from freshcache import WriteBehindWorker
 from freshcache.sinks.base import Sink
 
 log = logging.getLogger("freshcache.worker")
