@@ -19,7 +19,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ on sys.path
     import servers  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
-    from freshcache._core.clock import FakeClock
+    from freshcache.testing import FakeClock
 
 REQUIRE_SERVERS = os.environ.get("FRESHCACHE_REQUIRE_SERVERS") == "1"
 
@@ -65,7 +65,7 @@ def redis_cleanup(redis_url: str, key_prefix: str) -> Iterator[None]:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     """A clock that moves only on ``advance()``."""
-    from freshcache._core.clock import FakeClock  # here, so a broken package fails late
+    from freshcache.testing import FakeClock  # here, so a broken package fails late
 
     return FakeClock()
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from freshcache._core.clock import FakeClock
 from freshcache._core.sentinels import MISS
 from freshcache._inproc.eviction import S3Fifo
 from freshcache._inproc.store import MemoryStore
+from freshcache.testing import FakeClock
 
 
 def replay(store: MemoryStore, keys: Iterable[str]) -> int:

@@ -16,7 +16,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ on sys.path
     import servers  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
-    from freshcache._core.clock import FakeClock
+    from freshcache.testing import FakeClock
 
 needs_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from freshcache._core.clock import FakeClock
 from freshcache._core.sentinels import MISS
 from freshcache._inproc.store import MemoryStore
+from freshcache.testing import FakeClock
 
 
 class SieveModel:

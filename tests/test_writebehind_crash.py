@@ -1,13 +1,14 @@
-"""Write-behind crash test: nothing acknowledged is lost (DESIGN C6).
+"""Write-behind crash test: nothing acknowledged is lost.
 
 A redis-server of the test's own with AOF ``appendfsync always``; a real
 PostgreSQL table; ``freshcache worker`` as real subprocesses, two at a time.
 While two producer processes write distinct versioned values to 2,000 keys
 (logging every acknowledgement), the test ``kill -9``s the workers at random
-points and restarts them, several times right after a database commit and before its
-XACK (the test-only ``FRESHCACHE_TEST_WORKER_EXIT_AFTER_COMMIT``), and once
-``kill -9``s Redis and restarts it from its AOF. It injects poison entries:
-two writes the table's CHECK constraint refuses, and one malformed entry.
+points and restarts them, several times right after a database commit and
+before its XACK (through the worker's ``on_commit`` callback, in
+``tests/crashing_worker.py``), and once ``kill -9``s Redis and restarts it
+from its AOF. It injects poison entries: two writes the table's CHECK
+constraint refuses, and one malformed entry.
 
 After a drain: every key's row holds its highest acknowledged version (lost
 = 0), no row holds a value that was never written, the dead-letter stream
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KEYS = 2000
 WRITES = int(os.environ.get("FRESHCACHE_CRASH_WRITES", "15000"))  # per producer
 NAME = "crash"
-EXIT_AFTER_COMMIT = "FRESHCACHE_TEST_WORKER_EXIT_AFTER_COMMIT"
+CRASHING_WORKER = ROOT / "tests" / "crashing_worker.py"
 
 
 @pytest.fixture
@@ -66,18 +67,20 @@ def _start_worker(
     url: str, prefix: str, dsn: str, table: str, log: Path, exit_after: int = 0,
     claim_idle: float = 0.5,
 ) -> subprocess.Popen[bytes]:  # fmt: skip
-    env = dict(os.environ)
-    env.pop(EXIT_AFTER_COMMIT, None)
-    if exit_after:
-        env[EXIT_AFTER_COMMIT] = str(exit_after)
-    command = [
-        sys.executable, "-m", "freshcache.cli", "worker", "--redis", url,
-        "--prefix", prefix, "--name", NAME, "--postgres", dsn, "--table", table,
-        "--batch-size", "200", "--block", "0.2", "--claim-idle", str(claim_idle),
-        "--max-deliveries", "1000", "--report-every", "5",
+    """``freshcache worker``; with ``exit_after``, one that exits right after
+    that many database commits (``tests/crashing_worker.py``)."""
+    arguments = [
+        "--redis", url, "--prefix", prefix, "--name", NAME, "--postgres", dsn,
+        "--table", table, "--batch-size", "200", "--block", "0.2",
+        "--claim-idle", str(claim_idle), "--max-deliveries", "1000",
+        "--report-every", "5",
     ]  # fmt: skip
+    if exit_after:
+        command = [sys.executable, str(CRASHING_WORKER), str(exit_after), *arguments]
+    else:
+        command = [sys.executable, "-m", "freshcache.cli", "worker", *arguments]
     with open(log, "ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _start_producer(

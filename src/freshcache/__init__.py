@@ -1,32 +1,51 @@
-"""freshcache: caching that knows when cached data is wrong, and does not serve it."""
+"""freshcache: caching that knows when cached data is wrong, and does not serve it.
 
+Every public name is here, in ``__all__`` (pinned by ``tests/test_public_api.py``);
+each class reports ``freshcache`` as its module. ``freshcache.testing`` holds
+the helpers for users' tests, ``freshcache.sinks`` the write-behind sinks.
+"""
+
+# The caches and what they return
 from freshcache._async.cache import AsyncCache
 from freshcache._async.decorator import AsyncCachedFunction
+from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.writebehind.producer import AsyncWriteBehind
 from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 from freshcache._async.writethrough import AsyncWriteThrough
-from freshcache._core.clock import Clock, FakeClock, SystemClock
+
+# Options, sentinels, time
+from freshcache._core.clock import Clock, SystemClock
 from freshcache._core.config import L1
+from freshcache._core.persistence import Verdict
 from freshcache._core.sentinels import MISS, TTL, UNSET
-from freshcache._core.streams import Write, WriteBehindStats
+from freshcache._core.streams import WorkerTotals, Write, WriteBehindStats
 from freshcache._sync.cache import Cache
 from freshcache._sync.decorator import CachedFunction
+from freshcache._sync.engine.events import Events
 from freshcache._sync.writebehind.producer import WriteBehind
 from freshcache._sync.writebehind.worker import WriteBehindWorker
 from freshcache._sync.writethrough import WriteThrough
+
+# Errors
 from freshcache.errors import (
     BacklogFullError,
     CapacityStoreError,
     ConfigStoreError,
     FreshcacheError,
     PermanentWriteError,
+    RevivalError,
     SerializationError,
     StoreError,
     TransientStoreError,
     UnsafeRedisError,
     UnstableKeyError,
+    ValueTooLargeError,
 )
+
+# Health
 from freshcache.metrics import CacheStats, Latency, Metrics, NullMetrics, StatsRecorder
+
+# Write-behind sinks
 from freshcache.sinks.base import Sink
 from freshcache.sinks.callable import CallableSink
 
@@ -37,6 +56,7 @@ __all__ = [
     "UNSET",
     "AsyncCache",
     "AsyncCachedFunction",
+    "AsyncEvents",
     "AsyncWriteBehind",
     "AsyncWriteBehindWorker",
     "AsyncWriteThrough",
@@ -48,12 +68,13 @@ __all__ = [
     "CapacityStoreError",
     "Clock",
     "ConfigStoreError",
-    "FakeClock",
+    "Events",
     "FreshcacheError",
     "Latency",
     "Metrics",
     "NullMetrics",
     "PermanentWriteError",
+    "RevivalError",
     "SerializationError",
     "Sink",
     "StatsRecorder",
@@ -62,9 +83,18 @@ __all__ = [
     "TransientStoreError",
     "UnsafeRedisError",
     "UnstableKeyError",
+    "ValueTooLargeError",
+    "Verdict",
+    "WorkerTotals",
     "Write",
     "WriteBehind",
     "WriteBehindStats",
     "WriteBehindWorker",
     "WriteThrough",
 ]
+
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__  # users see freshcache.Cache, not its file
+del _name, _value

@@ -34,6 +34,17 @@ class SerializationError(FreshcacheError, TypeError):
     """A value cannot be serialized by the configured codec."""
 
 
+class ValueTooLargeError(SerializationError):
+    """The encoded value is larger than ``max_value_bytes``."""
+
+
+class RevivalError(SerializationError):
+    """Cached data no longer fits the annotated type (treat it as a miss).
+
+    Typically a dataclass or model that changed since the value was cached.
+    """
+
+
 class StoreError(FreshcacheError):
     """A cache server operation failed."""
 

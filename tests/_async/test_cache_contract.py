@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from freshcache import MISS, AsyncCache, FakeClock, SerializationError, UnstableKeyError
+from freshcache import MISS, AsyncCache, SerializationError, UnstableKeyError
+from freshcache.testing import FakeClock
 
 
 @pytest.fixture(

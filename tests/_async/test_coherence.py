@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import redis
 
-from freshcache import L1, MISS, AsyncCache, FakeClock
+from freshcache import L1, MISS, AsyncCache
 from freshcache._concurrency import AsyncFlag
+from freshcache.testing import FakeClock
 from tests._async.waiting import WAIT, run_in_background, wait_for_count, wait_until
 
 

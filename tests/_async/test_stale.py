@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from freshcache import L1, MISS, AsyncCache, FakeClock
+from freshcache import L1, MISS, AsyncCache
 from freshcache._concurrency import AsyncFlag
+from freshcache.testing import FakeClock
 from tests._async.waiting import WAIT, wait_until, wait_until_listening
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from freshcache import MISS, Cache, FakeClock, SerializationError, UnstableKeyError
+from freshcache import MISS, Cache, SerializationError, UnstableKeyError
+from freshcache.testing import FakeClock
 
 
 @pytest.fixture(

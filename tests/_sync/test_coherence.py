@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import redis
 
-from freshcache import L1, MISS, Cache, FakeClock
+from freshcache import L1, MISS, Cache
 from freshcache._concurrency import Flag
+from freshcache.testing import FakeClock
 from tests._sync.waiting import WAIT, run_in_background, wait_for_count, wait_until
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from freshcache import L1, MISS, Cache, FakeClock
+from freshcache import L1, MISS, Cache
 from freshcache._concurrency import Flag
+from freshcache.testing import FakeClock
 from tests._sync.waiting import WAIT, wait_until, wait_until_listening
 
 

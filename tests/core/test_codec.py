@@ -23,10 +23,9 @@ from freshcache._core.codec.envelope import (
     REASONS,
     Codec,
     Undecodable,
-    ValueTooLargeError,
 )
 from freshcache._core.entry import Entry
-from freshcache.errors import SerializationError
+from freshcache.errors import SerializationError, ValueTooLargeError
 
 SECRET = b"test-secret-0123456789abcdef0123"
 SERIALIZERS = ["json", "msgpack", "pickle"]

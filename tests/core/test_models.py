@@ -15,9 +15,9 @@ import pydantic
 import pytest
 
 from freshcache._core.codec.envelope import Codec
-from freshcache._core.codec.revival import RevivalError, make_reviver, revive
+from freshcache._core.codec.revival import make_reviver, revive
 from freshcache._core.entry import Entry
-from freshcache.errors import SerializationError
+from freshcache.errors import RevivalError, SerializationError
 
 T = TypeVar("T")
 UserId = NewType("UserId", int)

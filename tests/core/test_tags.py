@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freshcache import _tags
+from freshcache._core.codec import typetags as _tags
 from freshcache._core.codec.envelope import HEADER, Codec
 from freshcache._core.entry import Entry
 from freshcache.errors import SerializationError

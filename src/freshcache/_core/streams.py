@@ -155,3 +155,15 @@ def lag_seconds(oldest_id: str | None, now: float) -> float:
         return 0.0
     enqueued = version_of(oldest_id) // SEQUENCE_SPAN / 1000
     return max(0.0, now - enqueued)
+
+
+@dataclass
+class WorkerTotals:
+    """What this worker has done since it started."""
+
+    batches: int = 0
+    applied: int = 0  # entries acknowledged after the commit (incl. coalesced)
+    coalesced: int = 0  # of those, older writes a newer one in the batch replaced
+    redelivered: int = 0  # entries reclaimed from a pending list
+    dead_lettered: int = 0
+    failures: int = 0  # sink transactions that failed

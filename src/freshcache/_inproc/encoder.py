@@ -8,10 +8,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from freshcache._core.codec.envelope import Codec, ValueTooLargeError
+from freshcache._core.codec.envelope import Codec
 from freshcache._core.entry import NO_STALE_WINDOW, Entry
 from freshcache._core.freshness import Lifetime, jitter_ttl, lifetimes
-from freshcache.errors import SerializationError
+from freshcache.errors import SerializationError, ValueTooLargeError
 from freshcache.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from freshcache import WriteBehindWorker
@@ -88,7 +89,12 @@ def _sink(args: argparse.Namespace) -> Sink:
     return SQLAlchemySink(args.sqlalchemy, **columns)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(
+    args: argparse.Namespace, *, on_commit: Callable[[], None] | None = None
+) -> int:
+    """Run the worker the arguments describe; ``on_commit`` is passed on to
+    ``WriteBehindWorker`` (called after each database commit, before the
+    acknowledgement)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         block=args.block,
         claim_idle=args.claim_idle,
         max_deliveries=args.max_deliveries,
+        on_commit=on_commit,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())

@@ -34,7 +34,6 @@ from freshcache._concurrency import (
 )
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
-from freshcache._core.codec.revival import RevivalError
 from freshcache._core.entry import Entry
 from freshcache._core.events import Message
 from freshcache._core.events import encode as encode_message
@@ -46,7 +45,7 @@ from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
-from freshcache.errors import StoreError
+from freshcache.errors import RevivalError, StoreError
 from freshcache.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -43,9 +43,9 @@ import orjson
 
 from freshcache._core.codec.typetags import from_plain, to_plain
 from freshcache._core.entry import ALWAYS, Entry
-from freshcache.errors import SerializationError
+from freshcache.errors import SerializationError, ValueTooLargeError
 
-__all__ = ["HEADER", "REASONS", "Codec", "Undecodable", "ValueTooLargeError"]
+__all__ = ["HEADER", "REASONS", "Codec", "Undecodable"]
 
 HEADER: Final = struct.Struct(">BBBBdddf8s")
 MAGIC: Final = 0xFC
@@ -75,10 +75,6 @@ class Undecodable(NamedTuple):
 
 
 _R = {reason: Undecodable(reason) for reason in REASONS}
-
-
-class ValueTooLargeError(SerializationError):
-    """The encoded value is larger than ``max_value_bytes``."""
 
 
 # -- key check ----------------------------------------------------------------

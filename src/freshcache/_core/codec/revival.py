@@ -20,20 +20,13 @@ from enum import Enum
 from typing import Any, Final
 
 from freshcache._core.codec.typetags import is_model
-from freshcache.errors import SerializationError
+from freshcache.errors import RevivalError
 
-__all__ = ["RevivalError", "Reviver", "make_reviver", "revive"]
+__all__ = ["Reviver", "make_reviver", "revive"]
 
 
 Reviver = Callable[[Any], Any]
 _Plan = tuple[Callable[[Any], bool], Reviver | None]  # (accepts, reviver)
-
-
-class RevivalError(SerializationError):
-    """Cached data no longer fits the annotated type (treat it as a miss).
-
-    Typically a dataclass or model that changed since the value was cached.
-    """
 
 
 def revive(value: object, tp: object) -> object:

@@ -32,8 +32,8 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from freshcache._core import lua
 from freshcache._concurrency import Slots
+from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
 from freshcache._core.entry import Entry

@@ -19,8 +19,8 @@ from redis.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from freshcache._core import lua
 from freshcache._sync.redis.store import classify
+from freshcache._core import lua
 from freshcache._core.events import Message, encode
 from freshcache._core.layout import (
     WRITEBEHIND_GROUP,

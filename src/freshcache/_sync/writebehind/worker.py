@@ -32,14 +32,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from freshcache._sync.redis.streams import StreamStore, RawEntry
 from freshcache._concurrency import Flag, invoke
 from freshcache._core.streams import (
     Malformed,
     Outcome,
+    WorkerTotals,
     Write,
     WriteBehindStats,
     after_failure,
@@ -53,27 +53,16 @@ from freshcache.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
-# Test-only: exit (os._exit, like kill -9) right after the N-th database
-# commit, before its XACK. The crash test uses it to hit that window for sure.
-EXIT_AFTER_COMMIT_ENV = "FRESHCACHE_TEST_WORKER_EXIT_AFTER_COMMIT"
 _FIRST_PAUSE = 0.05  # seconds
 GAUGE_EVERY = 1.0  # seconds between refreshes of the queue's gauges
 
 
-@dataclass
-class WorkerTotals:
-    """What this worker has done since it started."""
-
-    batches: int = 0
-    applied: int = 0  # entries acknowledged after the commit (incl. coalesced)
-    coalesced: int = 0  # of those, older writes a newer one in the batch replaced
-    redelivered: int = 0  # entries reclaimed from a pending list
-    dead_lettered: int = 0
-    failures: int = 0  # sink transactions that failed
-
-
 class WriteBehindWorker:
-    """Reads a write-behind queue with a consumer group and applies it via ``sink``."""
+    """Reads a write-behind queue with a consumer group and applies it via ``sink``.
+
+    ``on_commit``, if given, is called right after each database commit and
+    before its acknowledgement (tests use it to crash in that window).
+    """
 
     def __init__(
         self,
@@ -90,6 +79,7 @@ class WriteBehindWorker:
         max_deliveries: int = 5,
         timeout: float = 2.0,
         metrics: Metrics | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         if batch_size < 1 or max_deliveries < 1 or block < 0 or claim_idle <= 0:
             raise ValueError(
@@ -117,7 +107,7 @@ class WriteBehindWorker:
         self.totals = WorkerTotals()
         self._pause = _FIRST_PAUSE  # after a failed apply, grows to claim_idle
         self._gauged_at = -GAUGE_EVERY
-        self._exit_after = int(os.environ.get(EXIT_AFTER_COMMIT_ENV, "0") or 0)
+        self._on_commit = on_commit
 
     def stop(self) -> None:
         """Stop after the batch in hand (safe from a signal handler)."""
@@ -237,10 +227,8 @@ class WriteBehindWorker:
 
     def _committed(self) -> None:
         """Just after a database commit, before its XACK."""
-        if self._exit_after:
-            self._exit_after -= 1
-            if self._exit_after == 0:
-                os._exit(99)  # test-only: see EXIT_AFTER_COMMIT_ENV
+        if self._on_commit is not None:
+            self._on_commit()
 
     def _acknowledge(self, writes: Sequence[Write], applied: int) -> None:
         self._store.acknowledge(writes, len(writes))

@@ -1,0 +1,31 @@
+"""Helpers for testing code that uses freshcache.
+
+``FakeClock`` is a ``Clock`` that moves only when told to: pass it as
+``Cache(clock=...)`` and advance it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """A clock that moves only when told to; for tests."""
+
+    __slots__ = ("_mono", "_wall")
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._wall = start
+        self._mono = 1000.0
+
+    def time(self) -> float:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock never goes back")
+        self._wall += seconds
+        self._mono += seconds
