@@ -550,3 +550,33 @@ async def test_put_many_is_all_or_nothing(
         await _drain(wb, table)
         assert table.values() == {"a": 1, "b": 2}
         await wb.aclose(flush=False)
+
+
+async def test_an_entry_two_workers_hold_is_dead_lettered_once(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """A slow worker's entry is claimed by another; both give up on it. One
+    dead letter, counted once: the second finds it acknowledged."""
+    from freshcache._async.redis.streams import AsyncStreamStore
+    from freshcache._core.streams import Malformed
+
+    store = AsyncStreamStore(redis_url, prefix=key_prefix, name="q", partitions=1)
+    try:
+        await store.prepare()
+        raw = redis.Redis.from_url(redis_url, decode_responses=True)
+        stream = store.streams[0]
+        entry_id = raw.xadd(stream, {"garbage": "x"})
+        assert [e[1] for e in await store.read_new("slow", 10, 0)] == [entry_id]
+        claimed = await store.reclaim("other", 0, 10)  # idle 0 ms: claim at once
+        assert [e[0][1] for e in claimed] == [entry_id]
+        item = Malformed(entry_id, stream, "not a write", {"garbage": "x"})
+        await store.dead_letter(item, "malformed entry")  # the other worker
+        await store.dead_letter(item, "malformed entry")  # the slow one, later
+        dead = await store.dead_lettered()
+        assert len(dead) == 1
+        assert dead[0][1]["id"] == entry_id
+        assert (await store.stats()).dead_lettered == 1
+        assert raw.xlen(stream) == 0
+        raw.close()
+    finally:
+        await store.aclose()

@@ -125,3 +125,19 @@ for i = 1, #ARGV do
 end
 return 1
 """
+
+# KEYS: the entry's stream, the dead-letter stream, the queue's meta hash.
+# ARGV: the group, the entry id, then the dead letter's field/value pairs.
+# Dead-letter an entry once: only the call whose XACK acknowledges it copies
+# it to the dead-letter stream, deletes it and counts it. Two workers can hold
+# the same entry (one claimed it from the other while the other was slow);
+# the second finds it acknowledged and does nothing.
+DEAD_LETTER: Final = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
+return 1
+"""

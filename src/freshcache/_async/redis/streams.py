@@ -71,6 +71,7 @@ class AsyncStreamStore:
         self._client = Redis.from_pool(pool)
         self._enqueue = self._client.register_script(lua.ENQUEUE)
         self._applied = self._client.register_script(lua.APPLIED)
+        self._dead_letter = self._client.register_script(lua.DEAD_LETTER)
         self.partitions = partitions
         self.streams = [
             writebehind_stream_key(prefix, name, i) for i in range(partitions)
@@ -307,7 +308,8 @@ class AsyncStreamStore:
         """Move one entry to the dead-letter stream (one transaction): copy it
         with the reason, acknowledge and delete it, and drop its cache key
         from Redis and, over the bus, from every L1 (the database never got
-        that value)."""
+        that value). An entry another worker already acknowledged is not
+        copied again (``lua.DEAD_LETTER``)."""
         fields: dict[Any, Any]
         if isinstance(item, Write):
             fields = {"k": item.key, "v": item.payload, "d": item.data_key}
@@ -315,16 +317,18 @@ class AsyncStreamStore:
             fields = dict(item.fields)
         fields.update(stream=item.stream, id=item.entry_id, reason=reason[:500])
         pipe = self._client.pipeline(transaction=True)
-        pipe.xadd(self.dead_letters, fields)
-        pipe.xack(item.stream, WRITEBEHIND_GROUP, item.entry_id)
-        pipe.xdel(item.stream, item.entry_id)
+        pairs = [part for pair in fields.items() for part in pair]
+        await self._dead_letter(
+            keys=[item.stream, self.dead_letters, self.meta],
+            args=[WRITEBEHIND_GROUP, item.entry_id, *pairs],
+            client=pipe,
+        )
         data_key = fields.get("d", "")
         if isinstance(item, Write):
             await self._clear_pending(pipe, [item])
         if data_key and "{" not in data_key:  # and tell every L1
             pipe.delete(data_key, lease_key(data_key))
             pipe.publish(self._bus, encode(Message(_ORIGIN, keys=(data_key,))))
-        pipe.hincrby(self.meta, "dead_lettered", 1)
         await self._run(pipe.execute)
 
     async def count(self, name: str, n: int = 1) -> None:
