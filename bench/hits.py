@@ -583,7 +583,7 @@ def sync_l2_candidates(target: RedisTarget, pool_size: int) -> dict[str, Factory
             target.url, prefix=prefix, version="v1", max_connections=pool_size
         )
         stack.callback(cache.close)
-        get, loads = cache._tiers.l2._client.get, json.loads  # private: a diagnostic
+        get, loads = cache.engine.l2._client.get, json.loads  # private: a diagnostic
 
         def fn(user_id: int) -> Any:
             return loads(get(f"{prefix}:raw:user:{user_id}"))
@@ -749,7 +749,7 @@ async def _async_redis(cfg: Config, target: RedisTarget) -> tuple[Section, Secti
             target.url, prefix=prefix, version="v1", max_connections=pool
         )
         closers.append(cache.aclose)
-        return raw_fn(cache._tiers.l2._client), None  # private: a diagnostic
+        return raw_fn(cache.engine.l2._client), None  # private: a diagnostic
 
     async def freshcache_patient(stack: ExitStack) -> tuple[Any, Counter]:
         return await freshcache(stack, timeout=1.0)

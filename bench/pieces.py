@@ -1,7 +1,7 @@
 """``python -m bench pieces``: the freshcache hit paths taken apart, piece by piece.
 
 A diagnostic for whoever optimizes the core: it reaches into private
-attributes (the decorator's closure, ``cache._tiers.l1``, ``cache._tiers.l2``), so
+attributes (the decorator's closure, ``cache.engine.l1``, ``cache.engine.l2``), so
 it may need updating when those change; a piece it cannot find is printed as
 ``n/a``. Figures are ratios to a baseline measured in the same run, as in
 ``python -m bench hits``.
@@ -77,7 +77,7 @@ def l1(*, repeats: int) -> None:
             cells["hit"],
             cells["namespace"],
         )
-        local = cache._tiers.l1.store
+        local = cache.engine.l1.store
         args: tuple[Any, ...] = (USER_ID,)
         kwargs: dict[str, Any] = {}
         key = render(args, kwargs)
@@ -131,8 +131,8 @@ def l2(*, count: int, redis_url: str) -> None:
             "freshcache decorated hit": fn,
         }
         try:
-            store = cache._tiers.l2
-            full = cache._head + fn.key(USER_ID)
+            store = cache.engine.l2
+            full = cache.engine.head + fn.key(USER_ID)
             client_get = store._client.get
             codec = store._codec
             calls |= {

@@ -136,7 +136,7 @@ def measure(
 ) -> dict[str, Any]:  # fmt: skip
     import psycopg
 
-    from freshcache import Cache, WriteBehind
+    from freshcache import Cache
     from freshcache.sinks.postgres import PostgresSink
 
     suffix = uuid.uuid4().hex[:8]
@@ -151,7 +151,7 @@ def measure(
     most = max(client_counts)
     conns = [psycopg.connect(dsn, autocommit=True) for _ in range(most)]
     cache = Cache(redis_url, prefix=prefix, timeout=1.0, max_connections=most + 4)
-    wb = WriteBehind(cache, name="bench", max_backlog=8 * writes * len(client_counts))
+    wb = cache.write_behind(name="bench", max_backlog=8 * writes * len(client_counts))
     verdict = wb.start()
     rng = random.Random(8)
     pairs = []

@@ -14,7 +14,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from freshcache import Cache, WriteBehind, WriteBehindWorker
+from freshcache import Cache, WriteBehindWorker
 from freshcache.sinks.sqlite import SQLiteSink
 
 
@@ -27,7 +27,7 @@ def main(url: str) -> None:
         )
     prefix = f"example-{uuid.uuid4().hex[:8]}"
     cache = Cache(url, prefix=prefix, timeout=1.0)
-    wb = WriteBehind(cache, name="profiles")
+    wb = cache.write_behind(name="profiles")
     worker = WriteBehindWorker(
         url, SQLiteSink(path, table="profiles"), prefix=prefix, name="profiles"
     )

@@ -267,8 +267,8 @@ def test_a_read_across_a_resubscribe_does_not_keep_a_missed_invalidation(
             assert kill_buses(own_redis) >= 1
             wait_for(lambda: count(b, "l1_flush:disconnect") == 1, "B's flush")
 
-            assert b._tiers.l2 is not None
-            store = b._tiers.l2
+            assert b.engine.l2 is not None
+            store = b.engine.l2
             real_get = store.get
 
             def get_then_race(key: str) -> Any:
@@ -310,8 +310,8 @@ def test_a_namespace_version_read_across_a_resubscribe_is_not_kept(
             assert kill_buses(own_redis) >= 1
             wait_for(lambda: count(b, "l1_flush:disconnect") == 1, "B's flush")
 
-            assert b._tiers.l2 is not None
-            store = b._tiers.l2
+            assert b.engine.l2 is not None
+            store = b.engine.l2
             real_version = store.version
 
             def version_then_race(namespace: str) -> int:

@@ -33,7 +33,7 @@ async def acache(
     async with made:
         await made.get("warm:up")  # subscribed first: a (re)subscribe detaches
         for _ in range(1000):  # loads in flight, which would split the flight
-            if made.stats().counts.get("bus_connect") or made._tiers.l2 is None:
+            if made.stats().counts.get("bus_connect") or made.engine.l2 is None:
                 break
             await asyncio.sleep(0.01)
         yield made
@@ -50,7 +50,7 @@ def cache(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[Cache]:
     with made:
         made.get("warm:up")  # subscribed first (see acache)
         for _ in range(1000):
-            if made.stats().counts.get("bus_connect") or made._tiers.l2 is None:
+            if made.stats().counts.get("bus_connect") or made.engine.l2 is None:
                 break
             time.sleep(0.01)
         yield made

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from freshcache import Cache, WriteBehind
+from freshcache import Cache
 
 
 def test_sigterm_finishes_the_batch_in_hand(
@@ -22,7 +22,7 @@ def test_sigterm_finishes_the_batch_in_hand(
             "version INTEGER NOT NULL)"
         )
     cache = Cache(redis_url, prefix=key_prefix, timeout=1.0)
-    wb = WriteBehind(cache, name="q")
+    wb = cache.write_behind(name="q")
     for i in range(10):
         wb.put(f"k{i}", i)
     lock = sqlite3.connect(path, isolation_level=None)
@@ -65,7 +65,7 @@ def test_until_idle_through_sqlalchemy(
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT, n INTEGER)")
     cache = Cache(redis_url, prefix=key_prefix, timeout=1.0)
-    wb = WriteBehind(cache, name="q")
+    wb = cache.write_behind(name="q")
     wb.put_many({"a": 1, "b": [2]})
     wb.put("a", 3)
     result = subprocess.run(

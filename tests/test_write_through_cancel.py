@@ -25,7 +25,7 @@ async def test_a_cancellation_during_the_refresh_does_not_lose_the_invalidation(
     full = f"{key_prefix}:v1:row:1"
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.set("row:1", "old")
-        l2 = cache._tiers.l2
+        l2 = cache.engine.l2
         assert l2 is not None
         real_invalidate = l2.invalidate
         started, go = asyncio.Event(), asyncio.Event()

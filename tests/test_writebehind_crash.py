@@ -32,7 +32,7 @@ import psycopg
 import pytest
 import redis
 
-from freshcache import Cache, WriteBehind
+from freshcache import Cache
 from freshcache._core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
 from freshcache._core.streams import partition_of
 
@@ -144,7 +144,7 @@ def test_write_behind_survives_kill_9_of_worker_and_redis(
         url = server.url
         # Poison first, so that it is durable before Redis is killed.
         cache = Cache(url, prefix=prefix)
-        wb = WriteBehind(cache, name=NAME, partitions=4)
+        wb = cache.write_behind(name=NAME, partitions=4)
         assert wb.start().durable
         # (stream, id): ids are unique per stream only
         poison_ids: set[tuple[str, str]] = set()

@@ -16,14 +16,14 @@ import random
 import sys
 import time
 
-from freshcache import Cache, StoreError, WriteBehind
+from freshcache import Cache, StoreError
 
 
 def main() -> int:
     url, prefix, name, ident, keys, writes, path = sys.argv[1:8]
     rng = random.Random(int(ident))
     cache = Cache(url, prefix=prefix, timeout=0.5)
-    wb = WriteBehind(cache, name=name, partitions=4, timeout=2.0)
+    wb = cache.write_behind(name=name, partitions=4, timeout=2.0)
     with open(path, "w", encoding="utf-8") as log:
         for i in range(int(writes)):
             key = f"k{rng.randrange(int(keys))}"

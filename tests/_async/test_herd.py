@@ -103,7 +103,7 @@ async def test_a_miss_during_a_load_here_joins_it_without_reading_redis(
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.get("warm:up")
         await wait_until_listening(cache)
-        store = cache._tiers.l2
+        store = cache.engine.l2
         assert store is not None
         original = store.get
         reads: list[str] = []
@@ -128,7 +128,7 @@ async def test_a_miss_during_a_load_here_joins_it_without_reading_redis(
             results.append(await cache.get_or_load("hot", slow_loader))
 
         joins = JoinCounter()
-        monkeypatch.setattr(cache._tiers.flights, "_calls", joins)
+        monkeypatch.setattr(cache.engine.flights, "_calls", joins)
         leader = await run_in_background(call)
         assert await loading.wait(WAIT)  # the leader read its miss, and loads
         followers = [await run_in_background(call) for _ in range(5)]
@@ -149,7 +149,7 @@ async def test_concurrent_reads_of_one_key_share_one_redis_read(
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.set("hot", "cached")
         await wait_until_listening(cache)  # a (re)subscribe detaches flights
-        store = cache._tiers.l2
+        store = cache.engine.l2
         assert store is not None
         original = store.get
         reading, go = AsyncFlag(), AsyncFlag()
@@ -169,7 +169,7 @@ async def test_concurrent_reads_of_one_key_share_one_redis_read(
             results.append(await cache.get_or_load("hot", lambda: "loaded"))
 
         joins = JoinCounter()
-        monkeypatch.setattr(cache._tiers.flights, "_calls", joins)
+        monkeypatch.setattr(cache.engine.flights, "_calls", joins)
         leader = await run_in_background(call)
         assert await reading.wait(WAIT)  # the leader's GET is under way
         followers = [await run_in_background(call) for _ in range(5)]
@@ -194,7 +194,7 @@ async def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.get("warm:up")
         await wait_until_listening(cache)
-        store = cache._tiers.l2
+        store = cache.engine.l2
         assert store is not None
         original = store.version
         reading, go = AsyncFlag(), AsyncFlag()
@@ -208,7 +208,7 @@ async def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
 
         monkeypatch.setattr(store, "version", version)
         joins = JoinCounter()
-        monkeypatch.setattr(cache._tiers.versions._reads, "_calls", joins)
+        monkeypatch.setattr(cache.engine.versions._reads, "_calls", joins)
         results: list[Any] = []
 
         async def call() -> None:

@@ -64,7 +64,7 @@ async def test_a_write_through_during_an_outage_lands_when_redis_returns(
     ):
         assert await writer.get_or_load("row:1", load) == 1
         assert await other.get_or_load("row:1", load) == 1
-        retry = writer._tiers.invalidator.retry
+        retry = writer.engine.invalidator.retry
         real_try = retry._try
         tried, go = AsyncFlag(), AsyncFlag()
 
@@ -75,7 +75,7 @@ async def test_a_write_through_during_an_outage_lands_when_redis_returns(
 
         monkeypatch.setattr(retry, "_try", held_try)
         if not bypass:
-            monkeypatch.setattr(writer._tiers.pending, "covers", lambda *_: False)
+            monkeypatch.setattr(writer.engine.pending, "covers", lambda *_: False)
 
         server.stop()
         async with writer.write_through("row:1", reload=load) as written:
@@ -130,7 +130,7 @@ async def test_a_write_through_lands_on_a_redis_restarted_with_its_old_data(
         raw = redis.Redis.from_url(server.url)
         async with AsyncCache(server.url, prefix="wt", l1=L1(), timeout=0.05) as cache:
             assert await cache.get_or_load("row:1", load) == 1
-            retry = cache._tiers.invalidator.retry
+            retry = cache.engine.invalidator.retry
             real_try, go = retry._try, AsyncFlag()
 
             async def held_try(batch: Batch) -> bool:
@@ -197,7 +197,7 @@ async def test_a_key_whose_namespace_version_is_unknown_is_resolved_on_retry(
         await cache.set("user:1", "old")  # stored under user~1
         stored = [k for k in raw.keys("u:v1:user*") if b"lease" not in k]
         assert len(stored) == 1
-        cache._tiers.versions.forget()  # as a bus disconnect does
+        cache.engine.versions.forget()  # as a bus disconnect does
         server.stop()
         with pytest.raises(StoreError):
             await cache.invalidate("user:1")
@@ -234,7 +234,7 @@ async def test_a_read_across_the_retry_landing_does_not_return_the_old_value(
     database = {"k": "old"}
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         await cache.set("k", "old")
-        l2 = cache._tiers.l2
+        l2 = cache.engine.l2
         assert l2 is not None
         real_invalidate, real_get = l2.invalidate, l2.get
         fails = [1]

@@ -55,7 +55,7 @@ def commit_new_version(dsn: str, table: str) -> int:
 
 def unprotect(cache: AsyncCache, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch C1's protections off: the naive cache-aside the tests must catch."""
-    tiers = cache._tiers
+    tiers = cache.engine
 
     async def no_lease(
         full: str, tagged: bool, **_: Any
@@ -145,7 +145,7 @@ async def test_an_invalidation_during_the_redis_read_is_not_undone_by_l1(
             unprotect(reader_cache, monkeypatch)
         await writer_cache.set("user:1", "old")
         read_done, go = AsyncFlag(), AsyncFlag()
-        l2 = reader_cache._tiers.l2
+        l2 = reader_cache.engine.l2
         assert l2 is not None
         real_get = l2.get
 
@@ -172,7 +172,7 @@ async def test_an_invalidation_during_the_redis_read_is_not_undone_by_l1(
         await worker.join(WAIT)
         monkeypatch.setattr(l2, "get", real_get)
         assert results == ["old"]  # a read that began before the write
-        in_l1 = reader_cache._tiers.l1.get(f"{key_prefix}:v1:user:1")
+        in_l1 = reader_cache.engine.l1.get(f"{key_prefix}:v1:user:1")
         if protected:
             assert in_l1 is MISS, "L1 kept a value older than the invalidation"
             assert await reader_cache.get("user:1") == "new"
@@ -258,20 +258,20 @@ async def test_a_fill_in_flight_across_a_resubscribe_is_dropped(
         await cache.get("warm:up")
         await wait_until_listening(cache)
         await cache.set("user:1", "old")
-        cache._tiers.flush_local()
-        l2 = cache._tiers.l2
+        cache.engine.flush_local()
+        l2 = cache.engine.l2
         assert l2 is not None
         real_get = l2.get
 
         async def get_across_a_resubscribe(full: str) -> Any:
             hit = await real_get(full)
-            cache._tiers._connected()  # the bus came back meanwhile
+            cache.engine.bus_connected()  # the bus came back meanwhile
             return hit
 
         monkeypatch.setattr(l2, "get", get_across_a_resubscribe)
         assert await cache.get("user:1") == "old"
         monkeypatch.setattr(l2, "get", real_get)
-        assert cache._tiers.l1.get(f"{key_prefix}:v1:user:1") is MISS
+        assert cache.engine.l1.get(f"{key_prefix}:v1:user:1") is MISS
 
 
 async def test_a_write_overtaken_by_a_newer_one_does_not_stay_in_l1(
@@ -285,7 +285,7 @@ async def test_a_write_overtaken_by_a_newer_one_does_not_stay_in_l1(
         for cache in (a, c):
             await cache.get("warm:up")
             await wait_until_listening(cache)
-        l2 = a._tiers.l2
+        l2 = a.engine.l2
         assert l2 is not None
         real_put_many = l2.put_many
         written, go = AsyncFlag(), AsyncFlag()

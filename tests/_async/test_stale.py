@@ -233,7 +233,7 @@ async def test_a_refresh_that_starts_after_another_ones_fill_does_not_load(
 
         assert await first.get_or_load("k", loader) == "v1"
         fake_clock.advance(11)  # stale in both "processes"
-        store = second._tiers.l2
+        store = second.engine.l2
         assert store is not None
         original = store.acquire
         go = AsyncFlag()
@@ -293,7 +293,7 @@ async def test_over_redis_l1_serves_a_stale_entry_and_takes_the_other_refresh(
         assert await first.get_or_load("item:1", loader) == "v1"
         assert await item(1) == "v1"  # now in the second's L1 too
         fake_clock.advance(11)  # stale everywhere
-        store = second._tiers.l2
+        store = second.engine.l2
         assert store is not None
         reads: list[str] = []
         original_get, original_acquire = store.get, store.acquire

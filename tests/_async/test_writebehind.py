@@ -71,7 +71,7 @@ async def test_put_updates_the_cache_and_queues_versioned_writes(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q", allow_eviction=False)
+        wb = cache.write_behind(name="q", allow_eviction=False)
         first = await wb.put("user:1", {"name": "Ada"})
         second = await wb.put("user:1", {"name": "Ada L."})
         assert second > first  # versions grow per key
@@ -107,7 +107,7 @@ async def test_put_drops_the_key_from_every_l1(
             if reader.stats().counts.get("bus_connect"):
                 break
             await asleep(0.01)
-        wb = AsyncWriteBehind(writer, name="q")
+        wb = writer.write_behind(name="q")
         await wb.put("user:1", "new")
         assert await writer.get("user:1") == "new"  # read-your-writes
         for _ in range(200):  # the bus message reaches the reader's L1
@@ -122,7 +122,7 @@ async def test_put_revokes_a_fill_in_flight(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
 
         async def slow_old_row() -> str:
             await wb.put("user:1", "new")  # lands while the loader runs
@@ -145,7 +145,7 @@ async def test_no_loader_fills_a_key_while_its_write_is_queued(
         return database["user:1"]
 
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("user:1", "new")
         await cache.invalidate("user:1")  # e.g. evicted, or an invalidation
         assert await cache.get_or_load("user:1", load) == "old"  # the database
@@ -175,7 +175,7 @@ async def test_a_load_that_read_before_the_commit_is_not_stored_after_it(
         return row
 
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("user:1", "new")
         await cache.invalidate("user:1")  # the cached copy is gone (or expired)
         reader = await run_in_background(lambda: cache.get_or_load("user:1", load))
@@ -198,7 +198,7 @@ async def test_an_older_write_applied_keeps_a_newer_writes_mark(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("user:1", "v1")
         table = Table()
         await _drain(wb, table)  # v1 applied: its mark is cleared
@@ -213,7 +213,7 @@ async def test_full_backlog_raises_and_changes_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         for i in range(3):
             await wb.put(f"k{i}", i)
         with pytest.raises(BacklogFullError):
@@ -229,7 +229,7 @@ async def test_flush_waits_for_the_worker_and_times_out_without_one(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         with pytest.raises(TimeoutError):
             await wb.flush(timeout=0.05)
@@ -244,7 +244,7 @@ async def test_clear_never_touches_the_queue(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         await cache.clear()
         assert await cache.get("k") is MISS
@@ -256,16 +256,16 @@ async def test_bad_input_is_refused_before_anything_is_written(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         with pytest.raises(TypeError):
             await wb.put("k", {1, 2})  # a set has no JSON form
         assert await cache.get("k") is MISS
         with pytest.raises(ValueError):
-            AsyncWriteBehind(cache, name="bad name")
+            cache.write_behind(name="bad name")
         with pytest.raises(ValueError):
-            AsyncWriteBehind(AsyncCache(), name="q")  # needs Redis
+            AsyncCache().write_behind(name="q")  # needs Redis
         await wb.put("k", 1)
-        other = AsyncWriteBehind(cache, name="q", partitions=8)
+        other = cache.write_behind(name="q", partitions=8)
         with pytest.raises(ValueError):  # a queue's partition count is fixed
             await other.start()
         await other.aclose()
@@ -276,7 +276,7 @@ async def test_transient_failures_are_retried_and_nothing_is_acked_before(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("a", 1)
         await wb.put("b", 2)
         table = Table(fail=2)
@@ -302,7 +302,7 @@ async def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
         AsyncCache(redis_url, prefix=key_prefix) as cache,
         AsyncCache(redis_url, prefix=key_prefix, l1=L1()) as reader,
     ):
-        wb = AsyncWriteBehind(cache, name="q", partitions=1)
+        wb = cache.write_behind(name="q", partitions=1)
         await wb.put("good", 1)
         await wb.put("bad", 2)
         await wb.put("good2", 3)
@@ -334,7 +334,7 @@ async def test_a_database_outage_never_dead_letters_a_write(
     """Transient failures, however many, do not count as deliveries: once the
     database is back, the write is applied."""
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         table = Table(fail=8)  # the database is down for 8 attempts
         worker = wb.worker(
@@ -361,7 +361,7 @@ async def test_a_write_that_crashes_workers_is_dead_lettered_after_max_deliverie
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         attempts: list[int] = []
 
@@ -389,7 +389,7 @@ async def test_malformed_entry_is_dead_lettered_at_once(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q", partitions=1)
+        wb = cache.write_behind(name="q", partitions=1)
         await wb.start()
         raw = redis.Redis.from_url(redis_url)
         raw.xadd(writebehind_stream_key(key_prefix, "q", 0), {"k": "x", "v": "{"})
@@ -406,7 +406,7 @@ async def test_entries_of_a_dead_worker_are_reclaimed(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q", partitions=1)
+        wb = cache.write_behind(name="q", partitions=1)
         await wb.put("k", 1)
         raw = redis.Redis.from_url(redis_url)
         stream = writebehind_stream_key(key_prefix, "q", 0)
@@ -430,13 +430,13 @@ async def test_entries_of_a_dead_worker_are_reclaimed(
 async def test_put_raises_while_redis_is_down(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     async with AsyncCache(f"redis://127.0.0.1:{free_port()}/0", prefix="wb") as cache:
-        wb = AsyncWriteBehind(cache, name="q", timeout=0.2)
+        wb = cache.write_behind(name="q", timeout=0.2)
         with pytest.raises(StoreError):
             await wb.put("k", 1)
         await wb.aclose()
     with own_redis_server() as server:
         async with AsyncCache(server.url, prefix="wb") as cache:
-            wb = AsyncWriteBehind(cache, name="q", allow_eviction=True, timeout=0.2)
+            wb = cache.write_behind(name="q", allow_eviction=True, timeout=0.2)
             await wb.put("k", 1)
             server.kill()
             for _ in range(3):
@@ -451,13 +451,13 @@ async def test_refuses_a_server_that_can_evict_the_queue(
     request.getfixturevalue("redis_url")
     with own_redis_server("--maxmemory-policy", "allkeys-lru") as server:
         async with AsyncCache(server.url, prefix="wb") as cache:
-            wb = AsyncWriteBehind(cache, name="q")
+            wb = cache.write_behind(name="q")
             with pytest.raises(UnsafeRedisError, match="allkeys-lru"):
                 await wb.put("k", 1)
             assert await cache.get("k") is MISS
             await wb.aclose()
             with caplog.at_level(logging.WARNING):
-                wb = AsyncWriteBehind(cache, name="q", allow_eviction=True)
+                wb = cache.write_behind(name="q", allow_eviction=True)
                 await wb.put("k", 1)  # overridden: starts, and says why it is unsafe
             assert "allkeys-lru" in caplog.text
             assert "appendonly" in caplog.text
@@ -469,7 +469,7 @@ async def test_durable_on_aof_always(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     with own_redis_server(*AOF_ALWAYS) as server:
         async with AsyncCache(server.url, prefix="wb") as cache:
-            wb = AsyncWriteBehind(cache, name="q")
+            wb = cache.write_behind(name="q")
             verdict = await wb.start()
             assert verdict.durable
             assert verdict.warnings == ()
@@ -481,7 +481,7 @@ async def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     with own_redis_server("--repl-diskless-sync-delay", "0") as primary:
         async with AsyncCache(primary.url, prefix="wb") as cache:
-            alone = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=0.05)
+            alone = cache.write_behind(name="q", replicas=1, replica_timeout=0.05)
             with pytest.raises(StoreError, match="replicas"):
                 await alone.put("k", 1)  # no replica: not reported as done
             await alone.aclose(flush=False)
@@ -494,7 +494,7 @@ async def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
                         break
                     await asleep(0.01)
                 link.close()
-                wb = AsyncWriteBehind(cache, name="q", replicas=1, replica_timeout=30)
+                wb = cache.write_behind(name="q", replicas=1, replica_timeout=30)
                 await wb.put("k", 2)  # returns once the replica has it
                 await wb.aclose(flush=False)
 
@@ -503,7 +503,7 @@ async def test_remove_refuses_to_lose_writes_unless_forced(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         with pytest.raises(ValueError, match="still holds"):
             await wb.remove()
@@ -521,7 +521,7 @@ async def test_a_value_too_large_to_cache_is_queued_and_uncached(
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix, max_value_bytes=200) as cache:
         await cache.set("k", "small")
-        wb = AsyncWriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         await wb.put("k", "x" * 1000)
         assert await cache.get("k") is MISS  # never the old value
         table = Table()
@@ -534,7 +534,7 @@ async def test_put_many_is_all_or_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     async with AsyncCache(redis_url, prefix=key_prefix) as cache:
-        wb = AsyncWriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         versions = await wb.put_many({"a": 1, "b": 2})
         assert list(versions) == ["a", "b"]
         assert versions["a"] < versions["b"]

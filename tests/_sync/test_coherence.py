@@ -94,7 +94,7 @@ def test_tags_from_arguments_and_results(
     assert b.get("team_members:7") is MISS
 
     def a_dropped_it() -> bool:
-        return a._tiers.l1.get(f"{a._head}team_members:7") is MISS
+        return a.engine.l1.get(f"{a.engine.head}team_members:7") is MISS
 
     wait_until(a_dropped_it)  # the bus reached a's L1
     assert team_members(7) == [1, 2]  # reloaded in a
@@ -253,9 +253,9 @@ def test_while_the_bus_is_down_l1_keeps_entries_one_second(
     with Cache(
         redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock, timeout=1.0
     ) as cache:
-        monkeypatch.setattr(cache._tiers.bus, "start", lambda: None)  # never subscribes
+        monkeypatch.setattr(cache.engine.bus, "start", lambda: None)  # never subscribes
         cache.set("k", 1)
-        assert not cache._tiers.bus.connected
+        assert not cache.engine.bus.connected
         assert cache.get("k") == 1
         assert cache.stats().hits["memory"] == 1
         clock.advance(1.1)
@@ -289,7 +289,7 @@ def test_clear_reaches_every_process(pair: tuple[Cache, Cache]) -> None:
     a.clear()
 
     def b_cleared() -> bool:
-        return b._tiers.l1.get(f"{a._head}k") is MISS
+        return b.engine.l1.get(f"{a.engine.head}k") is MISS
 
     wait_until(b_cleared)
     assert b.get("k") is MISS

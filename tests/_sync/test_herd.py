@@ -104,7 +104,7 @@ def test_a_miss_during_a_load_here_joins_it_without_reading_redis(
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         cache.get("warm:up")
         wait_until_listening(cache)
-        store = cache._tiers.l2
+        store = cache.engine.l2
         assert store is not None
         original = store.get
         reads: list[str] = []
@@ -129,7 +129,7 @@ def test_a_miss_during_a_load_here_joins_it_without_reading_redis(
             results.append(cache.get_or_load("hot", slow_loader))
 
         joins = JoinCounter()
-        monkeypatch.setattr(cache._tiers.flights, "_calls", joins)
+        monkeypatch.setattr(cache.engine.flights, "_calls", joins)
         leader = run_in_background(call)
         assert loading.wait(WAIT)  # the leader read its miss, and loads
         followers = [run_in_background(call) for _ in range(5)]
@@ -150,7 +150,7 @@ def test_concurrent_reads_of_one_key_share_one_redis_read(
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         cache.set("hot", "cached")
         wait_until_listening(cache)  # a (re)subscribe detaches flights
-        store = cache._tiers.l2
+        store = cache.engine.l2
         assert store is not None
         original = store.get
         reading, go = Flag(), Flag()
@@ -170,7 +170,7 @@ def test_concurrent_reads_of_one_key_share_one_redis_read(
             results.append(cache.get_or_load("hot", lambda: "loaded"))
 
         joins = JoinCounter()
-        monkeypatch.setattr(cache._tiers.flights, "_calls", joins)
+        monkeypatch.setattr(cache.engine.flights, "_calls", joins)
         leader = run_in_background(call)
         assert reading.wait(WAIT)  # the leader's GET is under way
         followers = [run_in_background(call) for _ in range(5)]
@@ -195,7 +195,7 @@ def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
         cache.get("warm:up")
         wait_until_listening(cache)
-        store = cache._tiers.l2
+        store = cache.engine.l2
         assert store is not None
         original = store.version
         reading, go = Flag(), Flag()
@@ -209,7 +209,7 @@ def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
 
         monkeypatch.setattr(store, "version", version)
         joins = JoinCounter()
-        monkeypatch.setattr(cache._tiers.versions._reads, "_calls", joins)
+        monkeypatch.setattr(cache.engine.versions._reads, "_calls", joins)
         results: list[Any] = []
 
         def call() -> None:

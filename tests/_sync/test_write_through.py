@@ -100,9 +100,9 @@ def write(cache: Cache, variant: str, dsn: str, table: str, stops: Stops) -> Non
 def cached_values(cache: Cache) -> set[Any]:
     """What every tier of ``cache`` holds for KEY (L1 and Redis apart)."""
     seen = {cache.get(KEY)}
-    full = f"{cache._head}{KEY}"
-    if cache._tiers.l2 is not None:
-        hit = cache._tiers.l2.get(full)
+    full = f"{cache.engine.head}{KEY}"
+    if cache.engine.l2 is not None:
+        hit = cache.engine.l2.get(full)
         seen.add(MISS if hit is MISS else hit[0].value)
     return seen
 
@@ -191,8 +191,8 @@ def test_a_rolled_back_write_leaves_the_cache_untouched(
     cache: Cache, writer: str, table: str, postgres_dsn: str
 ) -> None:
     assert cache.get_or_load(KEY, lambda: read_version(postgres_dsn, table)) == 1
-    full = f"{cache._head}{KEY}"
-    l2 = cache._tiers.l2
+    full = f"{cache.engine.head}{KEY}"
+    l2 = cache.engine.l2
     stored = None if l2 is None else l2._client.get(full)
     sent = cache.stats().counts.get("invalidations_sent", 0)
 

@@ -72,7 +72,7 @@ def test_put_updates_the_cache_and_queues_versioned_writes(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q", allow_eviction=False)
+        wb = cache.write_behind(name="q", allow_eviction=False)
         first = wb.put("user:1", {"name": "Ada"})
         second = wb.put("user:1", {"name": "Ada L."})
         assert second > first  # versions grow per key
@@ -108,7 +108,7 @@ def test_put_drops_the_key_from_every_l1(
             if reader.stats().counts.get("bus_connect"):
                 break
             sleep(0.01)
-        wb = WriteBehind(writer, name="q")
+        wb = writer.write_behind(name="q")
         wb.put("user:1", "new")
         assert writer.get("user:1") == "new"  # read-your-writes
         for _ in range(200):  # the bus message reaches the reader's L1
@@ -123,7 +123,7 @@ def test_put_revokes_a_fill_in_flight(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
 
         def slow_old_row() -> str:
             wb.put("user:1", "new")  # lands while the loader runs
@@ -146,7 +146,7 @@ def test_no_loader_fills_a_key_while_its_write_is_queued(
         return database["user:1"]
 
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("user:1", "new")
         cache.invalidate("user:1")  # e.g. evicted, or an invalidation
         assert cache.get_or_load("user:1", load) == "old"  # the database
@@ -176,7 +176,7 @@ def test_a_load_that_read_before_the_commit_is_not_stored_after_it(
         return row
 
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("user:1", "new")
         cache.invalidate("user:1")  # the cached copy is gone (or expired)
         reader = run_in_background(lambda: cache.get_or_load("user:1", load))
@@ -199,7 +199,7 @@ def test_an_older_write_applied_keeps_a_newer_writes_mark(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("user:1", "v1")
         table = Table()
         _drain(wb, table)  # v1 applied: its mark is cleared
@@ -214,7 +214,7 @@ def test_full_backlog_raises_and_changes_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         for i in range(3):
             wb.put(f"k{i}", i)
         with pytest.raises(BacklogFullError):
@@ -230,7 +230,7 @@ def test_flush_waits_for_the_worker_and_times_out_without_one(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("k", 1)
         with pytest.raises(TimeoutError):
             wb.flush(timeout=0.05)
@@ -245,7 +245,7 @@ def test_clear_never_touches_the_queue(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("k", 1)
         cache.clear()
         assert cache.get("k") is MISS
@@ -257,16 +257,16 @@ def test_bad_input_is_refused_before_anything_is_written(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         with pytest.raises(TypeError):
             wb.put("k", {1, 2})  # a set has no JSON form
         assert cache.get("k") is MISS
         with pytest.raises(ValueError):
-            WriteBehind(cache, name="bad name")
+            cache.write_behind(name="bad name")
         with pytest.raises(ValueError):
-            WriteBehind(Cache(), name="q")  # needs Redis
+            Cache().write_behind(name="q")  # needs Redis
         wb.put("k", 1)
-        other = WriteBehind(cache, name="q", partitions=8)
+        other = cache.write_behind(name="q", partitions=8)
         with pytest.raises(ValueError):  # a queue's partition count is fixed
             other.start()
         other.close()
@@ -277,7 +277,7 @@ def test_transient_failures_are_retried_and_nothing_is_acked_before(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("a", 1)
         wb.put("b", 2)
         table = Table(fail=2)
@@ -303,7 +303,7 @@ def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
         Cache(redis_url, prefix=key_prefix) as cache,
         Cache(redis_url, prefix=key_prefix, l1=L1()) as reader,
     ):
-        wb = WriteBehind(cache, name="q", partitions=1)
+        wb = cache.write_behind(name="q", partitions=1)
         wb.put("good", 1)
         wb.put("bad", 2)
         wb.put("good2", 3)
@@ -335,7 +335,7 @@ def test_a_database_outage_never_dead_letters_a_write(
     """Transient failures, however many, do not count as deliveries: once the
     database is back, the write is applied."""
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("k", 1)
         table = Table(fail=8)  # the database is down for 8 attempts
         worker = wb.worker(
@@ -362,7 +362,7 @@ def test_a_write_that_crashes_workers_is_dead_lettered_after_max_deliveries(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("k", 1)
         attempts: list[int] = []
 
@@ -390,7 +390,7 @@ def test_malformed_entry_is_dead_lettered_at_once(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q", partitions=1)
+        wb = cache.write_behind(name="q", partitions=1)
         wb.start()
         raw = redis.Redis.from_url(redis_url)
         raw.xadd(writebehind_stream_key(key_prefix, "q", 0), {"k": "x", "v": "{"})
@@ -407,7 +407,7 @@ def test_entries_of_a_dead_worker_are_reclaimed(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q", partitions=1)
+        wb = cache.write_behind(name="q", partitions=1)
         wb.put("k", 1)
         raw = redis.Redis.from_url(redis_url)
         stream = writebehind_stream_key(key_prefix, "q", 0)
@@ -431,13 +431,13 @@ def test_entries_of_a_dead_worker_are_reclaimed(
 def test_put_raises_while_redis_is_down(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     with Cache(f"redis://127.0.0.1:{free_port()}/0", prefix="wb") as cache:
-        wb = WriteBehind(cache, name="q", timeout=0.2)
+        wb = cache.write_behind(name="q", timeout=0.2)
         with pytest.raises(StoreError):
             wb.put("k", 1)
         wb.close()
     with own_redis_server() as server:
         with Cache(server.url, prefix="wb") as cache:
-            wb = WriteBehind(cache, name="q", allow_eviction=True, timeout=0.2)
+            wb = cache.write_behind(name="q", allow_eviction=True, timeout=0.2)
             wb.put("k", 1)
             server.kill()
             for _ in range(3):
@@ -452,13 +452,13 @@ def test_refuses_a_server_that_can_evict_the_queue(
     request.getfixturevalue("redis_url")
     with own_redis_server("--maxmemory-policy", "allkeys-lru") as server:
         with Cache(server.url, prefix="wb") as cache:
-            wb = WriteBehind(cache, name="q")
+            wb = cache.write_behind(name="q")
             with pytest.raises(UnsafeRedisError, match="allkeys-lru"):
                 wb.put("k", 1)
             assert cache.get("k") is MISS
             wb.close()
             with caplog.at_level(logging.WARNING):
-                wb = WriteBehind(cache, name="q", allow_eviction=True)
+                wb = cache.write_behind(name="q", allow_eviction=True)
                 wb.put("k", 1)  # overridden: starts, and says why it is unsafe
             assert "allkeys-lru" in caplog.text
             assert "appendonly" in caplog.text
@@ -470,7 +470,7 @@ def test_durable_on_aof_always(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     with own_redis_server(*AOF_ALWAYS) as server:
         with Cache(server.url, prefix="wb") as cache:
-            wb = WriteBehind(cache, name="q")
+            wb = cache.write_behind(name="q")
             verdict = wb.start()
             assert verdict.durable
             assert verdict.warnings == ()
@@ -482,7 +482,7 @@ def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     with own_redis_server("--repl-diskless-sync-delay", "0") as primary:
         with Cache(primary.url, prefix="wb") as cache:
-            alone = WriteBehind(cache, name="q", replicas=1, replica_timeout=0.05)
+            alone = cache.write_behind(name="q", replicas=1, replica_timeout=0.05)
             with pytest.raises(StoreError, match="replicas"):
                 alone.put("k", 1)  # no replica: not reported as done
             alone.close(flush=False)
@@ -495,7 +495,7 @@ def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
                         break
                     sleep(0.01)
                 link.close()
-                wb = WriteBehind(cache, name="q", replicas=1, replica_timeout=30)
+                wb = cache.write_behind(name="q", replicas=1, replica_timeout=30)
                 wb.put("k", 2)  # returns once the replica has it
                 wb.close(flush=False)
 
@@ -504,7 +504,7 @@ def test_remove_refuses_to_lose_writes_unless_forced(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("k", 1)
         with pytest.raises(ValueError, match="still holds"):
             wb.remove()
@@ -522,7 +522,7 @@ def test_a_value_too_large_to_cache_is_queued_and_uncached(
 ) -> None:
     with Cache(redis_url, prefix=key_prefix, max_value_bytes=200) as cache:
         cache.set("k", "small")
-        wb = WriteBehind(cache, name="q")
+        wb = cache.write_behind(name="q")
         wb.put("k", "x" * 1000)
         assert cache.get("k") is MISS  # never the old value
         table = Table()
@@ -535,7 +535,7 @@ def test_put_many_is_all_or_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix) as cache:
-        wb = WriteBehind(cache, name="q", partitions=1, max_backlog=3)
+        wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         versions = wb.put_many({"a": 1, "b": 2})
         assert list(versions) == ["a", "b"]
         assert versions["a"] < versions["b"]

@@ -25,7 +25,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._concurrency import AsyncShield, acheck_function
 from freshcache._core.sentinels import MISS, TTL, UNSET, Unset
@@ -34,11 +34,34 @@ from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
-    from freshcache._async.cache import AsyncCache
     from freshcache._async.decorator import AsyncCachedFunction
+    from freshcache.metrics import Metrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class AsyncRefresher(Protocol):
+    """What write-through needs of its cache (``AsyncCache`` is one)."""
+
+    async def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        *,
+        ttl: TTL | Unset = ...,
+        tags: Iterable[str | TagSource] = ...,
+    ) -> Any:
+        """The cached value of ``key``, or ``loader()``'s, stored under a lease."""
+        ...
+
+    async def invalidate(self, *keys: str) -> None:
+        """Remove ``keys`` everywhere (raises ``StoreError``: queued)."""
+        ...
+
+    async def invalidate_tags(self, *tags: str) -> None:
+        """Remove every key stored with ``tags`` everywhere."""
+        ...
 
 
 class AsyncWriteThrough:
@@ -61,13 +84,14 @@ class AsyncWriteThrough:
 
     def __init__(
         self,
-        cache: AsyncCache,
+        cache: AsyncRefresher,
         keys: Sequence[str],
         *,
         tags: Iterable[str],
         reload: Callable[[], Any] | None,
         ttl: TTL | Unset = UNSET,
         reload_tags: Iterable[str | TagSource] = (),
+        metrics: Metrics,
     ) -> None:
         if isinstance(tags, str) or isinstance(reload_tags, str):
             raise TypeError("tags is a list of tags, not one str")
@@ -76,9 +100,8 @@ class AsyncWriteThrough:
             raise ValueError("reload refills one key: give exactly one key")
         if not keys and not tags:
             raise ValueError("write_through needs keys or tags to refresh")
-        for key in keys:  # bad keys fail here, before the transaction
-            cache._base(key)
         self._cache = cache
+        self._metrics = metrics
         self._keys = tuple(keys)
         self._tags = tuple(tags)
         self._reload = reload
@@ -129,13 +152,15 @@ class AsyncWriteThrough:
         except StoreError:
             self.landed = False
         if not self.landed:
-            cache._metrics.count("write_through_queued")
+            self._metrics.count("write_through_queued")
 
 
 def writes(
-    cache: AsyncCache,
+    cache: AsyncRefresher,
     readers: Sequence[AsyncCachedFunction[..., Any]],
     tags: Iterable[str],
+    *,
+    metrics: Metrics,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """``AsyncCache.writes``: refresh ``readers`` after the decorated function
     (which performs and commits a write) returns; nothing if it raises::
@@ -172,7 +197,9 @@ def writes(
             ]
             rendered = [render(args, kwargs) for render in tag_renders]
             if keys or rendered:
-                refresh = AsyncWriteThrough(cache, keys, tags=rendered, reload=None)
+                refresh = AsyncWriteThrough(
+                    cache, keys, tags=rendered, reload=None, metrics=metrics
+                )
                 await refresh.refresh()
             for (reader, _), arguments in zip(plans, given, strict=True):
                 await reader(**arguments)  # refills under a lease

@@ -13,8 +13,9 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.engine.events import Events
-from freshcache._sync.engine.tiers import Tiers
+from freshcache._sync.engine.tiers import Engine
 from freshcache._sync.redis.store import RedisStore
+from freshcache._sync.writebehind.producer import WriteBehind, WriteBehindHost
 from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import invoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -130,7 +131,7 @@ class Cache:
                 timeout=timeout,
                 max_connections=max_connections,
             )
-        self._tiers = Tiers(
+        self._engine = Engine(
             head=self._head,
             prefix=prefix,
             origin=uuid.uuid4().hex,
@@ -176,7 +177,7 @@ class Cache:
         """
         base = self._base(key)
         namespace = _namespace(key)
-        version = self._tiers.versions.get(namespace)
+        version = self._engine.versions.get(namespace)
         return versioned(self._head, namespace, version, base), namespace
 
     # -- reads ------------------------------------------------------------
@@ -188,7 +189,7 @@ class Cache:
         except StoreError:
             self._metrics.miss("all", _namespace(key))
             return default
-        entry, _ = self._tiers.lookup(
+        entry, _ = self._engine.lookup(
             full, namespace, make_reviver(returns), local_checked=False
         )
         return default if entry is MISS else entry.value
@@ -201,7 +202,7 @@ class Cache:
                 wanted[key] = self._resolve(key)
             except StoreError:
                 self._metrics.miss("all", _namespace(key))
-        entries = self._tiers.lookup_many(list(wanted.values()), make_reviver(returns))
+        entries = self._engine.lookup_many(list(wanted.values()), make_reviver(returns))
         return {
             key: entry.value
             for key, entry in zip(wanted, entries, strict=True)
@@ -233,7 +234,7 @@ class Cache:
         except StoreError:
             self._metrics.miss("all", _namespace(key))
             return invoke(loader)
-        return self._tiers.serve(
+        return self._engine.serve(
             full, namespace, loader, lifetime, tag_list, make_reviver(returns),
             local_checked=False,
         )  # fmt: skip
@@ -269,7 +270,7 @@ class Cache:
             full, _ = self._resolve(key)
         except StoreError:
             return False
-        return self._tiers.put([(full, value, tag_list)], lifetime)
+        return self._engine.put([(full, value, tag_list)], lifetime)
 
     def set_many(
         self,
@@ -284,31 +285,26 @@ class Cache:
             items = [((self._resolve(k))[0], v, ()) for k, v in values.items()]
         except StoreError:
             return False
-        return self._tiers.put(items, lifetime)
+        return self._engine.put(items, lifetime)
 
     def _writebehind_entry(
         self, key: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset
     ) -> tuple[str, bytes | None, float | None]:
-        """Write-behind's hook: the full key of ``key``, and the envelope and
+        """For write-behind: the full key of ``key``, and the envelope and
         hard TTL ``set`` would store (None: not cacheable). Raises
         ``StoreError`` when the key's namespace version cannot be read."""
         lifetime = self._lifetimes(ttl, stale_ttl)
         full, _ = self._resolve(key)
-        encoded = self._tiers.entries.encode(full, value, lifetime, 0.0, ())
+        encoded = self._engine.entries.encode(full, value, lifetime, 0.0, ())
         if encoded is None:
             return full, None, None
         _, data, hard = encoded
         return full, data, hard
 
     def _writebehind_notice(self, fulls: list[str]) -> tuple[str, bytes]:
-        """Write-behind's hook: the bus channel and message its script
-        publishes so that every other process drops ``fulls`` from its L1."""
-        return bus_channel(self._keys.prefix), self._tiers.notice(fulls)
-
-    def _writebehind_written(self, fulls: list[str]) -> None:
-        """Write-behind's hook, after its script wrote ``fulls``: drop them
-        from this process's L1."""
-        self._tiers.written(fulls)
+        """For write-behind: the bus channel and message its script publishes
+        so that every other process drops ``fulls`` from its L1."""
+        return bus_channel(self._keys.prefix), self._engine.notice(fulls)
 
     def invalidate(self, *keys: str) -> None:
         """Remove ``keys`` from every tier in every process.
@@ -323,25 +319,25 @@ class Cache:
             fulls = [(self._resolve(k))[0] for k in keys]
         except StoreError as exc:  # versions unknown: resolved by the retry
             unresolved = [(self._base(k), _namespace(k)) for k in keys]
-            self._tiers.invalidator.queue_unresolved(unresolved, exc)
+            self._engine.invalidator.queue_unresolved(unresolved, exc)
             raise
-        self._tiers.invalidator.invalidate(fulls)
+        self._engine.invalidator.invalidate(fulls)
 
     def delete(self, key: str) -> bool:
         """Remove one key from every tier; True if Redis (or L1) held it."""
         full, _ = self._resolve(key)
-        local = self._tiers.l1
+        local = self._engine.l1
         held = local is not None and local.get(full) is not MISS
-        return self._tiers.invalidator.invalidate([full]) > 0 or held
+        return self._engine.invalidator.invalidate([full]) > 0 or held
 
     def invalidate_tags(self, *tags: str) -> None:
         """Remove every key stored with any of ``tags``, in every tier and process."""
-        self._tiers.invalidator.invalidate_tags([check_tag(t) for t in tags])
+        self._engine.invalidator.invalidate_tags([check_tag(t) for t in tags])
 
     def bump(self, namespace: str) -> int:
         """Start a new version of ``namespace``: its keys are orphaned in O(1)
         (they expire by TTL). Returns the new version."""
-        return self._tiers.invalidator.bump(escape(namespace))
+        return self._engine.invalidator.bump(escape(namespace))
 
     def write_through(
         self,
@@ -354,9 +350,12 @@ class Cache:
         """A context manager around a transaction: after it commits, ``keys``
         and ``tags`` are invalidated and, with ``reload``, the key is refilled
         by re-reading the source under a lease (see ``WriteThrough``)."""
+        for key in keys:  # bad keys fail here, before the transaction
+            self._base(key)
         return WriteThrough(
-            self, keys, tags=tags, reload=reload, ttl=ttl, reload_tags=reload_tags
-        )
+            self, keys, tags=tags, reload=reload, ttl=ttl, reload_tags=reload_tags,
+            metrics=self._metrics,
+        )  # fmt: skip
 
     def writes(
         self, *readers: CachedFunction[..., Any], tags: Iterable[str] = ()
@@ -364,19 +363,57 @@ class Cache:
         """Decorate a function that performs and commits a write: after it
         returns, ``readers`` (``cached`` functions) are refreshed for its
         arguments of the same names (see ``writethrough.writes``)."""
-        return writes(self, readers, tags)
+        return writes(self, readers, tags, metrics=self._metrics)
+
+    def write_behind(
+        self,
+        *,
+        name: str = "default",
+        partitions: int = 4,
+        max_backlog: int = 100_000,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+        allow_eviction: bool = False,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+        timeout: float = 1.0,
+    ) -> WriteBehind:
+        """A write-behind queue named ``name`` over this cache's Redis: ``put``
+        stores the value here and queues the database write in one step; a
+        ``WriteBehindWorker`` applies the queue (see ``WriteBehind``)."""
+        host = WriteBehindHost(
+            url=self._url,
+            prefix=self._keys.prefix,
+            metrics=self._metrics,
+            entry=self._writebehind_entry,
+            notice=self._writebehind_notice,
+            written=self._engine.written,
+        )
+        return WriteBehind(
+            host, name=name, partitions=partitions, max_backlog=max_backlog,
+            ttl=ttl, stale_ttl=stale_ttl, allow_eviction=allow_eviction,
+            replicas=replicas, replica_timeout=replica_timeout, timeout=timeout,
+        )  # fmt: skip
+
+    @property
+    def engine(self) -> Engine:
+        """The engine behind this cache: its tiers, bus, leases, versions and
+        invalidations. Its interface is freshcache's own (the decorator,
+        write-through and write-behind use it) and may change between
+        releases; read it for diagnostics and tests, prefer the methods here."""
+        return self._engine
 
     @property
     def events(self) -> Events:
         """Application events fanned out to every process (``on``, ``publish``)."""
-        return self._tiers.events
+        return self._engine.events
 
     def clear(self) -> None:
         """Remove every cached value under this cache's ``prefix:version:``,
         in every tier and process, and revoke every fill in flight (SCAN and
         UNLINK; never FLUSHDB). Namespace versions, the tag epoch and
         write-behind queues stay."""
-        self._tiers.clear(self._head)
+        self._engine.clear(self._head)
 
     # -- decorator ---------------------------------------------------------
 
@@ -401,7 +438,10 @@ class Cache:
         tag_list = _tag_sources(tags, templates=True)
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
-            return wrap(self, func, template, lifetime=lifetime, tags=tag_list)
+            return wrap(
+                self._engine, func, template, lifetime=lifetime, tags=tag_list,
+                invalidate_key=self.invalidate,
+            )  # fmt: skip
 
         return decorate
 
@@ -410,7 +450,7 @@ class Cache:
     def stats(self) -> CacheStats:
         """Hits and misses per tier and namespace, loads, evictions, errors,
         latency, and the invalidations waiting to be retried."""
-        pending = len(self._tiers.pending)
+        pending = len(self._engine.pending)
         return dataclasses.replace(
             self._metrics.snapshot(), pending_invalidations=pending
         )
@@ -419,7 +459,7 @@ class Cache:
         self._metrics.eviction("memory", cause)
 
     def close(self) -> None:
-        self._tiers.close()
+        self._engine.close()
 
     def __enter__(self) -> Cache:
         return self
@@ -433,7 +473,9 @@ class Cache:
         self.close()
 
     def __repr__(self) -> str:
-        tiers = [t for t, s in (("L1", self._tiers.l1), ("redis", self._tiers.l2)) if s]
+        tiers = [
+            t for t, s in (("L1", self._engine.l1), ("redis", self._engine.l2)) if s
+        ]
         return f"<{type(self).__name__} {'+'.join(tiers)} {self._head!r}>"
 
 

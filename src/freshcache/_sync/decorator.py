@@ -17,7 +17,7 @@ from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
-    from freshcache._sync.cache import Cache
+    from freshcache._sync.engine.tiers import Engine
     from freshcache._core.tagging import TagSource
 
 P = ParamSpec("P")
@@ -50,22 +50,24 @@ def _return_reviver(func: Callable[..., Any]) -> Callable[[Any], Any] | None:
 
 
 def wrap(
-    cache: Cache,
+    engine: Engine,
     func: Callable[P, R],
     template: str | None,
     *,
     lifetime: Lifetime,
     tags: tuple[str | TagSource, ...],
+    invalidate_key: Callable[[str], None],
 ) -> CachedFunction[P, R]:
+    """``func`` cached by ``engine`` under ``template``; ``invalidate_key``
+    drops one relative key (the cache's own ``invalidate``)."""
     check_function(func, "Cache.cached")
-    head = cache._head
+    head = engine.head
     compiled = KeyTemplate.compile(template, func, head=head)
     render = compiled.render  # the full key, head included
     namespace = compiled.namespace
     relative = len(head)
-    tiers = cache._tiers
-    versions = tiers.versions.known
-    bus = tiers.bus
+    versions = engine.versions.known
+    bus = engine.bus
     # Tag templates are rendered from the call's arguments; callables get the result.
     arg_tags = [KeyTemplate.compile(t, func).render for t in tags if isinstance(t, str)]
     result_tags = [t for t in tags if not isinstance(t, str)]
@@ -77,20 +79,20 @@ def wrap(
         version = versions.get(namespace)  # what versions.get answers, inlined
         if version is None or not bus.connected:
             try:
-                version = tiers.versions.get(namespace)
+                version = engine.versions.get(namespace)
             except StoreError:  # unknown and out of reach: bypass the cache
                 return func(*args, **kwargs)
         full = versioned(head, namespace, version, base)
         loader = functools.partial(func, *args, **kwargs)
         rendered: list[str | TagSource] = [t(args, kwargs) for t in arg_tags]
         rendered += result_tags
-        value = tiers.serve(
+        value = engine.serve(
             full, namespace, loader, lifetime, rendered, revivers[0],
             local_checked=checked,
         )  # fmt: skip
         return typing.cast(R, value)
 
-    l1 = tiers.l1
+    l1 = engine.l1
     local = None if l1 is None or l1.copy else l1.store  # copy mode decodes
     if local is None:
 
@@ -100,10 +102,10 @@ def wrap(
 
     else:
         local_get = local.get
-        now = cache._now
-        hit = cache._metrics.hit
-        count = cache._metrics.count
-        refreshing = tiers.refreshing
+        now = engine.now
+        hit = engine.metrics.hit
+        count = engine.metrics.count
+        refreshing = engine.refreshing
         miss = MISS
 
         @functools.wraps(func)
@@ -134,7 +136,7 @@ def wrap(
         return render(args, kwargs)[relative:]
 
     def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
-        cache.invalidate(render(args, kwargs)[relative:])
+        invalidate_key(render(args, kwargs)[relative:])
 
     wrapper: Any = cached_call
     wrapper.key = key

@@ -26,7 +26,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._concurrency import Shield, check_function
 from freshcache._core.sentinels import MISS, TTL, UNSET, Unset
@@ -35,11 +35,34 @@ from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
-    from freshcache._sync.cache import Cache
     from freshcache._sync.decorator import CachedFunction
+    from freshcache.metrics import Metrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Refresher(Protocol):
+    """What write-through needs of its cache (``Cache`` is one)."""
+
+    def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        *,
+        ttl: TTL | Unset = ...,
+        tags: Iterable[str | TagSource] = ...,
+    ) -> Any:
+        """The cached value of ``key``, or ``loader()``'s, stored under a lease."""
+        ...
+
+    def invalidate(self, *keys: str) -> None:
+        """Remove ``keys`` everywhere (raises ``StoreError``: queued)."""
+        ...
+
+    def invalidate_tags(self, *tags: str) -> None:
+        """Remove every key stored with ``tags`` everywhere."""
+        ...
 
 
 class WriteThrough:
@@ -62,13 +85,14 @@ class WriteThrough:
 
     def __init__(
         self,
-        cache: Cache,
+        cache: Refresher,
         keys: Sequence[str],
         *,
         tags: Iterable[str],
         reload: Callable[[], Any] | None,
         ttl: TTL | Unset = UNSET,
         reload_tags: Iterable[str | TagSource] = (),
+        metrics: Metrics,
     ) -> None:
         if isinstance(tags, str) or isinstance(reload_tags, str):
             raise TypeError("tags is a list of tags, not one str")
@@ -77,9 +101,8 @@ class WriteThrough:
             raise ValueError("reload refills one key: give exactly one key")
         if not keys and not tags:
             raise ValueError("write_through needs keys or tags to refresh")
-        for key in keys:  # bad keys fail here, before the transaction
-            cache._base(key)
         self._cache = cache
+        self._metrics = metrics
         self._keys = tuple(keys)
         self._tags = tuple(tags)
         self._reload = reload
@@ -130,13 +153,15 @@ class WriteThrough:
         except StoreError:
             self.landed = False
         if not self.landed:
-            cache._metrics.count("write_through_queued")
+            self._metrics.count("write_through_queued")
 
 
 def writes(
-    cache: Cache,
+    cache: Refresher,
     readers: Sequence[CachedFunction[..., Any]],
     tags: Iterable[str],
+    *,
+    metrics: Metrics,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """``Cache.writes``: refresh ``readers`` after the decorated function
     (which performs and commits a write) returns; nothing if it raises::
@@ -173,7 +198,9 @@ def writes(
             ]
             rendered = [render(args, kwargs) for render in tag_renders]
             if keys or rendered:
-                refresh = WriteThrough(cache, keys, tags=rendered, reload=None)
+                refresh = WriteThrough(
+                    cache, keys, tags=rendered, reload=None, metrics=metrics
+                )
                 refresh.refresh()
             for (reader, _), arguments in zip(plans, given, strict=True):
                 reader(**arguments)  # refills under a lease

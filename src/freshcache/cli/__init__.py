@@ -57,7 +57,8 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from freshcache.cli.demo import DemoOptions, run
+    from freshcache.cli._demo_options import DemoOptions
+    from freshcache.cli.demo import run
 
     options = DemoOptions(
         seconds=args.seconds,

@@ -98,7 +98,8 @@ class Database:
         """The database ``spec`` names, set up elsewhere (never torn down here)."""
         return cls(spec[0], suffix=spec[1], directory=spec[2])
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """A new autocommit connection to this database (the caller closes it)."""
         if self._postgres is not None:
             import psycopg
 
@@ -113,7 +114,7 @@ class Database:
     def session(self) -> Session:
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = Session(self._connect())
+            session = self._local.session = Session(self.connect())
         return session
 
     def close_session(self) -> None:
@@ -124,7 +125,7 @@ class Database:
 
     def setup(self, users: int, teams: int) -> None:
         u, t, p = self.users, self.teams, self._p
-        conn = self._connect()
+        conn = self.connect()
         self._created = True
         try:
             if self._postgres is None:
@@ -157,7 +158,7 @@ class Database:
     def teardown(self) -> None:
         self.close_session()
         if self._postgres is not None and self._created:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 conn.execute(f"DROP TABLE IF EXISTS {self.users}, {self.teams}")
         elif self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -11,7 +11,7 @@ from rich.table import Table
 from freshcache.cli._demo_db import Phase, check, p50_p99
 
 if TYPE_CHECKING:
-    from freshcache.cli.demo import DemoOptions
+    from freshcache.cli._demo_options import DemoOptions
 
 MODES = {
     "db": "database only",

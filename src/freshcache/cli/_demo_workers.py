@@ -23,7 +23,7 @@ from freshcache.cli import _demo_naive
 from freshcache.cli._demo_db import Database, Log, Phase
 
 if TYPE_CHECKING:
-    from freshcache.cli.demo import DemoOptions
+    from freshcache.cli._demo_options import DemoOptions
 
 TEAM_SHARE = 0.2  # share of requests that read a team's members
 TTL = 30

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from freshcache import MISS, Cache, StoreError, WriteBehind, WriteBehindWorker
+from freshcache import MISS, Cache, StoreError, WriteBehindWorker
 from freshcache.cli._demo_db import Database, p50_p99
 from freshcache.sinks.base import Sink
 
@@ -119,7 +119,7 @@ def run(db: Database, redis: str, version: str, seconds: float, users: int) -> R
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
     )
     cache = Cache(redis, prefix="demo", version=version, timeout=1.0)
-    wb = WriteBehind(cache, name=f"demo-{version}", max_backlog=1_000_000)
+    wb = cache.write_behind(name=f"demo-{version}", max_backlog=1_000_000)
     opened: list[Any] = []  # the writers' connections
     try:
         durable = wb.start().durable
@@ -128,7 +128,7 @@ def run(db: Database, redis: str, version: str, seconds: float, users: int) -> R
         def commit_then_invalidate(user: int, seq: int) -> None:
             conn = getattr(sessions, "conn", None)
             if conn is None:
-                conn = sessions.conn = db._connect()
+                conn = sessions.conn = db.connect()
                 opened.append(conn)
             conn.execute(upsert, (f"profile:{user}", f'{{"seq": {seq}}}'))
             cache.invalidate(f"profile:{user}")

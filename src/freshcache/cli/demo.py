@@ -17,14 +17,15 @@ coherent through the bus. Their logs come back, and one checker
 phase (``_demo_hotkey``) shows a hot key expiring under steady load; with
 Redis, a write-heavy one (``_demo_writes``) shows write-behind.
 
-This module runs the phases; ``_demo_workers`` holds the workload and its
-processes, ``_demo_report`` the results table.
+This module runs the phases; ``_demo_options`` holds the options,
+``_demo_workers`` the workload and its processes, ``_demo_report`` the
+results table.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,24 +36,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from freshcache import Cache, FreshcacheError, UnsafeRedisError
 from freshcache.cli import _demo_hotkey, _demo_naive
 from freshcache.cli._demo_db import Database, Phase
+from freshcache.cli._demo_options import DemoOptions
 from freshcache.cli._demo_report import MODES, plural, report
 from freshcache.cli._demo_workers import Pool
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    seconds: float = 5.0
-    baseline_seconds: float | None = None  # None: seconds / 5, within [0.5, 2]
-    readers: int = 8
-    writers: int = 1
-    write_interval: float = 0.02
-    users: int = 2000
-    teams: int = 50
-    seed: int | None = None
-    redis: str | None = None
-    postgres: str | None = None
-    processes: int | None = None  # None: 1 embedded, 2 with Redis
-    write_seconds: float = 2.0  # the write-heavy phase, each side (with Redis)
 
 
 def _where_redis(url: str) -> str:

@@ -12,15 +12,11 @@ it. While it is pending, this process serves nothing it may cover
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from freshcache._async.engine.retry import AsyncInvalidationRetry
+from freshcache._async.engine.retry import AsyncInvalidationRetry, AsyncTiers
 from freshcache._core.events import Message
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
-
-if TYPE_CHECKING:
-    from freshcache._async.engine.tiers import AsyncTiers
 
 
 class AsyncInvalidator:
@@ -42,7 +38,7 @@ class AsyncInvalidator:
             if tiers.l2 is not None:
                 removed = await tiers.l2.invalidate(fulls)
             tiers.forget_local(fulls, (), flush=False)
-            await tiers._send(Message(self._origin, keys=tuple(fulls)))
+            await tiers.send(Message(self._origin, keys=tuple(fulls)))
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
@@ -55,7 +51,7 @@ class AsyncInvalidator:
             if tiers.l2 is not None:
                 await tiers.l2.invalidate_tags(tags)
             tiers.forget_local((), tags, flush=False)
-            await tiers._send(Message(self._origin, tags=tuple(tags)))
+            await tiers.send(Message(self._origin, tags=tuple(tags)))
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
@@ -65,7 +61,7 @@ class AsyncInvalidator:
         tiers = self._tiers
         try:
             version = await tiers.versions.bump(namespace)
-            await tiers._send(Message(self._origin, namespaces=((namespace, version),)))
+            await tiers.send(Message(self._origin, namespaces=((namespace, version),)))
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

@@ -1,4 +1,4 @@
-"""Retry invalidations that could not reach Redis, until they land (DESIGN §4).
+"""Retry invalidations that could not reach Redis, until they land.
 
 An invalidation (key, tag, namespace bump) that fails with a ``StoreError``
 is queued in ``PendingInvalidations`` (coalesced, bounded). One background
@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
+from freshcache._async.engine.versions import AsyncVersions
+from freshcache._async.redis.store import AsyncRedisStore
 from freshcache._concurrency import AsyncFlag, AsyncWorker
 from freshcache._core.events import Message
 from freshcache._core.layout import versioned
@@ -24,10 +27,29 @@ from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
-if TYPE_CHECKING:
-    from freshcache._async.engine.tiers import AsyncTiers
-
 log = logging.getLogger(__name__)
+
+
+class AsyncTiers(Protocol):
+    """The tiers an invalidation acts on (the engine is one): Redis, the
+    namespace versions, this process's L1, and the bus to every other one."""
+
+    l2: AsyncRedisStore | None
+    versions: AsyncVersions
+
+    async def send(self, message: Message) -> None:
+        """Tell every other process (the bus)."""
+        ...
+
+    async def clear(self, head: str) -> None:
+        """Delete every data key under ``head`` in every tier and process."""
+        ...
+
+    def forget_local(
+        self, fulls: Sequence[str], tags: Sequence[str], *, flush: bool
+    ) -> None:
+        """Drop keys, tags (or, with ``flush``, everything) from this L1."""
+        ...
 
 
 class AsyncInvalidationRetry:
@@ -117,7 +139,7 @@ class AsyncInvalidationRetry:
         message = Message(
             self._origin, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
         )
-        await tiers._send(message)
+        await tiers.send(message)
 
     async def aclose(self, wait: float) -> None:
         """Stop the loop, try once more, and report what never landed."""

@@ -53,8 +53,13 @@ Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
 
 
-class AsyncTiers:
-    """The engine behind the facade: L1 (optional), L2 (optional), bus, events."""
+class AsyncEngine:
+    """The engine behind the facade: L1 (optional), L2 (optional), bus, events.
+
+    Its public attributes and methods are the interface the facade, the
+    decorator, write-through and write-behind use (and tests); ``head`` is the
+    ``prefix:version:`` every full key starts with, ``now`` the wall clock.
+    """
 
     def __init__(
         self,
@@ -76,6 +81,24 @@ class AsyncTiers:
         beta: float = 1.0,
         jitter: float = 0.0,
     ) -> None:
+        self.head = head
+        self.prefix = prefix
+        self.url = url
+        self.bus: AsyncRedisBus | LocalBus
+        if l2 is None or url is None:
+            self.bus = LocalBus()
+        else:
+            self.bus = AsyncRedisBus(
+                url,
+                channel=bus_channel(prefix),
+                origin=origin,
+                store=l2,
+                metrics=metrics,
+                on_message=self.apply,
+                on_connect=self.bus_connected,
+                on_disconnect=self.bus_disconnected,
+            )
+        bus = self.bus
         self.l2 = l2
         self.l1 = (
             None
@@ -88,13 +111,13 @@ class AsyncTiers:
                 copy=l1_copy,
                 over_redis=l2 is not None,
                 ttl_cap=l1_ttl,
-                connected=lambda: self.bus.connected,
+                connected=lambda: bus.connected,
                 beta=beta,
             )
         )
-        self._metrics = metrics
+        self.metrics = metrics
         self._clock = clock
-        self._now = now
+        self.now = now
         self._lease_ttl = lease_ttl
         self.leases = (
             None
@@ -106,26 +129,12 @@ class AsyncTiers:
         )
         self._origin = origin
         self.versions = AsyncVersions(
-            l2, connected=lambda: self.bus.connected, listen=self._listen
+            l2, connected=lambda: bus.connected, listen=self._listen
         )
-        self.bus: AsyncRedisBus | LocalBus
-        if l2 is None or url is None:
-            self.bus = LocalBus()
-        else:
-            self.bus = AsyncRedisBus(
-                url,
-                channel=bus_channel(prefix),
-                origin=origin,
-                store=l2,
-                metrics=metrics,
-                on_message=self.apply,
-                on_connect=self._connected,
-                on_disconnect=self._disconnected,
-            )
         self.events = AsyncEvents(
             origin=origin,
             metrics=metrics,
-            send=self._send,
+            send=self.send,
             on_first_handler=self._listen,
         )
         self._listening = False
@@ -148,23 +157,23 @@ class AsyncTiers:
             self._listening = True
             self.bus.start()
 
-    def _connected(self) -> None:
+    def bus_connected(self) -> None:
         """(Re)subscribed. Messages sent while we were away are lost: drop what
         L1 holds and cancel every L1 fill that began before (its snapshot)."""
-        self._metrics.count("bus_connect")
+        self.metrics.count("bus_connect")
         self.versions.forget()
         self.flush_local()
 
-    def _disconnected(self) -> None:
+    def bus_disconnected(self) -> None:
         """Missed messages cannot be known: forget everything local."""
-        self._metrics.count("l1_flush:disconnect")
+        self.metrics.count("l1_flush:disconnect")
         self.versions.forget()
         self.flush_local()
 
-    async def _send(self, message: Message) -> None:
+    async def send(self, message: Message) -> None:
         if self.l2 is not None:
             await self.bus.publish(message)
-            self._metrics.count("invalidations_sent")
+            self.metrics.count("invalidations_sent")
 
     async def apply(self, message: Message) -> None:
         """A message from another process."""
@@ -172,7 +181,7 @@ class AsyncTiers:
             self.leases.wake(message.fills)
         if message.fills and not (message.keys or message.tags or message.flush):
             return  # a fill notice, not an invalidation
-        self._metrics.count("invalidations_received")
+        self.metrics.count("invalidations_received")
         if message.flush:
             self.flush_local()
         if message.keys:
@@ -238,9 +247,9 @@ class AsyncTiers:
         if self.l1 is not None:
             entry = MISS if local_checked else self.l1.get(full, stale_ok=stale_ok)
             if entry is not MISS:
-                self._metrics.hit("memory", namespace)
+                self.metrics.hit("memory", namespace)
                 return entry, snapshot
-            self._metrics.miss("memory", namespace)
+            self.metrics.miss("memory", namespace)
         if self.l2 is not None:
             self._listen()
             watched = self.pending.watch()
@@ -253,11 +262,11 @@ class AsyncTiers:
                     full, hit[0], reviver, stale_ok=stale_ok, watched=watched
                 )
                 if entry is not MISS:
-                    self._metrics.hit("redis", namespace)
+                    self.metrics.hit("redis", namespace)
                     self._local_fill(full, entry, None, hit[1], None, snapshot)
                     return entry, snapshot
-            self._metrics.miss("redis", namespace)
-        self._metrics.miss("all", namespace)
+            self.metrics.miss("redis", namespace)
+        self.metrics.miss("all", namespace)
         return MISS, snapshot
 
     async def lookup_many(
@@ -272,9 +281,9 @@ class AsyncTiers:
                 full, namespace = wanted[i]
                 entry = self.l1.get(full)
                 if entry is MISS:
-                    self._metrics.miss("memory", namespace)
+                    self.metrics.miss("memory", namespace)
                 else:
-                    self._metrics.hit("memory", namespace)
+                    self.metrics.hit("memory", namespace)
                     found[i] = entry
                     remaining.remove(i)
         if remaining and self.l2 is not None:
@@ -289,15 +298,15 @@ class AsyncTiers:
                     MISS if hit is MISS else await self.usable(full, hit[0], reviver)
                 )
                 if entry is MISS:
-                    self._metrics.miss("redis", namespace)
+                    self.metrics.miss("redis", namespace)
                     continue
-                self._metrics.hit("redis", namespace)
+                self.metrics.hit("redis", namespace)
                 found[i] = entry
                 remaining.remove(i)
                 assert hit is not MISS
                 self._local_fill(full, entry, None, hit[1], None, snapshots[i])
         for i in remaining:
-            self._metrics.miss("all", wanted[i][1])
+            self.metrics.miss("all", wanted[i][1])
         return found
 
     async def usable(
@@ -310,21 +319,21 @@ class AsyncTiers:
         Data that no longer fits the type (a dataclass that gained a field) is
         a miss, counted as ``decode:revive``, and removed.
         """
-        now = self._now()
+        now = self.now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
             return MISS
         pending = self.pending
         if (pending.nonempty and pending.covers(full, entry.tags)) or (
             pending.landed_since(watched)  # read before a retry landed
         ):
-            self._metrics.count("pending_bypass")  # Redis may still hold it
+            self.metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
         try:
             return entry._replace(value=reviver(entry.value))
         except RevivalError:
-            self._metrics.error("decode:revive")
+            self.metrics.error("decode:revive")
             if self.l2 is not None:
                 await self.l2.discard(full)
             return MISS
@@ -355,13 +364,13 @@ class AsyncTiers:
                 return found.value
             token = None
         if busy:
-            self._metrics.count("lease_busy")
+            self.metrics.count("lease_busy")
             assert self.leases is not None
             stored, token, epoch = await self.leases.wait_for_fill(full, bool(tags))
             if stored is not None:
                 filled = await self.usable(full, stored, reviver)
                 if filled is not MISS:  # else: filled, but unusable: load
-                    self._metrics.count("lease_wait_served")
+                    self.metrics.count("lease_wait_served")
                     self._local_fill(full, filled, None, 0, None, snapshot)
                     return filled.value
         return await self._run_and_fill(
@@ -379,13 +388,11 @@ class AsyncTiers:
             value = await ainvoke(loader)
             rendered = render_tags(tags, value)
         except BaseException:
-            self._metrics.load(
-                namespace, self._clock.monotonic() - started, failed=True
-            )
+            self.metrics.load(namespace, self._clock.monotonic() - started, failed=True)
             await self._release(full, token)
             raise
         delta = self._clock.monotonic() - started
-        self._metrics.load(namespace, delta, failed=False)
+        self.metrics.load(namespace, delta, failed=False)
         if value is None and lifetime.negative is not None:
             lifetime = Lifetime(lifetime.negative)  # "not found", briefly
         encoded = self.entries.encode(full, value, lifetime, delta, rendered)
@@ -399,7 +406,7 @@ class AsyncTiers:
             try:  # wake the callers other processes have waiting for it
                 await self.bus.publish(Message(self._origin, fills=(full,)))
             except StoreError:
-                self._metrics.error("bus_publish")
+                self.metrics.error("bus_publish")
         self._local_fill(full, entry, data, len(data), hard, snapshot)
         return value
 
@@ -421,7 +428,7 @@ class AsyncTiers:
         if self.l1 is not None and not local_checked:
             entry = self.l1.get(full, stale_ok=True)
             if entry is not MISS:
-                self._metrics.hit("memory", namespace)
+                self.metrics.hit("memory", namespace)
                 return self._served(full, namespace, loader, lifetime, tags, entry)
             local_checked = True  # the lookup counts the L1 miss
         led: list[bool] = []
@@ -435,9 +442,9 @@ class AsyncTiers:
         read, value, tier = await self.flights.run(full, read_or_load)
         if not led:  # joined another caller's read (or load): count it as ours
             if tier:
-                self._metrics.hit(tier, namespace)
+                self.metrics.hit(tier, namespace)
             else:
-                self._metrics.miss("all", namespace)
+                self.metrics.miss("all", namespace)
         if read is None:
             return value
         return self._served(full, namespace, loader, lifetime, tags, read)
@@ -464,12 +471,12 @@ class AsyncTiers:
     ) -> Any:  # fmt: skip
         """The value of a cached entry; a refresh in the background if it is
         stale, or (XFetch) if it is due for an early one."""
-        now = self._now()
+        now = self.now()
         if now >= entry.fresh_until:
-            self._metrics.count("swr_served_stale")
+            self.metrics.count("swr_served_stale")
             self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         elif refresh_early(entry, now, self._rng, self._beta):
-            self._metrics.count("early_refresh")
+            self.metrics.count("early_refresh")
             self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         return entry.value
 
@@ -499,10 +506,10 @@ class AsyncTiers:
             snapshot = self._snapshot(full)
             token, epoch, busy = await self._lease(full, bool(tags))
             if busy:
-                self._metrics.count("refresh_skipped:lease_busy")
+                self.metrics.count("refresh_skipped:lease_busy")
                 return  # another process is refreshing it
             if await self._refreshed_since(full, seen):
-                self._metrics.count("refresh_skipped:refreshed")
+                self.metrics.count("refresh_skipped:refreshed")
                 await self._release(full, token)
                 if self.l2 is not None and self.l1 is not None:
                     self.l1.drop([full])  # stale here: the next read takes Redis's
@@ -511,7 +518,7 @@ class AsyncTiers:
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
             )
         except Exception:  # the stale value is served until its hard expiry
-            self._metrics.error("refresh")
+            self.metrics.error("refresh")
             log.warning("freshcache: background refresh failed", exc_info=True)
         finally:
             self.refreshing.discard(full)
@@ -581,16 +588,16 @@ class AsyncTiers:
         sent = True
         if fulls and self.l2 is not None:
             try:
-                await self._send(Message(self._origin, keys=tuple(fulls)))
+                await self.send(Message(self._origin, keys=tuple(fulls)))
             except StoreError:
-                self._metrics.error("bus_publish")
+                self.metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
 
     def notice(self, fulls: Sequence[str]) -> bytes:
         """The bus message that drops ``fulls`` from every other process's L1,
         for a script to PUBLISH in the same step as its write (write-behind)."""
-        self._metrics.count("invalidations_sent")
+        self.metrics.count("invalidations_sent")
         return encode_message(Message(self._origin, keys=tuple(fulls)))
 
     def written(self, fulls: Sequence[str]) -> None:
@@ -605,7 +612,7 @@ class AsyncTiers:
         if self.l2 is not None:
             await self.l2.clear(head)
         self.flush_local()
-        await self._send(Message(self._origin, flush=True))
+        await self.send(Message(self._origin, flush=True))
 
     async def aclose(self) -> None:
         await self._background.drain(self._lease_ttl)

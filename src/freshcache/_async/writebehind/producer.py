@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -31,18 +32,40 @@ from freshcache._core.streams import (
     version_of,
 )
 from freshcache.errors import UnsafeRedisError
+from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from freshcache._async.cache import AsyncCache
     from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 
 log = logging.getLogger(__name__)
 _FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
 
 
+Prepared = tuple[str, bytes | None, float | None]  # full key, envelope, hard TTL
+
+
+@dataclass(frozen=True)
+class WriteBehindHost:
+    """What write-behind needs of its cache (``AsyncCache.write_behind`` makes it).
+
+    ``entry(key, value, ttl, stale_ttl)``: the full key and the envelope and
+    hard TTL ``set`` would store (envelope None: not cacheable); ``notice``:
+    the bus channel and message that make every other process drop the full
+    keys from its L1; ``written``: drop them from this process's L1.
+    """
+
+    url: str | None
+    prefix: str
+    metrics: Metrics
+    entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Awaitable[Prepared]]
+    notice: Callable[[list[str]], tuple[str, bytes]]
+    written: Callable[[list[str]], None]
+
+
 class AsyncWriteBehind:
-    """Write-behind over an ``AsyncCache`` on Redis.
+    """Write-behind over an ``AsyncCache`` on Redis: made by
+    ``AsyncCache.write_behind``.
 
     ``name`` names the queue (its streams live under ``prefix:!wb:name:``,
     outside the cache's keys: ``clear()`` and a new ``version`` never touch
@@ -59,7 +82,7 @@ class AsyncWriteBehind:
 
     def __init__(
         self,
-        cache: AsyncCache,
+        host: WriteBehindHost,
         *,
         name: str = "default",
         partitions: int = 4,
@@ -71,7 +94,7 @@ class AsyncWriteBehind:
         replica_timeout: float = 1.0,
         timeout: float = 1.0,
     ) -> None:
-        url = cache._url
+        url = host.url
         if url is None:
             raise ValueError("write-behind needs a Redis cache (a redis:// URL)")
         if not name.replace("-", "_").replace(".", "_").isidentifier():
@@ -80,10 +103,10 @@ class AsyncWriteBehind:
             raise ValueError(
                 "need partitions >= 1, max_backlog >= partitions and replicas >= 0"
             )
-        self._cache = cache
-        self._metrics = cache._metrics
+        self._host = host
+        self._metrics = host.metrics
         self.url = url
-        self.prefix = cache._keys.prefix
+        self.prefix = host.prefix
         self.name = name
         self.partitions = partitions
         self._limit = -(-max_backlog // partitions)
@@ -119,7 +142,7 @@ class AsyncWriteBehind:
             raise UnsafeRedisError(
                 "freshcache will not start write-behind: "
                 + "; ".join(verdict.refusals)
-                + " (WriteBehind(allow_eviction=True) overrides this)"
+                + " (write_behind(allow_eviction=True) overrides this)"
             )
         for warning in verdict.warnings:
             log.warning("freshcache write-behind %r: %s", self.name, warning)
@@ -165,9 +188,7 @@ class AsyncWriteBehind:
         stale = self._stale_ttl if stale_ttl is UNSET else stale_ttl
         writes: list[Enqueued] = []
         for key, value in values.items():
-            full, envelope, hard = await self._cache._writebehind_entry(
-                key, value, soft, stale
-            )
+            full, envelope, hard = await self._host.entry(key, value, soft, stale)
             writes.append((
                 partition_of(key, self.partitions), full, envelope or b"",
                 0 if hard is None else px(hard), key, payloads[key],
@@ -177,7 +198,7 @@ class AsyncWriteBehind:
             ids = await self._store.enqueue(
                 writes,
                 self._limit,
-                self._cache._writebehind_notice(fulls),
+                self._host.notice(fulls),
                 self._replicas,
                 self._replica_wait_ms,
             )
@@ -185,7 +206,7 @@ class AsyncWriteBehind:
             self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
             raise
         finally:  # after the script, which may have run even if we got no reply
-            self._cache._writebehind_written(fulls)
+            self._host.written(fulls)
         for _ in ids:
             self._metrics.count("writebehind:enqueued")
         self._metrics.latency("writebehind_put", time.perf_counter() - started)

@@ -13,15 +13,11 @@ it. While it is pending, this process serves nothing it may cover
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from freshcache._sync.engine.retry import InvalidationRetry
+from freshcache._sync.engine.retry import InvalidationRetry, Tiers
 from freshcache._core.events import Message
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
-
-if TYPE_CHECKING:
-    from freshcache._sync.engine.tiers import Tiers
 
 
 class Invalidator:
@@ -41,7 +37,7 @@ class Invalidator:
             if tiers.l2 is not None:
                 removed = tiers.l2.invalidate(fulls)
             tiers.forget_local(fulls, (), flush=False)
-            tiers._send(Message(self._origin, keys=tuple(fulls)))
+            tiers.send(Message(self._origin, keys=tuple(fulls)))
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
@@ -54,7 +50,7 @@ class Invalidator:
             if tiers.l2 is not None:
                 tiers.l2.invalidate_tags(tags)
             tiers.forget_local((), tags, flush=False)
-            tiers._send(Message(self._origin, tags=tuple(tags)))
+            tiers.send(Message(self._origin, tags=tuple(tags)))
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
@@ -64,7 +60,7 @@ class Invalidator:
         tiers = self._tiers
         try:
             version = tiers.versions.bump(namespace)
-            tiers._send(Message(self._origin, namespaces=((namespace, version),)))
+            tiers.send(Message(self._origin, namespaces=((namespace, version),)))
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

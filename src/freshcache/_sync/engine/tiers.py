@@ -54,8 +54,13 @@ Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
 
 
-class Tiers:
-    """The engine behind the facade: L1 (optional), L2 (optional), bus, events."""
+class Engine:
+    """The engine behind the facade: L1 (optional), L2 (optional), bus, events.
+
+    Its public attributes and methods are the interface the facade, the
+    decorator, write-through and write-behind use (and tests); ``head`` is the
+    ``prefix:version:`` every full key starts with, ``now`` the wall clock.
+    """
 
     def __init__(
         self,
@@ -77,6 +82,24 @@ class Tiers:
         beta: float = 1.0,
         jitter: float = 0.0,
     ) -> None:
+        self.head = head
+        self.prefix = prefix
+        self.url = url
+        self.bus: RedisBus | LocalBus
+        if l2 is None or url is None:
+            self.bus = LocalBus()
+        else:
+            self.bus = RedisBus(
+                url,
+                channel=bus_channel(prefix),
+                origin=origin,
+                store=l2,
+                metrics=metrics,
+                on_message=self.apply,
+                on_connect=self.bus_connected,
+                on_disconnect=self.bus_disconnected,
+            )
+        bus = self.bus
         self.l2 = l2
         self.l1 = (
             None
@@ -89,13 +112,13 @@ class Tiers:
                 copy=l1_copy,
                 over_redis=l2 is not None,
                 ttl_cap=l1_ttl,
-                connected=lambda: self.bus.connected,
+                connected=lambda: bus.connected,
                 beta=beta,
             )
         )
-        self._metrics = metrics
+        self.metrics = metrics
         self._clock = clock
-        self._now = now
+        self.now = now
         self._lease_ttl = lease_ttl
         self.leases = (
             None
@@ -107,26 +130,12 @@ class Tiers:
         )
         self._origin = origin
         self.versions = Versions(
-            l2, connected=lambda: self.bus.connected, listen=self._listen
+            l2, connected=lambda: bus.connected, listen=self._listen
         )
-        self.bus: RedisBus | LocalBus
-        if l2 is None or url is None:
-            self.bus = LocalBus()
-        else:
-            self.bus = RedisBus(
-                url,
-                channel=bus_channel(prefix),
-                origin=origin,
-                store=l2,
-                metrics=metrics,
-                on_message=self.apply,
-                on_connect=self._connected,
-                on_disconnect=self._disconnected,
-            )
         self.events = Events(
             origin=origin,
             metrics=metrics,
-            send=self._send,
+            send=self.send,
             on_first_handler=self._listen,
         )
         self._listening = False
@@ -147,23 +156,23 @@ class Tiers:
             self._listening = True
             self.bus.start()
 
-    def _connected(self) -> None:
+    def bus_connected(self) -> None:
         """(Re)subscribed. Messages sent while we were away are lost: drop what
         L1 holds and cancel every L1 fill that began before (its snapshot)."""
-        self._metrics.count("bus_connect")
+        self.metrics.count("bus_connect")
         self.versions.forget()
         self.flush_local()
 
-    def _disconnected(self) -> None:
+    def bus_disconnected(self) -> None:
         """Missed messages cannot be known: forget everything local."""
-        self._metrics.count("l1_flush:disconnect")
+        self.metrics.count("l1_flush:disconnect")
         self.versions.forget()
         self.flush_local()
 
-    def _send(self, message: Message) -> None:
+    def send(self, message: Message) -> None:
         if self.l2 is not None:
             self.bus.publish(message)
-            self._metrics.count("invalidations_sent")
+            self.metrics.count("invalidations_sent")
 
     def apply(self, message: Message) -> None:
         """A message from another process."""
@@ -171,7 +180,7 @@ class Tiers:
             self.leases.wake(message.fills)
         if message.fills and not (message.keys or message.tags or message.flush):
             return  # a fill notice, not an invalidation
-        self._metrics.count("invalidations_received")
+        self.metrics.count("invalidations_received")
         if message.flush:
             self.flush_local()
         if message.keys:
@@ -237,9 +246,9 @@ class Tiers:
         if self.l1 is not None:
             entry = MISS if local_checked else self.l1.get(full, stale_ok=stale_ok)
             if entry is not MISS:
-                self._metrics.hit("memory", namespace)
+                self.metrics.hit("memory", namespace)
                 return entry, snapshot
-            self._metrics.miss("memory", namespace)
+            self.metrics.miss("memory", namespace)
         if self.l2 is not None:
             self._listen()
             watched = self.pending.watch()
@@ -252,11 +261,11 @@ class Tiers:
                     full, hit[0], reviver, stale_ok=stale_ok, watched=watched
                 )
                 if entry is not MISS:
-                    self._metrics.hit("redis", namespace)
+                    self.metrics.hit("redis", namespace)
                     self._local_fill(full, entry, None, hit[1], None, snapshot)
                     return entry, snapshot
-            self._metrics.miss("redis", namespace)
-        self._metrics.miss("all", namespace)
+            self.metrics.miss("redis", namespace)
+        self.metrics.miss("all", namespace)
         return MISS, snapshot
 
     def lookup_many(
@@ -271,9 +280,9 @@ class Tiers:
                 full, namespace = wanted[i]
                 entry = self.l1.get(full)
                 if entry is MISS:
-                    self._metrics.miss("memory", namespace)
+                    self.metrics.miss("memory", namespace)
                 else:
-                    self._metrics.hit("memory", namespace)
+                    self.metrics.hit("memory", namespace)
                     found[i] = entry
                     remaining.remove(i)
         if remaining and self.l2 is not None:
@@ -286,15 +295,15 @@ class Tiers:
                 full, namespace = wanted[i]
                 entry = MISS if hit is MISS else self.usable(full, hit[0], reviver)
                 if entry is MISS:
-                    self._metrics.miss("redis", namespace)
+                    self.metrics.miss("redis", namespace)
                     continue
-                self._metrics.hit("redis", namespace)
+                self.metrics.hit("redis", namespace)
                 found[i] = entry
                 remaining.remove(i)
                 assert hit is not MISS
                 self._local_fill(full, entry, None, hit[1], None, snapshots[i])
         for i in remaining:
-            self._metrics.miss("all", wanted[i][1])
+            self.metrics.miss("all", wanted[i][1])
         return found
 
     def usable(
@@ -307,21 +316,21 @@ class Tiers:
         Data that no longer fits the type (a dataclass that gained a field) is
         a miss, counted as ``decode:revive``, and removed.
         """
-        now = self._now()
+        now = self.now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
             return MISS
         pending = self.pending
         if (pending.nonempty and pending.covers(full, entry.tags)) or (
             pending.landed_since(watched)  # read before a retry landed
         ):
-            self._metrics.count("pending_bypass")  # Redis may still hold it
+            self.metrics.count("pending_bypass")  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
         try:
             return entry._replace(value=reviver(entry.value))
         except RevivalError:
-            self._metrics.error("decode:revive")
+            self.metrics.error("decode:revive")
             if self.l2 is not None:
                 self.l2.discard(full)
             return MISS
@@ -352,13 +361,13 @@ class Tiers:
                 return found.value
             token = None
         if busy:
-            self._metrics.count("lease_busy")
+            self.metrics.count("lease_busy")
             assert self.leases is not None
             stored, token, epoch = self.leases.wait_for_fill(full, bool(tags))
             if stored is not None:
                 filled = self.usable(full, stored, reviver)
                 if filled is not MISS:  # else: filled, but unusable: load
-                    self._metrics.count("lease_wait_served")
+                    self.metrics.count("lease_wait_served")
                     self._local_fill(full, filled, None, 0, None, snapshot)
                     return filled.value
         return self._run_and_fill(
@@ -376,13 +385,11 @@ class Tiers:
             value = invoke(loader)
             rendered = render_tags(tags, value)
         except BaseException:
-            self._metrics.load(
-                namespace, self._clock.monotonic() - started, failed=True
-            )
+            self.metrics.load(namespace, self._clock.monotonic() - started, failed=True)
             self._release(full, token)
             raise
         delta = self._clock.monotonic() - started
-        self._metrics.load(namespace, delta, failed=False)
+        self.metrics.load(namespace, delta, failed=False)
         if value is None and lifetime.negative is not None:
             lifetime = Lifetime(lifetime.negative)  # "not found", briefly
         encoded = self.entries.encode(full, value, lifetime, delta, rendered)
@@ -396,7 +403,7 @@ class Tiers:
             try:  # wake the callers other processes have waiting for it
                 self.bus.publish(Message(self._origin, fills=(full,)))
             except StoreError:
-                self._metrics.error("bus_publish")
+                self.metrics.error("bus_publish")
         self._local_fill(full, entry, data, len(data), hard, snapshot)
         return value
 
@@ -418,7 +425,7 @@ class Tiers:
         if self.l1 is not None and not local_checked:
             entry = self.l1.get(full, stale_ok=True)
             if entry is not MISS:
-                self._metrics.hit("memory", namespace)
+                self.metrics.hit("memory", namespace)
                 return self._served(full, namespace, loader, lifetime, tags, entry)
             local_checked = True  # the lookup counts the L1 miss
         led: list[bool] = []
@@ -432,9 +439,9 @@ class Tiers:
         read, value, tier = self.flights.run(full, read_or_load)
         if not led:  # joined another caller's read (or load): count it as ours
             if tier:
-                self._metrics.hit(tier, namespace)
+                self.metrics.hit(tier, namespace)
             else:
-                self._metrics.miss("all", namespace)
+                self.metrics.miss("all", namespace)
         if read is None:
             return value
         return self._served(full, namespace, loader, lifetime, tags, read)
@@ -461,12 +468,12 @@ class Tiers:
     ) -> Any:  # fmt: skip
         """The value of a cached entry; a refresh in the background if it is
         stale, or (XFetch) if it is due for an early one."""
-        now = self._now()
+        now = self.now()
         if now >= entry.fresh_until:
-            self._metrics.count("swr_served_stale")
+            self.metrics.count("swr_served_stale")
             self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         elif refresh_early(entry, now, self._rng, self._beta):
-            self._metrics.count("early_refresh")
+            self.metrics.count("early_refresh")
             self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         return entry.value
 
@@ -496,10 +503,10 @@ class Tiers:
             snapshot = self._snapshot(full)
             token, epoch, busy = self._lease(full, bool(tags))
             if busy:
-                self._metrics.count("refresh_skipped:lease_busy")
+                self.metrics.count("refresh_skipped:lease_busy")
                 return  # another process is refreshing it
             if self._refreshed_since(full, seen):
-                self._metrics.count("refresh_skipped:refreshed")
+                self.metrics.count("refresh_skipped:refreshed")
                 self._release(full, token)
                 if self.l2 is not None and self.l1 is not None:
                     self.l1.drop([full])  # stale here: the next read takes Redis's
@@ -508,7 +515,7 @@ class Tiers:
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
             )
         except Exception:  # the stale value is served until its hard expiry
-            self._metrics.error("refresh")
+            self.metrics.error("refresh")
             log.warning("freshcache: background refresh failed", exc_info=True)
         finally:
             self.refreshing.discard(full)
@@ -574,16 +581,16 @@ class Tiers:
         sent = True
         if fulls and self.l2 is not None:
             try:
-                self._send(Message(self._origin, keys=tuple(fulls)))
+                self.send(Message(self._origin, keys=tuple(fulls)))
             except StoreError:
-                self._metrics.error("bus_publish")
+                self.metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
 
     def notice(self, fulls: Sequence[str]) -> bytes:
         """The bus message that drops ``fulls`` from every other process's L1,
         for a script to PUBLISH in the same step as its write (write-behind)."""
-        self._metrics.count("invalidations_sent")
+        self.metrics.count("invalidations_sent")
         return encode_message(Message(self._origin, keys=tuple(fulls)))
 
     def written(self, fulls: Sequence[str]) -> None:
@@ -598,7 +605,7 @@ class Tiers:
         if self.l2 is not None:
             self.l2.clear(head)
         self.flush_local()
-        self._send(Message(self._origin, flush=True))
+        self.send(Message(self._origin, flush=True))
 
     def close(self) -> None:
         self._background.drain(self._lease_ttl)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,18 +33,40 @@ from freshcache._core.streams import (
     version_of,
 )
 from freshcache.errors import UnsafeRedisError
+from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from freshcache._sync.cache import Cache
     from freshcache._sync.writebehind.worker import WriteBehindWorker
 
 log = logging.getLogger(__name__)
 _FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
 
 
+Prepared = tuple[str, bytes | None, float | None]  # full key, envelope, hard TTL
+
+
+@dataclass(frozen=True)
+class WriteBehindHost:
+    """What write-behind needs of its cache (``Cache.write_behind`` makes it).
+
+    ``entry(key, value, ttl, stale_ttl)``: the full key and the envelope and
+    hard TTL ``set`` would store (envelope None: not cacheable); ``notice``:
+    the bus channel and message that make every other process drop the full
+    keys from its L1; ``written``: drop them from this process's L1.
+    """
+
+    url: str | None
+    prefix: str
+    metrics: Metrics
+    entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Prepared]
+    notice: Callable[[list[str]], tuple[str, bytes]]
+    written: Callable[[list[str]], None]
+
+
 class WriteBehind:
-    """Write-behind over an ``Cache`` on Redis.
+    """Write-behind over an ``Cache`` on Redis: made by
+    ``Cache.write_behind``.
 
     ``name`` names the queue (its streams live under ``prefix:!wb:name:``,
     outside the cache's keys: ``clear()`` and a new ``version`` never touch
@@ -60,7 +83,7 @@ class WriteBehind:
 
     def __init__(
         self,
-        cache: Cache,
+        host: WriteBehindHost,
         *,
         name: str = "default",
         partitions: int = 4,
@@ -72,7 +95,7 @@ class WriteBehind:
         replica_timeout: float = 1.0,
         timeout: float = 1.0,
     ) -> None:
-        url = cache._url
+        url = host.url
         if url is None:
             raise ValueError("write-behind needs a Redis cache (a redis:// URL)")
         if not name.replace("-", "_").replace(".", "_").isidentifier():
@@ -81,10 +104,10 @@ class WriteBehind:
             raise ValueError(
                 "need partitions >= 1, max_backlog >= partitions and replicas >= 0"
             )
-        self._cache = cache
-        self._metrics = cache._metrics
+        self._host = host
+        self._metrics = host.metrics
         self.url = url
-        self.prefix = cache._keys.prefix
+        self.prefix = host.prefix
         self.name = name
         self.partitions = partitions
         self._limit = -(-max_backlog // partitions)
@@ -120,7 +143,7 @@ class WriteBehind:
             raise UnsafeRedisError(
                 "freshcache will not start write-behind: "
                 + "; ".join(verdict.refusals)
-                + " (WriteBehind(allow_eviction=True) overrides this)"
+                + " (write_behind(allow_eviction=True) overrides this)"
             )
         for warning in verdict.warnings:
             log.warning("freshcache write-behind %r: %s", self.name, warning)
@@ -166,9 +189,7 @@ class WriteBehind:
         stale = self._stale_ttl if stale_ttl is UNSET else stale_ttl
         writes: list[Enqueued] = []
         for key, value in values.items():
-            full, envelope, hard = self._cache._writebehind_entry(
-                key, value, soft, stale
-            )
+            full, envelope, hard = self._host.entry(key, value, soft, stale)
             writes.append((
                 partition_of(key, self.partitions), full, envelope or b"",
                 0 if hard is None else px(hard), key, payloads[key],
@@ -178,7 +199,7 @@ class WriteBehind:
             ids = self._store.enqueue(
                 writes,
                 self._limit,
-                self._cache._writebehind_notice(fulls),
+                self._host.notice(fulls),
                 self._replicas,
                 self._replica_wait_ms,
             )
@@ -186,7 +207,7 @@ class WriteBehind:
             self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
             raise
         finally:  # after the script, which may have run even if we got no reply
-            self._cache._writebehind_written(fulls)
+            self._host.written(fulls)
         for _ in ids:
             self._metrics.count("writebehind:enqueued")
         self._metrics.latency("writebehind_put", time.perf_counter() - started)
