@@ -10,9 +10,12 @@ strongly connected components of the import graph, type-only imports
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FACADES = [
@@ -104,3 +107,50 @@ def test_no_test_reaches_a_private_attribute_of_the_facade() -> None:
                 where = f"{path.relative_to(ROOT)}:{node.lineno}"
                 reached.append(f"{where} .{node.attr}")
     assert reached == []
+
+
+EMBEDDED = """
+import asyncio, sys
+import freshcache
+assert "redis" not in sys.modules, "import freshcache"
+url, prefix = (sys.argv[1:] + ["layers"])[:2] if sys.argv[1:] else (None, "layers")
+with freshcache.Cache(url, prefix=prefix) as cache:
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    cache.get_or_load("j", lambda: 2)
+
+
+async def main():
+    async with freshcache.AsyncCache(l1=freshcache.L1()) as cache:
+        await cache.set("k", 1)
+        assert await cache.get("k") == 1
+
+
+asyncio.run(main())
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("redis", "hiredis"))
+assert not loaded, loaded
+"""
+
+
+def test_the_embedded_cache_never_imports_redis() -> None:
+    """``import freshcache`` and the embedded default load no Redis client:
+    only a Redis URL (or write-behind) does."""
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.redis
+def test_a_redis_url_does_import_redis(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The control: the check above sees redis when it is loaded."""
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED, redis_url, key_prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "AssertionError: ['hiredis'" in done.stderr or "'redis'" in done.stderr

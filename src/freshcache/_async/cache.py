@@ -8,12 +8,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.engine.tiers import AsyncEngine
-from freshcache._async.redis.store import AsyncRedisStore
 from freshcache._async.writebehind.producer import AsyncWriteBehind, WriteBehindHost
 from freshcache._async.writethrough import AsyncWriteThrough, writes
 from freshcache._concurrency import ainvoke
@@ -29,6 +28,9 @@ from freshcache._core.tagging import TagSource, check_tag
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
+
+if TYPE_CHECKING:
+    from freshcache._async.redis.store import AsyncRedisStore
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -121,6 +123,8 @@ class AsyncCache:
                 on_evict=self._on_local_evict,
             )
         if not embedded:
+            from freshcache._async.redis.store import AsyncRedisStore  # needs redis
+
             remote = AsyncRedisStore(
                 str(url),
                 head=self._head,

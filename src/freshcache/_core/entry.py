@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import math
+from typing import Any, NamedTuple, TypeAlias
 
 NO_SOFT_EXPIRY = float("inf")
 NO_STALE_WINDOW = float("-inf")
@@ -28,3 +29,12 @@ class Entry(NamedTuple):
     tags: tuple[str, ...] = ()
     stale_until: float = NO_STALE_WINDOW
     early_from: float = ALWAYS
+
+
+Hit: TypeAlias = tuple[Entry, int]
+"""A decoded entry and the size of its envelope in bytes."""
+
+
+def px(ttl: float) -> int:
+    """A TTL in whole milliseconds, sub-millisecond TTLs rounded up to 1 ms."""
+    return max(1, math.ceil(ttl * 1000))

@@ -9,12 +9,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.engine.events import Events
 from freshcache._sync.engine.tiers import Engine
-from freshcache._sync.redis.store import RedisStore
 from freshcache._sync.writebehind.producer import WriteBehind, WriteBehindHost
 from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import invoke
@@ -30,6 +29,9 @@ from freshcache._core.tagging import TagSource, check_tag
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
+
+if TYPE_CHECKING:
+    from freshcache._sync.redis.store import RedisStore
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -122,6 +124,8 @@ class Cache:
                 on_evict=self._on_local_evict,
             )
         if not embedded:
+            from freshcache._sync.redis.store import RedisStore  # needs redis
+
             remote = RedisStore(
                 str(url),
                 head=self._head,

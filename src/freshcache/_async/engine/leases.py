@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from freshcache._async.redis.store import AsyncRedisStore, Hit
 from freshcache._concurrency import AsyncFlag
 from freshcache._core.clock import Clock
-from freshcache._core.entry import Entry
+from freshcache._core.entry import Entry, Hit
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._async.redis.store import AsyncRedisStore
 
 WAIT_FIRST_POLL = 0.005  # seconds; a waiter's polls back off from here...
 WAIT_MAX_POLL = 0.1  # ...to here (a fill notice wakes it sooner)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from freshcache._async.engine.versions import AsyncVersions
-from freshcache._async.redis.store import AsyncRedisStore
 from freshcache._concurrency import AsyncFlag, AsyncWorker
 from freshcache._core.events import Message
 from freshcache._core.layout import versioned
@@ -26,6 +25,9 @@ from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._async.redis.store import AsyncRedisStore
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.engine.invalidation import AsyncInvalidator
 from freshcache._async.engine.leases import AsyncLeases
+from freshcache._async.engine.local_bus import LocalBus
 from freshcache._async.engine.versions import AsyncVersions
-from freshcache._async.redis.bus import AsyncRedisBus, LocalBus
-from freshcache._async.redis.store import AsyncRedisStore, Hit
 from freshcache._concurrency import (
     AsyncBackground,
     AsyncSingleFlight,
@@ -34,7 +33,7 @@ from freshcache._concurrency import (
 )
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
-from freshcache._core.entry import Entry
+from freshcache._core.entry import Entry, Hit
 from freshcache._core.events import Message
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
@@ -47,6 +46,10 @@ from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import RevivalError, StoreError
 from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._async.redis.bus import AsyncRedisBus
+    from freshcache._async.redis.store import AsyncRedisStore
 
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
@@ -88,6 +91,8 @@ class AsyncEngine:
         if l2 is None or url is None:
             self.bus = LocalBus()
         else:
+            from freshcache._async.redis.bus import AsyncRedisBus  # needs redis
+
             self.bus = AsyncRedisBus(
                 url,
                 channel=bus_channel(prefix),

@@ -8,10 +8,13 @@ forgets them on every disconnect and resubscribe.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from freshcache._async.redis.store import AsyncRedisStore
 from freshcache._concurrency import AsyncSingleFlight
 from freshcache.errors import StoreError
+
+if TYPE_CHECKING:
+    from freshcache._async.redis.store import AsyncRedisStore
 
 
 class AsyncVersions:

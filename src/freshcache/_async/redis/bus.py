@@ -3,7 +3,7 @@
 Pub/sub is at-most-once. The listener reports every connection loss
 (``on_disconnect``: the cache flushes its L1 and keeps new L1 entries at most
 a second) and every (re)subscription (``on_connect``), and reconnects by
-itself with jittered backoff. The embedded cache uses ``LocalBus``: one
+itself with jittered backoff. The embedded cache uses ``engine/local_bus.py``: one
 process, nothing to deliver.
 """
 
@@ -28,21 +28,6 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
 _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
-
-
-class LocalBus:
-    """The embedded cache's bus: every reader is in this process."""
-
-    connected = True
-
-    def start(self) -> None:
-        pass
-
-    async def publish(self, message: Message) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 class AsyncRedisBus:

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from freshcache._async.redis.store import px
-from freshcache._async.redis.streams import AsyncStreamStore, Enqueued
 from freshcache._concurrency import asleep
+from freshcache._core.entry import px
 from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import TTL, UNSET, Unset
 from freshcache._core.streams import (
@@ -36,6 +35,7 @@ from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from freshcache._async.redis.streams import Enqueued
     from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ class AsyncWriteBehind:
         self._allow_eviction = allow_eviction
         self._replicas = replicas
         self._replica_wait_ms = px(replica_timeout)
+        from freshcache._async.redis.streams import AsyncStreamStore  # needs redis
+
         self._store = AsyncStreamStore(
             url,
             prefix=self.prefix,

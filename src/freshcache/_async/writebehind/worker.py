@@ -32,8 +32,8 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from freshcache._async.redis.streams import AsyncStreamStore, RawEntry
 from freshcache._concurrency import AsyncFlag, ainvoke
 from freshcache._core.streams import (
     Malformed,
@@ -49,6 +49,9 @@ from freshcache._core.streams import (
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics, NullMetrics
 from freshcache.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from freshcache._async.redis.streams import RawEntry
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ class AsyncWriteBehindWorker:
             raise ValueError(
                 "need batch_size >= 1, max_deliveries >= 1, block >= 0, claim_idle > 0"
             )
+        from freshcache._async.redis.streams import AsyncStreamStore  # needs redis
+
         self._store = AsyncStreamStore(
             url,
             prefix=prefix,

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from freshcache._sync.redis.store import RedisStore, Hit
 from freshcache._concurrency import Flag
+from freshcache._core.entry import Hit
 from freshcache._core.clock import Clock
 from freshcache._core.entry import Entry
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._sync.redis.store import RedisStore
 
 WAIT_FIRST_POLL = 0.005  # seconds; a waiter's polls back off from here...
 WAIT_MAX_POLL = 0.1  # ...to here (a fill notice wakes it sooner)

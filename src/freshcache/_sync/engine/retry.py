@@ -16,10 +16,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from freshcache._sync.engine.versions import Versions
-from freshcache._sync.redis.store import RedisStore
 from freshcache._concurrency import Flag, Worker
 from freshcache._core.events import Message
 from freshcache._core.layout import versioned
@@ -27,6 +26,9 @@ from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._sync.redis.store import RedisStore
 
 log = logging.getLogger(__name__)
 

@@ -20,19 +20,19 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freshcache._sync.engine.events import Events
 from freshcache._sync.engine.invalidation import Invalidator
 from freshcache._sync.engine.leases import Leases
+from freshcache._sync.engine.local_bus import LocalBus
 from freshcache._sync.engine.versions import Versions
-from freshcache._sync.redis.bus import RedisBus, LocalBus
-from freshcache._sync.redis.store import RedisStore, Hit
 from freshcache._concurrency import (
     Background,
     SingleFlight,
     invoke,
 )
+from freshcache._core.entry import Hit
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.entry import Entry
@@ -48,6 +48,10 @@ from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import RevivalError, StoreError
 from freshcache.metrics import Metrics
+
+if TYPE_CHECKING:
+    from freshcache._sync.redis.bus import RedisBus
+    from freshcache._sync.redis.store import RedisStore
 
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
@@ -89,6 +93,8 @@ class Engine:
         if l2 is None or url is None:
             self.bus = LocalBus()
         else:
+            from freshcache._sync.redis.bus import RedisBus  # needs redis
+
             self.bus = RedisBus(
                 url,
                 channel=bus_channel(prefix),

@@ -8,11 +8,16 @@ forgets them on every disconnect and resubscribe.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Callable
 
-from freshcache._sync.redis.store import RedisStore
 from freshcache._concurrency import SingleFlight
 from freshcache.errors import StoreError
+
+
+if TYPE_CHECKING:
+    from freshcache._sync.redis.store import RedisStore
 
 
 class Versions:

@@ -18,7 +18,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 from redis import ConnectionPool, Redis
 from redis.retry import Retry
@@ -36,7 +36,7 @@ from freshcache._concurrency import Slots
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
-from freshcache._core.entry import Entry
+from freshcache._core.entry import Hit, px
 from freshcache._core.layout import (
     epoch_key,
     lease_key,
@@ -77,18 +77,9 @@ def classify(exc: BaseException) -> StoreError:
     return TransientStoreError(f"{type(exc).__name__}: {exc}")
 
 
-def px(ttl: float) -> int:
-    """A TTL in whole milliseconds, sub-millisecond TTLs rounded up to 1 ms."""
-    return max(1, math.ceil(ttl * 1000))
-
-
 def _px_arg(ttl: float | None) -> int:
     """A script's TTL argument: milliseconds, 0 for no expiry."""
     return 0 if ttl is None else px(ttl)
-
-
-Hit: TypeAlias = tuple[Entry, int]
-"""A decoded entry and the size of its envelope in bytes."""
 
 
 class RedisStore:

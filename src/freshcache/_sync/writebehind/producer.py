@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from freshcache._sync.redis.store import px
-from freshcache._sync.redis.streams import StreamStore, Enqueued
 from freshcache._concurrency import sleep
 from freshcache._core.persistence import Verdict, judge
+from freshcache._core.entry import px
 from freshcache._core.sentinels import TTL, UNSET, Unset
 from freshcache._core.streams import (
     WriteBehindStats,
@@ -37,6 +36,7 @@ from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from freshcache._sync.redis.streams import StreamStore, Enqueued
     from freshcache._sync.writebehind.worker import WriteBehindWorker
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class WriteBehind:
         self._allow_eviction = allow_eviction
         self._replicas = replicas
         self._replica_wait_ms = px(replica_timeout)
+        from freshcache._sync.redis.streams import StreamStore  # needs redis
+
         self._store = StreamStore(
             url,
             prefix=self.prefix,

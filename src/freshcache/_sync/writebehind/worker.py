@@ -27,6 +27,8 @@ RETRYCOUNT 0``): an outage never dead-letters an acknowledged write.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import os
 import socket
@@ -34,7 +36,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from freshcache._sync.redis.streams import StreamStore, RawEntry
 from freshcache._concurrency import Flag, invoke
 from freshcache._core.streams import (
     Malformed,
@@ -50,6 +51,9 @@ from freshcache._core.streams import (
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics, NullMetrics
 from freshcache.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from freshcache._sync.redis.streams import StreamStore, RawEntry
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,8 @@ class WriteBehindWorker:
             raise ValueError(
                 "need batch_size >= 1, max_deliveries >= 1, block >= 0, claim_idle > 0"
             )
+        from freshcache._sync.redis.streams import StreamStore  # needs redis
+
         self._store = StreamStore(
             url,
             prefix=prefix,
