@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from freshcache._concurrency import Flag
-from freshcache._core.entry import Hit
 from freshcache._core.clock import Clock
-from freshcache._core.entry import Entry
+from freshcache._core.entry import Entry, Hit
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 

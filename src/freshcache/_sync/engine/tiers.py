@@ -32,10 +32,9 @@ from freshcache._concurrency import (
     SingleFlight,
     invoke,
 )
-from freshcache._core.entry import Hit
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
-from freshcache._core.entry import Entry
+from freshcache._core.entry import Entry, Hit
 from freshcache._core.events import Message
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early

@@ -8,13 +8,11 @@ forgets them on every disconnect and resubscribe.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from freshcache._concurrency import SingleFlight
 from freshcache.errors import StoreError
-
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.store import RedisStore

@@ -22,8 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from freshcache._concurrency import sleep
-from freshcache._core.persistence import Verdict, judge
 from freshcache._core.entry import px
+from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import TTL, UNSET, Unset
 from freshcache._core.streams import (
     WriteBehindStats,
@@ -36,7 +36,7 @@ from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from freshcache._sync.redis.streams import StreamStore, Enqueued
+    from freshcache._sync.redis.streams import Enqueued
     from freshcache._sync.writebehind.worker import WriteBehindWorker
 
 log = logging.getLogger(__name__)

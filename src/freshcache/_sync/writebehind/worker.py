@@ -27,14 +27,13 @@ RETRYCOUNT 0``): an outage never dead-letters an acknowledged write.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from freshcache._concurrency import Flag, invoke
 from freshcache._core.streams import (
@@ -53,7 +52,7 @@ from freshcache.metrics import Metrics, NullMetrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from freshcache._sync.redis.streams import StreamStore, RawEntry
+    from freshcache._sync.redis.streams import RawEntry
 
 log = logging.getLogger(__name__)
 
