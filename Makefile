@@ -78,6 +78,7 @@ format: $(VENV)/.dev
 	$(PY) scripts/unasync.py
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+	$(PY) scripts/unasync.py  # again: the import sort changed _async
 
 unasync: $(VENV)/.dev
 	$(PY) scripts/unasync.py

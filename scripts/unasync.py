@@ -12,7 +12,10 @@ and generated files whose source is gone are deleted.
 Escapes, for the rare line that does not convert by name:
 
 * a line ending with ``# unasync: skip`` is left out of the sync output;
-* a line ending with ``# unasync: keep`` is copied to the sync output unchanged.
+* a line ending with ``# unasync: keep`` is copied to the sync output unchanged;
+* the lines from a comment line ``# unasync: skip-begin`` to one
+  ``# unasync: skip-end`` (both included) are left out of the sync output:
+  for an async-only overload, which would be a duplicate in the sync twin.
 
 ``--check`` generates into a temporary directory, prints a diff against the
 committed files and exits 1 if they differ. A rule that never fired is an error
@@ -56,6 +59,8 @@ RULES: list[tuple[str, str]] = [
 _COMPILED = [(re.compile(pattern), repl) for pattern, repl in RULES]
 _SKIP = re.compile(r"#\s*unasync:\s*skip\s*$")
 _KEEP = re.compile(r"#\s*unasync:\s*keep\s*$")
+_BEGIN = re.compile(r"^\s*#\s*unasync:\s*skip-begin\b")
+_END = re.compile(r"^\s*#\s*unasync:\s*skip-end\b")
 
 
 def unasync_line(line: str, fired: set[str] | None = None) -> str | None:
@@ -71,8 +76,29 @@ def unasync_line(line: str, fired: set[str] | None = None) -> str | None:
     return line
 
 
+def _unskipped(lines: list[str]) -> list[str]:
+    """``lines`` without the skip-begin ... skip-end blocks."""
+    kept: list[str] = []
+    skipping = False
+    for number, line in enumerate(lines, 1):
+        if _BEGIN.match(line):
+            if skipping:
+                raise ValueError(f"line {number}: skip-begin inside a skipped block")
+            skipping = True
+        elif _END.match(line):
+            if not skipping:
+                raise ValueError(f"line {number}: skip-end without skip-begin")
+            skipping = False
+        elif not skipping:
+            kept.append(line)
+    if skipping:
+        raise ValueError("skip-begin without skip-end")
+    return kept
+
+
 def unasync_source(text: str, fired: set[str] | None = None) -> str:
-    lines = (unasync_line(line, fired) for line in text.splitlines(keepends=True))
+    kept = _unskipped(text.splitlines(keepends=True))
+    lines = (unasync_line(line, fired) for line in kept)
     return "".join(line for line in lines if line is not None)
 
 

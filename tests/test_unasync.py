@@ -123,6 +123,31 @@ def test_keep_marker_leaves_the_line_unchanged() -> None:
     assert unasync.unasync_line("AsyncFoo  #unasync:keep") == "AsyncFoo  #unasync:keep"
 
 
+def test_skip_block_drops_its_lines() -> None:
+    source = (
+        "a = 1\n"
+        "    # unasync: skip-begin (async only)\n"
+        "    @overload\n"
+        "    async def f(x: Awaitable[T]) -> T: ...\n"
+        "    # unasync: skip-end\n"
+        "b = 2\n"
+    )
+    assert unasync.unasync_source(source) == "a = 1\nb = 2\n"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "# unasync: skip-begin\nx = 1\n",
+        "# unasync: skip-end\n",
+        "# unasync: skip-begin\n# unasync: skip-begin\n# unasync: skip-end\n",
+    ],
+)
+def test_unbalanced_skip_blocks_are_errors(source: str) -> None:
+    with pytest.raises(ValueError, match="skip-"):
+        unasync.unasync_source(source)
+
+
 def test_marker_only_counts_at_the_end_of_the_line() -> None:
     line = "x = '# unasync: skip'; await y"
     assert unasync.unasync_line(line) == "x = '# unasync: skip'; y"

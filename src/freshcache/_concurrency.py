@@ -12,10 +12,14 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 T = TypeVar("T")
+
+# What get_or_load takes: AsyncCache awaits a loader's awaitable result.
+AsyncLoader: TypeAlias = Callable[[], T | Awaitable[T]]
+Loader: TypeAlias = Callable[[], T]
 
 
 async def ainvoke(loader: Callable[[], Any]) -> Any:

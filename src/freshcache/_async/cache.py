@@ -8,14 +8,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.engine.tiers import AsyncEngine
 from freshcache._async.writebehind.producer import AsyncWriteBehind, WriteBehindHost
 from freshcache._async.writethrough import AsyncWriteThrough, writes
-from freshcache._concurrency import ainvoke
+from freshcache._concurrency import AsyncLoader, ainvoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
@@ -23,7 +23,7 @@ from freshcache._core.config import L1
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, escape
 from freshcache._core.layout import bus_channel, versioned
-from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
+from freshcache._core.sentinels import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+D = TypeVar("D")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
@@ -185,8 +187,20 @@ class AsyncCache:
 
     # -- reads ------------------------------------------------------------
 
+    @overload
+    async def get(
+        self, key: str, default: Any = ..., *, returns: None = ...
+    ) -> Any: ...
+    @overload
+    async def get(self, key: str, *, returns: type[T]) -> T | Miss: ...
+    @overload
+    async def get(self, key: str, default: D, *, returns: type[T]) -> T | D: ...
     async def get(self, key: str, default: Any = MISS, *, returns: Any = None) -> Any:
-        """The fresh cached value for ``key``, or ``default`` (``MISS``)."""
+        """The fresh cached value for ``key``, or ``default`` (``MISS``).
+
+        ``returns`` (a type: a dataclass, a pydantic model, ``list[User]``)
+        turns the cached data back into it, and types the result for type
+        checkers."""
         try:
             full, namespace = await self._resolve(key)
         except StoreError:
@@ -216,17 +230,43 @@ class AsyncCache:
             if entry is not MISS
         }
 
+    # unasync: skip-begin (the sync twin takes plain loaders: no overloads)
+    @overload
     async def get_or_load(
         self,
         key: str,
-        loader: Callable[[], Any],
+        loader: Callable[[], Awaitable[T]],
+        *,
+        ttl: TTL | Unset = ...,
+        stale_ttl: TTL | Unset = ...,
+        tags: Iterable[str | TagSource] = ...,
+        negative_ttl: TTL = ...,
+        returns: Any = ...,
+    ) -> T: ...
+    @overload
+    async def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        *,
+        ttl: TTL | Unset = ...,
+        stale_ttl: TTL | Unset = ...,
+        tags: Iterable[str | TagSource] = ...,
+        negative_ttl: TTL = ...,
+        returns: Any = ...,
+    ) -> T: ...
+    # unasync: skip-end
+    async def get_or_load(
+        self,
+        key: str,
+        loader: AsyncLoader[T],
         *,
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
         tags: Iterable[str | TagSource] = (),
         negative_ttl: TTL = None,
         returns: Any = None,
-    ) -> Any:
+    ) -> T:
         """Cache-aside: the cached value, or ``loader()``'s result, stored.
 
         ``tags`` are strings, or callables that get the loaded value and
@@ -240,11 +280,13 @@ class AsyncCache:
             full, namespace = await self._resolve(key)
         except StoreError:
             self._metrics.miss("all", _namespace(key))
-            return await ainvoke(loader)
-        return await self._engine.serve(
+            loaded: T = await ainvoke(loader)
+            return loaded
+        value: T = await self._engine.serve(
             full, namespace, loader, lifetime, tag_list, make_reviver(returns),
             local_checked=False,
         )  # fmt: skip
+        return value
 
     # -- writes -----------------------------------------------------------
 

@@ -9,14 +9,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.engine.events import Events
 from freshcache._sync.engine.tiers import Engine
 from freshcache._sync.writebehind.producer import WriteBehind, WriteBehindHost
 from freshcache._sync.writethrough import WriteThrough, writes
-from freshcache._concurrency import invoke
+from freshcache._concurrency import Loader, invoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
@@ -24,7 +24,7 @@ from freshcache._core.config import L1
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, escape
 from freshcache._core.layout import bus_channel, versioned
-from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
+from freshcache._core.sentinels import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+D = TypeVar("D")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
@@ -186,8 +188,18 @@ class Cache:
 
     # -- reads ------------------------------------------------------------
 
+    @overload
+    def get(self, key: str, default: Any = ..., *, returns: None = ...) -> Any: ...
+    @overload
+    def get(self, key: str, *, returns: type[T]) -> T | Miss: ...
+    @overload
+    def get(self, key: str, default: D, *, returns: type[T]) -> T | D: ...
     def get(self, key: str, default: Any = MISS, *, returns: Any = None) -> Any:
-        """The fresh cached value for ``key``, or ``default`` (``MISS``)."""
+        """The fresh cached value for ``key``, or ``default`` (``MISS``).
+
+        ``returns`` (a type: a dataclass, a pydantic model, ``list[User]``)
+        turns the cached data back into it, and types the result for type
+        checkers."""
         try:
             full, namespace = self._resolve(key)
         except StoreError:
@@ -216,14 +228,14 @@ class Cache:
     def get_or_load(
         self,
         key: str,
-        loader: Callable[[], Any],
+        loader: Loader[T],
         *,
         ttl: TTL | Unset = UNSET,
         stale_ttl: TTL | Unset = UNSET,
         tags: Iterable[str | TagSource] = (),
         negative_ttl: TTL = None,
         returns: Any = None,
-    ) -> Any:
+    ) -> T:
         """Cache-aside: the cached value, or ``loader()``'s result, stored.
 
         ``tags`` are strings, or callables that get the loaded value and
@@ -237,11 +249,13 @@ class Cache:
             full, namespace = self._resolve(key)
         except StoreError:
             self._metrics.miss("all", _namespace(key))
-            return invoke(loader)
-        return self._engine.serve(
+            loaded: T = invoke(loader)
+            return loaded
+        value: T = self._engine.serve(
             full, namespace, loader, lifetime, tag_list, make_reviver(returns),
             local_checked=False,
         )  # fmt: skip
+        return value
 
     # -- writes -----------------------------------------------------------
 
