@@ -12,9 +12,7 @@ import pytest
 from freshcache._core.entry import NO_SOFT_EXPIRY, Entry
 from freshcache._core.freshness import (
     EARLY_ODDS,
-    Freshness,
     early_refresh_from,
-    freshness,
     jitter_ttl,
     lifetimes,
     refresh_early,
@@ -54,13 +52,6 @@ def test_bad_ttl_types(ttl: Any) -> None:
 def test_lifetimes_add_the_stale_window_to_the_hard_ttl() -> None:
     assert lifetimes(100.0, 10.0, 5.0) == (110.0, 15.0)
     assert lifetimes(100.0, None, 5.0) == (NO_SOFT_EXPIRY, None)
-
-
-def test_freshness_boundary() -> None:
-    entry = Entry("v", created_at=0.0, fresh_until=10.0)
-    assert freshness(entry, 9.999) is Freshness.FRESH
-    assert freshness(entry, 10.0) is Freshness.STALE
-    assert freshness(Entry("v", 0.0), 1e18) is Freshness.FRESH
 
 
 def simulate_windows(

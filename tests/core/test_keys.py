@@ -476,25 +476,6 @@ def test_glob_escape() -> None:
     assert glob_escape("plain:text") == "plain:text"
 
 
-def test_namespace_pattern_is_exact() -> None:
-    pattern = KB.namespace_pattern("a*")
-    assert pattern == "app:v3:a%2A:*"
-    assert redis_glob_match(pattern, KB.key("a*", 1))
-    assert redis_glob_match(pattern, KB.key("a*", "x", k=[1, 2]))
-    assert not redis_glob_match(pattern, KB.key("ab", 1))
-    assert not redis_glob_match(pattern, KB.key("a*b", 1))
-    assert not redis_glob_match(pattern, KB.key("a*"))  # bare key: delete by name
-
-
-@given(st.text(min_size=1), st.text(min_size=1), values)
-def test_namespace_pattern_matches_only_its_namespace(
-    ns: str, other: str, part: object
-) -> None:
-    pattern = KB.namespace_pattern(ns)
-    assert redis_glob_match(pattern, KB.key(ns, part))
-    assert redis_glob_match(pattern, KB.key(other, part)) == (ns == other)
-
-
 # -- KeyBuilder arguments --------------------------------------------------
 
 

@@ -15,12 +15,18 @@ import pydantic
 import pytest
 
 from freshcache._core.codec.envelope import Codec
-from freshcache._core.codec.revival import make_reviver, revive
+from freshcache._core.codec.revival import make_reviver
 from freshcache._core.entry import Entry
 from freshcache.errors import RevivalError, SerializationError
 
 T = TypeVar("T")
 UserId = NewType("UserId", int)
+
+
+def revive(value: object, tp: object) -> object:
+    """``value`` revived into ``tp`` the way a cached read does."""
+    reviver = make_reviver(tp)
+    return value if reviver is None else reviver(value)
 
 
 class Role(Enum):
@@ -253,7 +259,7 @@ def test_pydantic_is_never_imported() -> None:
         """
         import sys
         from dataclasses import dataclass
-        from freshcache._core.codec.revival import make_reviver, revive
+        from freshcache._core.codec.revival import make_reviver
         from freshcache._core.codec.envelope import Codec
         from freshcache._core.entry import Entry
 
@@ -262,12 +268,12 @@ def test_pydantic_is_never_imported() -> None:
             x: int
 
         assert make_reviver(int) is None
-        assert revive([{"x": 1}], list[A]) == [A(1)]
+        assert make_reviver(list[A])([{"x": 1}]) == [A(1)]
         codec = Codec()
         assert codec.decode("k", codec.encode("k", Entry(A(1), 1.0))).value == {"x": 1}
         assert "pydantic" not in sys.modules
         sys.modules["pydantic"] = None  # as if it were not installed
-        assert revive({"x": 2}, A | None) == A(2)
+        assert make_reviver(A | None)({"x": 2}) == A(2)
         print("ok")
         """
     )

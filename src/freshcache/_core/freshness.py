@@ -5,7 +5,6 @@ Pure functions of time and an injected random source.
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import NamedTuple, Protocol
 
@@ -20,16 +19,6 @@ class Lifetime(NamedTuple):
     soft: float | None
     stale: float = 0.0
     negative: float | None = None
-
-
-class Freshness(enum.Enum):
-    FRESH = "fresh"
-    STALE = "stale"  # past fresh_until, still inside the stale window
-
-
-def freshness(entry: Entry, now: float) -> Freshness:
-    """Classify an entry the store still holds (the store drops dead ones)."""
-    return Freshness.FRESH if now < entry.fresh_until else Freshness.STALE
 
 
 def lifetimes(

@@ -4,8 +4,7 @@ A key is ``prefix:version:namespace:part:...:name=value``, for example
 ``app:v3:user:123:profile`` or ``app:v3:search:products:category=books:page=2``.
 Different arguments never give the same key, and keys never contain ``{`` or
 ``}`` (Redis Cluster hash tags wrap a whole key in braces). The head and the
-namespace never contain glob characters; patterns go through `glob_escape`
-(`KeyBuilder.namespace_pattern` does not match the bare key ``head+ns``).
+namespace never contain glob characters; patterns go through `glob_escape`.
 `core.templates.KeyTemplate` renders the same keys from a function's arguments.
 
 Encoding of one argument (`encode_part`)
@@ -269,15 +268,6 @@ class KeyBuilder:
             for n in sorted(named):
                 key += f":{escape(n)}={segment(named[n], m)}"
         return key
-
-    def namespace_pattern(self, namespace: str) -> str:
-        """A glob matching every key of ``namespace`` that has at least one part.
-
-        The bare key ``key(namespace)`` (no parts) is not matched: a glob cannot
-        say "nothing or ``:...``" without also matching longer namespaces, so
-        callers delete that one key by name next to the scan.
-        """
-        return glob_escape(self.head + _namespace(namespace)) + ":*"
 
     def __repr__(self) -> str:
         return f"KeyBuilder({self.prefix!r}, {self.version!r})"

@@ -66,7 +66,6 @@ class AsyncInvalidationRetry:
         self._rng = random.Random()
         self._stop = AsyncFlag()
         self._worker: AsyncWorker | None = None
-        self.last_error: str | None = None
 
     def queue(
         self,
@@ -78,7 +77,6 @@ class AsyncInvalidationRetry:
         unresolved: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Queue an invalidation that failed with ``error``; retry it later."""
-        self.last_error = f"{type(error).__name__}: {error}"
         self._metrics.count("invalidations_queued")
         overflows = self.pending.overflows
         start = self.pending.add(
@@ -106,8 +104,7 @@ class AsyncInvalidationRetry:
     async def _try(self, batch: Batch) -> bool:
         try:
             await self._apply(batch)
-        except StoreError as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+        except StoreError:
             self._metrics.error("invalidation_retry")
             return False
         except Exception:  # a bug must not end the loop with work queued

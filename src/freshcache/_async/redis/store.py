@@ -122,7 +122,6 @@ class AsyncRedisStore:
         self._clock = clock
         self._breaker = breaker or Breaker()
         self._loud_at: dict[str, float] = {}
-        self.last_config_error: str | None = None
 
     async def _run(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
         breaker = self._breaker
@@ -151,11 +150,10 @@ class AsyncRedisStore:
         now = self._clock.monotonic()
         if self._breaker.failure(now):
             log.warning("freshcache: Redis circuit opened after %s", error)
-        if isinstance(error, ConfigStoreError | CapacityStoreError):
-            self.last_config_error = str(error)
-            if now - self._loud_at.get(error.kind, -math.inf) >= _LOUD_EVERY:
-                self._loud_at[error.kind] = now
-                log.error("freshcache: Redis %s error: %s", error.kind, error)
+        loud = isinstance(error, ConfigStoreError | CapacityStoreError)
+        if loud and now - self._loud_at.get(error.kind, -math.inf) >= _LOUD_EVERY:
+            self._loud_at[error.kind] = now
+            log.error("freshcache: Redis %s error: %s", error.kind, error)
 
     def _decode(self, key: str, data: bytes | None) -> Hit | Miss:
         if data is None:

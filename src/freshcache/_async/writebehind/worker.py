@@ -117,10 +117,6 @@ class AsyncWriteBehindWorker:
         """Stop after the batch in hand (safe from a signal handler)."""
         self._stopping.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     async def run(self, *, until_idle: bool = False) -> WorkerTotals:
         """Apply batches until ``stop()`` (or, with ``until_idle``, until a
         read finds nothing). Redis or database failures are retried with a

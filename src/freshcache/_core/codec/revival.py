@@ -22,17 +22,11 @@ from typing import Any, Final
 from freshcache._core.codec.typetags import is_model
 from freshcache.errors import RevivalError
 
-__all__ = ["Reviver", "make_reviver", "revive"]
+__all__ = ["Reviver", "make_reviver"]
 
 
 Reviver = Callable[[Any], Any]
 _Plan = tuple[Callable[[Any], bool], Reviver | None]  # (accepts, reviver)
-
-
-def revive(value: object, tp: object) -> object:
-    """``value`` turned into the annotated type ``tp`` where it needs it."""
-    reviver = make_reviver(tp)
-    return value if reviver is None else reviver(value)
 
 
 def make_reviver(tp: object) -> Reviver | None:

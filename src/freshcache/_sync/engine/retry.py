@@ -67,7 +67,6 @@ class InvalidationRetry:
         self._rng = random.Random()
         self._stop = Flag()
         self._worker: Worker | None = None
-        self.last_error: str | None = None
 
     def queue(
         self,
@@ -79,7 +78,6 @@ class InvalidationRetry:
         unresolved: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Queue an invalidation that failed with ``error``; retry it later."""
-        self.last_error = f"{type(error).__name__}: {error}"
         self._metrics.count("invalidations_queued")
         overflows = self.pending.overflows
         start = self.pending.add(
@@ -107,8 +105,7 @@ class InvalidationRetry:
     def _try(self, batch: Batch) -> bool:
         try:
             self._apply(batch)
-        except StoreError as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+        except StoreError:
             self._metrics.error("invalidation_retry")
             return False
         except Exception:  # a bug must not end the loop with work queued
