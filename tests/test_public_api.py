@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import freshcache
@@ -66,6 +68,34 @@ def test_every_exception_is_exported() -> None:
     assert defined <= set(freshcache.__all__)
     for name in defined:  # each one is drawn in the module's hierarchy
         assert name in (freshcache.errors.__doc__ or ""), name
+
+
+def test_testing_helpers_import_without_pytest() -> None:
+    """pytest is no dependency: ``freshcache.testing`` (FakeClock) must not
+    import it; only ``freshcache.testing.contract`` does."""
+    code = (
+        "import sys, freshcache, freshcache.testing\n"
+        "freshcache.testing.FakeClock().advance(1)\n"
+        "names = ('pytest', '_pytest', 'freshcache.testing.contract')\n"
+        "loaded = [m for m in sys.modules if m.startswith(names)]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_contract_is_shipped_in_both_colors() -> None:
+    import freshcache.testing.contract as contract
+    from freshcache.testing.contract import AsyncCacheContract, CacheContract
+
+    assert contract.__all__ == ["AsyncCacheContract", "CacheContract"]
+
+    def tests(cls: type) -> set[str]:
+        return {n for n in dir(cls) if n.startswith("test_")}
+
+    assert tests(CacheContract) == tests(AsyncCacheContract)
+    assert len(tests(CacheContract)) >= 20
+    for cls in (CacheContract, AsyncCacheContract):  # pytest collects Test* only
+        assert not cls.__name__.startswith("Test")
 
 
 def test_sync_and_async_caches_have_the_same_methods() -> None:

@@ -78,6 +78,7 @@ unasync = _load()
         ("func: Callable[P, Awaitable[R]],", "func: Callable[P, R],"),
         ("-> Awaitable[R_co]: ...", "-> R_co: ..."),
         ('"""Return the AsyncCache for url."""', '"""Return the Cache for url."""'),
+        ("    @pytest_asyncio.fixture", "    @pytest.fixture"),
     ],
 )
 def test_rules_convert(source: str, expected: str) -> None:
@@ -97,6 +98,7 @@ def test_rules_convert(source: str, expected: str) -> None:
         "falseep = basleep",
         "from redis.asyncio_extra import x",
         "def fasync(): ...",
+        "import pytest_asyncio",
     ],
 )
 def test_rules_respect_token_boundaries(line: str) -> None:

@@ -1,183 +1,72 @@
-"""One contract for every store: memory://, the embedded default, and Redis.
+"""freshcache's own configurations run the shipped contract, and what is not in it.
 
-Written once for AsyncCache; scripts/unasync.py generates the Cache twin.
+The contract is ``freshcache.testing.contract`` (users subclass it too); here it
+runs on the embedded default, on Redis, and on an L1 over Redis. Hand-written
+for the async API; scripts/unasync.py generates the sync twin.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
+import functools
 import inspect
-import math
-import uuid
-from collections.abc import AsyncIterator
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from freshcache import MISS, AsyncCache, SerializationError, UnstableKeyError
-from freshcache.testing import FakeClock
+from freshcache import L1, AsyncCache, SerializationError
+from freshcache.testing.contract import AsyncCacheContract
 
 
-@pytest.fixture(
-    params=["memory", "embedded", pytest.param("redis", marks=pytest.mark.redis)]
-)
-async def cache(
-    request: pytest.FixtureRequest, fake_clock: FakeClock, key_prefix: str
-) -> AsyncIterator[AsyncCache]:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        made = AsyncCache(url, prefix=key_prefix, clock=fake_clock, timeout=1.0)
-    elif request.param == "memory":
-        made = AsyncCache("memory://", prefix=key_prefix, clock=fake_clock)
-    else:
-        made = AsyncCache(prefix=key_prefix, clock=fake_clock)
-    async with made:
-        try:
-            yield made
-        finally:
-            await made.clear()
+class TestEmbedded(AsyncCacheContract):
+    """``AsyncCache()``: one in-process tier, no server."""
+
+    @pytest.fixture
+    def make_cache(self) -> Callable[..., AsyncCache]:
+        return AsyncCache
 
 
-@dataclasses.dataclass
-class Team:
-    id: int
-    name: str
+@pytest.mark.redis
+class TestRedis(AsyncCacheContract):
+    """``AsyncCache(url)``: Redis only."""
+
+    @pytest.fixture
+    def prefix(self, key_prefix: str) -> str:
+        return key_prefix  # the one redis_cleanup deletes
+
+    @pytest.fixture
+    def make_cache(
+        self, redis_url: str, redis_cleanup: None
+    ) -> Callable[..., AsyncCache]:
+        return functools.partial(AsyncCache, redis_url, timeout=1.0)
 
 
-@dataclasses.dataclass
-class User:
-    id: int
-    name: str
-    team: Team
-    joined: dt.date
+@pytest.mark.redis
+class TestL1OverRedis(AsyncCacheContract):
+    """``AsyncCache(url, l1=L1())``: an in-process tier in front of Redis."""
+
+    @pytest.fixture
+    def prefix(self, key_prefix: str) -> str:
+        return key_prefix
+
+    @pytest.fixture
+    def make_cache(
+        self, redis_url: str, redis_cleanup: None
+    ) -> Callable[..., AsyncCache]:
+        return functools.partial(AsyncCache, redis_url, l1=L1(), timeout=1.0)
 
 
 class Opaque:
     pass
 
 
-async def test_get_missing_returns_miss(cache: AsyncCache) -> None:
-    assert await cache.get("user:1") is MISS
-    assert await cache.get("user:1", "fallback") == "fallback"
-
-
-@pytest.mark.parametrize("value", [None, False, 0, "", [], {}, 0.0])
-async def test_falsy_values_are_hits(cache: AsyncCache, value: Any) -> None:
-    assert await cache.set("k", value) is True
-    got = await cache.get("k")
-    assert got is not MISS
-    assert got == value
-    assert type(got) is type(value)
-
-
-async def test_rich_values_round_trip_exactly(cache: AsyncCache) -> None:
-    value = {
-        "tuple": (1, "a", (2,)),
-        "set": {1, 2},
-        "bytes": b"\x00\xff",
-        "naive": dt.datetime(2024, 1, 2, 3, 4, 5, 6),
-        "aware": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
-        "date": dt.date(2024, 1, 2),
-        "decimal": Decimal("1.10"),
-        "uuid": uuid.UUID(int=7),
-        "big": 2**64 + 1,
-        "negzero": -0.0,
-        "inf": math.inf,
-    }
-    await cache.set("rich", value)
-    got = await cache.get("rich")
-    assert got == value
-    assert {k: type(v) for k, v in got.items()} == {
-        k: type(v) for k, v in value.items()
-    }
-    assert math.copysign(1.0, got["negzero"]) == -1.0
-    nan = await cache.set("nan", math.nan)
-    assert nan is True
-    assert math.isnan(await cache.get("nan"))
-
-
-async def test_soft_ttl_expires_on_the_clock(
-    cache: AsyncCache, fake_clock: FakeClock
-) -> None:
-    await cache.set("k", "v", ttl=10)
-    fake_clock.advance(9.9)
-    assert await cache.get("k") == "v"
-    fake_clock.advance(0.2)
-    assert await cache.get("k") is MISS
-
-
-async def test_ttl_forms(cache: AsyncCache, fake_clock: FakeClock) -> None:
-    await cache.set("forever", 1, ttl=None)
-    await cache.set("td", 2, ttl=dt.timedelta(seconds=5))
-    await cache.set("float", 3, ttl=0.5)
-    fake_clock.advance(1)
-    assert await cache.get("forever") == 1
-    assert await cache.get("td") == 2
-    assert await cache.get("float") is MISS
-    fake_clock.advance(10 * 365 * 24 * 3600)
-    assert await cache.get("forever") == 1
-
-
-@pytest.mark.parametrize("ttl", [0, -1, math.nan, math.inf, True, "10"])
-async def test_bad_ttl_is_rejected(cache: AsyncCache, ttl: Any) -> None:
-    with pytest.raises((ValueError, TypeError)):
-        await cache.set("k", 1, ttl=ttl)
-    with pytest.raises((ValueError, TypeError)):
-        cache.cached("k", ttl=ttl)
-
-
-async def test_get_or_load_loads_once_then_hits(cache: AsyncCache) -> None:
-    calls: list[int] = []
-
-    def loader() -> dict[str, int]:
-        calls.append(1)
-        return {"id": 1}
-
-    assert await cache.get_or_load("user:1", loader) == {"id": 1}
-    assert await cache.get_or_load("user:1", loader) == {"id": 1}
-    assert len(calls) == 1
-    stats = cache.stats()
-    assert stats.loads == 1
-    assert stats.hit_rate == 0.5
-
-
-async def test_get_or_load_accepts_async_loaders(cache: AsyncCache) -> None:
-    async def loader() -> str:
-        return "loaded"
-
-    assert await cache.get_or_load("k", loader) == "loaded"
-    assert await cache.get("k") == "loaded"
-
-
-async def test_loader_error_propagates_and_caches_nothing(cache: AsyncCache) -> None:
-    def loader() -> int:
-        raise LookupError("row not found")
-
-    with pytest.raises(LookupError):
-        await cache.get_or_load("k", loader)
-    assert await cache.get("k") is MISS
-    assert cache.stats().load_errors == 1
-
-
-async def test_cached_none_is_not_reloaded(cache: AsyncCache) -> None:
-    calls: list[int] = []
-
-    def loader() -> None:
-        calls.append(1)
-
-    assert await cache.get_or_load("k", loader) is None
-    assert await cache.get_or_load("k", loader) is None
-    assert calls == [1]
-
-
-async def test_unserializable_value_is_returned_not_cached(cache: AsyncCache) -> None:
-    value = Opaque()
-    assert await cache.get_or_load("k", lambda: value) is value
-    assert await cache.get("k") is MISS
-    assert await cache.set("k", value) is False
-    assert cache.stats().errors["serialize"] == 2
+async def test_memory_url_is_the_embedded_default(key_prefix: str) -> None:
+    async with (
+        AsyncCache("memory://", prefix=key_prefix) as by_url,
+        AsyncCache(prefix=key_prefix) as default,
+    ):
+        assert repr(by_url) == repr(default)
+        assert "redis" not in repr(by_url)
 
 
 async def test_strict_mode_raises_on_unserializable(key_prefix: str) -> None:
@@ -186,119 +75,14 @@ async def test_strict_mode_raises_on_unserializable(key_prefix: str) -> None:
             await strict.set("k", Opaque())
 
 
-async def test_invalidate_and_delete(cache: AsyncCache) -> None:
-    await cache.set_many({"a": 1, "b": 2, "c": 3})
-    await cache.invalidate("a", "b")
-    assert await cache.get_many(["a", "b", "c"]) == {"c": 3}
-    assert await cache.delete("c") is True
-    assert await cache.delete("c") is False
-
-
-async def test_get_many_returns_hits_only(cache: AsyncCache) -> None:
-    assert await cache.set_many({"x:1": 1, "x:2": None}) is True
-    assert await cache.get_many(["x:1", "x:2", "x:3"]) == {"x:1": 1, "x:2": None}
-
-
-async def test_version_prefix_separates_deploys(
-    cache: AsyncCache, key_prefix: str, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        request.getfixturevalue("redis_url")
-        if "redis" in request.node.callspec.id
-        else None
-    )
-    await cache.set("k", "old")
-    async with AsyncCache(url, prefix=key_prefix, version="v2") as next_deploy:
-        assert await next_deploy.get("k") is MISS
-
-
-async def test_keys_are_injective(cache: AsyncCache) -> None:
-    await cache.set(cache.key("pair", "a:b", "c"), 1)
-    await cache.set(cache.key("pair", "a", "b:c"), 2)
-    await cache.set(cache.key("n", 1), "int")
-    await cache.set(cache.key("n", "1"), "str")
-    assert await cache.get(cache.key("pair", "a:b", "c")) == 1
-    assert await cache.get(cache.key("pair", "a", "b:c")) == 2
-    assert await cache.get(cache.key("n", 1)) == "int"
-    assert await cache.get(cache.key("n", "1")) == "str"
-    with pytest.raises(UnstableKeyError):
-        cache.key("n", Opaque())
-
-
-@pytest.mark.parametrize("bad", ["", "a{b}", 1, None])
-async def test_bad_raw_keys_are_rejected(cache: AsyncCache, bad: Any) -> None:
-    with pytest.raises((TypeError, ValueError)):
-        await cache.get(bad)
-
-
-async def test_decorator_hits_and_invalidates(cache: AsyncCache) -> None:
-    calls: list[int] = []
-
-    @cache.cached("user:{user_id}", ttl=60)
-    async def get_user(user_id: int, verbose: bool = False) -> dict[str, int]:
-        calls.append(user_id)
-        return {"id": user_id}
-
-    assert get_user.key(7) == "user:7"
-    assert await get_user(7) == {"id": 7}
-    assert await get_user(user_id=7, verbose=True) == {"id": 7}
-    assert calls == [7]
-    await get_user.invalidate(7)
-    assert await get_user(7) == {"id": 7}
-    assert calls == [7, 7]
-    assert await cache.get("user:7") == {"id": 7}
-
-
-async def test_decorator_revives_annotated_dataclasses(cache: AsyncCache) -> None:
-    @cache.cached("user:{user_id}")
-    async def get_user(user_id: int) -> User:
-        return User(user_id, "Ada", Team(3, "core"), dt.date(2020, 1, 1))
-
-    first = await get_user(1)
-    second = await get_user(1)
-    assert second == first
-    assert type(second) is User
-    assert type(second.team) is Team
-
-
-async def test_decorator_refuses_the_other_color(cache: AsyncCache) -> None:
+async def test_decorator_refuses_the_other_color(key_prefix: str) -> None:
     def plain(x: int) -> int:
         return x
 
     async def coroutine(x: int) -> int:  # unasync: keep
         return x
 
-    wrong: Any = plain if inspect.iscoroutinefunction(cache.get) else coroutine
-    with pytest.raises(TypeError):
-        cache.cached("p:{x}")(wrong)
-
-
-async def test_default_template_uses_qualified_name_and_arguments(
-    cache: AsyncCache,
-) -> None:
-    @cache.cached()
-    async def area(width: int, height: int = 1) -> int:
-        return width * height
-
-    assert await area(2, 3) == 6
-    assert await area(2) == 2
-    assert area.key(2, 3) != area.key(3, 2)
-    assert "area" in area.key(2, 3)
-
-
-async def test_stats_on_a_fresh_cache(cache: AsyncCache) -> None:
-    stats = cache.stats()
-    assert stats.hit_rate == 0.0
-    assert stats.requests == 0
-
-
-async def test_stats_count_hits_and_misses_by_namespace(cache: AsyncCache) -> None:
-    await cache.set("user:1", 1)
-    await cache.get("user:1")
-    await cache.get("user:2")
-    await cache.get("team:1")
-    stats = cache.stats()
-    assert sum(stats.hits.values()) == 1
-    assert stats.misses["all"] == 2
-    assert stats.hits_by_namespace == {"user": 1}
-    assert stats.misses_by_namespace == {"user": 1, "team": 1}
+    async with AsyncCache(prefix=key_prefix) as cache:
+        wrong: Any = plain if inspect.iscoroutinefunction(cache.get) else coroutine
+        with pytest.raises(TypeError):
+            cache.cached("p:{x}")(wrong)

@@ -2,6 +2,17 @@
 
 ``FakeClock`` is a ``Clock`` that moves only when told to: pass it as
 ``Cache(clock=...)`` and advance it instead of sleeping.
+
+``freshcache.testing.contract`` holds freshcache's own cache contract as test
+classes to subclass (``CacheContract``, ``AsyncCacheContract``), so that you
+can run it against your configuration (docs/testing.md).
+
+Why a package split in two: pytest is not a dependency of freshcache, and
+``import freshcache.testing`` (for ``FakeClock``) must work where pytest is
+not installed. The contract needs pytest (fixtures, ``pytest.raises``,
+parametrize) at class-definition time, so it lives in its own module that
+imports pytest, and only an explicit ``import freshcache.testing.contract``
+pulls pytest in. This module imports nothing beyond the standard library.
 """
 
 from __future__ import annotations
