@@ -1,7 +1,8 @@
 """freshcache's own configurations run the shipped contract, and what is not in it.
 
 The contract is ``freshcache.testing.contract`` (users subclass it too); here it
-runs on the embedded default, on Redis, and on an L1 over Redis. Hand-written
+runs on the embedded default, on Redis, and on an L1 over Redis, each L1
+also in copy mode. Hand-written
 for the async API; scripts/unasync.py generates the sync twin.
 """
 
@@ -54,6 +55,30 @@ class TestL1OverRedis(AsyncCacheContract):
         self, redis_url: str, redis_cleanup: None
     ) -> Callable[..., AsyncCache]:
         return functools.partial(AsyncCache, redis_url, l1=L1(), timeout=1.0)
+
+
+@pytest.mark.redis
+class TestCopyingL1OverRedis(AsyncCacheContract):
+    """``AsyncCache(url, l1=L1(copy=True))``: the L1 keeps envelopes and
+    decodes a copy on every hit (revived to the caller's type like Redis)."""
+
+    @pytest.fixture
+    def prefix(self, key_prefix: str) -> str:
+        return key_prefix
+
+    @pytest.fixture
+    def make_cache(
+        self, redis_url: str, redis_cleanup: None
+    ) -> Callable[..., AsyncCache]:
+        return functools.partial(AsyncCache, redis_url, l1=L1(copy=True), timeout=1.0)
+
+
+class TestCopyingEmbedded(AsyncCacheContract):
+    """``AsyncCache(l1=L1(copy=True))``: the embedded tier in copy mode."""
+
+    @pytest.fixture
+    def make_cache(self) -> Callable[..., AsyncCache]:
+        return functools.partial(AsyncCache, l1=L1(copy=True))
 
 
 class Opaque:

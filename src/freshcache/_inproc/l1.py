@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from freshcache._core.codec.envelope import Codec, Undecodable
 from freshcache._core.entry import Entry
@@ -16,6 +17,7 @@ from freshcache._core.freshness import early_refresh_from
 from freshcache._core.sentinels import MISS, Miss
 from freshcache._inproc.generations import Generations, Snapshot
 from freshcache._inproc.store import MemoryStore
+from freshcache.errors import RevivalError
 from freshcache.metrics import Metrics
 
 DEGRADED_TTL = 1.0  # seconds an entry may live over Redis while the bus is down
@@ -48,10 +50,17 @@ class LocalTier:
         self._connected = connected
         self._beta = beta
 
-    def get(self, full: str, *, stale_ok: bool = False) -> Entry | Miss:
-        """A fresh entry (a decoded copy in copy mode), or ``MISS``; with
-        ``stale_ok``, also one past ``fresh_until`` that the store still
-        holds (inside its stale window)."""
+    def get(
+        self,
+        full: str,
+        *,
+        stale_ok: bool = False,
+        reviver: Callable[[Any], Any] | None = None,
+    ) -> Entry | Miss:
+        """A fresh entry (a decoded copy in copy mode, revived by ``reviver``),
+        or ``MISS``; with ``stale_ok``, also one past ``fresh_until`` that the
+        store still holds (inside its stale window). Outside copy mode the
+        entry holds the object that was stored, already of its type."""
         entry: Entry | Miss = self.store.get(full)
         if entry is MISS:
             return MISS
@@ -60,7 +69,15 @@ class LocalTier:
             return MISS
         if self.copy:
             decoded = self._codec.decode(full, entry.value)
-            return MISS if isinstance(decoded, Undecodable) else decoded
+            if isinstance(decoded, Undecodable):
+                return MISS
+            if reviver is None:
+                return decoded
+            try:
+                return decoded._replace(value=reviver(decoded.value))
+            except RevivalError:
+                self._metrics.error("decode:revive")
+                return MISS
         return entry
 
     def snapshot(self, full: str) -> Snapshot:

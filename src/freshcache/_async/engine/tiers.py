@@ -250,7 +250,11 @@ class AsyncEngine:
         before the tiers were read (for a later fill)."""
         snapshot = self._snapshot(full)
         if self.l1 is not None:
-            entry = MISS if local_checked else self.l1.get(full, stale_ok=stale_ok)
+            entry = (
+                MISS
+                if local_checked
+                else self.l1.get(full, stale_ok=stale_ok, reviver=reviver)
+            )
             if entry is not MISS:
                 self.metrics.hit("memory", namespace)
                 return entry, snapshot
@@ -284,7 +288,7 @@ class AsyncEngine:
         if self.l1 is not None:
             for i in list(remaining):
                 full, namespace = wanted[i]
-                entry = self.l1.get(full)
+                entry = self.l1.get(full, reviver=reviver)
                 if entry is MISS:
                     self.metrics.miss("memory", namespace)
                 else:
@@ -358,7 +362,7 @@ class AsyncEngine:
         """Run the loader under a lease and fill every tier it may fill; when
         another process holds the lease, wait for its fill instead."""
         if self.l1 is not None:  # a flight that just ended may have filled it
-            entry = self.l1.get(full)
+            entry = self.l1.get(full, reviver=reviver)
             if entry is not MISS:
                 return entry.value
         token, epoch, busy = await self._lease(full, bool(tags), second_look=True)
@@ -431,7 +435,7 @@ class AsyncEngine:
         process's fill and one read of it): in a stampede, a process reads
         Redis once, not once per caller."""
         if self.l1 is not None and not local_checked:
-            entry = self.l1.get(full, stale_ok=True)
+            entry = self.l1.get(full, stale_ok=True, reviver=reviver)
             if entry is not MISS:
                 self.metrics.hit("memory", namespace)
                 return self._served(full, namespace, loader, lifetime, tags, entry)
