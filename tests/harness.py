@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import queue
 import random
+import signal
 import threading
 import time
 import traceback
@@ -309,8 +310,10 @@ class Client(Protocol):
 class FreshClient:
     """freshcache: L1 over Redis, the decorator, ``invalidate`` after commit."""
 
-    def __init__(self, url: str, prefix: str, loader: Loader, ttl: float) -> None:
-        self.cache = Cache(url, prefix=prefix, l1=L1_CONFIG)
+    def __init__(
+        self, url: str, prefix: str, loader: Loader, ttl: float, l1: L1 = L1_CONFIG
+    ) -> None:
+        self.cache = Cache(url, prefix=prefix, l1=l1)
 
         @self.cache.cached("row:{row_id}", ttl=ttl)
         def get_row(row_id: int) -> dict[str, int]:
@@ -376,10 +379,11 @@ class NaiveClient:
 
 
 def make_client(
-    mode: Mode, url: str, prefix: str, loader: Loader, ttl: float
-) -> FreshClient | NaiveClient:
+    mode: Mode, url: str, prefix: str, loader: Loader, ttl: float,
+    l1: L1 = L1_CONFIG,
+) -> FreshClient | NaiveClient:  # fmt: skip
     if mode == "freshcache":
-        return FreshClient(url, prefix, loader, ttl)
+        return FreshClient(url, prefix, loader, ttl, l1)
     return NaiveClient(url, prefix, loader, ttl)
 
 
@@ -507,6 +511,9 @@ class RunConfig:
     duration: float = 20.0
     quiet: float = 1.5  # after the writers stop, before the final reads
     barrier_timeout: float = 120.0
+    l1: L1 = L1_CONFIG
+    hogs: int = 0  # busy-loop processes beside the workers (a loaded host)
+    pause: float = 0.0  # SIGSTOP one worker at a time for this long, repeatedly
 
 
 @dataclass
@@ -540,7 +547,9 @@ def _work(config: RunConfig, index: int, barrier: Any) -> WorkerResult:
     work = config.work
     table = Table(config.dsn, config.table)
     loader = Loader(table, work.loader_delay, work.slow_share, config.seed + index)
-    client = make_client(config.mode, config.redis_url, config.prefix, loader, work.ttl)
+    client = make_client(
+        config.mode, config.redis_url, config.prefix, loader, work.ttl, config.l1
+    )
     stop = threading.Event()
     errors: Counter[str] = Counter()
     reads = [Log() for _ in range(config.readers)]
@@ -685,6 +694,21 @@ def run(config: RunConfig) -> RunReport:
     ]
     for process in processes:
         process.start()
+    hogs = [
+        ctx.Process(target=_hog, name=f"harness-hog-{i}", daemon=True)
+        for i in range(config.hogs)
+    ]
+    for hog in hogs:
+        hog.start()
+    stop_pausing = threading.Event()
+    pauser = threading.Thread(
+        target=_pause_workers,
+        args=(processes, config.pause, stop_pausing),
+        name="harness-pauser",
+        daemon=True,
+    )
+    if config.pause:
+        pauser.start()
     collected: dict[int, WorkerResult] = {}
     deadline = time.monotonic() + config.duration + config.barrier_timeout
     try:
@@ -700,6 +724,12 @@ def run(config: RunConfig) -> RunReport:
                 continue
             collected[result.index] = result
     finally:
+        stop_pausing.set()
+        if pauser.is_alive():
+            pauser.join()
+        for hog in hogs:
+            hog.kill()
+            hog.join()
         for process in processes:
             process.join(timeout=10)
             if process.is_alive():  # pragma: no cover - a stuck worker
@@ -710,6 +740,32 @@ def run(config: RunConfig) -> RunReport:
     if failures:
         raise RuntimeError("a harness worker failed:\n" + "\n".join(failures))
     return _report(config, collected, time.monotonic() - started)
+
+
+def _hog() -> None:  # pragma: no cover - runs in a child process
+    """Burn a CPU until killed: a host busy with other work."""
+    while True:
+        pass
+
+
+def _pause_workers(
+    processes: Sequence[Any], pause: float, stop: threading.Event
+) -> None:
+    """SIGSTOP one worker at a time for ``pause`` seconds, then SIGCONT it,
+    round robin, with 0.2 to 0.6 s between pauses: a process whose bus
+    listener (and everything else) falls behind, as on a starved host."""
+    rng = random.Random()
+    turn = 0
+    while not stop.wait(rng.uniform(0.2, 0.6)):
+        process = processes[turn % len(processes)]
+        turn += 1
+        if process.pid is None or process.exitcode is not None:
+            continue
+        try:
+            os.kill(process.pid, signal.SIGSTOP)
+            stop.wait(pause)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
 
 
 def _report(
@@ -759,7 +815,12 @@ def final_check(
     table = Table(config.dsn, config.table)
     loader = Loader(table, (0.0, 0.0), 0.0, config.seed)
     client = make_client(
-        config.mode, config.redis_url, config.prefix, loader, config.work.ttl
+        config.mode,
+        config.redis_url,
+        config.prefix,
+        loader,
+        config.work.ttl,
+        config.l1,
     )
     try:
         truth = table.versions()

@@ -16,9 +16,7 @@ import pytest
 
 from tests import harness, servers
 
-HEALTHY_BOUND = 0.1  # seconds: B while the bus is up and the host keeps up
-OVERLOADED_BOUND = 0.5  # reliability.md's B_healthy ("expect p99 <= 100 ms")
-HOST_STALL = 0.05  # a worker thread woke this late: the host did not keep up
+BOUND = 0.1  # seconds: L1's default max_staleness
 
 
 @pytest.mark.slow
@@ -72,14 +70,11 @@ def test_no_stale_reads_or_keys_and_the_naive_cache_fails(
     assert fresh.check.writes > 1_000
     assert fresh.counts.get("invalidations_received", 0) > 0
     assert not [e for e in fresh.errors if e.startswith("read:")], fresh.errors
-    # freshcache: C2 within the bound, C3 exactly, C1 at rest. On a host so
-    # loaded that threads wake 50 ms late, delivery within 100 ms is the
-    # scheduler's to give, not the cache's: the bound is then reliability.md's
-    # 0.5 s, and the 100 ms figure is printed, not enforced.
-    bound = HEALTHY_BOUND if fresh.max_stall < HOST_STALL else OVERLOADED_BOUND
-    print(f"enforced staleness bound: {bound * 1000:.0f} ms")
+    # freshcache: the staleness bound however loaded the host (L1 refuses to
+    # serve once its watermark is older than 100 ms), read-your-writes
+    # exactly, no stale fill at rest.
     assert fresh.check.phantoms == 0
-    assert fresh.check.stale_at(bound) == 0, fresh.summary()
+    assert fresh.check.stale_at(BOUND) == 0, fresh.summary()
     assert fresh.own_writes.stale_at(0.0) == 0, fresh.summary()
     assert fresh.stale_keys == 0, (
         fresh.stale_keys_l2,
@@ -90,4 +85,4 @@ def test_no_stale_reads_or_keys_and_the_naive_cache_fails(
     assert naive.check.reads > 1_000
     assert naive.check.writes > 500
     assert naive.stale_keys > 0, naive.summary()
-    assert naive.check.stale_at(HEALTHY_BOUND) > 0, naive.summary()
+    assert naive.check.stale_at(BOUND) > 0, naive.summary()

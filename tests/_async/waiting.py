@@ -22,7 +22,21 @@ async def wait_for_count(cache: AsyncCache, name: str, at_least: int) -> None:
 
 
 async def wait_until_listening(cache: AsyncCache) -> None:
+    """Until the bus is subscribed and its first ping came back: from then on
+    L1 may serve (the staleness bound's watermark)."""
     await wait_for_count(cache, "bus_connect", 1)
+    await wait_until_current(cache)
+
+
+async def wait_until_current(cache: AsyncCache) -> None:
+    """Until this process's L1 may serve (its watermark is within the bound)."""
+    engine = cache.engine
+    flag = AsyncFlag()
+    for _ in range(int(WAIT / 0.01)):
+        if engine.mono() - engine.bus.watermark < engine.bound:
+            return
+        await flag.wait(0.01)
+    raise AssertionError("the watermark never came within the bound")
 
 
 async def wait_until(check: Any) -> None:

@@ -13,7 +13,14 @@ import redis
 from freshcache import L1, MISS, Cache
 from freshcache._concurrency import Flag
 from freshcache.testing import FakeClock
-from tests._sync.waiting import WAIT, run_in_background, wait_for_count, wait_until
+from tests._sync.waiting import (
+    WAIT,
+    run_in_background,
+    wait_for_count,
+    wait_until,
+    wait_until_current,
+    wait_until_listening,
+)
 
 
 @pytest.fixture
@@ -210,6 +217,8 @@ def test_l1_returns_the_cached_object_by_default(
     with Cache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
         cache.get("warm:up")
         wait_for_count(cache, "bus_connect", 1)  # (a connect flushes L1)
+        cache.get("warm:up")  # starts the bus
+        wait_until_listening(cache)
         cache.set("k", {"items": [1]})
         first = cache.get("k")
         assert cache.get("k") is first  # same object: read-only by contract
@@ -219,6 +228,8 @@ def test_l1_copy_mode_isolates_callers(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:
     with Cache(redis_url, prefix=key_prefix, l1=L1(copy=True), timeout=1.0) as cache:
+        cache.get("warm:up")  # starts the bus
+        wait_until_listening(cache)
         cache.set("k", {"items": [1]})
         first = cache.get("k")
         first["items"].append(2)  # a caller mutates what it got
@@ -245,23 +256,48 @@ def test_l1_never_outlives_freshness_or_its_cap(
         assert cache.stats().hits["redis"] == hits + 1  # from Redis, not L1
 
 
-def test_while_the_bus_is_down_l1_keeps_entries_one_second(
+def test_without_a_bus_l1_serves_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    clock = FakeClock()
-    with Cache(
-        redis_url, prefix=key_prefix, l1=L1(ttl=30), clock=clock, timeout=1.0
-    ) as cache:
+    """No subscription, no pings back, no watermark: every read goes to Redis."""
+    with Cache(redis_url, prefix=key_prefix, l1=L1(ttl=30), timeout=1.0) as cache:
         monkeypatch.setattr(cache.engine.bus, "start", lambda: None)  # never subscribes
         cache.set("k", 1)
         assert not cache.engine.bus.connected
+        for _ in range(3):
+            assert cache.get("k") == 1
+        stats = cache.stats()
+        assert stats.hits.get("memory", 0) == 0
+        assert stats.hits["redis"] == 3
+        assert stats.counts["l1_refused"] >= 3
+
+
+def test_l1_stops_serving_once_the_watermark_is_older_than_the_bound(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """On the cache's own clock: a watermark older than ``max_staleness``
+    (here the pings stop) makes L1 refuse; a ping back lets it serve again."""
+    clock = FakeClock()
+    with Cache(
+        redis_url, prefix=key_prefix, l1=L1(max_staleness=0.5), clock=clock,
+        timeout=1.0,
+    ) as cache:  # fmt: skip
+        cache.get("warm:up")
+        wait_until_listening(cache)
+        cache.set("k", 1)
         assert cache.get("k") == 1
-        assert cache.stats().hits["memory"] == 1
-        clock.advance(1.1)
-        hits = cache.stats().hits.get("redis", 0)
         assert cache.get("k") == 1
-        assert cache.stats().hits["redis"] == hits + 1
+        hits = cache.stats().hits.get("memory", 0)
+        assert hits >= 1
+        bus = cache.engine.bus
+        bus.watermark = clock.monotonic() - 0.6  # as if no ping came back since
+        assert cache.get("k") == 1
+        assert cache.stats().hits.get("memory", 0) == hits  # refused: Redis
+        assert cache.stats().counts["l1_refused"] >= 1
+        wait_until_current(cache)  # the next ping back
+        assert cache.get("k") == 1
+        assert cache.stats().hits["memory"] == hits + 1
 
 
 def test_l1_hits_cost_no_round_trip(pair: tuple[Cache, Cache]) -> None:

@@ -23,7 +23,21 @@ def wait_for_count(cache: Cache, name: str, at_least: int) -> None:
 
 
 def wait_until_listening(cache: Cache) -> None:
+    """Until the bus is subscribed and its first ping came back: from then on
+    L1 may serve (the staleness bound's watermark)."""
     wait_for_count(cache, "bus_connect", 1)
+    wait_until_current(cache)
+
+
+def wait_until_current(cache: Cache) -> None:
+    """Until this process's L1 may serve (its watermark is within the bound)."""
+    engine = cache.engine
+    flag = Flag()
+    for _ in range(int(WAIT / 0.01)):
+        if engine.mono() - engine.bus.watermark < engine.bound:
+            return
+        flag.wait(0.01)
+    raise AssertionError("the watermark never came within the bound")
 
 
 def wait_until(check: Any) -> None:

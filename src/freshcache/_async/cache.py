@@ -153,6 +153,8 @@ class AsyncCache:
             strict=strict,
             beta=xfetch_beta,
             jitter=ttl_jitter,
+            max_staleness=(L1() if l1 is None else l1).max_staleness,
+            stale_when_down=0.0 if l1 is None else l1.serve_stale_when_down,
         )
 
     # -- keys -------------------------------------------------------------

@@ -76,7 +76,7 @@ def wrap(
         if not revivers:
             revivers.append(_return_reviver(func))
         version = versions.get(namespace)  # what versions.get answers, inlined
-        if version is None or not bus.connected:
+        if version is None or not engine.versions_current():
             try:
                 version = await engine.versions.get(namespace)
             except StoreError:  # unknown and out of reach: bypass the cache
@@ -106,10 +106,14 @@ def wrap(
         count = engine.metrics.count
         refreshing = engine.refreshing
         miss = MISS
+        mono = engine.mono
+        bound = engine.bound
 
         @functools.wraps(func)
         async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
             key = render(args, kwargs)
+            if mono() - bus.watermark >= bound:  # the staleness bound
+                return await fill(key, args, kwargs, False)
             version = versions.get(namespace)
             if version is None:
                 return await fill(key, args, kwargs, False)

@@ -11,8 +11,20 @@ class L1:
 
     With no server (``Cache()``), this is the only tier. Over Redis, its
     entries live at most ``ttl`` seconds (and never past the value's own
-    freshness), and 1 s while the invalidation bus is down. ``max_bytes``
-    bounds the encoded size of what it holds.
+    freshness). ``max_bytes`` bounds the encoded size of what it holds.
+
+    ``max_staleness`` (seconds, default 0.1) is the bound over Redis: an L1
+    hit is served only while this process knows it has applied every
+    invalidation that returned (in any process) more than ``max_staleness``
+    ago; otherwise the read goes to Redis. The process learns it from pings
+    it sends itself over the invalidation bus (docs/coherence.md). ``None``
+    turns the bound off: L1 then serves until the bus delivers the
+    invalidation, however late that is.
+
+    ``serve_stale_when_down`` (seconds, default 0: off) lets L1 keep serving
+    while Redis cannot be reached (the bus is down), at most that long past
+    the bound, counted as ``l1_stale_when_down``: a bounded degraded mode
+    that spares the database the whole read load during a Redis outage.
 
     By default a hit returns the cached object itself, as
     ``functools.lru_cache`` does (fast; treat cached objects as read-only:
@@ -24,6 +36,8 @@ class L1:
     max_bytes: int | None = 64 * 1024 * 1024
     ttl: float | None = 30.0
     copy: bool = False
+    max_staleness: float | None = 0.1
+    serve_stale_when_down: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_entries < 1:
@@ -32,3 +46,11 @@ class L1:
             raise ValueError("L1.max_bytes must be at least 1 or None")
         if self.ttl is not None and not self.ttl > 0:
             raise ValueError("L1.ttl must be a positive number of seconds or None")
+        if self.max_staleness is not None and not 0.005 <= self.max_staleness <= 60:
+            raise ValueError(
+                "L1.max_staleness must be between 0.005 and 60 seconds, or None"
+            )
+        if not 0 <= self.serve_stale_when_down <= 3600:
+            raise ValueError(
+                "L1.serve_stale_when_down must be between 0 and 3600 seconds"
+            )

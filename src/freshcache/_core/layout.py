@@ -42,6 +42,12 @@ def bus_channel(prefix: str) -> str:
     return f"{prefix}:!bus"
 
 
+def ping_channel(prefix: str, origin: str) -> str:
+    """The channel on which one process pings itself over the bus connection
+    (its watermark: see ``_async/redis/bus.py``)."""
+    return f"{prefix}:!ping:{origin}"
+
+
 def versioned(head: str, namespace: str, version: int, key: str) -> str:
     """``key`` (a full key of ``namespace``) under namespace version ``version``.
 

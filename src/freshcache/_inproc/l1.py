@@ -20,8 +20,6 @@ from freshcache._inproc.store import MemoryStore
 from freshcache.errors import RevivalError
 from freshcache.metrics import Metrics
 
-DEGRADED_TTL = 1.0  # seconds an entry may live over Redis while the bus is down
-
 
 class LocalTier:
     """An L1: the only tier of the embedded cache, or a front for Redis."""
@@ -36,7 +34,7 @@ class LocalTier:
         copy: bool,
         over_redis: bool,
         ttl_cap: float | None,
-        connected: Callable[[], bool],
+        current: Callable[[], bool],
         beta: float = 1.0,
     ) -> None:
         self.store = store
@@ -47,7 +45,7 @@ class LocalTier:
         self._now = now
         self._over_redis = over_redis
         self._ttl_cap = ttl_cap
-        self._connected = connected
+        self._current = current
         self._beta = beta
 
     def get(
@@ -63,6 +61,8 @@ class LocalTier:
         entry holds the object that was stored, already of its type."""
         entry: Entry | Miss = self.store.get(full)
         if entry is MISS:
+            return MISS
+        if self._over_redis and not self._current():  # the staleness bound
             return MISS
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
@@ -102,8 +102,8 @@ class LocalTier:
             self._metrics.count("l1_fill_skipped")
 
     def _ttl(self, entry: Entry, hard: float | None) -> float | None:
-        """Never past the value's stale window (over Redis), the cap, or 1 s
-        while the bus is down; the hard TTL when L1 is the only tier. Past
+        """Never past the value's stale window (over Redis) or the cap; the
+        hard TTL when L1 is the only tier. Past
         ``fresh_until`` an entry is only served by reads that may serve stale
         (and start the one refresh), as from Redis."""
         if not self._over_redis:
@@ -111,8 +111,6 @@ class LocalTier:
         ttl = max(entry.fresh_until, entry.stale_until) - self._now()  # -inf: none
         if self._ttl_cap is not None:
             ttl = min(ttl, self._ttl_cap)
-        if not self._connected():
-            ttl = min(ttl, DEGRADED_TTL)
         return None if math.isinf(ttl) else ttl
 
     def drop(self, fulls: Sequence[str]) -> None:

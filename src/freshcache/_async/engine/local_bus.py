@@ -10,6 +10,7 @@ class LocalBus:
     """The bus of a cache without Redis: always connected, sends nothing."""
 
     connected = True
+    watermark = float("inf")  # one process: every invalidation is applied
 
     def start(self) -> None:
         pass

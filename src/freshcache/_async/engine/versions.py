@@ -1,8 +1,9 @@
 """Namespace versions: ``bump`` orphans every key of a namespace in O(1).
 
-Each process caches the versions it has used while its bus is connected
-(bumps arrive as messages), reads them from Redis while it is not, and
-forgets them on every disconnect and resubscribe.
+Each process caches the versions it has used (bumps arrive as bus messages)
+and uses them only while the engine says they are current (the bus's
+watermark: every bump that returned more than the bound ago has arrived);
+otherwise it reads them from Redis. It forgets them on every resubscribe.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ class AsyncVersions:
         self,
         l2: AsyncRedisStore | None,
         *,
-        connected: Callable[[], bool],
+        current: Callable[[], bool],
         listen: Callable[[], None],
     ) -> None:
         self._l2 = l2
-        self._connected = connected
+        self._current = current
         self._listen = listen
         self.known: dict[str, int] = {}  # read without a lock by the hot path
         self._era = 0  # bumped by forget(): a read from before it is not kept
@@ -46,7 +47,7 @@ class AsyncVersions:
         if l2 is None:
             return self.known.setdefault(namespace, 0)
         self._listen()
-        if cached is not None and self._connected():
+        if cached is not None and self._current():
             return cached
         era = self._era
         try:
@@ -55,7 +56,7 @@ class AsyncVersions:
             if cached is None:
                 raise
             return cached
-        if self._connected() and era == self._era:  # no resubscribe meanwhile
+        if era == self._era:  # no resubscribe meanwhile
             self.learn(namespace, fetched)
         return max(fetched, self.known.get(namespace, 0))
 
@@ -75,7 +76,7 @@ class AsyncVersions:
             self.known[namespace] = version
 
     def forget(self) -> None:
-        """The bus (re)connected or dropped: bumps may have been missed."""
+        """The bus (re)connected: bumps may have been missed."""
         self._era += 1
         self.known.clear()
         self._reads.forget()  # a caller from now on reads anew

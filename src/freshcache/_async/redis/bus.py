@@ -1,15 +1,33 @@
 """The invalidation bus: one Redis pub/sub subscription per cache.
 
-Pub/sub is at-most-once. The listener reports every connection loss
-(``on_disconnect``: the cache flushes its L1 and keeps new L1 entries at most
-a second) and every (re)subscription (``on_connect``), and reconnects by
-itself with jittered backoff. The embedded cache uses ``engine/local_bus.py``: one
-process, nothing to deliver.
+Pub/sub is at-most-once and its delivery time is unbounded under load. The
+listener reports every connection loss (``on_disconnect``) and every
+(re)subscription (``on_connect``: the cache flushes its L1, since messages
+sent meanwhile are lost), and reconnects by itself with jittered backoff.
+
+The watermark. The same connection also subscribes to a channel of this
+process's own, and a pinger publishes a numbered ping to it every
+``ping_every`` seconds, noting when it sent each. Redis appends every
+published message to each subscriber's connection the moment it runs the
+PUBLISH, one command at a time, so a connection receives messages in the
+order their PUBLISHes ran, across channels; and the listener applies them
+one after the other. So when ping ``n`` comes back, every invalidation whose
+PUBLISH ran before ping ``n``'s has been applied here, and in particular
+every invalidation that *returned* (in any process) before ping ``n`` was
+sent. ``watermark`` is the send time of the newest ping back (this
+process's monotonic clock; -inf while unsubscribed). A read may use
+in-process state at ``now`` only while ``now - watermark`` is under its
+bound (docs/coherence.md has the proof and where it ends).
+
+The embedded cache uses ``engine/local_bus.py``: one process, nothing to
+deliver, and no watermark to wait for.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +39,7 @@ from redis.exceptions import RedisError
 
 from freshcache._async.redis.store import AsyncRedisStore
 from freshcache._concurrency import AsyncFlag, AsyncWorker
+from freshcache._core.clock import Clock
 from freshcache._core.events import Message, decode, encode
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
@@ -28,6 +47,7 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
 _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
+_PINGS_KEPT = 256  # send times of pings not back yet (older ones are dropped)
 
 
 class AsyncRedisBus:
@@ -44,6 +64,9 @@ class AsyncRedisBus:
         on_message: Callable[[Message], Awaitable[None]],
         on_connect: Callable[[], Any],
         on_disconnect: Callable[[], Any],
+        clock: Clock,
+        ping_channel: str,
+        ping_every: float = 0.025,
         connect_timeout: float = 1.0,
     ) -> None:
         self._url = url
@@ -57,12 +80,23 @@ class AsyncRedisBus:
         self._connect_timeout = connect_timeout
         self._stop = AsyncFlag()
         self._worker = AsyncWorker(self._listen, name=f"freshcache-bus:{channel}")
+        self._pinger = AsyncWorker(self._ping, name=f"freshcache-ping:{channel}")
+        self._ping_channel = ping_channel
+        self._ping_key = ping_channel.encode()
+        self._ping_every = ping_every
+        self._mono = clock.monotonic
+        self._sent: dict[int, float] = {}  # ping number -> when it was sent
+        self._numbers = itertools.count(1)  # next() is atomic: pings are unique
         self.connected = False
+        # Every invalidation that returned before this (monotonic) time has
+        # been applied here; -inf: nothing is known.
+        self.watermark = -math.inf
 
     def start(self) -> None:
         """Start listening (idempotent; async: needs a running event loop)."""
         if not self._stop.is_set():
             self._worker.start()
+            self._pinger.start()
 
     async def publish(self, message: Message) -> None:
         """Send ``message`` to every other process (raises ``StoreError``)."""
@@ -71,12 +105,49 @@ class AsyncRedisBus:
     async def aclose(self) -> None:
         self._stop.set()
         await self._worker.join(2 * _POLL + self._connect_timeout)
+        await self._pinger.join(2 * _POLL + self._connect_timeout)
         self._lost()
 
     def _lost(self) -> None:
+        self.watermark = -math.inf  # what is sent now may never arrive
+        self._sent.clear()
         if self.connected:
             self.connected = False
             self._on_disconnect()
+
+    async def _ping(self) -> None:
+        """Ping every ``ping_every`` while subscribed (and once on subscribing,
+        from the listener: a new process need not wait a period)."""
+        while not await self._stop.wait(self._ping_every):
+            if self.connected:
+                await self._send_ping()
+
+    async def _send_ping(self) -> None:
+        number = next(self._numbers)
+        sent = self._mono()  # before the PUBLISH runs: the watermark is safe
+        self._sent[number] = sent
+        if len(self._sent) > _PINGS_KEPT:
+            self._sent.pop(min(self._sent), None)
+        self._metrics.latency("watermark_age", sent - self.watermark)
+        try:
+            await self._store.publish(self._ping_channel, b"%d" % number)
+        except StoreError:
+            self._metrics.error("bus_ping")
+
+    def _pinged(self, data: Any) -> None:
+        """Our ping came back: everything published before it was applied."""
+        try:
+            seq = int(data)
+        except (TypeError, ValueError):
+            self._metrics.error("bus_decode")
+            return
+        sent = self._sent.pop(seq, None)
+        if sent is None:  # sent before a reconnect, or not ours
+            return
+        for older in [n for n in self._sent if n < seq]:
+            del self._sent[older]
+        if sent > self.watermark:
+            self.watermark = sent
 
     async def _listen(self) -> None:
         delay = _BACKOFF[0]
@@ -89,7 +160,7 @@ class AsyncRedisBus:
             )
             pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, self._ping_channel)
                 while not self._stop.is_set():
                     message = await pubsub.get_message(timeout=_POLL)
                     if message is not None:
@@ -112,11 +183,18 @@ class AsyncRedisBus:
 
     async def _handle(self, raw: dict[str, Any]) -> None:
         kind = raw.get("type")
+        channel = raw.get("channel")
         if kind == "subscribe":
-            self.connected = True
-            self._on_connect()
+            if channel == self._ping_key:  # both subscribed: learn the watermark
+                await self._send_ping()
+            else:  # the invalidation channel: flush
+                self.connected = True
+                self._on_connect()
             return
         if kind != "message":
+            return
+        if channel == self._ping_key:
+            self._pinged(raw.get("data"))
             return
         message = decode(raw["data"])
         if message is None:

@@ -18,6 +18,7 @@ The protocol (docs/coherence.md has the sequence diagrams):
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from freshcache._core.entry import Entry, Hit
 from freshcache._core.events import Message
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
-from freshcache._core.layout import bus_channel
+from freshcache._core.layout import bus_channel, ping_channel
 from freshcache._core.sentinels import MISS, Miss
 from freshcache._core.tagging import TagSource, render_tags
 from freshcache._inproc.encoder import EntryEncoder
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
+DEFAULT_STALENESS = 0.1  # seconds: the bound when L1 does not set one
 
 
 class Engine:
@@ -84,6 +86,8 @@ class Engine:
         strict: bool,
         beta: float = 1.0,
         jitter: float = 0.0,
+        max_staleness: float | None = DEFAULT_STALENESS,
+        stale_when_down: float = 0.0,
     ) -> None:
         self.head = head
         self.prefix = prefix
@@ -103,8 +107,16 @@ class Engine:
                 on_message=self.apply,
                 on_connect=self.bus_connected,
                 on_disconnect=self.bus_disconnected,
+                clock=clock,
+                ping_channel=ping_channel(prefix, origin),
+                ping_every=max(0.005, (max_staleness or DEFAULT_STALENESS) / 4),
             )
-        bus = self.bus
+        # The staleness bound of in-process state over Redis (L1 entries and
+        # namespace versions): see ``current``. None: L1 is not bounded.
+        self.bound = math.inf if max_staleness is None else max_staleness
+        self._version_bound = max_staleness or DEFAULT_STALENESS
+        self._stale_when_down = stale_when_down
+        self.mono = clock.monotonic
         self.l2 = l2
         self.l1 = (
             None
@@ -117,7 +129,7 @@ class Engine:
                 copy=l1_copy,
                 over_redis=l2 is not None,
                 ttl_cap=l1_ttl,
-                connected=lambda: bus.connected,
+                current=self.current,
                 beta=beta,
             )
         )
@@ -134,9 +146,7 @@ class Engine:
             codec, metrics=metrics, now=now, strict=strict, jitter=jitter
         )
         self._origin = origin
-        self.versions = Versions(
-            l2, connected=lambda: bus.connected, listen=self._listen
-        )
+        self.versions = Versions(l2, current=self.versions_current, listen=self._listen)
         self.events = Events(
             origin=origin,
             metrics=metrics,
@@ -161,6 +171,34 @@ class Engine:
             self._listening = True
             self.bus.start()
 
+    def current(self) -> bool:
+        """May L1 serve now? Only while this process knows it has applied every
+        invalidation that returned more than ``bound`` ago (the bus's
+        watermark); or, in the degraded mode, while the bus is down and the
+        watermark is at most ``stale_when_down`` older than that."""
+        age = self.mono() - self.bus.watermark
+        if age < self.bound or self.bound == math.inf:  # inf: not bounded
+            return True
+        if (
+            self._stale_when_down
+            and not self.bus.connected
+            and age < self.bound + self._stale_when_down
+        ):
+            self.metrics.count("l1_stale_when_down")
+            return True
+        self.metrics.count("l1_refused")
+        return False
+
+    def versions_current(self) -> bool:
+        """May the namespace versions known here be used? As ``current``, with
+        the default bound when L1 sets none (or there is no L1)."""
+        age = self.mono() - self.bus.watermark
+        return age < self._version_bound or (
+            bool(self._stale_when_down)
+            and not self.bus.connected
+            and age < self._version_bound + self._stale_when_down
+        )
+
     def bus_connected(self) -> None:
         """(Re)subscribed. Messages sent while we were away are lost: drop what
         L1 holds and cancel every L1 fill that began before (its snapshot)."""
@@ -169,10 +207,10 @@ class Engine:
         self.flush_local()
 
     def bus_disconnected(self) -> None:
-        """Missed messages cannot be known: forget everything local."""
-        self.metrics.count("l1_flush:disconnect")
-        self.versions.forget()
-        self.flush_local()
+        """Nothing to drop: without pings back the watermark stops, and L1
+        stops serving within the bound (``current``); the flush comes when
+        the bus is back, since messages sent meanwhile are lost."""
+        self.metrics.count("bus_disconnect")
 
     def send(self, message: Message) -> None:
         if self.l2 is not None:

@@ -1,0 +1,83 @@
+"""The staleness bound holds on a loaded host with stalled processes.
+
+Three worker processes, each with reader threads and a writer, run the race
+harness (tests/harness.py) over L1 in front of Redis while a busy-loop
+process per core hogs the CPU and one worker at a time is frozen (SIGSTOP)
+for 300 ms: its bus listener falls behind by that much, everything else in
+the process too. A read is stale at B when it returned a version older than
+one whose commit and invalidation had returned more than B before the read
+began. With the bound (``L1(max_staleness=0.1)``, the default): none at
+100 ms, and no key stale once quiet. The same run with the bound off
+(``max_staleness=None``: L1 serves until the bus delivers) must show stale
+reads: the proof that the test catches what the bound prevents.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from freshcache import L1
+from tests import harness, servers
+
+BOUND = 0.1  # seconds: L1's default max_staleness
+PAUSE = 0.3  # seconds a frozen worker stays frozen
+
+
+def _run(
+    redis_url: str, postgres_dsn: str, prefix: str, l1: L1, seed: int
+) -> harness.RunReport:
+    work = harness.Workload(rows=60, hot_rows=10)
+    with harness.row_table(postgres_dsn, work.rows) as table:
+        return harness.run(
+            harness.RunConfig(
+                mode="freshcache",
+                redis_url=redis_url,
+                dsn=postgres_dsn,
+                table=table.name,
+                prefix=prefix,
+                seed=seed,
+                work=work,
+                duration=8.0,
+                l1=l1,
+                hogs=os.cpu_count() or 2,
+                pause=PAUSE,
+            )
+        )
+
+
+@pytest.mark.slow
+def test_no_read_staler_than_the_bound_under_a_cpu_hog_and_frozen_workers(
+    redis_url: str, postgres_dsn: str
+) -> None:
+    seed = int(os.environ.get("CACHE_TEST_SEED") or harness.new_seed())
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    try:
+        bounded = _run(
+            redis_url, postgres_dsn, f"{prefix}b", L1(max_staleness=BOUND), seed
+        )
+        print(f"\n{bounded.summary()}")
+        unbounded = _run(
+            redis_url, postgres_dsn, f"{prefix}u", L1(max_staleness=None), seed
+        )
+        print(unbounded.summary())
+    finally:
+        servers.delete_prefix(redis_url, prefix)
+
+    # The runs did work, and the host was as bad as intended.
+    for report in (bounded, unbounded):
+        assert report.check.reads > 5_000, report.summary()
+        assert report.check.writes > 300, report.summary()
+        assert report.max_stall >= PAUSE * 0.9  # a worker really froze
+        assert not [e for e in report.errors if e.startswith("read:")]
+    assert bounded.counts.get("l1_refused", 0) > 0  # the bound did refuse
+    assert bounded.counts.get("hit:memory", 0) > 0  # and L1 still served
+
+    assert bounded.check.phantoms == 0
+    assert bounded.check.stale_at(BOUND) == 0, bounded.summary()
+    assert bounded.own_writes.stale_at(0.0) == 0, bounded.summary()
+    assert bounded.stale_keys == 0
+    # The control: without the bound, a frozen listener lets L1 serve stale.
+    assert unbounded.check.stale_at(BOUND) > 0, unbounded.summary()
