@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from freshcache import L1
 from freshcache._core.sentinels import MISS
 from freshcache._inproc.store import MemoryStore
 from freshcache.testing import FakeClock
@@ -400,3 +401,27 @@ def test_expiry_heap_stays_bounded(clock: FakeClock) -> None:
     for i in range(10_000):
         store.set(f"k{i % 3}", i, ttl=100)
     assert len(store._expiry) <= 2 * len(store) + 64 + 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_entries": 0}, "max_entries"),
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"ttl": 0}, "ttl"),
+        ({"max_staleness": 0}, "max_staleness"),
+        ({"max_staleness": 61}, "max_staleness"),
+        ({"max_staleness": float("nan")}, "max_staleness"),
+        ({"serve_stale_when_down": -1}, "serve_stale_when_down"),
+        ({"serve_stale_when_down": float("nan")}, "serve_stale_when_down"),
+    ],
+)
+def test_bad_l1_options_are_refused(options: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        L1(**options)  # type: ignore[arg-type]
+
+
+def test_l1_defaults_bound_staleness_and_do_not_serve_stale_when_down() -> None:
+    assert L1().max_staleness == 0.1
+    assert L1().serve_stale_when_down == 0.0
+    assert L1(max_staleness=None).max_staleness is None

@@ -308,6 +308,41 @@ async def test_l1_stops_serving_once_the_watermark_is_older_than_the_bound(
         assert cache.stats().hits["memory"] == hits + 1
 
 
+@pytest.mark.parametrize("grace", [0.0, 2.0])
+async def test_serve_stale_when_down_is_bounded_and_counted(
+    redis_url: str, key_prefix: str, redis_cleanup: None, grace: float
+) -> None:
+    """With the bus down, L1 serves at most ``serve_stale_when_down`` past the
+    bound (counted), and nothing past it; by default, nothing at all."""
+    clock = FakeClock()
+    l1 = L1(max_staleness=0.5, serve_stale_when_down=grace)
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, l1=l1, clock=clock, timeout=1.0
+    ) as cache:
+        await cache.get("warm:up")
+        await wait_until_listening(cache)
+        await cache.set("k", 1)
+        assert await cache.get("k") == 1
+        assert await cache.get("k") == 1
+        memory = cache.stats().hits.get("memory", 0)
+        assert memory >= 1
+        bus = cache.engine.bus
+        bus.connected = False  # as the listener marks a dropped connection
+        clock.advance(1.0)  # the watermark is now 1 s old: past the bound
+        assert await cache.get("k") == 1
+        stats = cache.stats()
+        if grace:
+            assert stats.hits["memory"] == memory + 1
+            assert stats.counts["l1_stale_when_down"] >= 1
+        else:
+            assert stats.hits.get("memory", 0) == memory
+            assert "l1_stale_when_down" not in stats.counts
+        clock.advance(2.0)  # 3 s: past the bound plus the grace
+        assert await cache.get("k") == 1
+        assert cache.stats().hits.get("memory", 0) == stats.hits.get("memory", 0)
+        bus.connected = True
+
+
 async def test_l1_hits_cost_no_round_trip(pair: tuple[AsyncCache, AsyncCache]) -> None:
     """Namespace versions are cached too (version 0 included)."""
     a, _ = pair
