@@ -11,7 +11,12 @@ import pytest
 from freshcache import L1, MISS, AsyncCache
 from freshcache._concurrency import AsyncFlag
 from freshcache.testing import FakeClock
-from tests._async.waiting import WAIT, wait_until, wait_until_listening
+from tests._async.waiting import (
+    WAIT,
+    wait_until,
+    wait_until_current,
+    wait_until_listening,
+)
 
 
 @pytest.fixture(params=["embedded", "redis", "l1+redis"])
@@ -293,6 +298,7 @@ async def test_over_redis_l1_serves_a_stale_entry_and_takes_the_other_refresh(
         assert await first.get_or_load("item:1", loader) == "v1"
         assert await item(1) == "v1"  # now in the second's L1 too
         fake_clock.advance(11)  # stale everywhere
+        await wait_until_current(second)  # a ping back on the advanced clock
         store = second.engine.l2
         assert store is not None
         reads: list[str] = []
