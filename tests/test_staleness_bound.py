@@ -15,6 +15,8 @@ reads: the proof that the test catches what the bound prevents.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 
 import pytest
@@ -27,8 +29,9 @@ PAUSE = 0.3  # seconds a frozen worker stays frozen
 
 
 def _run(
-    redis_url: str, postgres_dsn: str, prefix: str, l1: L1, seed: int
-) -> harness.RunReport:
+    redis_url: str, postgres_dsn: str, prefix: str, l1: L1, seed: int,
+    *, hogs: int | None = None, pause: float = PAUSE,
+) -> harness.RunReport:  # fmt: skip
     work = harness.Workload(rows=60, hot_rows=10)
     with harness.row_table(postgres_dsn, work.rows) as table:
         return harness.run(
@@ -42,8 +45,8 @@ def _run(
                 work=work,
                 duration=8.0,
                 l1=l1,
-                hogs=os.cpu_count() or 2,
-                pause=PAUSE,
+                hogs=(os.cpu_count() or 2) if hogs is None else hogs,
+                pause=pause,
             )
         )
 
@@ -81,3 +84,41 @@ def test_no_read_staler_than_the_bound_under_a_cpu_hog_and_frozen_workers(
     assert bounded.stale_keys == 0
     # The control: without the bound, a frozen listener lets L1 serve stale.
     assert unbounded.check.stale_at(BOUND) > 0, unbounded.summary()
+
+
+@pytest.mark.slow
+def test_redis_paused_for_two_seconds_serves_nothing_stale_and_raises_nothing(
+    request: pytest.FixtureRequest, postgres_dsn: str
+) -> None:
+    """Redis frozen (SIGSTOP) for 2 s mid-run: reads fall back to the loader,
+    invalidations are queued rather than raised, and a write counts as done
+    (for the checker) only once its invalidation has landed. Not one read
+    staler than the bound, before, during or after the pause."""
+    request.getfixturevalue("redis_url")  # skip locally / fail in CI without Redis
+    seed = int(os.environ.get("CACHE_TEST_SEED") or harness.new_seed())
+    with servers.own_redis_server() as server:
+
+        def freeze() -> None:
+            time.sleep(5.0)  # well into the run (workers start in 1 to 3 s)
+            server.stop()
+            time.sleep(2.0)
+            server.cont()
+
+        freezer = threading.Thread(target=freeze, name="freeze-redis")
+        freezer.start()
+        try:
+            report = _run(
+                server.url, postgres_dsn, "paused", L1(), seed, hogs=0, pause=0.0
+            )
+        finally:
+            freezer.join()
+            server.cont()
+    print(f"\n{report.summary()}")
+    assert report.check.reads > 5_000, report.summary()
+    assert report.check.writes > 300, report.summary()
+    assert report.errors.get("invalidate:queued", 0) > 0  # the pause was felt
+    caller_errors = {k: v for k, v in report.errors.items() if k != "invalidate:queued"}
+    assert caller_errors == {}, report.errors
+    assert report.check.phantoms == 0
+    assert report.check.stale_at(BOUND) == 0, report.summary()
+    assert report.stale_keys == 0

@@ -357,37 +357,56 @@ class AsyncCache:
         so that every other process drops ``fulls`` from its L1."""
         return bus_channel(self._keys.prefix), self._engine.notice(fulls)
 
-    async def invalidate(self, *keys: str) -> None:
+    async def invalidate(self, *keys: str) -> bool:
         """Remove ``keys`` from every tier in every process.
 
         When it returns, no read in this process returns the old value, and
-        other processes drop theirs within the bus latency. Raises
-        ``StoreError`` when Redis cannot be reached: the invalidation is then
-        queued and retried until Redis takes it (``stats().pending_invalidations``),
-        and meanwhile this process serves none of the keys from Redis or L1.
+        no L1 anywhere serves it past the staleness bound. True when Redis
+        took it; False when Redis could not, within the invalidation budget
+        (its own deadline and retries, apart from reads'): it is then queued
+        and retried until it lands (``stats().pending_invalidations``), and
+        meanwhile this process serves none of the keys. It does not raise
+        for Redis: the commit before it stands either way.
         """
+        fulls = await self._fulls_or_queue(keys)
+        if fulls is None:
+            return False
+        return await self._engine.invalidator.invalidate(fulls) is not None
+
+    async def _fulls_or_queue(self, keys: Iterable[str]) -> list[str] | None:
+        """The full keys; None when a namespace version is unknown and Redis
+        cannot tell (the invalidation is queued, resolved when it runs)."""
+        keys = list(keys)
         try:
-            fulls = [(await self._resolve(k))[0] for k in keys]
-        except StoreError as exc:  # versions unknown: resolved by the retry
+            return [(await self._resolve(k))[0] for k in keys]
+        except StoreError as exc:
             unresolved = [(self._base(k), _namespace(k)) for k in keys]
             self._engine.invalidator.queue_unresolved(unresolved, exc)
-            raise
-        await self._engine.invalidator.invalidate(fulls)
+            return None
 
     async def delete(self, key: str) -> bool:
-        """Remove one key from every tier; True if Redis (or L1) held it."""
-        full, _ = await self._resolve(key)
+        """Remove one key from every tier (as ``invalidate``); True if Redis
+        or L1 held it (when Redis cannot tell: if L1 did)."""
+        fulls = await self._fulls_or_queue([key])
+        if fulls is None:
+            return False
         local = self._engine.l1
-        held = local is not None and local.get(full) is not MISS
-        return await self._engine.invalidator.invalidate([full]) > 0 or held
+        held = local is not None and local.get(fulls[0]) is not MISS
+        removed = await self._engine.invalidator.invalidate(fulls)
+        return bool(removed) or held
 
-    async def invalidate_tags(self, *tags: str) -> None:
-        """Remove every key stored with any of ``tags``, in every tier and process."""
-        await self._engine.invalidator.invalidate_tags([check_tag(t) for t in tags])
+    async def invalidate_tags(self, *tags: str) -> bool:
+        """Remove every key stored with any of ``tags``, in every tier and
+        process; True when Redis took it, False when it is queued (as
+        ``invalidate``)."""
+        checked = [check_tag(t) for t in tags]
+        return await self._engine.invalidator.invalidate_tags(checked)
 
     async def bump(self, namespace: str) -> int:
         """Start a new version of ``namespace``: its keys are orphaned in O(1)
-        (they expire by TTL). Returns the new version."""
+        (they expire by TTL). Returns the new version. Raises ``StoreError``
+        when Redis cannot take it within the invalidation budget (there is
+        no version to return): it is queued and retried all the same."""
         return await self._engine.invalidator.bump(escape(namespace))
 
     def write_through(

@@ -35,8 +35,9 @@ class AsyncCachedFunction(Protocol[P, R_co]):
         """The cache key (relative, as ``cache.get`` takes it) for these arguments."""
         ...
 
-    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
-        """Remove the cached result for these arguments from every tier."""
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Remove the cached result for these arguments from every tier
+        (as ``invalidate``: False when it is queued for retry)."""
         ...
 
 
@@ -55,7 +56,7 @@ def wrap(
     *,
     lifetime: Lifetime,
     tags: tuple[str | TagSource, ...],
-    invalidate_key: Callable[[str], Awaitable[None]],
+    invalidate_key: Callable[[str], Awaitable[bool]],
 ) -> AsyncCachedFunction[P, R]:
     """``func`` cached by ``engine`` under ``template``; ``invalidate_key``
     drops one relative key (the cache's own ``invalidate``)."""
@@ -108,11 +109,12 @@ def wrap(
         miss = MISS
         mono = engine.mono
         bound = engine.bound
+        bounded = engine.l2 is not None  # embedded: nothing to wait for
 
         @functools.wraps(func)
         async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
             key = render(args, kwargs)
-            if mono() - bus.watermark >= bound:  # the staleness bound
+            if bounded and mono() - bus.watermark >= bound:  # staleness bound
                 return await fill(key, args, kwargs, False)
             version = versions.get(namespace)
             if version is None:
@@ -138,8 +140,8 @@ def wrap(
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
         return render(args, kwargs)[relative:]
 
-    async def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
-        await invalidate_key(render(args, kwargs)[relative:])
+    async def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+        return await invalidate_key(render(args, kwargs)[relative:])
 
     wrapper: Any = cached_call
     wrapper.key = key

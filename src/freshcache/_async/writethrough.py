@@ -31,7 +31,6 @@ from freshcache._concurrency import AsyncShield, acheck_function
 from freshcache._core.sentinels import MISS, TTL, UNSET, Unset
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.templates import KeyTemplate
-from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._async.decorator import AsyncCachedFunction
@@ -55,12 +54,12 @@ class AsyncRefresher(Protocol):
         """The cached value of ``key``, or ``loader()``'s, stored under a lease."""
         ...
 
-    async def invalidate(self, *keys: str) -> None:
-        """Remove ``keys`` everywhere (raises ``StoreError``: queued)."""
+    async def invalidate(self, *keys: str) -> bool:
+        """Remove ``keys`` everywhere; False: queued for retry."""
         ...
 
-    async def invalidate_tags(self, *tags: str) -> None:
-        """Remove every key stored with ``tags`` everywhere."""
+    async def invalidate_tags(self, *tags: str) -> bool:
+        """Remove every key stored with ``tags`` everywhere; False: queued."""
         ...
 
 
@@ -140,18 +139,13 @@ class AsyncWriteThrough:
 
     async def _invalidate(self) -> None:
         cache = self._cache
-        self.landed = True
-        try:
-            if self._keys:
-                await cache.invalidate(*self._keys)
-        except StoreError:  # queued and retried: the commit stands
-            self.landed = False
-        try:
-            if self._tags:
-                await cache.invalidate_tags(*self._tags)
-        except StoreError:
-            self.landed = False
-        if not self.landed:
+        landed = True
+        if self._keys:
+            landed = await cache.invalidate(*self._keys)
+        if self._tags:
+            landed = await cache.invalidate_tags(*self._tags) and landed
+        self.landed = landed
+        if not landed:  # queued and retried: the commit stands
             self._metrics.count("write_through_queued")
 
 

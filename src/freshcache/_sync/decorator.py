@@ -36,8 +36,9 @@ class CachedFunction(Protocol[P, R_co]):
         """The cache key (relative, as ``cache.get`` takes it) for these arguments."""
         ...
 
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
-        """Remove the cached result for these arguments from every tier."""
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Remove the cached result for these arguments from every tier
+        (as ``invalidate``: False when it is queued for retry)."""
         ...
 
 
@@ -56,7 +57,7 @@ def wrap(
     *,
     lifetime: Lifetime,
     tags: tuple[str | TagSource, ...],
-    invalidate_key: Callable[[str], None],
+    invalidate_key: Callable[[str], bool],
 ) -> CachedFunction[P, R]:
     """``func`` cached by ``engine`` under ``template``; ``invalidate_key``
     drops one relative key (the cache's own ``invalidate``)."""
@@ -109,11 +110,12 @@ def wrap(
         miss = MISS
         mono = engine.mono
         bound = engine.bound
+        bounded = engine.l2 is not None  # embedded: nothing to wait for
 
         @functools.wraps(func)
         def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
             key = render(args, kwargs)
-            if mono() - bus.watermark >= bound:  # the staleness bound
+            if bounded and mono() - bus.watermark >= bound:  # staleness bound
                 return fill(key, args, kwargs, False)
             version = versions.get(namespace)
             if version is None:
@@ -139,8 +141,8 @@ def wrap(
     def key(*args: P.args, **kwargs: P.kwargs) -> str:
         return render(args, kwargs)[relative:]
 
-    def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
-        invalidate_key(render(args, kwargs)[relative:])
+    def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+        return invalidate_key(render(args, kwargs)[relative:])
 
     wrapper: Any = cached_call
     wrapper.key = key

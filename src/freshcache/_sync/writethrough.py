@@ -32,7 +32,6 @@ from freshcache._concurrency import Shield, check_function
 from freshcache._core.sentinels import MISS, TTL, UNSET, Unset
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.templates import KeyTemplate
-from freshcache.errors import StoreError
 
 if TYPE_CHECKING:
     from freshcache._sync.decorator import CachedFunction
@@ -56,12 +55,12 @@ class Refresher(Protocol):
         """The cached value of ``key``, or ``loader()``'s, stored under a lease."""
         ...
 
-    def invalidate(self, *keys: str) -> None:
-        """Remove ``keys`` everywhere (raises ``StoreError``: queued)."""
+    def invalidate(self, *keys: str) -> bool:
+        """Remove ``keys`` everywhere; False: queued for retry."""
         ...
 
-    def invalidate_tags(self, *tags: str) -> None:
-        """Remove every key stored with ``tags`` everywhere."""
+    def invalidate_tags(self, *tags: str) -> bool:
+        """Remove every key stored with ``tags`` everywhere; False: queued."""
         ...
 
 
@@ -141,18 +140,13 @@ class WriteThrough:
 
     def _invalidate(self) -> None:
         cache = self._cache
-        self.landed = True
-        try:
-            if self._keys:
-                cache.invalidate(*self._keys)
-        except StoreError:  # queued and retried: the commit stands
-            self.landed = False
-        try:
-            if self._tags:
-                cache.invalidate_tags(*self._tags)
-        except StoreError:
-            self.landed = False
-        if not self.landed:
+        landed = True
+        if self._keys:
+            landed = cache.invalidate(*self._keys)
+        if self._tags:
+            landed = cache.invalidate_tags(*self._tags) and landed
+        self.landed = landed
+        if not landed:  # queued and retried: the commit stands
             self._metrics.count("write_through_queued")
 
 

@@ -30,8 +30,9 @@ class AsyncInvalidator:
         )
         self.pending = self.retry.pending
 
-    async def invalidate(self, fulls: Sequence[str]) -> int:
-        """Delete ``fulls``; how many Redis held. Raises ``StoreError`` (queued)."""
+    async def invalidate(self, fulls: Sequence[str]) -> int | None:
+        """Delete ``fulls``; how many Redis held, or None: Redis did not take
+        it within the invalidation budget, and it is queued for retry."""
         tiers = self._tiers
         removed = 0
         try:
@@ -42,10 +43,11 @@ class AsyncInvalidator:
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
-            raise
+            return None
         return removed
 
-    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+    async def invalidate_tags(self, tags: Sequence[str]) -> bool:
+        """True when it landed; False when it is queued for retry."""
         tiers = self._tiers
         try:
             if tiers.l2 is not None:
@@ -55,7 +57,8 @@ class AsyncInvalidator:
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
-            raise
+            return False
+        return True
 
     async def bump(self, namespace: str) -> int:
         tiers = self._tiers

@@ -15,7 +15,7 @@ class LocalBus:
     def start(self) -> None:
         pass
 
-    async def publish(self, message: Message) -> None:
+    async def publish(self, message: Message, *, hard: bool = False) -> None:
         pass
 
     async def aclose(self) -> None:

@@ -217,7 +217,7 @@ class AsyncEngine:
 
     async def send(self, message: Message) -> None:
         if self.l2 is not None:
-            await self.bus.publish(message)
+            await self.bus.publish(message, hard=True)
             self.metrics.count("invalidations_sent")
 
     async def apply(self, message: Message) -> None:

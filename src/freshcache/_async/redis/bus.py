@@ -98,9 +98,10 @@ class AsyncRedisBus:
             self._worker.start()
             self._pinger.start()
 
-    async def publish(self, message: Message) -> None:
-        """Send ``message`` to every other process (raises ``StoreError``)."""
-        await self._store.publish(self._channel, encode(message))
+    async def publish(self, message: Message, *, hard: bool = False) -> None:
+        """Send ``message`` to every other process (raises ``StoreError``);
+        ``hard``: an invalidation, sent on the invalidation path."""
+        await self._store.publish(self._channel, encode(message), hard=hard)
 
     async def aclose(self) -> None:
         self._stop.set()

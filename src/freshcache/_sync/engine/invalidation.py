@@ -29,8 +29,9 @@ class Invalidator:
         self.retry = InvalidationRetry(tiers, head=head, origin=origin, metrics=metrics)
         self.pending = self.retry.pending
 
-    def invalidate(self, fulls: Sequence[str]) -> int:
-        """Delete ``fulls``; how many Redis held. Raises ``StoreError`` (queued)."""
+    def invalidate(self, fulls: Sequence[str]) -> int | None:
+        """Delete ``fulls``; how many Redis held, or None: Redis did not take
+        it within the invalidation budget, and it is queued for retry."""
         tiers = self._tiers
         removed = 0
         try:
@@ -41,10 +42,11 @@ class Invalidator:
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
-            raise
+            return None
         return removed
 
-    def invalidate_tags(self, tags: Sequence[str]) -> None:
+    def invalidate_tags(self, tags: Sequence[str]) -> bool:
+        """True when it landed; False when it is queued for retry."""
         tiers = self._tiers
         try:
             if tiers.l2 is not None:
@@ -54,7 +56,8 @@ class Invalidator:
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
-            raise
+            return False
+        return True
 
     def bump(self, namespace: str) -> int:
         tiers = self._tiers

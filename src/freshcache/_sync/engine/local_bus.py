@@ -16,7 +16,7 @@ class LocalBus:
     def start(self) -> None:
         pass
 
-    def publish(self, message: Message) -> None:
+    def publish(self, message: Message, *, hard: bool = False) -> None:
         pass
 
     def close(self) -> None:

@@ -214,7 +214,7 @@ class Engine:
 
     def send(self, message: Message) -> None:
         if self.l2 is not None:
-            self.bus.publish(message)
+            self.bus.publish(message, hard=True)
             self.metrics.count("invalidations_sent")
 
     def apply(self, message: Message) -> None:

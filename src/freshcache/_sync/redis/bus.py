@@ -99,9 +99,10 @@ class RedisBus:
             self._worker.start()
             self._pinger.start()
 
-    def publish(self, message: Message) -> None:
-        """Send ``message`` to every other process (raises ``StoreError``)."""
-        self._store.publish(self._channel, encode(message))
+    def publish(self, message: Message, *, hard: bool = False) -> None:
+        """Send ``message`` to every other process (raises ``StoreError``);
+        ``hard``: an invalidation, sent on the invalidation path."""
+        self._store.publish(self._channel, encode(message), hard=hard)
 
     def close(self) -> None:
         self._stop.set()

@@ -13,14 +13,15 @@ blocking pool costs tens of microseconds per call).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from redis import ConnectionPool, Redis
+from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -32,7 +33,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from freshcache._concurrency import Slots
+from freshcache._concurrency import Slots, sleep
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -57,6 +58,8 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LOUD_EVERY = 60.0  # seconds between repeated loud logs of one error class
+_HARD_CONNECTIONS = 4  # the invalidation path's own pool
+_HARD_BACKOFF = (0.01, 0.2)  # seconds between an invalidation's attempts
 
 
 def classify(exc: BaseException) -> StoreError:
@@ -98,9 +101,12 @@ class RedisStore:
         timeout: float = 0.05,
         max_connections: int = 16,
         breaker: Breaker | None = None,
+        invalidation_budget: float = 1.0,
     ) -> None:
         if timeout <= 0 or max_connections < 1:
             raise ValueError("timeout must be > 0 and max_connections >= 1")
+        if not invalidation_budget >= timeout:
+            raise ValueError("invalidation_budget must be at least timeout")
         pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -110,6 +116,20 @@ class RedisStore:
             health_check_interval=5,
         )
         self._client = Redis.from_pool(pool)  # the client owns and closes the pool
+        # Invalidations have connections and deadlines of their own: a slow
+        # Redis that makes reads fail open fast must not make them give up.
+        attempt = max(timeout, invalidation_budget / 4)
+        hard_pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=_HARD_CONNECTIONS,
+            timeout=invalidation_budget,
+            socket_timeout=attempt,
+            socket_connect_timeout=attempt,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=5,
+        )
+        self._hard = Redis.from_pool(hard_pool)
+        self._budget = invalidation_budget
         self._head = head
         self._acquire = self._client.register_script(lua.ACQUIRE)
         self._fill = self._client.register_script(lua.FILL)
@@ -145,6 +165,30 @@ class RedisStore:
             breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
+
+    def _run_hard(self, operation: str, attempt: Callable[[Redis], Any]) -> Any:
+        """An invalidation's write: on its own connections, whatever the read
+        breaker says, retried with backoff until ``invalidation_budget`` is
+        spent; then the last error is raised (and the caller queues it)."""
+        started = time.perf_counter()
+        deadline = self._clock.monotonic() + self._budget
+        delay = _HARD_BACKOFF[0]
+        while True:
+            try:
+                result = attempt(self._hard)
+            except (RedisError, OSError, TimeoutError) as exc:
+                error = classify(exc)
+                self._metrics.error(error.kind)
+                left = deadline - self._clock.monotonic()
+                if not isinstance(error, TransientStoreError) or left <= delay:
+                    self._metrics.count(f"{operation}_gave_up")
+                    raise error from exc
+                self._metrics.count(f"{operation}_retried")
+                sleep(delay)
+                delay = min(2 * delay, _HARD_BACKOFF[1])
+                continue
+            self._metrics.latency(operation, time.perf_counter() - started)
+            return result
 
     def _failed(self, error: StoreError) -> None:
         self._metrics.error(error.kind)
@@ -237,14 +281,19 @@ class RedisStore:
             self._run("release", self._release, [lease_key(key)], [token])
 
     def invalidate(self, keys: Sequence[str]) -> int:
-        """Delete ``keys`` and revoke their leases (each pair shares a slot)."""
+        """Delete ``keys`` and revoke their leases (each pair shares a slot),
+        on the invalidation path (``_run_hard``)."""
         if not keys:
             return 0
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.delete(key, lease_key(key))
-        counts = self._run("invalidate", pipe.execute)
-        return sum(counts)
+
+        def attempt(client: Redis) -> list[int]:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(key, lease_key(key))
+            counts: list[int] = pipe.execute()
+            return counts
+
+        return sum(self._run_hard("invalidate", attempt))
 
     # -- tags -----------------------------------------------------------------
 
@@ -269,32 +318,38 @@ class RedisStore:
         and only then remove exactly those members from the set. A failure
         part-way leaves the set intact, so a retry finds every member; a key
         registered meanwhile stays registered. Returns the members."""
-        self._run("epoch", self._client.incr, epoch_key(self._head))
+        epoch = epoch_key(self._head)
+        self._run_hard("epoch", lambda client: client.incr(epoch))
         done: set[str] = set()
         for tag in tags:  # each tag set is in its own slot
             key = tag_key(self._head, tag)
-            raw = self._run("tag", self._client.smembers, key)
+            raw = self._run_hard("tag", functools.partial(_members, key))
             members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
             if not members:
                 continue
             self.invalidate([m for m in members if m not in done])
             done.update(members)
-            self._run("tag", self._client.srem, key, *members)
+            self._run_hard("tag", functools.partial(_remove, key, members))
         return sorted(done)
 
     # -- namespace versions -------------------------------------------------
 
     def bump(self, namespace: str) -> int:
         key = namespace_version_key(self._head, namespace)
-        version: int = self._run("bump", self._client.incr, key)
+        version: int = self._run_hard("bump", lambda client: client.incr(key))
         return version
 
     def version(self, namespace: str) -> int:
         key = namespace_version_key(self._head, namespace)
         return int(self._run("version", self._client.get, key) or 0)
 
-    def publish(self, channel: str, data: bytes) -> None:
-        self._run("publish", self._client.publish, channel, data)
+    def publish(self, channel: str, data: bytes, *, hard: bool = False) -> None:
+        """PUBLISH; ``hard``: an invalidation's message, on the invalidation
+        path (``_run_hard``), not a ping or a fill notice."""
+        if hard:
+            self._run_hard("publish", lambda client: client.publish(channel, data))
+        else:
+            self._run("publish", self._client.publish, channel, data)
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -336,3 +391,12 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
+        self._hard.close()
+
+
+def _members(key: str, client: Redis) -> Any:
+    return client.smembers(key)  # type: ignore[no-any-return,unused-ignore]
+
+
+def _remove(key: str, members: list[str], client: Redis) -> Any:
+    return client.srem(key, *members)  # type: ignore[no-any-return,unused-ignore]
