@@ -78,6 +78,7 @@ class CacheStats:
     counts: Mapping[str, int] = field(default_factory=dict)  # other events, by name
     latency: Mapping[str, Latency] = field(default_factory=dict)  # by operation
     pending_invalidations: int = 0  # queued for retry: Redis did not take them
+    oldest_pending_seconds: float = 0.0  # how long the queue has been non-empty
     gauges: Mapping[str, float] = field(default_factory=dict)  # last value, by name
 
     @property

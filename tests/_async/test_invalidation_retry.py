@@ -173,12 +173,17 @@ async def test_keys_tags_and_bumps_are_queued_and_retried(
         assert await cache.invalidate("user:1") is False  # coalesced
         assert cache.stats().pending_invalidations == 3
         assert cache.stats().errors["transient"] >= 1
+        assert cache.stats().counts["invalidation_gave_up"] >= 3  # budgets spent
+        assert cache.stats().oldest_pending_seconds >= 1.0  # queued that long ago
         server.cont()
 
         async def drained() -> bool:
             return cache.stats().pending_invalidations == 0
 
         await wait_until(drained)
+        stats = cache.stats()
+        assert stats.oldest_pending_seconds == 0.0
+        assert stats.latency["invalidation_to_land"].count == 1
         assert raw.get("q:v1:user:1") is None
         assert raw.get("q:v1:team:7:summary") is None
         assert raw.get("q:v1:!ns:search") == b"2"

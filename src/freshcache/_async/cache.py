@@ -176,15 +176,16 @@ class AsyncCache:
             )
         return self._head + key
 
-    async def _resolve(self, key: str) -> tuple[str, str]:
+    async def _resolve(self, key: str, *, hard: bool = False) -> tuple[str, str]:
         """The full key under its namespace's current version, and the namespace.
 
         Raises ``StoreError`` when the version is unknown and Redis is out of
-        reach: reads then bypass the cache, writes are skipped.
+        reach: reads then bypass the cache, writes are skipped, invalidations
+        (``hard``: read on the invalidation path) are queued.
         """
         base = self._base(key)
         namespace = _namespace(key)
-        version = await self._engine.versions.get(namespace)
+        version = await self._engine.versions.get(namespace, hard=hard)
         return versioned(self._head, namespace, version, base), namespace
 
     # -- reads ------------------------------------------------------------
@@ -378,7 +379,7 @@ class AsyncCache:
         cannot tell (the invalidation is queued, resolved when it runs)."""
         keys = list(keys)
         try:
-            return [(await self._resolve(k))[0] for k in keys]
+            return [(await self._resolve(k, hard=True))[0] for k in keys]
         except StoreError as exc:
             unresolved = [(self._base(k), _namespace(k)) for k in keys]
             self._engine.invalidator.queue_unresolved(unresolved, exc)
@@ -520,9 +521,11 @@ class AsyncCache:
     def stats(self) -> CacheStats:
         """Hits and misses per tier and namespace, loads, evictions, errors,
         latency, and the invalidations waiting to be retried."""
-        pending = len(self._engine.pending)
+        engine = self._engine
         return dataclasses.replace(
-            self._metrics.snapshot(), pending_invalidations=pending
+            self._metrics.snapshot(),
+            pending_invalidations=len(engine.pending),
+            oldest_pending_seconds=engine.invalidator.retry.oldest_age(),
         )
 
     def _on_local_evict(self, cause: str) -> None:

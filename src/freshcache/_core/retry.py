@@ -8,8 +8,9 @@ lockstep, and a retry never waits longer than ``cap`` once Redis is back.
 
 from __future__ import annotations
 
-RETRY_FIRST = 0.05  # seconds before the first retry
-RETRY_CAP = 1.0  # the longest wait between two retries
+RETRY_FIRST = 0.01  # seconds before the first retry
+RETRY_CAP = 0.25  # the longest wait between two retries (each retry itself
+# may take the whole invalidation budget while Redis does not answer)
 
 
 def retry_delay(

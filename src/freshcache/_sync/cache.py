@@ -177,15 +177,16 @@ class Cache:
             )
         return self._head + key
 
-    def _resolve(self, key: str) -> tuple[str, str]:
+    def _resolve(self, key: str, *, hard: bool = False) -> tuple[str, str]:
         """The full key under its namespace's current version, and the namespace.
 
         Raises ``StoreError`` when the version is unknown and Redis is out of
-        reach: reads then bypass the cache, writes are skipped.
+        reach: reads then bypass the cache, writes are skipped, invalidations
+        (``hard``: read on the invalidation path) are queued.
         """
         base = self._base(key)
         namespace = _namespace(key)
-        version = self._engine.versions.get(namespace)
+        version = self._engine.versions.get(namespace, hard=hard)
         return versioned(self._head, namespace, version, base), namespace
 
     # -- reads ------------------------------------------------------------
@@ -347,7 +348,7 @@ class Cache:
         cannot tell (the invalidation is queued, resolved when it runs)."""
         keys = list(keys)
         try:
-            return [(self._resolve(k))[0] for k in keys]
+            return [(self._resolve(k, hard=True))[0] for k in keys]
         except StoreError as exc:
             unresolved = [(self._base(k), _namespace(k)) for k in keys]
             self._engine.invalidator.queue_unresolved(unresolved, exc)
@@ -489,9 +490,11 @@ class Cache:
     def stats(self) -> CacheStats:
         """Hits and misses per tier and namespace, loads, evictions, errors,
         latency, and the invalidations waiting to be retried."""
-        pending = len(self._engine.pending)
+        engine = self._engine
         return dataclasses.replace(
-            self._metrics.snapshot(), pending_invalidations=pending
+            self._metrics.snapshot(),
+            pending_invalidations=len(engine.pending),
+            oldest_pending_seconds=engine.invalidator.retry.oldest_age(),
         )
 
     def _on_local_evict(self, cause: str) -> None:

@@ -11,7 +11,7 @@ it. While it is pending, this process serves nothing it may cover
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from freshcache._async.engine.retry import AsyncInvalidationRetry, AsyncTiers
 from freshcache._core.events import Message
@@ -21,12 +21,13 @@ from freshcache.metrics import Metrics
 
 class AsyncInvalidator:
     def __init__(
-        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics
-    ) -> None:
+        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics,
+        mono: Callable[[], float],
+    ) -> None:  # fmt: skip
         self._tiers = tiers
         self._origin = origin
         self.retry = AsyncInvalidationRetry(
-            tiers, head=head, origin=origin, metrics=metrics
+            tiers, head=head, origin=origin, metrics=metrics, mono=mono
         )
         self.pending = self.retry.pending
 

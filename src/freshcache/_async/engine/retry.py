@@ -3,7 +3,8 @@
 An invalidation (key, tag, namespace bump) that fails with a ``StoreError``
 is queued in ``PendingInvalidations`` (coalesced, bounded). One background
 loop per cache (a tracked task, or a daemon thread in the sync twin) retries
-everything queued with jittered exponential backoff (50 ms up to 1 s), and
+everything queued with jittered exponential backoff (10 ms up to 250 ms;
+each retry itself may take the invalidation budget while Redis is away), and
 ends once the queue is empty. A retry redoes the whole invalidation: Redis
 first, then this process's L1, then the bus message, so every other process
 drops its L1 copy once it lands. On close: one last try, then whatever is
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from freshcache._async.engine.versions import AsyncVersions
@@ -56,9 +57,12 @@ class AsyncTiers(Protocol):
 
 class AsyncInvalidationRetry:
     def __init__(
-        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics
-    ) -> None:
+        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics,
+        mono: Callable[[], float],
+    ) -> None:  # fmt: skip
         self.pending = PendingInvalidations()
+        self._mono = mono
+        self._since: float | None = None  # when the queue last became non-empty
         self._tiers = tiers
         self._head = head
         self._origin = origin
@@ -78,6 +82,8 @@ class AsyncInvalidationRetry:
     ) -> None:
         """Queue an invalidation that failed with ``error``; retry it later."""
         self._metrics.count("invalidations_queued")
+        if self._since is None:
+            self._since = self._mono()
         overflows = self.pending.overflows
         start = self.pending.add(
             keys=keys, tags=tags, namespaces=namespaces, unresolved=unresolved
@@ -113,7 +119,18 @@ class AsyncInvalidationRetry:
             return False
         self.pending.done(batch)
         self._metrics.count("invalidations_retried")
+        if not self.pending.nonempty and self._since is not None:
+            self._metrics.latency("invalidation_to_land", self._mono() - self._since)
+            self._since = None
         return True
+
+    def oldest_age(self) -> float:
+        """Seconds since the queue last went from empty to non-empty (0 when
+        empty): an upper bound on the age of the oldest queued invalidation."""
+        since = self._since
+        return (
+            0.0 if since is None or not self.pending.nonempty else self._mono() - since
+        )
 
     async def _apply(self, batch: Batch) -> None:
         """Redis first, then this process's L1, then every other process."""
@@ -125,7 +142,7 @@ class AsyncInvalidationRetry:
             return
         keys = list(batch.keys)
         for base, namespace in batch.unresolved:
-            version = await tiers.versions.get(namespace)
+            version = await tiers.versions.get(namespace, hard=True)
             keys.append(versioned(self._head, namespace, version, base))
         bumped = []
         for namespace in batch.namespaces:
@@ -149,6 +166,7 @@ class AsyncInvalidationRetry:
         if batch is not None:
             await self._try(batch)
         lost = self.pending.abandon()
+        self._since = None
         for _ in range(lost):
             self._metrics.count("invalidations_abandoned")
         if lost:

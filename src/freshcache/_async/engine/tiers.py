@@ -162,7 +162,7 @@ class AsyncEngine:
         self._beta = beta
         # Invalidations Redis did not take: retried; meanwhile not served here.
         self.invalidator = AsyncInvalidator(
-            self, head=head, origin=origin, metrics=metrics
+            self, head=head, origin=origin, metrics=metrics, mono=clock.monotonic
         )
         self.pending = self.invalidator.pending
 

@@ -36,11 +36,14 @@ class AsyncVersions:
         # each, overflow the pool, and bypass the cache to the loader.
         self._reads = AsyncSingleFlight()
 
-    async def get(self, namespace: str) -> int:
+    async def get(self, namespace: str, *, hard: bool = False) -> int:
         """The current version.
 
         Raises ``StoreError`` when it is not known and Redis cannot tell: a
-        guess could read a namespace's orphaned, older entries.
+        guess could read a namespace's orphaned, older entries. ``hard``: for
+        an invalidation, read on the invalidation path (its own deadline and
+        retries), and never answered from a version that is not current
+        (invalidating an old version's key would miss the live one).
         """
         cached = self.known.get(namespace)
         l2 = self._l2
@@ -50,6 +53,11 @@ class AsyncVersions:
         if cached is not None and self._current():
             return cached
         era = self._era
+        if hard:
+            fetched = await l2.version(namespace, hard=True)
+            if era == self._era:
+                self.learn(namespace, fetched)
+            return max(fetched, self.known.get(namespace, 0))
         try:
             fetched = await self._reads.run(namespace, lambda: l2.version(namespace))
         except StoreError:

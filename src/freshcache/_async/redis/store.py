@@ -182,9 +182,9 @@ class AsyncRedisStore:
                 self._metrics.error(error.kind)
                 left = deadline - self._clock.monotonic()
                 if not isinstance(error, TransientStoreError) or left <= delay:
-                    self._metrics.count(f"{operation}_gave_up")
+                    self._metrics.count("invalidation_gave_up")
                     raise error from exc
-                self._metrics.count(f"{operation}_retried")
+                self._metrics.count("invalidation_attempt_failed")
                 await asleep(delay)
                 delay = min(2 * delay, _HARD_BACKOFF[1])
                 continue
@@ -344,9 +344,14 @@ class AsyncRedisStore:
         version: int = await self._run_hard("bump", lambda client: client.incr(key))
         return version
 
-    async def version(self, namespace: str) -> int:
+    async def version(self, namespace: str, *, hard: bool = False) -> int:
+        """The namespace's version; ``hard``: for an invalidation, on its path."""
         key = namespace_version_key(self._head, namespace)
-        return int(await self._run("version", self._client.get, key) or 0)
+        if hard:
+            found = await self._run_hard("version", lambda client: client.get(key))
+        else:
+            found = await self._run("version", self._client.get, key)
+        return int(found or 0)
 
     async def publish(self, channel: str, data: bytes, *, hard: bool = False) -> None:
         """PUBLISH; ``hard``: an invalidation's message, on the invalidation

@@ -12,7 +12,7 @@ it. While it is pending, this process serves nothing it may cover
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from freshcache._sync.engine.retry import InvalidationRetry, Tiers
 from freshcache._core.events import Message
@@ -22,11 +22,14 @@ from freshcache.metrics import Metrics
 
 class Invalidator:
     def __init__(
-        self, tiers: Tiers, *, head: str, origin: str, metrics: Metrics
-    ) -> None:
+        self, tiers: Tiers, *, head: str, origin: str, metrics: Metrics,
+        mono: Callable[[], float],
+    ) -> None:  # fmt: skip
         self._tiers = tiers
         self._origin = origin
-        self.retry = InvalidationRetry(tiers, head=head, origin=origin, metrics=metrics)
+        self.retry = InvalidationRetry(
+            tiers, head=head, origin=origin, metrics=metrics, mono=mono
+        )
         self.pending = self.retry.pending
 
     def invalidate(self, fulls: Sequence[str]) -> int | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from freshcache._sync.engine.versions import Versions
@@ -57,9 +57,12 @@ class Tiers(Protocol):
 
 class InvalidationRetry:
     def __init__(
-        self, tiers: Tiers, *, head: str, origin: str, metrics: Metrics
-    ) -> None:
+        self, tiers: Tiers, *, head: str, origin: str, metrics: Metrics,
+        mono: Callable[[], float],
+    ) -> None:  # fmt: skip
         self.pending = PendingInvalidations()
+        self._mono = mono
+        self._since: float | None = None  # when the queue last became non-empty
         self._tiers = tiers
         self._head = head
         self._origin = origin
@@ -79,6 +82,8 @@ class InvalidationRetry:
     ) -> None:
         """Queue an invalidation that failed with ``error``; retry it later."""
         self._metrics.count("invalidations_queued")
+        if self._since is None:
+            self._since = self._mono()
         overflows = self.pending.overflows
         start = self.pending.add(
             keys=keys, tags=tags, namespaces=namespaces, unresolved=unresolved
@@ -114,7 +119,18 @@ class InvalidationRetry:
             return False
         self.pending.done(batch)
         self._metrics.count("invalidations_retried")
+        if not self.pending.nonempty and self._since is not None:
+            self._metrics.latency("invalidation_to_land", self._mono() - self._since)
+            self._since = None
         return True
+
+    def oldest_age(self) -> float:
+        """Seconds since the queue last went from empty to non-empty (0 when
+        empty): an upper bound on the age of the oldest queued invalidation."""
+        since = self._since
+        return (
+            0.0 if since is None or not self.pending.nonempty else self._mono() - since
+        )
 
     def _apply(self, batch: Batch) -> None:
         """Redis first, then this process's L1, then every other process."""
@@ -126,7 +142,7 @@ class InvalidationRetry:
             return
         keys = list(batch.keys)
         for base, namespace in batch.unresolved:
-            version = tiers.versions.get(namespace)
+            version = tiers.versions.get(namespace, hard=True)
             keys.append(versioned(self._head, namespace, version, base))
         bumped = []
         for namespace in batch.namespaces:
@@ -150,6 +166,7 @@ class InvalidationRetry:
         if batch is not None:
             self._try(batch)
         lost = self.pending.abandon()
+        self._since = None
         for _ in range(lost):
             self._metrics.count("invalidations_abandoned")
         if lost:

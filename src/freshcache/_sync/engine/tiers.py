@@ -160,7 +160,9 @@ class Engine:
         self._rng = random.Random()
         self._beta = beta
         # Invalidations Redis did not take: retried; meanwhile not served here.
-        self.invalidator = Invalidator(self, head=head, origin=origin, metrics=metrics)
+        self.invalidator = Invalidator(
+            self, head=head, origin=origin, metrics=metrics, mono=clock.monotonic
+        )
         self.pending = self.invalidator.pending
 
     # -- the bus ------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""A TCP proxy in front of a server that can slow down what the server sends.
+
+``DelayProxy(port)`` listens on a free port of its own and forwards every
+connection to ``127.0.0.1:port``. While ``delay`` is above zero, every chunk
+the server sends reaches the client that many seconds later (in order; the
+delay does not add up across chunks): a slow network or a slow server, for
+every connection at once, the pub/sub one included. Client bytes go through
+at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+
+class DelayProxy:
+    def __init__(self, target_port: int) -> None:
+        self._target = ("127.0.0.1", target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.delay = 0.0
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._accepter = threading.Thread(
+            target=self._accept, name="proxy-accept", daemon=True
+        )
+        self._accepter.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._accepter.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                return
+            server.settimeout(None)
+            with self._lock:
+                self._sockets += [client, server]
+            for target, name in (
+                (self._upstream, "proxy-up"),
+                (self._downstream, "proxy-down"),
+            ):
+                threading.Thread(
+                    target=target, args=(client, server), name=name, daemon=True
+                ).start()
+
+    def _upstream(self, client: socket.socket, server: socket.socket) -> None:
+        """Client bytes to the server, at once."""
+        with contextlib.suppress(OSError):
+            while chunk := client.recv(65536):
+                server.sendall(chunk)
+        _shut(server)
+
+    def _downstream(self, client: socket.socket, server: socket.socket) -> None:
+        """Server bytes to the client, each chunk ``delay`` later, in order
+        (a chunk is never due before the one ahead of it)."""
+        due: collections.deque[tuple[float, bytes]] = collections.deque()
+        ready = threading.Condition()
+        done = threading.Event()
+
+        def deliver() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    with ready:
+                        while not due and not done.is_set():
+                            ready.wait(0.05)
+                        if not due:
+                            break
+                        when, chunk = due[0]
+                        wait = when - time.monotonic()
+                        if wait > 0:
+                            ready.wait(wait)
+                            continue
+                        due.popleft()
+                    client.sendall(chunk)
+            _shut(client)
+
+        sender = threading.Thread(target=deliver, name="proxy-deliver", daemon=True)
+        sender.start()
+        last = 0.0
+        with contextlib.suppress(OSError):
+            while chunk := server.recv(65536):
+                last = max(last, time.monotonic() + self.delay)
+                with ready:
+                    due.append((last, chunk))
+                    ready.notify()
+        done.set()
+        with ready:
+            ready.notify()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def delay_proxy(target_port: int) -> Iterator[DelayProxy]:
+    proxy = DelayProxy(target_port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
