@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     coherence.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown"
     )
+    coherence.add_argument(
+        "--bound-cost",
+        action="store_true",
+        help="instead: L1 hit rate with and without the staleness bound, on a "
+        "quiet and a loaded machine (the race harness; needs PostgreSQL)",
+    )
+    coherence.add_argument(
+        "--seconds", type=float, default=8.0, help="per --bound-cost run (default 8)"
+    )
 
     writes = commands.add_parser(
         "writes",
@@ -192,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench import pieces as pieces_module
 
         return pieces_module.run(quick=args.quick, redis_url=args.redis_url)
+    if args.command == "coherence" and args.bound_cost:
+        from bench import bound_cost
+
+        return bound_cost.run(
+            redis_url=args.redis_url, seconds=args.seconds, markdown=args.markdown
+        )
     if args.command == "coherence":
         from bench import coherence as coherence_module
 
