@@ -4,7 +4,8 @@
 An invalidation (key, tag, namespace bump) that fails with a ``StoreError``
 is queued in ``PendingInvalidations`` (coalesced, bounded). One background
 loop per cache (a tracked task, or a daemon thread in the sync twin) retries
-everything queued with jittered exponential backoff (50 ms up to 1 s), and
+everything queued with jittered exponential backoff (10 ms up to 250 ms;
+each retry itself may take the invalidation budget while Redis is away), and
 ends once the queue is empty. A retry redoes the whole invalidation: Redis
 first, then this process's L1, then the bus message, so every other process
 drops its L1 copy once it lands. On close: one last try, then whatever is
