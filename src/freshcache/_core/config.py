@@ -22,9 +22,11 @@ class L1:
     invalidation, however late that is.
 
     ``serve_stale_when_down`` (seconds, default 0: off) lets L1 keep serving
-    while Redis cannot be reached (the bus is down), at most that long past
-    the bound, counted as ``l1_stale_when_down``: a bounded degraded mode
-    that spares the database the whole read load during a Redis outage.
+    while the bus connection is down (refused or dropped), at most that long
+    past the bound, counted as ``l1_stale_when_down``: a bounded degraded
+    mode that spares the database the whole read load during a Redis outage.
+    A Redis that hangs with its connections open is not "down" to the bus:
+    L1 then refuses as usual once the bound has passed.
 
     By default a hit returns the cached object itself, as
     ``functools.lru_cache`` does (fast; treat cached objects as read-only:

@@ -128,7 +128,7 @@ class AsyncRedisBus:
         sent = self._mono()  # before the PUBLISH runs: the watermark is safe
         self._sent[number] = sent
         if len(self._sent) > _PINGS_KEPT:
-            self._sent.pop(min(self._sent), None)
+            self._sent.pop(min(list(self._sent)), None)
         self._metrics.latency("watermark_age", sent - self.watermark)
         try:
             await self._store.publish(self._ping_channel, b"%d" % number)
@@ -145,8 +145,10 @@ class AsyncRedisBus:
         sent = self._sent.pop(seq, None)
         if sent is None:  # sent before a reconnect, or not ours
             return
-        for older in [n for n in self._sent if n < seq]:
-            del self._sent[older]
+        # list() copies in one step: the sync twin's pinger thread may add a
+        # ping meanwhile, and iterating the dict itself could then fail.
+        for older in [n for n in list(self._sent) if n < seq]:
+            self._sent.pop(older, None)
         if sent > self.watermark:
             self.watermark = sent
 
