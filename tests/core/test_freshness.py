@@ -18,6 +18,7 @@ from freshcache._core.freshness import (
     refresh_early,
 )
 from freshcache._core.sentinels import MAX_TTL_SECONDS, MISS, UNSET, ttl_seconds
+from freshcache._core.staleness import Local, local_verdict
 
 
 def test_sentinels_are_falsy_and_distinct() -> None:
@@ -152,3 +153,22 @@ def test_ttl_jitter_never_lengthens_and_spreads() -> None:
     assert jitter_ttl(100.0, 0.0, rng) == 100.0
     with pytest.raises(ValueError):
         jitter_ttl(100.0, 1.0, rng)
+
+
+@pytest.mark.parametrize(
+    ("age", "bound", "grace", "connected", "verdict"),
+    [
+        (0.05, 0.1, 0.0, True, Local.SERVE),
+        (0.1, 0.1, 0.0, True, Local.REFUSE),  # the bound is exclusive
+        (math.inf, 0.1, 0.0, True, Local.REFUSE),  # no ping back yet
+        (math.inf, math.inf, 0.0, True, Local.SERVE),  # not bounded
+        (1.0, 0.1, 2.0, False, Local.DEGRADED),  # bus down, within the grace
+        (1.0, 0.1, 2.0, True, Local.REFUSE),  # the grace is for a down bus only
+        (2.1, 0.1, 2.0, False, Local.REFUSE),  # past bound + grace
+        (1.0, 0.1, 0.0, False, Local.REFUSE),  # no degraded mode by default
+    ],
+)
+def test_local_verdict(
+    age: float, bound: float, grace: float, connected: bool, verdict: Local
+) -> None:
+    assert local_verdict(age, bound, grace=grace, connected=connected) is verdict

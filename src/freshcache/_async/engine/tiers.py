@@ -40,6 +40,7 @@ from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
 from freshcache._core.layout import bus_channel, ping_channel
 from freshcache._core.sentinels import MISS, Miss
+from freshcache._core.staleness import Local, local_verdict
 from freshcache._core.tagging import TagSource, render_tags
 from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
@@ -174,19 +175,22 @@ class AsyncEngine:
             self._listening = True
             self.bus.start()
 
+    def _verdict(self, bound: float) -> Local:
+        bus = self.bus
+        return local_verdict(
+            self.mono() - bus.watermark, bound,
+            grace=self._stale_when_down, connected=bus.connected,
+        )  # fmt: skip
+
     def current(self) -> bool:
         """May L1 serve now? Only while this process knows it has applied every
         invalidation that returned more than ``bound`` ago (the bus's
         watermark); or, in the degraded mode, while the bus is down and the
-        watermark is at most ``stale_when_down`` older than that."""
-        age = self.mono() - self.bus.watermark
-        if age < self.bound or self.bound == math.inf:  # inf: not bounded
+        watermark is at most ``stale_when_down`` older than that (counted)."""
+        verdict = self._verdict(self.bound)
+        if verdict is Local.SERVE:
             return True
-        if (
-            self._stale_when_down
-            and not self.bus.connected
-            and age < self.bound + self._stale_when_down
-        ):
+        if verdict is Local.DEGRADED:
             self.metrics.count("l1_stale_when_down")
             return True
         self.metrics.count("l1_refused")
@@ -195,12 +199,7 @@ class AsyncEngine:
     def versions_current(self) -> bool:
         """May the namespace versions known here be used? As ``current``, with
         the default bound when L1 sets none (or there is no L1)."""
-        age = self.mono() - self.bus.watermark
-        return age < self._version_bound or (
-            bool(self._stale_when_down)
-            and not self.bus.connected
-            and age < self._version_bound + self._stale_when_down
-        )
+        return self._verdict(self._version_bound) is not Local.REFUSE
 
     def bus_connected(self) -> None:
         """(Re)subscribed. Messages sent while we were away are lost: drop what

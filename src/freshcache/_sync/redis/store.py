@@ -4,7 +4,10 @@
 Every call is bounded by ``timeout`` (connect, read and the wait for a free
 connection alike; never redis-py's 5 s defaults, never its retries), goes
 through a circuit breaker, and raises only ``freshcache.errors.StoreError``
-subclasses. The connection pool is redis-py's plain one, sized to
+subclasses. Invalidations (deletes, tag and version writes, their PUBLISH)
+are the exception: their own small pool, a deadline per attempt, and
+retries until ``invalidation_budget`` is spent, whatever the breaker says
+(``_run_hard``). The connection pool is redis-py's plain one, sized to
 ``max_connections``, behind our own slot counter: callers wait for a slot
 at most ``timeout`` (redis-py's own pool would raise past its size, and its
 blocking pool costs tens of microseconds per call).
@@ -16,6 +19,7 @@ import contextlib
 import functools
 import logging
 import math
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -46,6 +50,7 @@ from freshcache._core.layout import (
     tag_key,
 )
 from freshcache._core.policy import Breaker
+from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
     CapacityStoreError,
@@ -59,7 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LOUD_EVERY = 60.0  # seconds between repeated loud logs of one error class
 _HARD_CONNECTIONS = 4  # the invalidation path's own pool
-_HARD_BACKOFF = (0.01, 0.2)  # seconds between an invalidation's attempts
+_HARD_BACKOFF = (0.01, 0.2)  # an invalidation's retry_delay: first, cap (s)
 
 
 def classify(exc: BaseException) -> StoreError:
@@ -130,6 +135,7 @@ class RedisStore:
         )
         self._hard = Redis.from_pool(hard_pool)
         self._budget = invalidation_budget
+        self._rng = random.Random()
         self._head = head
         self._acquire = self._client.register_script(lua.ACQUIRE)
         self._fill = self._client.register_script(lua.FILL)
@@ -172,20 +178,24 @@ class RedisStore:
         spent; then the last error is raised (and the caller queues it)."""
         started = time.perf_counter()
         deadline = self._clock.monotonic() + self._budget
-        delay = _HARD_BACKOFF[0]
+        failures = 0
         while True:
             try:
                 result = attempt(self._hard)
             except (RedisError, OSError, TimeoutError) as exc:
                 error = classify(exc)
                 self._metrics.error(error.kind)
+                delay = retry_delay(
+                    failures, self._rng.random(),
+                    first=_HARD_BACKOFF[0], cap=_HARD_BACKOFF[1],
+                )  # fmt: skip
                 left = deadline - self._clock.monotonic()
                 if not isinstance(error, TransientStoreError) or left <= delay:
                     self._metrics.count("invalidation_gave_up")
                     raise error from exc
                 self._metrics.count("invalidation_attempt_failed")
+                failures += 1
                 sleep(delay)
-                delay = min(2 * delay, _HARD_BACKOFF[1])
                 continue
             self._metrics.latency(operation, time.perf_counter() - started)
             return result
