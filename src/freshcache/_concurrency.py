@@ -198,14 +198,18 @@ class AsyncSingleFlight:
     Waiters get the leader's value or exception. A cancelled waiter leaves the
     leader alone; a cancelled leader makes its waiters start over. ``forget``
     detaches the calls in flight, so callers arriving after an invalidation
-    never join a load that began before it.
+    never join a load that began before it. ``join=False``: a caller that
+    cannot tell whether an invalidation it has not applied yet covers the
+    call in flight starts its own, which later callers share.
     """
 
     def __init__(self) -> None:
         self._calls: dict[str, asyncio.Future[Any]] = {}
 
-    async def run(self, key: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        while True:
+    async def run(
+        self, key: str, work: Callable[[], Coroutine[Any, Any, T]], *, join: bool = True
+    ) -> T:
+        while join:
             call = self._calls.get(key)
             if call is None:
                 break
@@ -259,9 +263,9 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._calls: dict[str, _Call] = {}
 
-    def run(self, key: str, work: Callable[[], T]) -> T:
+    def run(self, key: str, work: Callable[[], T], *, join: bool = True) -> T:
         with self._lock:
-            call = self._calls.get(key)
+            call = self._calls.get(key) if join else None
             if call is None:
                 call = self._calls[key] = _Call()
                 done = None

@@ -487,7 +487,11 @@ class AsyncEngine:
                 full, namespace, loader, lifetime, tags, reviver, local_checked
             )
 
-        read, value, tier = await self.flights.run(full, read_or_load)
+        # Join a read already in flight only while every invalidation that
+        # returned before now - bound has been applied here (each one detaches
+        # the flights it covers); otherwise that read may predate one.
+        join = self._verdict(self.bound) is not Local.REFUSE
+        read, value, tier = await self.flights.run(full, read_or_load, join=join)
         if not led:  # joined another caller's read (or load): count it as ours
             if tier:
                 self.metrics.hit(tier, namespace)

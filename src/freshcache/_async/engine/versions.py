@@ -59,7 +59,9 @@ class AsyncVersions:
                 self.learn(namespace, fetched)
             return max(fetched, self.known.get(namespace, 0))
         try:
-            fetched = await self._reads.run(namespace, lambda: l2.version(namespace))
+            fetched = await self._reads.run(
+                namespace, lambda: l2.version(namespace), join=self._current()
+            )
         except StoreError:
             if cached is None:
                 raise

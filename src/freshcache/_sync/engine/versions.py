@@ -60,7 +60,9 @@ class Versions:
                 self.learn(namespace, fetched)
             return max(fetched, self.known.get(namespace, 0))
         try:
-            fetched = self._reads.run(namespace, lambda: l2.version(namespace))
+            fetched = self._reads.run(
+                namespace, lambda: l2.version(namespace), join=self._current()
+            )
         except StoreError:
             if cached is None:
                 raise
