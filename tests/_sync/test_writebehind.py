@@ -210,6 +210,72 @@ def test_an_older_write_applied_keeps_a_newer_writes_mark(
         wb.close(flush=False)
 
 
+def test_a_bump_while_a_write_is_queued_leaves_no_older_row_cached(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """A bump moves the key to a new name that carries no pending-write mark,
+    so a loader may cache the database's older row there while the write is
+    queued; once the worker has committed the write, that row is dropped
+    from Redis and from every L1 (before, it stayed until its TTL)."""
+    database = {"user:1": "old"}
+    with (
+        Cache(redis_url, prefix=key_prefix, timeout=1.0, l1=L1()) as cache,
+        Cache(redis_url, prefix=key_prefix, timeout=1.0, l1=L1()) as other,
+    ):
+        wb = cache.write_behind(name="q")
+        wb.put("user:1", "new")
+        cache.bump("user")
+        # The worker's lag: the database still has the older row, and the
+        # bumped key has no mark, so it is cached (in Redis and other's L1).
+        assert other.get_or_load("user:1", load_now(database)) == "old"
+        assert cache.get("user:1") == "old"
+        table = Table()
+        _drain(wb, table)
+        database.update(table.values())
+        assert cache.get("user:1") is MISS  # dropped from Redis
+        eventually(lambda: other.get("user:1"), MISS)  # ... and other's L1
+        assert other.get_or_load("user:1", load_now(database)) == "new"
+        wb.close()
+
+
+def test_a_write_whose_mark_vanished_drops_the_row_cached_meanwhile(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The mark can vanish before the worker applies its write (evicted under
+    volatile-lru, or the queue removed with force): a loader then caches the
+    database's older row. The worker's commit drops it."""
+    database = {"user:1": "old"}
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = cache.write_behind(name="q")
+        wb.put("user:1", "new")
+        client = redis.Redis.from_url(redis_url)
+        try:
+            marks = list(client.scan_iter(match=f"{{{key_prefix}*}}:wb"))
+            assert len(marks) == 1, marks
+            client.delete(*marks)  # as an eviction would
+            data = marks[0][: -len(b":wb")].strip(b"{}")
+            client.delete(data)  # the entry went too
+        finally:
+            client.close()
+        assert cache.get_or_load("user:1", load_now(database)) == "old"
+        assert cache.get("user:1") == "old"  # cached: nothing forbade it
+        table = Table()
+        _drain(wb, table)
+        database.update(table.values())
+        assert cache.get("user:1") is MISS
+        assert cache.get_or_load("user:1", load_now(database)) == "new"
+        wb.close()
+
+
+def eventually(read: Any, expected: object) -> None:
+    """Poll ``read()`` until it returns ``expected`` (the bus's delivery)."""
+    for _ in range(400):
+        if read() == expected:
+            return
+        sleep(0.005)
+    assert read() == expected
+
+
 def test_full_backlog_raises_and_changes_nothing(
     redis_url: str, key_prefix: str, redis_cleanup: None
 ) -> None:

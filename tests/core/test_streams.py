@@ -11,6 +11,7 @@ from freshcache._core.streams import (
     Write,
     after_failure,
     coalesce,
+    current_key,
     decode_entry,
     encode_value,
     lag_seconds,
@@ -53,6 +54,20 @@ def test_decode_entry() -> None:
     assert isinstance(decode_entry("s", "7-1", {"garbage": "x"}), Malformed)
     assert isinstance(decode_entry("s", "7-1", {"k": "a", "v": "{"}), Malformed)
     assert isinstance(decode_entry("s", "7-1", None), Malformed)
+
+
+def test_current_key_follows_namespace_bumps() -> None:
+    fields = {"k": "user:1", "v": "1", "d": "fc:v1:user:1"}
+    put = dict(fields, h="fc:v1:", n="user", b="fc:v1:user:1")
+    write = decode_entry("s", "7-1", put)
+    assert isinstance(write, Write)
+    assert current_key(write, 0) == "fc:v1:user:1"
+    assert current_key(write, 3) == "fc:v1:user~3:1"
+    old = decode_entry("s", "7-1", fields)  # queued by an older freshcache
+    assert isinstance(old, Write) and current_key(old, 3) is None
+    for forged in (dict(put, b="other:user:1"), dict(put, n="us{er")):
+        bad = decode_entry("s", "7-1", forged)
+        assert isinstance(bad, Write) and current_key(bad, 3) is None
 
 
 def _w(key: str, version: int) -> Write:

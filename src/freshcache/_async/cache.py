@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overl
 from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.engine.tiers import AsyncEngine
-from freshcache._async.writebehind.producer import AsyncWriteBehind, WriteBehindHost
+from freshcache._async.writebehind.producer import (
+    AsyncWriteBehind,
+    Prepared,
+    WriteBehindHost,
+)
 from freshcache._async.writethrough import AsyncWriteThrough, writes
 from freshcache._concurrency import AsyncLoader, ainvoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -341,17 +345,15 @@ class AsyncCache:
 
     async def _writebehind_entry(
         self, key: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset
-    ) -> tuple[str, bytes | None, float | None]:
-        """For write-behind: the full key of ``key``, and the envelope and
-        hard TTL ``set`` would store (None: not cacheable). Raises
-        ``StoreError`` when the key's namespace version cannot be read."""
+    ) -> Prepared:
+        """For write-behind: where and what ``set`` would store (envelope
+        None: not cacheable). Raises ``StoreError`` when the key's namespace
+        version cannot be read."""
         lifetime = self._lifetimes(ttl, stale_ttl)
-        full, _ = await self._resolve(key)
+        full, namespace = await self._resolve(key)
         encoded = self._engine.entries.encode(full, value, lifetime, 0.0, ())
-        if encoded is None:
-            return full, None, None
-        _, data, hard = encoded
-        return full, data, hard
+        data, hard = (None, None) if encoded is None else encoded[1:]
+        return Prepared(full, data, hard, self._head, namespace, self._base(key))
 
     def _writebehind_notice(self, fulls: list[str]) -> tuple[str, bytes]:
         """For write-behind: the bus channel and message its script publishes

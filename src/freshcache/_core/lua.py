@@ -74,11 +74,13 @@ return 1
 
 # KEYS: per write: data, lease, stream, pending write. ARGV: backlog limit,
 # bus channel, bus message, pending marker px, then per write: envelope ('' :
-# not cacheable, drop the key), px, key, JSON value. Write-behind's enqueue,
-# all or nothing: refuse (FCBACKLOG) if a stream would hold more than the
-# limit, else per write append it to its partition's stream, update the
-# cache as PUT does and mark the key's write pending (no fill until the
-# worker applied it); then tell every L1. Returns the entry ids (versions).
+# not cacheable, drop the key), px, key, JSON value, the cache's head, the
+# key's namespace, the key under namespace version 0 (so the worker can find
+# the key's name after a bump). Write-behind's enqueue, all or nothing:
+# refuse (FCBACKLOG) if a stream would hold more than the limit, else per
+# write append it to its partition's stream, update the cache as PUT does and
+# mark the key's write pending (no fill until the worker applied it); then
+# tell every L1. Returns the entry ids (versions).
 ENQUEUE: Final = """
 local n = #KEYS / 4
 local limit = tonumber(ARGV[1])
@@ -95,9 +97,11 @@ end
 local ids = {}
 for i = 0, n - 1 do
   local data, lease, stream = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3]
-  local envelope, px = ARGV[i * 4 + 5], ARGV[i * 4 + 6]
+  local a = i * 7 + 5
+  local envelope, px = ARGV[a], ARGV[a + 1]
   ids[i + 1] = redis.call(
-    'XADD', stream, '*', 'k', ARGV[i * 4 + 7], 'v', ARGV[i * 4 + 8], 'd', data)
+    'XADD', stream, '*', 'k', ARGV[a + 2], 'v', ARGV[a + 3], 'd', data,
+    'h', ARGV[a + 4], 'n', ARGV[a + 5], 'b', ARGV[a + 6])
   redis.call('SET', KEYS[i * 4 + 4], ids[i + 1], 'PX', ARGV[4])
   redis.call('DEL', lease)
   if envelope == '' then
@@ -112,15 +116,27 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return ids
 """
 
-# KEYS: per write: pending-write marker, lease. ARGV: the entry id applied for
-# each. After the database commit: clear each marker that still names that
-# write (a newer write of the key keeps its own), so loaders may fill the key
-# again, and revoke the key's lease: a loader that read the row before the
-# commit must not store it after the mark is gone.
+# KEYS: per key: pending-write marker, lease, data. ARGV: bus channel, then per
+# key: the entry id just applied ('' : none), the bus message that drops the
+# key. After the database commit, for each key a committed write was put
+# under, and for the key's name now if a bump moved it:
+# * the marker names that write: clear it, so loaders may fill the key
+#   again, and revoke the key's lease (a loader that read the row before the
+#   commit must not store it once the mark is gone);
+# * no marker (evicted, removed, or the key is a bump's new name, never
+#   marked): a loader may have cached the database's row from before the
+#   commit; drop the key and its lease, and tell every L1;
+# * a newer write's marker: leave the key to that write.
 APPLIED: Final = """
-for i = 1, #ARGV do
-  if redis.call('GET', KEYS[i * 2 - 1]) == ARGV[i] then
-    redis.call('DEL', KEYS[i * 2 - 1], KEYS[i * 2])
+for i = 0, #KEYS / 3 - 1 do
+  local mark, lease, data = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local id, message = ARGV[i * 2 + 2], ARGV[i * 2 + 3]
+  local marked = redis.call('GET', mark)
+  if not marked then
+    redis.call('DEL', data, lease)
+    redis.call('PUBLISH', ARGV[1], message)
+  elseif marked == id then
+    redis.call('DEL', mark, lease)
   end
 end
 return 1

@@ -18,7 +18,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from freshcache._core.layout import versioned
 
 SEQUENCE_SPAN = 1_000_000  # ids are "ms-seq"; version = ms * SPAN + seq
 
@@ -50,6 +52,20 @@ def encode_value(value: Any) -> str:
         ) from exc
 
 
+class Enqueued(NamedTuple):
+    """A write on its way into the queue (what ``put`` hands the stream store)."""
+
+    partition: int
+    data_key: str  # the cache's full key now
+    envelope: bytes  # what the cache stores (b"": not cacheable)
+    px: int  # the entry's hard TTL in ms (0: none)
+    key: str  # the key as the application gave it
+    payload: str  # the value as JSON text
+    head: str  # the cache's prefix and version
+    namespace: str  # the key's namespace, as escaped in the full key
+    base: str  # the full key under namespace version 0
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     """One write on its way to the database."""
@@ -59,7 +75,12 @@ class Write:
     version: int  # grows per key; the sink keeps the highest
     entry_id: str  # where it came from: its stream entry
     stream: str = ""  # and its stream
-    data_key: str = ""  # the cache's full key (to drop if it is dead-lettered)
+    data_key: str = (
+        ""  # the cache's full key when it was put (dropped if dead-lettered)
+    )
+    head: str = ""  # the cache's prefix and version ("fc:v1:")
+    namespace: str = ""  # the key's namespace, as escaped in the full key
+    base: str = ""  # the full key under namespace version 0
 
     @property
     def value(self) -> Any:
@@ -94,7 +115,22 @@ def decode_entry(
         version = version_of(ident)
     except ValueError as exc:
         return Malformed(ident, stream, f"undecodable: {exc}", text)
-    return Write(key, payload, version, ident, stream, text.get("d", ""))
+    return Write(
+        key, payload, version, ident, stream, text.get("d", ""),
+        text.get("h", ""), text.get("n", ""), text.get("b", ""),
+    )  # fmt: skip
+
+
+def current_key(write: Write, namespace_version: int) -> str | None:
+    """The full key ``write`` has under its namespace's version now (a
+    ``bump`` since the put moves it); None for entries that do not say
+    (queued by an older freshcache) or that do not add up (forged)."""
+    parts = (write.head, write.namespace, write.base)
+    if not all(parts) or any("{" in p or "}" in p for p in parts):
+        return None
+    if not write.base.startswith(write.head + write.namespace):
+        return None
+    return versioned(write.head, write.namespace, namespace_version, write.base)
 
 
 def coalesce(writes: Iterable[Write]) -> list[Write]:

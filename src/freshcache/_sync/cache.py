@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overl
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.engine.events import Events
 from freshcache._sync.engine.tiers import Engine
-from freshcache._sync.writebehind.producer import WriteBehind, WriteBehindHost
+from freshcache._sync.writebehind.producer import (
+    WriteBehind,
+    Prepared,
+    WriteBehindHost,
+)
 from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import Loader, invoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -310,17 +314,15 @@ class Cache:
 
     def _writebehind_entry(
         self, key: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset
-    ) -> tuple[str, bytes | None, float | None]:
-        """For write-behind: the full key of ``key``, and the envelope and
-        hard TTL ``set`` would store (None: not cacheable). Raises
-        ``StoreError`` when the key's namespace version cannot be read."""
+    ) -> Prepared:
+        """For write-behind: where and what ``set`` would store (envelope
+        None: not cacheable). Raises ``StoreError`` when the key's namespace
+        version cannot be read."""
         lifetime = self._lifetimes(ttl, stale_ttl)
-        full, _ = self._resolve(key)
+        full, namespace = self._resolve(key)
         encoded = self._engine.entries.encode(full, value, lifetime, 0.0, ())
-        if encoded is None:
-            return full, None, None
-        _, data, hard = encoded
-        return full, data, hard
+        data, hard = (None, None) if encoded is None else encoded[1:]
+        return Prepared(full, data, hard, self._head, namespace, self._base(key))
 
     def _writebehind_notice(self, fulls: list[str]) -> tuple[str, bytes]:
         """For write-behind: the bus channel and message its script publishes

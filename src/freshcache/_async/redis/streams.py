@@ -25,12 +25,20 @@ from freshcache._core.layout import (
     WRITEBEHIND_GROUP,
     bus_channel,
     lease_key,
+    namespace_version_key,
     pending_key,
     writebehind_dead_letter_key,
     writebehind_meta_key,
     writebehind_stream_key,
 )
-from freshcache._core.streams import Malformed, Write, WriteBehindStats, lag_seconds
+from freshcache._core.streams import (
+    Enqueued,
+    Malformed,
+    Write,
+    WriteBehindStats,
+    current_key,
+    lag_seconds,
+)
 from freshcache.errors import (
     BacklogFullError,
     ConfigStoreError,
@@ -39,8 +47,6 @@ from freshcache.errors import (
 )
 
 RawEntry = tuple[str, str, Mapping[str, str]]  # stream, entry id, fields
-Enqueued = tuple[int, str, bytes, int, str, str]
-"""A write to enqueue: partition, data key, envelope, px, key, JSON value."""
 _ORIGIN = "freshcache-writebehind-worker"  # bus messages from a worker
 PENDING_MARKER_PX = 86_400_000  # a write's "not in the database yet" mark: 1 day
 
@@ -135,10 +141,10 @@ class AsyncStreamStore:
         message) on the bus, all in one script; the entry ids, in order."""
         keys: list[str] = []
         args: list[bytes | str | int] = [limit, *notice, PENDING_MARKER_PX]
-        for partition, data_key, envelope, px, key, payload in writes:
-            keys += [data_key, lease_key(data_key), self.streams[partition]]
-            keys.append(pending_key(data_key))
-            args += [envelope, px, key, payload]
+        for w in writes:
+            keys += [w.data_key, lease_key(w.data_key), self.streams[w.partition]]
+            keys.append(pending_key(w.data_key))
+            args += [w.envelope, w.px, w.key, w.payload, w.head, w.namespace, w.base]
         if not replicas:
             ids: list[str] = await self._run(self._enqueue, keys=keys, args=args)
             return ids
@@ -278,8 +284,10 @@ class AsyncStreamStore:
 
     async def acknowledge(self, writes: Iterable[Write], applied: int) -> None:
         """After the database commit: XACK and delete the entries, in one
-        transaction, clear the keys' pending-write marks, and count them."""
+        transaction, settle the keys' pending-write marks (``lua.APPLIED``),
+        and count them."""
         writes = list(writes)
+        moved = await self._moved_keys(writes)  # read after the commit
         by_stream: dict[str, list[str]] = {}
         for write in writes:
             by_stream.setdefault(write.stream, []).append(write.entry_id)
@@ -287,22 +295,54 @@ class AsyncStreamStore:
         for stream, ids in by_stream.items():
             pipe.xack(stream, WRITEBEHIND_GROUP, *ids)
             pipe.xdel(stream, *ids)
-        await self._clear_pending(pipe, writes)
+        await self._settle(pipe, writes, moved)
         pipe.hincrby(self.meta, "applied", applied)
         await self._run(pipe.execute)
 
-    async def _clear_pending(self, pipe: Any, writes: Iterable[Write]) -> None:
-        """Queue the clearing of each key's pending-write marker that still
-        names one of ``writes`` (loaders may fill those keys again)."""
-        marked = [w for w in writes if w.data_key and "{" not in w.data_key]
-        if marked:
-            keys = [
-                k
-                for w in marked
-                for k in (pending_key(w.data_key), lease_key(w.data_key))
-            ]
-            ids = [w.entry_id for w in marked]
-            await self._applied(keys=keys, args=ids, client=pipe)
+    async def _moved_keys(self, writes: Sequence[Write]) -> list[str]:
+        """The keys ``writes`` have now where a ``bump`` of their namespace
+        moved them since the put: a loader may have cached the database's
+        older row there, since the write's mark names the key it was put
+        under. Read after the commit, so a later bump's new key can only be
+        filled from a database that has the write."""
+        spaces = sorted({(w.head, w.namespace) for w in writes if w.namespace})
+        if not spaces:
+            return []
+        counters = [namespace_version_key(head, ns) for head, ns in spaces]
+        found = await self._run(self._client.mget, counters)
+        versions = dict(zip(spaces, found, strict=True))
+        moved: set[str] = set()
+        for write in writes:
+            version = versions.get((write.head, write.namespace))
+            if version is None or not str(version).isdigit():
+                continue  # no bump yet, or a counter that is not one
+            now = current_key(write, int(version))
+            if now is not None and now != write.data_key:
+                moved.add(now)
+        return sorted(moved)
+
+    async def _settle(
+        self, pipe: Any, writes: Iterable[Write], moved: Sequence[str] = ()
+    ) -> None:
+        """Queue ``lua.APPLIED`` for the newest of ``writes`` per key (an
+        older one's mark is already a newer one's) and for the ``moved`` keys."""
+        newest: dict[str, Write] = {}
+        for w in writes:
+            if not w.data_key or "{" in w.data_key or "}" in w.data_key:
+                continue  # forged: no key of ours has braces
+            seen = newest.get(w.data_key)
+            if seen is None or seen.version < w.version:
+                newest[w.data_key] = w
+        settle = [(w.data_key, w.entry_id) for w in newest.values()]
+        settle += [(key, "") for key in moved if key not in newest]
+        if not settle:
+            return
+        keys: list[str] = []
+        args: list[str | bytes] = [self._bus]
+        for data_key, entry_id in settle:
+            keys += [pending_key(data_key), lease_key(data_key), data_key]
+            args += [entry_id, encode(Message(_ORIGIN, keys=(data_key,)))]
+        await self._applied(keys=keys, args=args, client=pipe)
 
     async def dead_letter(self, item: Write | Malformed, reason: str) -> None:
         """Move one entry to the dead-letter stream (one transaction): copy it
@@ -325,7 +365,7 @@ class AsyncStreamStore:
         )
         data_key = fields.get("d", "")
         if isinstance(item, Write):
-            await self._clear_pending(pipe, [item])
+            await self._settle(pipe, [item])
         if data_key and "{" not in data_key:  # and tell every L1
             pipe.delete(data_key, lease_key(data_key))
             pipe.publish(self._bus, encode(Message(_ORIGIN, keys=(data_key,))))

@@ -19,13 +19,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from freshcache._concurrency import sleep
 from freshcache._core.entry import px
 from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import TTL, UNSET, Unset
 from freshcache._core.streams import (
+    Enqueued,
     WriteBehindStats,
     encode_value,
     partition_of,
@@ -36,22 +37,29 @@ from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from freshcache._sync.redis.streams import Enqueued
     from freshcache._sync.writebehind.worker import WriteBehindWorker
 
 log = logging.getLogger(__name__)
 _FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
 
 
-Prepared = tuple[str, bytes | None, float | None]  # full key, envelope, hard TTL
+class Prepared(NamedTuple):
+    """What the cache would store for one write, and where."""
+
+    full: str  # the full key under its namespace's current version
+    envelope: bytes | None  # None: not cacheable
+    hard: float | None  # the entry's hard TTL in seconds (None: none)
+    head: str  # the cache's prefix and version
+    namespace: str  # the key's namespace
+    base: str  # the full key under namespace version 0
 
 
 @dataclass(frozen=True)
 class WriteBehindHost:
     """What write-behind needs of its cache (``Cache.write_behind`` makes it).
 
-    ``entry(key, value, ttl, stale_ttl)``: the full key and the envelope and
-    hard TTL ``set`` would store (envelope None: not cacheable); ``notice``:
+    ``entry(key, value, ttl, stale_ttl)``: where and what ``set`` would
+    store (``Prepared``); ``notice``:
     the bus channel and message that make every other process drop the full
     keys from its L1; ``written``: drop them from this process's L1.
     """
@@ -191,12 +199,13 @@ class WriteBehind:
         stale = self._stale_ttl if stale_ttl is UNSET else stale_ttl
         writes: list[Enqueued] = []
         for key, value in values.items():
-            full, envelope, hard = self._host.entry(key, value, soft, stale)
-            writes.append((
-                partition_of(key, self.partitions), full, envelope or b"",
-                0 if hard is None else px(hard), key, payloads[key],
+            at = self._host.entry(key, value, soft, stale)
+            writes.append(Enqueued(
+                partition_of(key, self.partitions), at.full, at.envelope or b"",
+                0 if at.hard is None else px(at.hard), key, payloads[key],
+                at.head, at.namespace, at.base,
             ))  # fmt: skip
-        fulls = [w[1] for w in writes]
+        fulls = [w.data_key for w in writes]
         try:
             ids = self._store.enqueue(
                 writes,
