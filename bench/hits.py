@@ -29,10 +29,10 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import orjson
@@ -190,7 +190,10 @@ def _fc_prefix() -> str:
     return f"fcbench{os.getpid()}"
 
 
-def sync_l1_candidates() -> dict[str, Factory]:
+def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
+    """The P1-sync rows; with ``redis_url`` also L1 over Redis, with the
+    staleness bound's check and without it (what the check costs a hit)."""
+
     def lru(stack: ExitStack) -> tuple[Callable[[Any], Any], Counter]:
         counter = Counter()
         return functools.lru_cache(maxsize=128)(make_loader(counter)), counter
@@ -210,6 +213,14 @@ def sync_l1_candidates() -> dict[str, Factory]:
         from freshcache import NullMetrics
 
         return freshcache(stack, metrics=NullMetrics())
+
+    def over_redis(bound: float | None) -> Factory:
+        def make(stack: ExitStack) -> tuple[Callable[[Any], Any], Counter]:
+            from freshcache import L1
+
+            return freshcache(stack, url=redis_url, l1=L1(max_staleness=bound))
+
+        return make
 
     def cachetools_lru(stack: ExitStack) -> tuple[Callable[[Any], Any], Counter]:
         import cachetools
@@ -253,35 +264,65 @@ def sync_l1_candidates() -> dict[str, Factory]:
         "cachetools.cached(TTLCache)": cachetools_ttl,
         "cachebox.cached(LRUCache)": cachebox_lru,
         "theine Memoize (key fn)": theine_memoize,
+    } | _over_redis(redis_url, over_redis)
+
+
+def _over_redis(
+    redis_url: str | None, make: Callable[[float | None], _F]
+) -> dict[str, _F]:
+    if redis_url is None:
+        return {}
+    return {
+        "freshcache L1() over Redis (diagnostic)": make(0.1),
+        "freshcache L1(max_staleness=None) over Redis (diagnostic)": make(None),
     }
 
 
+_F = TypeVar("_F")
 AFactory = Callable[
     [ExitStack], Awaitable[tuple[Callable[[Any], Awaitable[Any]], Counter | None]]
 ]
 
 
-def async_l1_candidates() -> dict[str, AFactory]:
-    async def trivial(stack: ExitStack) -> tuple[Callable[[Any], Awaitable[Any]], None]:
+L1Factory = Callable[
+    [AsyncExitStack], Awaitable[tuple[Callable[[Any], Awaitable[Any]], Counter | None]]
+]
+
+
+def async_l1_candidates(redis_url: str | None = None) -> dict[str, L1Factory]:
+    """The P1-async rows (with ``redis_url``: as ``sync_l1_candidates``)."""
+
+    async def trivial(
+        stack: AsyncExitStack,
+    ) -> tuple[Callable[[Any], Awaitable[Any]], None]:
         async def f(x: Any) -> Any:
             return x
 
         return f, None
 
-    async def freshcache(stack: ExitStack, **kwargs: Any) -> tuple[Any, Counter]:
+    async def freshcache(stack: AsyncExitStack, **kwargs: Any) -> tuple[Any, Counter]:
         from freshcache import AsyncCache
 
         cache = AsyncCache(prefix=_fc_prefix(), version="v1", **kwargs)
+        stack.push_async_callback(cache.aclose)
         counter = Counter()
         counter.stats = cache.stats
         return cache.cached("user:{user_id}", ttl=TTL)(make_aloader(counter)), counter
 
-    async def freshcache_null(stack: ExitStack) -> tuple[Any, Counter]:
+    async def freshcache_null(stack: AsyncExitStack) -> tuple[Any, Counter]:
         from freshcache import NullMetrics
 
         return await freshcache(stack, metrics=NullMetrics())
 
-    async def cashews_mem(stack: ExitStack) -> tuple[Any, Counter]:
+    def over_redis(bound: float | None) -> L1Factory:
+        async def make(stack: AsyncExitStack) -> tuple[Any, Counter]:
+            from freshcache import L1
+
+            return await freshcache(stack, url=redis_url, l1=L1(max_staleness=bound))
+
+        return make
+
+    async def cashews_mem(stack: AsyncExitStack) -> tuple[Any, Counter]:
         import cashews
 
         cache = cashews.Cache()
@@ -289,7 +330,7 @@ def async_l1_candidates() -> dict[str, AFactory]:
         counter = Counter()
         return cache(ttl=TTL, key="user:{user_id}")(make_aloader(counter)), counter
 
-    async def aiocache_mem(stack: ExitStack) -> tuple[Any, Counter]:
+    async def aiocache_mem(stack: AsyncExitStack) -> tuple[Any, Counter]:
         from aiocache import SimpleMemoryCache, cached
 
         counter = Counter()
@@ -300,7 +341,7 @@ def async_l1_candidates() -> dict[str, AFactory]:
         )
         return decorator(make_aloader(counter)), counter
 
-    async def theine_memoize(stack: ExitStack) -> tuple[Any, Counter]:
+    async def theine_memoize(stack: AsyncExitStack) -> tuple[Any, Counter]:
         import theine
 
         counter = Counter()
@@ -313,7 +354,7 @@ def async_l1_candidates() -> dict[str, AFactory]:
         stack.callback(fn._cache.close)
         return fn, counter
 
-    return {
+    rows: dict[str, L1Factory] = {
         "await trivial coroutine (baseline)": trivial,
         "freshcache AsyncCache() @cached": freshcache,
         "freshcache, NullMetrics (diagnostic)": freshcache_null,
@@ -321,6 +362,7 @@ def async_l1_candidates() -> dict[str, AFactory]:
         "aiocache @cached(SimpleMemoryCache)": aiocache_mem,
         "theine Memoize async (key fn)": theine_memoize,
     }
+    return rows | _over_redis(redis_url, over_redis)
 
 
 # -- P1 -------------------------------------------------------------------------
@@ -339,7 +381,7 @@ def p1_sync(cfg: Config) -> Section:
     with ExitStack() as stack:
         built: dict[str, tuple[Callable[[Any], Any], Counter | None]] = {}
         failed: dict[str, str] = {}
-        for name, factory in sync_l1_candidates().items():
+        for name, factory in sync_l1_candidates(cfg.redis_url).items():
             try:
                 fn, counter = factory(stack)
                 result = fn(USER_ID)  # fill
@@ -354,7 +396,7 @@ def p1_sync(cfg: Config) -> Section:
         best = best_per_call(loops, repeats=cfg.repeats, min_seconds=cfg.min_seconds)
         _fill_rows(
             section,
-            sync_l1_candidates(),
+            sync_l1_candidates(cfg.redis_url),
             best,
             failed,
             {n: c for n, (_, c) in built.items()},
@@ -377,10 +419,11 @@ async def _p1_async(cfg: Config) -> Section:
             "(awaits unrolled x10, inside one coroutine), libraries interleaved"
         ),
     )
-    with ExitStack() as stack, quiet_logs():
+    async with AsyncExitStack() as stack:
+        stack.enter_context(quiet_logs())
         built: dict[str, tuple[Any, Counter | None]] = {}
         failed: dict[str, str] = {}
-        candidates = async_l1_candidates()
+        candidates = async_l1_candidates(cfg.redis_url)
         for name, factory in candidates.items():
             try:
                 fn, counter = await factory(stack)
