@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
@@ -110,7 +111,8 @@ def wrap(
         miss = MISS
         mono = engine.mono
         bound = engine.bound
-        bounded = engine.l2 is not None  # embedded: nothing to wait for
+        # Embedded: nothing to wait for; L1(max_staleness=None): no bound.
+        bounded = engine.l2 is not None and bound < math.inf
 
         @functools.wraps(func)
         def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
