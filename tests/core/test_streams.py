@@ -64,10 +64,12 @@ def test_current_key_follows_namespace_bumps() -> None:
     assert current_key(write, 0) == "fc:v1:user:1"
     assert current_key(write, 3) == "fc:v1:user~3:1"
     old = decode_entry("s", "7-1", fields)  # queued by an older freshcache
-    assert isinstance(old, Write) and current_key(old, 3) is None
+    assert isinstance(old, Write)
+    assert current_key(old, 3) is None
     for forged in (dict(put, b="other:user:1"), dict(put, n="us{er")):
         bad = decode_entry("s", "7-1", forged)
-        assert isinstance(bad, Write) and current_key(bad, 3) is None
+        assert isinstance(bad, Write)
+        assert current_key(bad, 3) is None
 
 
 def _w(key: str, version: int) -> Write:
