@@ -3,7 +3,9 @@
 One JSON object per message (small, and readable with ``redis-cli
 SUBSCRIBE``). Each carries the sender's origin id so a process can skip its
 own messages (it applied them before publishing). A message that does not
-decode is dropped by the receiver (and counted); it never raises.
+decode is dropped by the receiver (and counted): ``decode`` never raises,
+whatever the bytes (``Infinity`` as a version, nesting deep enough to
+exhaust the parser, invalid UTF-8, ...).
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def decode(data: bytes | str) -> Message | None:
             isinstance(s, str) for s in keys + tags + fills
         ):
             return None
+        if not all(0 <= v < 1 << 63 for _, v in namespaces):
+            return None
         flush = bool(body.get("f"))
         return Message(origin, keys, tags, namespaces, flush, event, fills)
-    except (ValueError, TypeError, KeyError):
+    except Exception:  # any bytes at all: what does not decode is not ours
         return None

@@ -48,6 +48,7 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
 _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
+_SOCKET_TIMEOUT = 5.0  # seconds a health check's reply may take
 _PINGS_KEPT = 256  # send times of pings not back yet (older ones are dropped)
 
 
@@ -159,6 +160,7 @@ class RedisBus:
             client = Redis.from_url(
                 self._url,
                 socket_connect_timeout=self._connect_timeout,
+                socket_timeout=_SOCKET_TIMEOUT,  # a blackholed link ends
                 health_check_interval=1,
                 retry=Retry(NoBackoff(), 0),
             )
@@ -174,6 +176,10 @@ class RedisBus:
                 if self.connected:
                     log.warning("freshcache: bus connection lost: %s", exc)
                     self._metrics.error("bus_disconnect")
+                self._lost()
+            except Exception:  # a bug of ours: never a silent, dead listener
+                log.exception("freshcache: bus listener failed; reconnecting")
+                self._metrics.error("bus_listener")
                 self._lost()
             finally:
                 try:
@@ -209,4 +215,7 @@ class RedisBus:
         try:
             self._on_message(message)
         except StoreError:
+            self._metrics.error("bus_apply")
+        except Exception:  # the listener lives on; the message is counted
+            log.exception("freshcache: bus message could not be applied")
             self._metrics.error("bus_apply")
