@@ -36,6 +36,24 @@ def test_half_open_lets_exactly_one_probe_through() -> None:
     assert breaker.allow(11.0)
 
 
+def test_every_end_of_a_probe_moves_the_breaker() -> None:
+    """A probe that ends without a verdict (cancelled, no connection) lets
+    the next call probe; one whose end is never reported is lost after
+    ``open_seconds``. Before, either one left the breaker open for good."""
+    breaker = Breaker(failures=1, open_seconds=1.0)
+    breaker.failure(10.0)
+    assert breaker.allow(11.0)  # the probe, then cancelled:
+    breaker.abandon()
+    assert breaker.allow(11.1)  # the next call probes at once
+    assert not breaker.allow(11.2)
+    assert not breaker.allow(12.0)  # that probe never reports back ...
+    assert breaker.allow(12.1)  # ... and is lost after open_seconds
+    breaker.success()
+    assert breaker.state(12.2) is BreakerState.CLOSED
+    breaker.abandon()  # no effect on a closed breaker
+    assert breaker.state(12.2) is BreakerState.CLOSED
+
+
 def test_a_failed_probe_reopens() -> None:
     breaker = Breaker(failures=5, open_seconds=1.0)
     for _ in range(5):

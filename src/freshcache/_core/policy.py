@@ -4,6 +4,12 @@ A pure state machine: the caller passes the time in and asks whether a call
 may go through. Closed: every call goes. After ``failures`` consecutive
 failures it opens: no call goes for ``open_seconds``. Then it is half-open:
 one probe goes; its success closes the breaker, its failure opens it again.
+
+The machine is total: a probe that ends with neither (cancelled, or it never
+reached Redis) is ``abandon``-ed and the next call probes; a probe whose end
+is never reported at all (a bug) counts as lost after ``open_seconds``, and
+the next call probes. So once Redis answers again, the breaker closes within
+one probe interval whatever happened to earlier probes.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class Breaker:
         "_failures",
         "_open_seconds",
         "_opened_at",
-        "_probing",
+        "_probe_started",
         "_streak",
         "healthy",
     )
@@ -37,7 +43,7 @@ class Breaker:
         self._open_seconds = open_seconds
         self._streak = 0
         self._opened_at: float | None = None
-        self._probing = False
+        self._probe_started: float | None = None  # the probe in flight
         self.healthy = True
 
     def state(self, now: float) -> BreakerState:
@@ -52,23 +58,32 @@ class Breaker:
         state = self.state(now)
         if state is BreakerState.CLOSED:
             return True
-        if state is BreakerState.OPEN or self._probing:
+        if state is BreakerState.OPEN:
             return False
-        self._probing = True
+        started = self._probe_started
+        if started is not None and now - started < self._open_seconds:
+            return False  # one probe at a time (a silent one is lost after this)
+        self._probe_started = now
         return True
 
     def success(self) -> None:
         self._streak = 0
         self._opened_at = None
-        self._probing = False
+        self._probe_started = None
         self.healthy = True
+
+    def abandon(self) -> None:
+        """A call allowed through ended without a verdict on Redis (cancelled,
+        or it never got a connection): if it was the probe, the next call
+        probes. No effect on a closed breaker."""
+        self._probe_started = None
 
     def failure(self, now: float) -> bool:
         """Record a failed call; return True when it (re)opened the breaker."""
         self.healthy = False
         self._streak += 1
-        if self._probing or self._streak >= self._failures:
+        if self._probe_started is not None or self._streak >= self._failures:
             self._opened_at = now
-            self._probing = False
+            self._probe_started = None
             return True
         return False

@@ -125,6 +125,8 @@ class AsyncRedisBus:
                 await self._send_ping()
 
     async def _send_ping(self) -> None:
+        if not self._store.circuit_closed():
+            return  # Redis failed: a read probes it; the watermark waits
         number = next(self._numbers)
         sent = self._mono()  # before the PUBLISH runs: the watermark is safe
         self._sent[number] = sent

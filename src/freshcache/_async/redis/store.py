@@ -48,7 +48,7 @@ from freshcache._core.layout import (
     pending_key,
     tag_key,
 )
-from freshcache._core.policy import Breaker
+from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
@@ -155,17 +155,23 @@ class AsyncRedisStore:
             self._metrics.error("circuit_open")
             raise TransientStoreError("circuit open: Redis failed recently")
         started = time.perf_counter()
-        if not await self._slots.acquire(self._timeout):
-            self._metrics.error("pool_wait")
-            raise TransientStoreError("no Redis connection free within the deadline")
         try:
-            result = await call(*args)
+            if not await self._slots.acquire(self._timeout):
+                self._metrics.error("pool_wait")
+                raise TransientStoreError(
+                    "no Redis connection free within the deadline"
+                )
+            try:
+                result = await call(*args)
+            finally:
+                self._slots.release()
         except (RedisError, OSError, TimeoutError) as exc:
             error = classify(exc)
             self._failed(error)
             raise error from exc
-        finally:
-            self._slots.release()
+        except BaseException:  # cancelled, or no connection: no verdict
+            breaker.abandon()
+            raise
         if not breaker.healthy:
             breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
@@ -362,6 +368,15 @@ class AsyncRedisStore:
         else:
             found = await self._run("version", self._client.get, key)
         return int(found or 0)
+
+    def circuit_closed(self) -> bool:
+        """Whether reads go to Redis now (the breaker is closed): while it is
+        open or probing, the bus's pings wait, so that the half-open probe is
+        always a caller's read, never a ping."""
+        breaker = self._breaker
+        return breaker.healthy or (
+            breaker.state(self._clock.monotonic()) is BreakerState.CLOSED
+        )
 
     async def publish(self, channel: str, data: bytes, *, hard: bool = False) -> None:
         """PUBLISH; ``hard``: an invalidation's message, on the invalidation

@@ -126,6 +126,8 @@ class RedisBus:
                 self._send_ping()
 
     def _send_ping(self) -> None:
+        if not self._store.circuit_closed():
+            return  # Redis failed: a read probes it; the watermark waits
         number = next(self._numbers)
         sent = self._mono()  # before the PUBLISH runs: the watermark is safe
         self._sent[number] = sent

@@ -49,7 +49,7 @@ from freshcache._core.layout import (
     pending_key,
     tag_key,
 )
-from freshcache._core.policy import Breaker
+from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
@@ -156,17 +156,23 @@ class RedisStore:
             self._metrics.error("circuit_open")
             raise TransientStoreError("circuit open: Redis failed recently")
         started = time.perf_counter()
-        if not self._slots.acquire(self._timeout):
-            self._metrics.error("pool_wait")
-            raise TransientStoreError("no Redis connection free within the deadline")
         try:
-            result = call(*args)
+            if not self._slots.acquire(self._timeout):
+                self._metrics.error("pool_wait")
+                raise TransientStoreError(
+                    "no Redis connection free within the deadline"
+                )
+            try:
+                result = call(*args)
+            finally:
+                self._slots.release()
         except (RedisError, OSError, TimeoutError) as exc:
             error = classify(exc)
             self._failed(error)
             raise error from exc
-        finally:
-            self._slots.release()
+        except BaseException:  # cancelled, or no connection: no verdict
+            breaker.abandon()
+            raise
         if not breaker.healthy:
             breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
@@ -357,6 +363,15 @@ class RedisStore:
         else:
             found = self._run("version", self._client.get, key)
         return int(found or 0)
+
+    def circuit_closed(self) -> bool:
+        """Whether reads go to Redis now (the breaker is closed): while it is
+        open or probing, the bus's pings wait, so that the half-open probe is
+        always a caller's read, never a ping."""
+        breaker = self._breaker
+        return breaker.healthy or (
+            breaker.state(self._clock.monotonic()) is BreakerState.CLOSED
+        )
 
     def publish(self, channel: str, data: bytes, *, hard: bool = False) -> None:
         """PUBLISH; ``hard``: an invalidation's message, on the invalidation
