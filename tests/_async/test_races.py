@@ -58,13 +58,14 @@ def unprotect(cache: AsyncCache, monkeypatch: pytest.MonkeyPatch) -> None:
     tiers = cache.engine
 
     async def no_lease(
-        full: str, tagged: bool, **_: Any
+        full: str, namespace: str, tagged: bool, **_: Any
     ) -> tuple[str | None, int, bool]:
         return "naive", 0, False
 
     async def fill_anyway(
-        full: str, token: Any, epoch: int, data: bytes, hard: Any, tags: Any
-    ) -> bool:
+        full: str, token: Any, epoch: int, data: bytes, hard: Any, tags: Any,
+        notice: Any,
+    ) -> bool:  # fmt: skip
         assert tiers.l2 is not None
         await tiers.l2.put(full, data, hard)
         return True

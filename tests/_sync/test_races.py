@@ -58,12 +58,15 @@ def unprotect(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch C1's protections off: the naive cache-aside the tests must catch."""
     tiers = cache.engine
 
-    def no_lease(full: str, tagged: bool, **_: Any) -> tuple[str | None, int, bool]:
+    def no_lease(
+        full: str, namespace: str, tagged: bool, **_: Any
+    ) -> tuple[str | None, int, bool]:
         return "naive", 0, False
 
     def fill_anyway(
-        full: str, token: Any, epoch: int, data: bytes, hard: Any, tags: Any
-    ) -> bool:
+        full: str, token: Any, epoch: int, data: bytes, hard: Any, tags: Any,
+        notice: Any,
+    ) -> bool:  # fmt: skip
         assert tiers.l2 is not None
         tiers.l2.put(full, data, hard)
         return True

@@ -20,31 +20,40 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
-# KEYS: data, lease, pending write. ARGV: token, value, px (0: no expiry).
-# Store only if the lease taken before the loader ran is still ours (an
-# invalidation deletes it): 1; else 0. A write-behind write of the key not
-# yet in the database means the loader read an older row: 2, nothing stored.
+# KEYS: data, lease, pending write. ARGV: token, value, px (0: no expiry),
+# and optionally a channel and a message to publish once stored (the fill
+# notice that wakes waiters in other processes). Store only if the lease taken
+# before the loader ran is still ours (an invalidation deletes it): 1; else
+# 0. A write-behind write of the key not yet in the database means the
+# loader read an older row: 2, nothing stored. The SET comes before the
+# lease's DEL: a script's first write is where Redis checks maxmemory, and
+# a script that has written is not checked again.
 FILL: Final = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
-if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('DEL', KEYS[2])
+  return 2
+end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
+redis.call('DEL', KEYS[2])
+if ARGV[4] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 """
 
 # KEYS: data, lease. ARGV: value, px. A direct write revokes any lease, so a
-# loader that started earlier cannot overwrite it.
+# loader that started earlier cannot overwrite it. The SET comes first (see
+# FILL: so Redis refuses it when over maxmemory).
 PUT: Final = """
-redis.call('DEL', KEYS[2])
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+redis.call('DEL', KEYS[2])
 return 1
 """
 

@@ -8,8 +8,14 @@ the holder's fill (docs/coherence.md has the sequence diagrams).
 * A fill with tags registers the key in each tag's set first, and stores only
   if no tag invalidation ran since the lease was taken (the tag epoch).
 * A caller that finds the lease taken waits for the fill: woken by a fill
-  notice on the bus, polling with jittered backoff as the fallback. Each poll
-  also tries the lease, so exactly one waiter takes over a dead holder's.
+  notice on the bus (the FILL script publishes it), polling with jittered
+  backoff as the fallback. Each poll also tries the lease, so exactly one
+  waiter takes over a dead holder's.
+* A lease lasts a few times this process's recent loads of its namespace
+  (``_core/loadtimes.py``), at most ``lease_ttl``: an orphaned lease (a lost
+  reply, a cancelled caller, a killed process) delays its key's readers by
+  about one load, not by ``lease_ttl``. The store also gives back a lease
+  whose acquisition may have run without our hearing of it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from freshcache._concurrency import Flag
 from freshcache._core.clock import Clock
 from freshcache._core.entry import Entry, Hit
+from freshcache._core.loadtimes import LoadTimes
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
@@ -42,6 +49,7 @@ class Leases:
         self._metrics = metrics
         self._clock = clock
         self.ttl = ttl
+        self.times = LoadTimes(ttl)  # the engine records each load here
         self._waiting: dict[str, Flag] = {}  # keys waiting for a fill here
 
     def wake(self, fulls: Sequence[str]) -> None:
@@ -52,19 +60,20 @@ class Leases:
                 waiting.set()
 
     def take(
-        self, full: str, tagged: bool, *, second_look: bool = False
+        self, full: str, namespace: str, tagged: bool, *, second_look: bool = False
     ) -> tuple[Any, int, bool]:
         """Take the fill lease (and the tag epoch) before the loader runs:
         ``(token, epoch, busy)``; busy when another caller holds it. With
         ``second_look``, the token is the stored entry (a ``Hit``) instead
         when someone filled the key since the caller's miss."""
+        ttl = self.times.lease_ttl(namespace)
         try:
             if second_look:
-                token: Hit | str | None = self._l2.acquire_or_get(full, self.ttl)
+                token: Hit | str | None = self._l2.acquire_or_get(full, ttl)
                 if isinstance(token, tuple):
                     return token, 0, False
             else:
-                token = self._l2.acquire(full, self.ttl)
+                token = self._l2.acquire(full, ttl)
         except StoreError:
             return None, 0, False
         epoch = 0
@@ -82,11 +91,23 @@ class Leases:
 
     def fill(
         self, full: str, token: str | None, epoch: int, data: bytes,
-        hard: float | None, tags: Sequence[str],
+        hard: float | None, tags: Sequence[str], notice: tuple[str, bytes],
     ) -> bool:  # fmt: skip
-        """Store in Redis if the lease survived and no tag invalidation ran."""
+        """Store in Redis if the lease survived and no tag invalidation ran;
+        the same script publishes ``notice`` (channel, message) to wake the
+        callers other processes have waiting for it."""
         if token is None:
             return False  # another caller holds the lease (or Redis is down)
+        try:
+            return self._fill(full, token, epoch, data, hard, tags, notice)
+        except BaseException:  # cancelled before the FILL ran: no fill will come
+            self._l2.give_back(full, token)
+            raise
+
+    def _fill(
+        self, full: str, token: str, epoch: int, data: bytes,
+        hard: float | None, tags: Sequence[str], notice: tuple[str, bytes],
+    ) -> bool:  # fmt: skip
         try:
             if tags:
                 self._l2.register(tags, full, self.tag_ttl(hard))
@@ -94,7 +115,7 @@ class Leases:
                     self._metrics.count("fill_skipped:tag_invalidated")
                     self._l2.release(full, token)
                     return False
-            stored = self._l2.fill(full, token, data, hard)
+            stored = self._l2.fill(full, token, data, hard, notice)
         except StoreError:
             return False
         if stored == 1:
@@ -110,7 +131,7 @@ class Leases:
         return None if hard is None else hard + self.ttl
 
     def wait_for_fill(
-        self, full: str, tagged: bool
+        self, full: str, namespace: str, tagged: bool
     ) -> tuple[Entry | None, str | None, int]:
         """Wait for the lease holder's fill. Returns the stored entry (not yet
         checked for freshness or type); or,
@@ -123,7 +144,9 @@ class Leases:
             while True:
                 woken = self._waiting[full] = Flag()  # before the read
                 try:  # the value, or the lease if it is free: one atomic look
-                    token, epoch, busy = self.take(full, tagged, second_look=True)
+                    token, epoch, busy = self.take(
+                        full, namespace, tagged, second_look=True
+                    )
                     if isinstance(token, tuple):
                         return token[0], None, 0
                 except StoreError:

@@ -92,6 +92,7 @@ class Engine:
     ) -> None:
         self.head = head
         self.prefix = prefix
+        self._channel = bus_channel(prefix)
         self.url = url
         self.bus: RedisBus | LocalBus
         if l2 is None or url is None:
@@ -101,7 +102,7 @@ class Engine:
 
             self.bus = RedisBus(
                 url,
-                channel=bus_channel(prefix),
+                channel=self._channel,
                 origin=origin,
                 store=l2,
                 metrics=metrics,
@@ -401,7 +402,7 @@ class Engine:
             entry = self.l1.get(full, reviver=reviver)
             if entry is not MISS:
                 return entry.value
-        token, epoch, busy = self._lease(full, bool(tags), second_look=True)
+        token, epoch, busy = self._lease(full, namespace, bool(tags), second_look=True)
         if isinstance(token, tuple):  # filled between our miss and the lease
             found = self.usable(full, token[0], reviver)
             if found is not MISS:
@@ -411,7 +412,9 @@ class Engine:
         if busy:
             self.metrics.count("lease_busy")
             assert self.leases is not None
-            stored, token, epoch = self.leases.wait_for_fill(full, bool(tags))
+            stored, token, epoch = self.leases.wait_for_fill(
+                full, namespace, bool(tags)
+            )
             if stored is not None:
                 filled = self.usable(full, stored, reviver)
                 if filled is not MISS:  # else: filled, but unusable: load
@@ -438,6 +441,8 @@ class Engine:
             raise
         delta = self._clock.monotonic() - started
         self.metrics.load(namespace, delta, failed=False)
+        if self.leases is not None:
+            self.leases.times.record(namespace, delta)
         if value is None and lifetime.negative is not None:
             lifetime = Lifetime(lifetime.negative)  # "not found", briefly
         encoded = self.entries.encode(full, value, lifetime, delta, rendered)
@@ -446,12 +451,10 @@ class Engine:
             return value
         entry, data, hard = encoded
         if self.leases is not None:
-            if not self.leases.fill(full, token, epoch, data, hard, rendered):
+            fills = Message(self._origin, fills=(full,))  # wakes other processes
+            notice = (self._channel, encode_message(fills))
+            if not self.leases.fill(full, token, epoch, data, hard, rendered, notice):
                 return value
-            try:  # wake the callers other processes have waiting for it
-                self.bus.publish(Message(self._origin, fills=(full,)))
-            except StoreError:
-                self.metrics.error("bus_publish")
         self._local_fill(full, entry, data, len(data), hard, snapshot)
         return value
 
@@ -553,7 +556,7 @@ class Engine:
         a second time."""
         try:
             snapshot = self._snapshot(full)
-            token, epoch, busy = self._lease(full, bool(tags))
+            token, epoch, busy = self._lease(full, namespace, bool(tags))
             if busy:
                 self.metrics.count("refresh_skipped:lease_busy")
                 return  # another process is refreshing it
@@ -589,11 +592,11 @@ class Engine:
         return False
 
     def _lease(
-        self, full: str, tagged: bool, *, second_look: bool = False
+        self, full: str, namespace: str, tagged: bool, *, second_look: bool = False
     ) -> tuple[Any, int, bool]:
         if self.leases is None:
             return None, 0, False
-        return self.leases.take(full, tagged, second_look=second_look)
+        return self.leases.take(full, namespace, tagged, second_look=second_look)
 
     def _release(self, full: str, token: str | None) -> None:
         if self.leases is not None:

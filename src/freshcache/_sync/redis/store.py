@@ -37,7 +37,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from freshcache._concurrency import Slots, sleep
+from freshcache._concurrency import Background, Slots, sleep
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -148,9 +148,17 @@ class RedisStore:
         self._metrics = metrics
         self._clock = clock
         self._breaker = breaker or Breaker()
+        self._background = Background()
         self._loud_at: dict[str, float] = {}
 
-    def _run(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
+    def _run(
+        self, operation: str, call: Callable[..., Any], *args: Any,
+        unsure: Callable[[], None] | None = None,
+    ) -> Any:  # fmt: skip
+        """``call(*args)`` under the breaker and the pool's deadline, errors
+        classified; ``unsure`` runs when the command may have run in Redis
+        though its reply never came (a timeout, a lost connection, the
+        caller cancelled)."""
         breaker = self._breaker
         if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
             self._metrics.error("circuit_open")
@@ -164,6 +172,10 @@ class RedisStore:
                 )
             try:
                 result = call(*args)
+            except BaseException:
+                if unsure is not None:
+                    unsure()
+                raise
             finally:
                 self._slots.release()
         except (RedisError, OSError, TimeoutError) as exc:
@@ -263,8 +275,9 @@ class RedisStore:
         """Take the fill lease on ``key``: a token, or None if someone holds it."""
         token = secrets.token_hex(16)
         taken = self._run(
-            "lease", self._client.set, lease_key(key), token, None, px(ttl), True
-        )
+            "lease", self._client.set, lease_key(key), token, None, px(ttl), True,
+            unsure=lambda: self.give_back(key, token),
+        )  # fmt: skip
         return token if taken else None
 
     def acquire_or_get(self, key: str, ttl: float) -> str | Hit | None:
@@ -272,8 +285,9 @@ class RedisStore:
         else the lease's token if it was free, else None (it is held)."""
         token = secrets.token_hex(16)
         answer = self._run(
-            "lease", self._acquire, [key, lease_key(key)], [token, px(ttl)]
-        )
+            "lease", self._acquire, [key, lease_key(key)], [token, px(ttl)],
+            unsure=lambda: self.give_back(key, token),
+        )  # fmt: skip
         if answer == 1:
             return token
         if answer == 0:
@@ -284,17 +298,36 @@ class RedisStore:
             return None
         return hit
 
-    def fill(self, key: str, token: str, data: bytes, ttl: float | None) -> int:
+    def fill(
+        self, key: str, token: str, data: bytes, ttl: float | None,
+        notice: tuple[str, bytes] | None = None,
+    ) -> int:  # fmt: skip
         """Store ``data`` only if our lease survived (nothing invalidated it)
         and no write-behind write of the key is still on its way to the
-        database: 1 stored, 0 lease lost, 2 write pending."""
+        database: 1 stored, 0 lease lost, 2 write pending. Once stored, the
+        script publishes ``notice`` (channel, message), if given."""
         keys = [key, lease_key(key), pending_key(key)]
-        return int(self._run("fill", self._fill, keys, [token, data, _px_arg(ttl)]))
+        args: list[str | bytes | int] = [token, data, _px_arg(ttl)]
+        if notice is not None:
+            args += notice
+        stored = self._run(
+            "fill", self._fill, keys, args, unsure=lambda: self.give_back(key, token)
+        )  # if the FILL ran, the lease is gone and giving it back does nothing
+        return int(stored)
 
     def release(self, key: str, token: str) -> None:
         """Give the lease back without filling (best effort)."""
         with contextlib.suppress(StoreError):
             self._run("release", self._release, [lease_key(key)], [token])
+
+    def give_back(self, key: str, token: str) -> None:
+        """Release the lease in the background: its holder will not fill (its
+        caller was cancelled), or an acquisition may have taken it though we
+        never heard (a lost reply). Nobody then waits for a holder that is
+        not loading; if this fails too, the lease expires after about one
+        load (``_core/loadtimes.py``)."""
+        self._metrics.count("lease_unsure_release")
+        self._background.submit(lambda: self.release(key, token))
 
     def invalidate(self, keys: Sequence[str]) -> int:
         """Delete ``keys`` and revoke their leases (each pair shares a slot),
@@ -420,6 +453,7 @@ class RedisStore:
         return True
 
     def close(self) -> None:
+        self._background.drain(self._timeout)  # leases being given back
         self._client.close()
         self._hard.close()
 
