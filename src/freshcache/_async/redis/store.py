@@ -222,7 +222,11 @@ class AsyncRedisStore:
     def _failed(self, error: StoreError) -> None:
         self._metrics.error(error.kind)
         now = self._clock.monotonic()
-        if self._breaker.failure(now):
+        if isinstance(error, CapacityStoreError):
+            # Out of memory: Redis answered, at once, and still serves reads;
+            # only writes are refused. The breaker stays closed (or closes).
+            self._breaker.success()
+        elif self._breaker.failure(now):
             log.warning("freshcache: Redis circuit opened after %s", error)
         loud = isinstance(error, ConfigStoreError | CapacityStoreError)
         if loud and now - self._loud_at.get(error.kind, -math.inf) >= _LOUD_EVERY:
