@@ -123,12 +123,19 @@ async def test_corrupt_bytes_are_a_miss_and_are_removed(
 ) -> None:
     raw = redis.Redis.from_url(redis_url)
     full = f"{key_prefix}:v1:k"
-    for garbage in [b"", b"\xfc", b"not an envelope", b"\x80\x04K\x01."]:
+    for garbage in [b"\xfc", b"not an envelope", b"\x80\x04K\x01."]:
         raw.set(full, garbage)
         async with AsyncCache(redis_url, prefix=key_prefix) as cache:
             assert await cache.get("k") is MISS
             assert any(kind.startswith("decode:") for kind in cache.stats().errors)
         assert raw.exists(full) == 0, "undecodable bytes are unlinked"
+    # An empty string reads as no value at all (reads use GETRANGE, which
+    # answers a missing key with one): a fill replaces it.
+    raw.set(full, b"")
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        assert await cache.get("k") is MISS
+        assert await cache.get_or_load("k", lambda: "loaded") == "loaded"
+        assert await cache.get("k") == "loaded"
     raw.close()
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from typing import Final
 
-# KEYS: data, lease. ARGV: token, px. A miss's second look, and its lease, in
-# one round trip: the value if someone filled it meanwhile, else the lease if
-# it is free (1), else 0 (another caller holds it).
+# KEYS: data, lease. ARGV: token, px, the longest value read. A miss's second
+# look, and its lease, in one round trip: the value if someone filled it
+# meanwhile, else the lease if it is free (1), else 0 (another caller holds
+# it). A value longer than the limit is never sent: it is removed (-1).
 ACQUIRE: Final = """
-local value = redis.call('GET', KEYS[1])
-if value then return value end
+local size = redis.call('STRLEN', KEYS[1])
+if size > tonumber(ARGV[3]) then
+  redis.call('UNLINK', KEYS[1])
+  return -1
+end
+if size > 0 then return redis.call('GET', KEYS[1]) end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """

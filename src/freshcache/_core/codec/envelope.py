@@ -167,6 +167,11 @@ class Codec:
             self._dumps, self._loads = _pickle_dumps, _pickle_loads
 
     @property
+    def max_value_bytes(self) -> int:
+        """The longest envelope stored or read; a longer one is refused."""
+        return self._max_value_bytes
+
+    @property
     def signed(self) -> bool:
         """True when every envelope carries an HMAC."""
         return self._hmac is not None

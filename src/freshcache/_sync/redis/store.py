@@ -148,6 +148,7 @@ class RedisStore:
         self._metrics = metrics
         self._clock = clock
         self._breaker = breaker or Breaker()
+        self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = Background()
         self._loud_at: dict[str, float] = {}
 
@@ -244,20 +245,26 @@ class RedisStore:
     # -- reads --------------------------------------------------------------
 
     def get(self, key: str) -> Hit | Miss:
-        """The entry and its size in bytes; one GET."""
-        data = self._run("get", self._client.get, key)
-        hit = self._decode(key, data)
-        if hit is MISS and data is not None:
+        """The entry and its size in bytes; one GETRANGE, which sends at most
+        one byte more than the longest value we accept (a huge value planted
+        under the key is refused without being transferred, then removed)."""
+        data = self._run("get", self._client.getrange, key, 0, self._longest)
+        hit = self._decode(key, data or None)  # b"": no such key
+        if hit is MISS and data:
             self.discard(key)
         return hit
 
     def get_many(self, keys: Sequence[str]) -> list[Hit | Miss]:
+        """As ``get``, for several keys in one round trip (a pipeline)."""
         if not keys:
             return []
-        values = self._run("mget", self._client.mget, list(keys))
-        hits = [self._decode(k, v) for k, v in zip(keys, values, strict=True)]
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.getrange(key, 0, self._longest)
+        values = self._run("mget", pipe.execute)
+        hits = [self._decode(k, v or None) for k, v in zip(keys, values, strict=True)]
         for key, value, hit in zip(keys, values, hits, strict=True):
-            if hit is MISS and value is not None:
+            if hit is MISS and value:
                 self.discard(key)
         return hits
 
@@ -284,18 +291,26 @@ class RedisStore:
         )  # fmt: skip
         return token if taken else None
 
-    def acquire_or_get(self, key: str, ttl: float) -> str | Hit | None:
+    def acquire_or_get(
+        self, key: str, ttl: float, *, again: bool = True
+    ) -> str | Hit | None:
         """A miss's second look: the entry if someone filled ``key`` since,
         else the lease's token if it was free, else None (it is held)."""
         token = secrets.token_hex(16)
         answer = self._run(
-            "lease", self._acquire, [key, lease_key(key)], [token, px(ttl)],
+            "lease", self._acquire, [key, lease_key(key)],
+            [token, px(ttl), self._longest],
             unsure=lambda: self.give_back(key, token),
         )  # fmt: skip
         if answer == 1:
             return token
         if answer == 0:
             return None
+        if answer == -1:  # too long to read: removed, so the lease is free now
+            self._metrics.error("decode:oversize")
+            if again:
+                return self.acquire_or_get(key, ttl, again=False)
+            raise TransientStoreError("oversized values keep appearing under the key")
         hit = self._decode(key, answer)
         if hit is MISS:
             self.discard(key)
