@@ -29,7 +29,7 @@ PUBLIC = {
     "FreshcacheError", "UnstableKeyError", "SerializationError",
     "ValueTooLargeError", "RevivalError", "StoreError", "TransientStoreError",
     "BacklogFullError", "CapacityStoreError", "ConfigStoreError",
-    "UnsafeRedisError", "PermanentWriteError",
+    "UnsafeRedisError", "PermanentWriteError", "CacheClosedError",
     "CacheStats", "Latency", "Metrics", "NullMetrics", "StatsRecorder",
     "Sink", "CallableSink",
 }  # fmt: skip

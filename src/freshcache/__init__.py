@@ -29,6 +29,7 @@ from freshcache._sync.writethrough import WriteThrough
 # Errors
 from freshcache.errors import (
     BacklogFullError,
+    CacheClosedError,
     CapacityStoreError,
     ConfigStoreError,
     FreshcacheError,
@@ -62,6 +63,7 @@ __all__ = [
     "AsyncWriteThrough",
     "BacklogFullError",
     "Cache",
+    "CacheClosedError",
     "CacheStats",
     "CachedFunction",
     "CallableSink",

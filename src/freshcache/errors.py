@@ -13,7 +13,8 @@ The hierarchy::
     │   ├── CapacityStoreError         the server is out of memory
     │   └── ConfigStoreError           auth, ACL, WRONGTYPE: a misconfiguration
     │       └── UnsafeRedisError       the server may evict write-behind keys
-    └── PermanentWriteError            a sink's write can never succeed (dead-lettered)
+    ├── PermanentWriteError            a sink's write can never succeed (dead-lettered)
+    └── CacheClosedError (RuntimeError) the cache was closed: make a new one
 
 Reads never raise ``StoreError``: the cache falls back to the loader and
 counts the error. Bad arguments raise plain ``TypeError``/``ValueError``.
@@ -82,3 +83,8 @@ class UnsafeRedisError(ConfigStoreError):
 class PermanentWriteError(FreshcacheError):
     """Raised by a sink for a write that will never succeed (bad data, a
     constraint): the worker dead-letters it without retrying."""
+
+
+class CacheClosedError(FreshcacheError, RuntimeError):
+    """The cache was closed (``close()``, ``aclose()``, or the end of its
+    ``with`` block): closing is final, and every later call raises this."""

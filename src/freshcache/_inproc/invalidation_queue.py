@@ -119,6 +119,15 @@ class PendingInvalidations:
             self.landed += 1
             self.nonempty = len(self) > 0
 
+    def collapse(self) -> None:
+        """Replace everything queued with one flush of the prefix (an entry
+        Redis refuses for good: a flush removes what it would have)."""
+        with self._lock:
+            self._seq += 1
+            self._clear()
+            self._flush = self._seq
+            self.nonempty = True
+
     def abandon(self) -> int:
         """Drop everything (the cache is closing); how many entries were lost."""
         with self._lock:

@@ -24,7 +24,7 @@ from freshcache._core.events import Message
 from freshcache._core.layout import versioned
 from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
-from freshcache.errors import StoreError
+from freshcache.errors import ConfigStoreError, StoreError
 from freshcache.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -110,6 +110,10 @@ class AsyncInvalidationRetry:
     async def _try(self, batch: Batch) -> bool:
         try:
             await self._apply(batch)
+        except ConfigStoreError as exc:  # refused for good: retrying cannot help
+            self._metrics.error("invalidation_retry")
+            self._refused(batch, exc)
+            return False
         except StoreError:
             self._metrics.error("invalidation_retry")
             return False
@@ -123,6 +127,33 @@ class AsyncInvalidationRetry:
             self._metrics.latency("invalidation_to_land", self._mono() - self._since)
             self._since = None
         return True
+
+    def _refused(self, batch: Batch, exc: ConfigStoreError) -> None:
+        """Redis refuses the batch for good (WRONGTYPE on a tag set, a counter
+        that is not a number, an ACL that forbids the command): flush the
+        prefix instead, which removes whatever the batch would have; if the
+        flush is refused too, give up, loudly (retrying forever would keep
+        this process's L1 from filling and land nothing)."""
+        if not batch.flush:
+            self.pending.collapse()
+            self._metrics.count("invalidations_escalated")
+            log.error(
+                "freshcache: Redis refuses a queued invalidation (%s); "
+                "flushing the cache's keys instead",
+                exc,
+            )
+            return
+        lost = self.pending.abandon()
+        self._since = None
+        for _ in range(lost):
+            self._metrics.count("invalidations_abandoned")
+        log.error(
+            "freshcache: Redis refuses to flush the cache's keys (%s); %d queued "
+            "invalidations are dropped and their keys may be served stale from "
+            "Redis until their TTL",
+            exc,
+            lost,
+        )
 
     def oldest_age(self) -> float:
         """Seconds since the queue last went from empty to non-empty (0 when

@@ -46,7 +46,7 @@ from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
-from freshcache.errors import RevivalError, StoreError
+from freshcache.errors import CacheClosedError, RevivalError, StoreError
 from freshcache.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class AsyncEngine:
     ) -> None:
         self.head = head
         self.prefix = prefix
+        self.closed = False
         self._channel = bus_channel(prefix)
         self.url = url
         self.bus: AsyncRedisBus | LocalBus
@@ -215,7 +216,13 @@ class AsyncEngine:
         the bus is back, since messages sent meanwhile are lost."""
         self.metrics.count("bus_disconnect")
 
+    def check_open(self) -> None:
+        """Raise ``CacheClosedError`` once ``aclose`` has run: closing is final."""
+        if self.closed:
+            raise CacheClosedError("this cache was closed; make a new one")
+
     async def send(self, message: Message) -> None:
+        self.check_open()
         if self.l2 is not None:
             await self.bus.publish(message, hard=True)
             self.metrics.count("invalidations_sent")
@@ -288,6 +295,7 @@ class AsyncEngine:
         """A fresh entry (or, with ``stale_ok``, one still inside its stale
         window) from the first tier that has one, and the snapshot taken
         before the tiers were read (for a later fill)."""
+        self.check_open()
         snapshot = self._snapshot(full)
         if self.l1 is not None:
             entry = (
@@ -321,7 +329,8 @@ class AsyncEngine:
     async def lookup_many(
         self, wanted: Sequence[tuple[str, str]], reviver: Reviver
     ) -> list[Entry | Miss]:
-        """``lookup`` for many ``(full, namespace)`` pairs: one MGET for L2."""
+        """``lookup`` for many ``(full, namespace)`` pairs: one round trip to L2."""
+        self.check_open()
         found: list[Entry | Miss] = [MISS] * len(wanted)
         snapshots = [self._snapshot(full) for full, _ in wanted]
         remaining = list(range(len(wanted)))
@@ -480,6 +489,7 @@ class AsyncEngine:
         Redis read, and on a miss one load (or one wait for another
         process's fill and one read of it): in a stampede, a process reads
         Redis once, not once per caller."""
+        self.check_open()
         if self.l1 is not None and not local_checked:
             entry = self.l1.get(full, stale_ok=True, reviver=reviver)
             if entry is not MISS:
@@ -617,6 +627,7 @@ class AsyncEngine:
     ) -> bool:  # fmt: skip
         """Write values straight to every tier; False if any was not cached (or
         Redis or the bus could not be reached)."""
+        self.check_open()
         encoded = []
         for full, value, tags in items:
             one = self.entries.encode(full, value, lifetime, 0.0, tags)
@@ -668,14 +679,22 @@ class AsyncEngine:
     async def clear(self, head: str) -> None:
         """Delete every data key under ``head`` in Redis (and its lease), then
         every L1 here and, over the bus, everywhere."""
+        self.check_open()
         if self.l2 is not None:
             await self.l2.clear(head)
         self.flush_local()
         await self.send(Message(self._origin, flush=True))
 
     async def aclose(self) -> None:
+        """Final: background work gets ``lease_ttl`` to end, queued
+        invalidations one last try; then every call raises
+        ``CacheClosedError``, and L1 is emptied."""
+        if self.closed:
+            return
         await self._background.drain(self._lease_ttl)
         await self.invalidator.aclose(self._lease_ttl)
+        self.closed = True
         await self.bus.aclose()
         if self.l2 is not None:
             await self.l2.aclose()
+        self.flush_local()

@@ -52,6 +52,7 @@ from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
+    CacheClosedError,
     CapacityStoreError,
     ConfigStoreError,
     StoreError,
@@ -147,6 +148,7 @@ class AsyncRedisStore:
         self._metrics = metrics
         self._clock = clock
         self._breaker = breaker or Breaker()
+        self._closed = False
         self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = AsyncBackground()
         self._loud_at: dict[str, float] = {}
@@ -159,6 +161,8 @@ class AsyncRedisStore:
         classified; ``unsure`` runs when the command may have run in Redis
         though its reply never came (a timeout, a lost connection, the
         caller cancelled)."""
+        if self._closed:
+            raise CacheClosedError("this cache was closed; make a new one")
         breaker = self._breaker
         if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
             self._metrics.error("circuit_open")
@@ -196,6 +200,8 @@ class AsyncRedisStore:
         """An invalidation's write: on its own connections, whatever the read
         breaker says, retried with backoff until ``invalidation_budget`` is
         spent; then the last error is raised (and the caller queues it)."""
+        if self._closed:
+            raise CacheClosedError("this cache was closed; make a new one")
         started = time.perf_counter()
         deadline = self._clock.monotonic() + self._budget
         failures = 0
@@ -478,6 +484,7 @@ class AsyncRedisStore:
 
     async def aclose(self) -> None:
         await self._background.drain(self._timeout)  # leases being given back
+        self._closed = True  # final: no call reconnects
         await self._client.aclose()
         await self._hard.aclose()
 

@@ -47,7 +47,7 @@ from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
-from freshcache.errors import RevivalError, StoreError
+from freshcache.errors import CacheClosedError, RevivalError, StoreError
 from freshcache.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ class Engine:
     ) -> None:
         self.head = head
         self.prefix = prefix
+        self.closed = False
         self._channel = bus_channel(prefix)
         self.url = url
         self.bus: RedisBus | LocalBus
@@ -214,7 +215,13 @@ class Engine:
         the bus is back, since messages sent meanwhile are lost."""
         self.metrics.count("bus_disconnect")
 
+    def check_open(self) -> None:
+        """Raise ``CacheClosedError`` once ``close`` has run: closing is final."""
+        if self.closed:
+            raise CacheClosedError("this cache was closed; make a new one")
+
     def send(self, message: Message) -> None:
+        self.check_open()
         if self.l2 is not None:
             self.bus.publish(message, hard=True)
             self.metrics.count("invalidations_sent")
@@ -287,6 +294,7 @@ class Engine:
         """A fresh entry (or, with ``stale_ok``, one still inside its stale
         window) from the first tier that has one, and the snapshot taken
         before the tiers were read (for a later fill)."""
+        self.check_open()
         snapshot = self._snapshot(full)
         if self.l1 is not None:
             entry = (
@@ -320,7 +328,8 @@ class Engine:
     def lookup_many(
         self, wanted: Sequence[tuple[str, str]], reviver: Reviver
     ) -> list[Entry | Miss]:
-        """``lookup`` for many ``(full, namespace)`` pairs: one MGET for L2."""
+        """``lookup`` for many ``(full, namespace)`` pairs: one round trip to L2."""
+        self.check_open()
         found: list[Entry | Miss] = [MISS] * len(wanted)
         snapshots = [self._snapshot(full) for full, _ in wanted]
         remaining = list(range(len(wanted)))
@@ -473,6 +482,7 @@ class Engine:
         Redis read, and on a miss one load (or one wait for another
         process's fill and one read of it): in a stampede, a process reads
         Redis once, not once per caller."""
+        self.check_open()
         if self.l1 is not None and not local_checked:
             entry = self.l1.get(full, stale_ok=True, reviver=reviver)
             if entry is not MISS:
@@ -610,6 +620,7 @@ class Engine:
     ) -> bool:  # fmt: skip
         """Write values straight to every tier; False if any was not cached (or
         Redis or the bus could not be reached)."""
+        self.check_open()
         encoded = []
         for full, value, tags in items:
             one = self.entries.encode(full, value, lifetime, 0.0, tags)
@@ -657,14 +668,22 @@ class Engine:
     def clear(self, head: str) -> None:
         """Delete every data key under ``head`` in Redis (and its lease), then
         every L1 here and, over the bus, everywhere."""
+        self.check_open()
         if self.l2 is not None:
             self.l2.clear(head)
         self.flush_local()
         self.send(Message(self._origin, flush=True))
 
     def close(self) -> None:
+        """Final: background work gets ``lease_ttl`` to end, queued
+        invalidations one last try; then every call raises
+        ``CacheClosedError``, and L1 is emptied."""
+        if self.closed:
+            return
         self._background.drain(self._lease_ttl)
         self.invalidator.close(self._lease_ttl)
+        self.closed = True
         self.bus.close()
         if self.l2 is not None:
             self.l2.close()
+        self.flush_local()

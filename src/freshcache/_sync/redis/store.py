@@ -53,6 +53,7 @@ from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
+    CacheClosedError,
     CapacityStoreError,
     ConfigStoreError,
     StoreError,
@@ -148,6 +149,7 @@ class RedisStore:
         self._metrics = metrics
         self._clock = clock
         self._breaker = breaker or Breaker()
+        self._closed = False
         self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = Background()
         self._loud_at: dict[str, float] = {}
@@ -160,6 +162,8 @@ class RedisStore:
         classified; ``unsure`` runs when the command may have run in Redis
         though its reply never came (a timeout, a lost connection, the
         caller cancelled)."""
+        if self._closed:
+            raise CacheClosedError("this cache was closed; make a new one")
         breaker = self._breaker
         if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
             self._metrics.error("circuit_open")
@@ -195,6 +199,8 @@ class RedisStore:
         """An invalidation's write: on its own connections, whatever the read
         breaker says, retried with backoff until ``invalidation_budget`` is
         spent; then the last error is raised (and the caller queues it)."""
+        if self._closed:
+            raise CacheClosedError("this cache was closed; make a new one")
         started = time.perf_counter()
         deadline = self._clock.monotonic() + self._budget
         failures = 0
@@ -473,6 +479,7 @@ class RedisStore:
 
     def close(self) -> None:
         self._background.drain(self._timeout)  # leases being given back
+        self._closed = True  # final: no call reconnects
         self._client.close()
         self._hard.close()
 
