@@ -531,6 +531,28 @@ async def test_refuses_a_server_that_can_evict_the_queue(
             await wb.aclose(flush=False)
 
 
+async def test_an_evicting_policy_set_after_start_is_refused(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Settings are read again every ``recheck`` seconds: switched to an
+    evicting policy under a running queue (before, unnoticed: 201 of 201
+    queued writes were evicted), ``put`` raises from the next check on."""
+    request.getfixturevalue("redis_url")
+    with own_redis_server("--maxmemory-policy", "noeviction") as server:
+        async with AsyncCache(server.url, prefix="wb") as cache:
+            wb = cache.write_behind(name="q", recheck=0.05)
+            await wb.put("k", 1)
+            raw = redis.Redis.from_url(server.url)
+            raw.config_set("maxmemory-policy", "allkeys-lru")
+            raw.close()
+            await asleep(0.1)
+            with pytest.raises(UnsafeRedisError, match="allkeys-lru"):
+                await wb.put("k", 2)
+            assert cache.stats().errors["writebehind:unsafe_settings"] == 1
+            assert await cache.get("k") == 1  # the refused put changed nothing
+            await wb.aclose(flush=False)
+
+
 async def test_durable_on_aof_always(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("redis_url")
     with own_redis_server(*AOF_ALWAYS) as server:

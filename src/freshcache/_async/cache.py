@@ -450,6 +450,7 @@ class AsyncCache:
         replicas: int = 0,
         replica_timeout: float = 1.0,
         timeout: float = 1.0,
+        recheck: float = 5.0,
     ) -> AsyncWriteBehind:
         """A write-behind queue named ``name`` over this cache's Redis: ``put``
         stores the value here and queues the database write in one step; a
@@ -466,6 +467,7 @@ class AsyncCache:
             host, name=name, partitions=partitions, max_backlog=max_backlog,
             ttl=ttl, stale_ttl=stale_ttl, allow_eviction=allow_eviction,
             replicas=replicas, replica_timeout=replica_timeout, timeout=timeout,
+            recheck=recheck,
         )  # fmt: skip
 
     @property

@@ -15,6 +15,7 @@ could not make durable: Redis down, the backlog full, out of memory.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ class WriteBehind:
     On first use it reads the server's settings: a ``maxmemory-policy``
     that can evict the queue raises ``UnsafeRedisError`` (unless
     ``allow_eviction=True``); AOF not at ``appendfsync always`` is logged
-    as a warning (``durable`` is then False).
+    as a warning (``durable`` is then False). It reads them again every
+    ``recheck`` seconds while it is used: a policy changed under it to one
+    that evicts makes ``put`` raise ``UnsafeRedisError`` from then on.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class WriteBehind:
         replicas: int = 0,
         replica_timeout: float = 1.0,
         timeout: float = 1.0,
+        recheck: float = 5.0,
     ) -> None:
         url = host.url
         if url is None:
@@ -112,6 +116,10 @@ class WriteBehind:
             raise ValueError(
                 "need partitions >= 1, max_backlog >= partitions and replicas >= 0"
             )
+        if not recheck > 0:
+            raise ValueError("recheck must be > 0 seconds")
+        self._recheck = recheck
+        self._checked_at = -math.inf
         self._host = host
         self._metrics = host.metrics
         self.url = url
@@ -144,21 +152,29 @@ class WriteBehind:
         """Check the server's settings and create the streams' group (``put``
         does it on first use). Raises ``UnsafeRedisError`` on a server that
         may evict the queue."""
+        verdict = self._check()
+        for warning in verdict.warnings:
+            log.warning("freshcache write-behind %r: %s", self.name, warning)
+        self._store.prepare()
+        self.verdict = verdict
+        return verdict
+
+    def _check(self) -> Verdict:
+        """Judge the server's settings now; raise ``UnsafeRedisError`` if they
+        may evict the queue."""
         verdict = judge(
             self._store.settings(),
             allow_eviction=self._allow_eviction,
             replicas=self._replicas,
         )
+        self._checked_at = time.monotonic()
         if verdict.refusals:
+            self._metrics.error("writebehind:unsafe_settings")
             raise UnsafeRedisError(
-                "freshcache will not start write-behind: "
+                "freshcache will not queue writes: "
                 + "; ".join(verdict.refusals)
                 + " (write_behind(allow_eviction=True) overrides this)"
             )
-        for warning in verdict.warnings:
-            log.warning("freshcache write-behind %r: %s", self.name, warning)
-        self._store.prepare()
-        self.verdict = verdict
         return verdict
 
     def put(
@@ -194,6 +210,12 @@ class WriteBehind:
             return {}
         if self.verdict is None:
             self.start()
+        elif time.monotonic() - self._checked_at >= self._recheck:
+            verdict = self._check()  # raises if the queue may be evicted
+            if self.verdict.durable and not verdict.durable:
+                log.warning("freshcache write-behind %r: %s", self.name,
+                            "; ".join(verdict.warnings))  # fmt: skip
+            self.verdict = verdict
         started = time.perf_counter()
         soft = self._ttl if ttl is UNSET else ttl
         stale = self._stale_ttl if stale_ttl is UNSET else stale_ttl
