@@ -4,8 +4,10 @@
 connection to ``127.0.0.1:port``. While ``delay`` is above zero, every chunk
 the server sends reaches the client that many seconds later (in order; the
 delay does not add up across chunks): a slow network or a slow server, for
-every connection at once, the pub/sub one included. Client bytes go through
-at once.
+every connection at once, the pub/sub one included. While ``trickle`` is
+above zero, those bytes go out one at a time, ``trickle`` seconds apart (a
+link that keeps a connection alive but barely moves). Client bytes go
+through at once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class DelayProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self.delay = 0.0
+        self.trickle = 0.0
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -92,7 +95,12 @@ class DelayProxy:
                             ready.wait(wait)
                             continue
                         due.popleft()
-                    client.sendall(chunk)
+                    if self.trickle > 0:
+                        for i in range(len(chunk)):
+                            client.sendall(chunk[i : i + 1])
+                            time.sleep(self.trickle)
+                    else:
+                        client.sendall(chunk)
             _shut(client)
 
         sender = threading.Thread(target=deliver, name="proxy-deliver", daemon=True)

@@ -36,6 +36,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
+from freshcache._async.redis.deadline import with_deadline
 from freshcache._concurrency import AsyncBackground, AsyncSlots, asleep
 from freshcache._core import lua
 from freshcache._core.clock import Clock
@@ -120,6 +121,7 @@ class AsyncRedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=5,
         )
+        pool.connection_class = with_deadline(pool.connection_class)
         self._client = Redis.from_pool(pool)  # the client owns and closes the pool
         # Invalidations have connections and deadlines of their own: a slow
         # Redis that makes reads fail open fast must not make them give up.
@@ -133,6 +135,7 @@ class AsyncRedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=5,
         )
+        hard_pool.connection_class = with_deadline(hard_pool.connection_class)
         self._hard = Redis.from_pool(hard_pool)
         self._budget = invalidation_budget
         self._rng = random.Random()
