@@ -179,6 +179,22 @@ async def test_data_that_no_longer_fits_its_type_is_a_miss(
             return ProfileV2(pid, "a@example.com")
 
         assert await new(1) == ProfileV2(1, "a@example.com")
-        assert new_deploy.stats().errors["decode:revive"] == 1
+        # Two looks at the old entry (the read, and the lease's second look),
+        # then one load whose fill replaces it.
+        assert new_deploy.stats().errors["decode:revive"] == 2
         assert await new(1) == ProfileV2(1, "a@example.com")  # refilled
         assert new_deploy.stats().loads == 1
+
+
+async def test_a_reader_of_another_type_deletes_nothing(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """One caller reading a key as the wrong type gets a miss; the entry
+    stays for everyone else (it used to be deleted on each such read, so a
+    hot key could stay uncached)."""
+    async with AsyncCache(redis_url, prefix=key_prefix) as cache:
+        assert await cache.set("profile:1", {"pid": 1}) is True
+        for _ in range(5):
+            assert await cache.get("profile:1", returns=ProfileV2) is MISS
+        assert cache.stats().errors["decode:revive"] == 5
+        assert await cache.get("profile:1") == {"pid": 1}

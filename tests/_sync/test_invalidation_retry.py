@@ -286,3 +286,51 @@ def test_a_read_across_the_retry_landing_does_not_return_the_old_value(
         go.set()
         worker.join(WAIT)
         assert results == ["new"]
+
+
+def test_a_get_many_across_the_retry_landing_does_not_return_the_old_value(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """As above, for ``get_many`` (which skipped the check: it returned the
+    old value)."""
+    database = {"k": "old"}
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+        cache.set("k", "old")
+        l2 = cache.engine.l2
+        assert l2 is not None
+        real_invalidate, real_get = l2.invalidate, l2.get_many
+        fails = [1]
+
+        def invalidate_once_failing(keys: Any) -> int:
+            if fails.pop() if fails else False:
+                raise TransientStoreError("Redis paused")
+            return real_invalidate(keys)
+
+        monkeypatch.setattr(l2, "invalidate", invalidate_once_failing)
+        with cache.write_through("k") as wrote:
+            database["k"] = "new"  # the commit
+        assert not wrote.landed  # queued
+        read, go = Flag(), Flag()
+
+        def get_then_pause(fulls: Any) -> Any:
+            hit = real_get(fulls)  # "old": the retry has not landed
+            read.set()
+            assert go.wait(WAIT)
+            return hit
+
+        monkeypatch.setattr(l2, "get_many", get_then_pause)
+        results: list[Any] = []
+
+        def reader() -> None:
+            results.append(cache.get_many(["k"]))
+
+        worker = run_in_background(reader)
+        assert read.wait(WAIT)
+
+        def drained() -> bool:
+            return cache.stats().pending_invalidations == 0
+
+        wait_until(drained)  # the retry landed meanwhile
+        go.set()
+        worker.join(WAIT)
+        assert results == [{}]  # a miss: the caller loads "new" itself

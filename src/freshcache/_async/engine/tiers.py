@@ -346,6 +346,7 @@ class AsyncEngine:
                     remaining.remove(i)
         if remaining and self.l2 is not None:
             self._listen()
+            watched = self.pending.watch()  # as in lookup: a retry landing now
             try:
                 hits = await self.l2.get_many([wanted[i][0] for i in remaining])
             except StoreError:
@@ -353,7 +354,9 @@ class AsyncEngine:
             for i, hit in zip(list(remaining), hits, strict=True):
                 full, namespace = wanted[i]
                 entry = (
-                    MISS if hit is MISS else await self.usable(full, hit[0], reviver)
+                    MISS
+                    if hit is MISS
+                    else await self.usable(full, hit[0], reviver, watched=watched)
                 )
                 if entry is MISS:
                     self.metrics.miss("redis", namespace)
@@ -390,10 +393,8 @@ class AsyncEngine:
             return entry
         try:
             return entry._replace(value=reviver(entry.value))
-        except RevivalError:
+        except RevivalError:  # a miss for this caller; others may read it
             self.metrics.error("decode:revive")
-            if self.l2 is not None:
-                await self.l2.discard(full)
             return MISS
 
     # -- loads ----------------------------------------------------------------
@@ -422,7 +423,10 @@ class AsyncEngine:
             if found is not MISS:
                 self._local_fill(full, found, None, token[1], None, snapshot)
                 return found.value
-            token = None
+            # Stored, but not usable here (stale, or of another type: an
+            # older deploy's). Take the lease over it: our fill replaces it,
+            # and nobody else's copy of it is deleted in the meantime.
+            token, epoch, busy = await self._lease(full, namespace, bool(tags))
         if busy:
             self.metrics.count("lease_busy")
             assert self.leases is not None
