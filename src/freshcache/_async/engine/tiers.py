@@ -423,10 +423,14 @@ class AsyncEngine:
             if found is not MISS:
                 self._local_fill(full, found, None, token[1], None, snapshot)
                 return found.value
-            # Stored, but not usable here (stale, or of another type: an
-            # older deploy's). Take the lease over it: our fill replaces it,
-            # and nobody else's copy of it is deleted in the meantime.
-            token, epoch, busy = await self._lease(full, namespace, bool(tags))
+            # Stored, but not usable here: stale, or of another type (an
+            # older deploy's): take the lease over it, so our fill replaces
+            # it (nobody else's copy is deleted meanwhile). While
+            # invalidations are queued here, load without filling: Redis
+            # keeps what it has until they land.
+            token, epoch, busy = None, 0, False
+            if not self.pending.nonempty:
+                token, epoch, busy = await self._lease(full, namespace, bool(tags))
         if busy:
             self.metrics.count("lease_busy")
             assert self.leases is not None
