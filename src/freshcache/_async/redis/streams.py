@@ -374,6 +374,15 @@ class AsyncStreamStore:
     async def count(self, name: str, n: int = 1) -> None:
         await self._run(self._client.hincrby, self.meta, name, n)
 
+    async def last_try(self, entry_id: str) -> bool:
+        """Mark the entry's last try (applied alone); False if it was marked
+        already: a worker died during that try."""
+        field = f"last_try:{entry_id}"
+        return bool(await self._run(self._client.hsetnx, self.meta, field, 1))
+
+    async def last_try_done(self, entry_id: str) -> None:
+        await self._run(self._client.hdel, self.meta, f"last_try:{entry_id}")
+
     async def forget_consumer(self, consumer: str) -> None:
         """Remove a consumer that stops cleanly, from each stream where its
         pending list is empty (XGROUP DELCONSUMER drops pending entries)."""

@@ -4,9 +4,10 @@ One loop, one batch at a time:
 
 1. reclaim entries idle in any consumer's pending list for ``claim_idle``
    (a dead worker's, or ours after a failed apply) with ``XAUTOCLAIM``;
-   entries delivered more than ``max_deliveries`` times without an outcome
-   (workers died holding them: a write that crashes workers) are
-   dead-lettered;
+   an entry delivered more than ``max_deliveries`` times without an outcome
+   (workers died holding it) gets a last try alone, and is dead-lettered
+   only if a worker dies during that try too (a write that crashes
+   workers, not workers killed while the database was slow);
 2. read new entries with ``XREADGROUP`` (blocking up to ``block`` seconds);
 3. coalesce to the newest write per key and apply the batch through the
    sink, in one transaction (a version-guarded upsert);
@@ -157,9 +158,7 @@ class AsyncWriteBehindWorker:
             if isinstance(item, Malformed):
                 await self._dead_letter(item, f"malformed entry: {item.reason}")
             elif too_many_deliveries(delivered, self._max_deliveries):
-                await self._dead_letter(
-                    item, f"not applied in {delivered - 1} deliveries"
-                )
+                await self._last_try(item, delivered)
             else:
                 deliveries[item.entry_id] = delivered
                 writes.append(item)
@@ -219,6 +218,24 @@ class AsyncWriteBehindWorker:
                 self._committed()
                 await self._acknowledge(group[index:], 1)
                 break
+
+    async def _last_try(self, write: Write, delivered: int) -> None:
+        """Delivered more than ``max_deliveries`` times, each time without an
+        outcome: a worker died holding it, each time. The write may crash
+        workers, or workers were killed while the database was slow (a
+        locked table, a restart loop): apply it alone, once, under a mark in
+        Redis. Only if a worker dies during that try too (the mark is still
+        there at the next reclaim) is it dead-lettered: an outage never is."""
+        if not await self._store.last_try(write.entry_id):
+            await self._dead_letter(
+                write, f"a worker died applying it alone, after {delivered - 1} "
+                "deliveries without an outcome",
+            )  # fmt: skip
+            await self._store.last_try_done(write.entry_id)
+            return
+        self._metrics.count("writebehind:last_try")
+        await self._isolate([write], {write.entry_id: delivered})
+        await self._store.last_try_done(write.entry_id)
 
     async def _after_failure(
         self, write: Write, exc: Exception, deliveries: dict[str, int]
