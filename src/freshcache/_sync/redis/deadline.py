@@ -81,16 +81,18 @@ class _DeadlineSocket:
         if left != math.inf:
             self._sock.settimeout(left if asked is None else min(asked, left))
 
-    def recv(self, size: int, flags: int = 0) -> bytes:
+    # The arguments go through as given (plain and TLS sockets differ in
+    # their defaults).
+    def recv(self, *args: Any) -> bytes:
         self._bounded()
         try:
-            return self._sock.recv(size, flags)
+            return self._sock.recv(*args)
         finally:
             self._sock.settimeout(self._timeout)
 
-    def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+    def recv_into(self, *args: Any) -> int:
         self._bounded()
         try:
-            return self._sock.recv_into(buffer, size, flags)
+            return self._sock.recv_into(*args)
         finally:
             self._sock.settimeout(self._timeout)
