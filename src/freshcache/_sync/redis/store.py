@@ -354,6 +354,8 @@ class RedisStore:
         never heard (a lost reply). Nobody then waits for a holder that is
         not loading; if this fails too, the lease expires after about one
         load (``_core/loadtimes.py``)."""
+        if self._closed:
+            return  # the lease expires by itself
         self._metrics.count("lease_unsure_release")
         self._background.submit(lambda: self.release(key, token))
 
