@@ -85,15 +85,16 @@ class _DeadlineSocket:
     # The arguments go through as given (plain and TLS sockets differ in
     # their defaults).
     def recv(self, *args: Any) -> bytes:
-        self._bounded()
-        try:
-            return self._sock.recv(*args)
-        finally:
-            self._sock.settimeout(self._timeout)
+        data: bytes = self._read(self._sock.recv, args)
+        return data
 
     def recv_into(self, *args: Any) -> int:
+        count: int = self._read(self._sock.recv_into, args)
+        return count
+
+    def _read(self, read: Any, args: tuple[Any, ...]) -> Any:
         self._bounded()
         try:
-            return self._sock.recv_into(*args)
+            return read(*args)
         finally:
             self._sock.settimeout(self._timeout)

@@ -99,22 +99,19 @@ class Leases:
         if token is None:
             return False  # another caller holds the lease (or Redis is down)
         try:
-            return self._fill(full, token, epoch, data, hard, tags, notice)
-        except BaseException:  # cancelled before the FILL ran: no fill will come
-            self._l2.give_back(full, token)
-            raise
-
-    def _fill(
-        self, full: str, token: str, epoch: int, data: bytes,
-        hard: float | None, tags: Sequence[str], notice: tuple[str, bytes],
-    ) -> bool:  # fmt: skip
-        try:
             if tags:
                 self._l2.register(tags, full, self.tag_ttl(hard))
                 if self._l2.epoch() != epoch:
                     self._metrics.count("fill_skipped:tag_invalidated")
                     self._l2.release(full, token)
                     return False
+        except StoreError:  # no fill will come: nobody may wait for one
+            self._l2.give_back(full, token)
+            return False
+        except BaseException:  # cancelled before the FILL was sent: likewise
+            self._l2.give_back(full, token)
+            raise
+        try:  # a FILL whose outcome is unknown gives the lease back itself
             stored = self._l2.fill(full, token, data, hard, notice)
         except StoreError:
             return False
