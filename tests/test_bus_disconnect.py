@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-import freshcache._sync.redis.bus
+import freshcache._sync.redis.connect
 from freshcache import L1, MISS, Cache
 from tests import harness
 from tests.servers import own_redis_server
@@ -230,14 +230,14 @@ def _gate_the_bus(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Make every bus (re)connection wait until the returned event is set."""
     gate = threading.Event()
     gate.set()
+    endpoint = freshcache._sync.redis.connect.Endpoint
+    client = endpoint.client  # the bus's only way to a connection
 
-    class GatedRedis:
-        @staticmethod
-        def from_url(url: str, **options: Any) -> redis.Redis:
-            gate.wait(WAIT)
-            return redis.Redis.from_url(url, **options)
+    def gated(self: Any, **pool: Any) -> redis.Redis:
+        gate.wait(WAIT)
+        return client(self, **pool)
 
-    monkeypatch.setattr(freshcache._sync.redis.bus, "Redis", GatedRedis)
+    monkeypatch.setattr(endpoint, "client", gated)
     return gate
 
 

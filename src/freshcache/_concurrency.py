@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, ClassVar, TypeAlias, TypeVar
 
@@ -111,13 +113,13 @@ class AsyncWorker:
         self, target: Callable[[], Coroutine[Any, Any, None]], name: str
     ) -> None:
         self._target = target
-        self._name = name
+        self.name = name
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._target(), name=self._name
+                self._target(), name=self.name
             )
 
     async def join(self, wait: float) -> None:
@@ -137,13 +139,13 @@ class Worker:
 
     def __init__(self, target: Callable[[], None], name: str) -> None:
         self._target = target
-        self._name = name
+        self.name = name
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._target, name=self._name, daemon=True
+                target=self._target, name=self.name, daemon=True
             )
             self._thread.start()
 
@@ -371,6 +373,135 @@ def _run_jobs(jobs: queue.SimpleQueue[Callable[[], Any] | None]) -> None:
     while (work := jobs.get()) is not None:
         with contextlib.suppress(Exception):  # each job counts its own errors
             work()
+
+
+class AsyncLoopOwner:
+    """Which event loop an ``AsyncCache``'s loop-bound parts belong to.
+
+    Connections, tasks, futures and asyncio events belong to the loop that
+    made them; used from another loop they fail ("Event loop is closed") or
+    hang. ``check()`` runs first in every call that may touch them: from a
+    new loop it runs the ``on_change`` resets (drop them; they are rebuilt
+    there), unless the old loop is still running, which is two loops at
+    once: a clear ``RuntimeError``. When a loop ends the way ``asyncio.run``
+    ends one (every task cancelled), a guard task on it runs the ``on_end``
+    closers, the last registered first (what was made last, and uses what
+    was made before it, stops first), so its connections are closed while
+    the loop can still close them, and after nothing can open new ones.
+
+    After ``os.fork()`` (every ``os.register_at_fork`` child handler, and
+    ``forked()`` for servers that fork otherwise) the ``on_fork`` steps run
+    at once in the child (in-memory state only: new locks, an empty L1), and
+    the resets on its next call: nothing the parent held is reused.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fresh = True  # nothing bound yet: no reset needed
+        self._resets: list[Callable[[], None]] = []
+        self._closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._fork_steps: list[Callable[[], None]] = []
+        _owners.add(self)
+
+    def on_change(self, reset: Callable[[], None]) -> None:
+        self._resets.append(reset)
+
+    def on_end(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._closers.append(close)
+
+    def on_fork(self, step: Callable[[], None]) -> None:
+        self._fork_steps.append(step)
+
+    def check(self) -> None:
+        if asyncio.get_running_loop() is not self._loop:
+            self._moved()
+
+    def _moved(self) -> None:
+        loop = asyncio.get_running_loop()
+        old = self._loop
+        if old is not None and old.is_running():
+            raise RuntimeError(
+                "freshcache: this AsyncCache is in use by another event loop that "
+                "is still running; a cache serves one loop at a time (make one "
+                "cache per loop)"
+            )
+        if not self._fresh:
+            for reset in self._resets:
+                reset()
+        self._loop, self._fresh = loop, False
+        guard = loop.create_task(self._guard(loop), name="freshcache-loop-guard")
+        _guards.add(guard)
+        guard.add_done_callback(_guards.discard)
+
+    async def _guard(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until cancelled; the loop is ending then (``asyncio.run``
+        cancels every task at its end): close what belongs to it."""
+        try:
+            await loop.create_future()
+        except asyncio.CancelledError:
+            if self._loop is loop:
+                self._loop = None  # the next loop resets (``_fresh`` is False)
+                for close in reversed(self._closers):
+                    with contextlib.suppress(Exception):
+                        await close()
+            raise
+
+    def forked(self) -> None:
+        for step in self._fork_steps:
+            step()
+        self.renew()
+
+    def renew(self) -> None:
+        """Run the resets on the next ``check``, whatever loop it runs on."""
+        self._loop, self._fresh = None, False
+
+
+class LoopOwner:
+    """The thread twin of ``AsyncLoopOwner``: there is no loop; after a fork,
+    the ``on_fork`` steps run at once and the resets on the next call."""
+
+    def __init__(self) -> None:
+        self._stale = False
+        self._resets: list[Callable[[], None]] = []
+        self._fork_steps: list[Callable[[], None]] = []
+        _owners.add(self)
+
+    def on_change(self, reset: Callable[[], None]) -> None:
+        self._resets.append(reset)
+
+    def on_end(self, close: Callable[[], Any]) -> None:
+        pass  # threads have no loop to end
+
+    def on_fork(self, step: Callable[[], None]) -> None:
+        self._fork_steps.append(step)
+
+    def check(self) -> None:
+        if self._stale:
+            self._stale = False
+            for reset in self._resets:
+                reset()
+
+    def forked(self) -> None:
+        for step in self._fork_steps:
+            step()
+        self.renew()
+
+    def renew(self) -> None:
+        self._stale = True
+
+
+_owners: weakref.WeakSet[AsyncLoopOwner | LoopOwner] = weakref.WeakSet()
+_guards: set[asyncio.Task[None]] = set()  # strong references to guard tasks
+
+
+def _after_fork_in_child() -> None:
+    _guards.clear()  # the parent's tasks: never run here
+    for owner in list(_owners):
+        with contextlib.suppress(Exception):  # one cache must not spoil the rest
+            owner.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class AsyncShield:

@@ -134,6 +134,11 @@ class StatsRecorder:
     """
 
     def __init__(self) -> None:
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        """Zero (and, in a forked child, a new lock): a process's stats are
+        its own, never its parent's."""
         # tier -> namespace -> count: no tuple built per event (hot path).
         self._hits: defaultdict[str, defaultdict[str, int]] = defaultdict(_counter)
         self._misses: defaultdict[str, defaultdict[str, int]] = defaultdict(_counter)

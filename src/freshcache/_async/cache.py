@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overload
@@ -19,11 +18,12 @@ from freshcache._async.writebehind.producer import (
     WriteBehindHost,
 )
 from freshcache._async.writethrough import AsyncWriteThrough, writes
-from freshcache._concurrency import AsyncLoader, ainvoke
+from freshcache._concurrency import AsyncLoader, AsyncLoopOwner, ainvoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.config import L1
+from freshcache._core.events import Origin
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, escape
 from freshcache._core.layout import bus_channel, versioned
@@ -34,6 +34,7 @@ from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
 if TYPE_CHECKING:
+    from freshcache._async.redis.connect import Client
     from freshcache._async.redis.store import AsyncRedisStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class AsyncCache:
         self,
         url: str | None = None,
         *,
+        client: Client | None = None,
         prefix: str = "fc",
         version: str = "v1",
         ttl: TTL = 3600,
@@ -95,7 +97,10 @@ class AsyncCache:
     ) -> None:
         self._keys = KeyBuilder(prefix, version)
         self._head = self._keys.head
-        self._url = None if url is None or url == "memory://" else str(url)
+        if client is not None and url is not None:
+            raise ValueError("give a URL or a client, not both")
+        if isinstance(client, str):
+            raise TypeError("client= takes a client or a pool; a URL comes first")
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
         if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
@@ -115,11 +120,11 @@ class AsyncCache:
         self._now = time.time if type(clock) is SystemClock else clock.time
         local: MemoryStore | None = None
         remote: AsyncRedisStore | None = None
-        embedded = url is None or url == "memory://"
-        if not embedded and not str(url).startswith(_REDIS_SCHEMES):
-            raise ValueError(
-                f"unsupported cache URL scheme: {str(url).split(':')[0]!r}"
-            )
+        embedded = client is None and (url is None or url == "memory://")
+        if url is not None and not embedded and not url.startswith(_REDIS_SCHEMES):
+            raise ValueError(f"unsupported cache URL scheme: {url.split(':')[0]!r}")
+        # What belongs to one event loop (connections, tasks) or one process.
+        owner = AsyncLoopOwner()
         if embedded or l1 is not None:
             tier = l1 or L1()
             local = MemoryStore(
@@ -132,23 +137,23 @@ class AsyncCache:
             from freshcache._async.redis.store import AsyncRedisStore  # needs redis
 
             remote = AsyncRedisStore(
-                str(url),
+                url or client,  # type: ignore[arg-type]  # one of them is set
                 head=self._head,
                 codec=codec,
                 metrics=self._metrics,
                 clock=clock,
                 timeout=timeout,
                 max_connections=max_connections,
+                owner=owner,
             )
         self._engine = AsyncEngine(
             head=self._head,
             prefix=prefix,
-            origin=uuid.uuid4().hex,
+            origin=Origin(),
             l1=local,
             l1_ttl=None if l1 is None else l1.ttl,
             l1_copy=l1 is not None and l1.copy,
             l2=remote,
-            url=None if embedded else str(url),
             codec=codec,
             metrics=self._metrics,
             clock=clock,
@@ -159,6 +164,7 @@ class AsyncCache:
             jitter=ttl_jitter,
             max_staleness=(L1() if l1 is None else l1).max_staleness,
             stale_when_down=0.0 if l1 is None else l1.serve_stale_when_down,
+            owner=owner,
         )
 
     # -- keys -------------------------------------------------------------
@@ -455,8 +461,9 @@ class AsyncCache:
         """A write-behind queue named ``name`` over this cache's Redis: ``put``
         stores the value here and queues the database write in one step; a
         ``WriteBehindWorker`` applies the queue (see ``AsyncWriteBehind``)."""
+        l2 = self._engine.l2
         host = WriteBehindHost(
-            url=self._url,
+            endpoint=None if l2 is None else l2.endpoint,
             prefix=self._keys.prefix,
             metrics=self._metrics,
             entry=self._writebehind_entry,
@@ -535,10 +542,24 @@ class AsyncCache:
     def _on_local_evict(self, cause: str) -> None:
         self._metrics.eviction("memory", cause)
 
+    def after_fork(self) -> None:
+        """In a child process just forked by something Python's ``os.fork``
+        did not run (a C extension calling ``fork()`` itself): what
+        ``os.fork()`` children get without asking. L1 empties, locks, the bus
+        identity and stats are new, and the first call opens connections and
+        a subscription of the child's own."""
+        self._engine.owner.forked()
+
     async def aclose(self) -> None:
+        """Close: background work ends, connections close, L1 is emptied, and
+        every later call raises ``CacheClosedError``, until the cache is
+        entered again (``async with cache:``), which reopens it."""
         await self._engine.aclose()
 
     async def __aenter__(self) -> AsyncCache:
+        """Open the cache for the block (reopen it if it was closed: an app
+        whose lifespan runs ``async with cache:`` can start twice)."""
+        self._engine.reopen()
         return self
 
     async def __aexit__(

@@ -11,10 +11,25 @@ exhaust the parser, invalid UTF-8, ...).
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 FORMAT = 1
+
+
+class Origin:
+    """Who sends a message: one cache in one process (``id``, random). A
+    forked child takes a new one (``renew``): with its parent's, each would
+    skip the other's messages as its own."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+
+    def renew(self) -> None:
+        self.id = uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True)

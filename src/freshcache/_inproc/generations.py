@@ -37,14 +37,19 @@ class Generations:
         return Snapshot((self._counters[hash(key) & self._mask], self._epoch))
 
     def store_if_unchanged(
-        self, key: str, snapshot: Snapshot, store: Callable[[], None]
-    ) -> bool:
-        """Run ``store`` unless ``key`` was invalidated since ``snapshot``."""
+        self, key: str, snapshot: Snapshot, store: Callable[[], None],
+        *, fence: bool = False,
+    ) -> bool:  # fmt: skip
+        """Run ``store`` unless ``key`` was invalidated since ``snapshot``;
+        ``fence``: then (stored or not, in the same step) bump the key's
+        generation, so that no snapshot taken before can store after."""
         with self._lock:
-            if self.snapshot(key) != snapshot:
-                return False
-            store()
-            return True
+            stored = self.snapshot(key) == snapshot
+            if stored:
+                store()
+            if fence:
+                self._counters[hash(key) & self._mask] += 1
+            return stored
 
     def invalidate(self, keys: Iterable[str], remove: Callable[[], object]) -> None:
         """Bump the generations of ``keys``, then run ``remove`` (atomically)."""
@@ -52,6 +57,13 @@ class Generations:
             for key in keys:
                 self._counters[hash(key) & self._mask] += 1
             remove()
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread of the parent may
+        have held the old one at the fork, forever here), and every snapshot
+        taken before the fork fails."""
+        self._lock = threading.Lock()
+        self._epoch += 1
 
     def invalidate_all(self, remove: Callable[[], object]) -> None:
         """Bump the epoch (every snapshot changes), then run ``remove``."""

@@ -39,6 +39,12 @@ class Batch:
 
 
 class PendingInvalidations:
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread of the parent may
+        have held the old one at the fork). What is queued stays queued: the
+        child must not serve what it covers either."""
+        self._lock = threading.Lock()
+
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         if limit < 1:
             raise ValueError("limit must be >= 1")

@@ -86,20 +86,31 @@ class LocalTier:
 
     def fill(
         self, full: str, entry: Entry, data: bytes | None, size: int,
-        hard: float | None, snapshot: Snapshot,
+        hard: float | None, snapshot: Snapshot, *, fence: bool = False,
     ) -> None:  # fmt: skip
-        """Store ``entry`` unless an invalidation came since ``snapshot``."""
+        """Store ``entry`` unless an invalidation came since ``snapshot``.
+
+        ``fence``, for a write's own value (Redis holds it now): stored or
+        not, no read that took its snapshot before this fill may fill after
+        it. Such a read may have fetched the value the write replaced."""
         ttl = self._ttl(entry, hard)
         if ttl is not None and ttl <= 0:
+            if fence:
+                self.fence([full])
             return
         value = entry._replace(early_from=early_refresh_from(entry, self._beta))
         if self.copy:
             value = value._replace(value=data or self._codec.encode(full, entry))
         store = self.store
         if not self.generations.store_if_unchanged(
-            full, snapshot, lambda: store.set(full, value, ttl=ttl, size=size)
-        ):
+            full, snapshot, lambda: store.set(full, value, ttl=ttl, size=size),
+            fence=fence,
+        ):  # fmt: skip
             self._metrics.count("l1_fill_skipped")
+
+    def fence(self, fulls: Sequence[str]) -> None:
+        """No read that took its snapshot of ``fulls`` before now fills them."""
+        self.generations.invalidate(fulls, _nothing)
 
     def _ttl(self, entry: Entry, hard: float | None) -> float | None:
         """Never past the value's stale window (over Redis) or the cap; the
@@ -125,6 +136,16 @@ class LocalTier:
             lambda: store.delete_where(lambda entry: not wanted.isdisjoint(entry.tags))
         )
 
+    def after_fork(self) -> None:
+        """In a forked child: empty, with new locks; no fill from before the
+        fork lands."""
+        self.generations.after_fork()
+        self.store.after_fork()
+
     def flush(self) -> None:
         """Drop everything and cancel every fill in flight."""
         self.generations.invalidate_all(self.store.clear)
+
+
+def _nothing() -> None:
+    pass

@@ -232,6 +232,12 @@ class MemoryStore:
                 self._unlink(node)
         return len(doomed)
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (the old one may be held forever by
+        a thread that only the parent has), then empty."""
+        self._lock = threading.Lock()
+        self.clear()
+
     def clear(self) -> None:
         """Drop everything (not counted as evictions)."""
         with self._lock:

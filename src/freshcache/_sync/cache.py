@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overload
@@ -20,11 +19,12 @@ from freshcache._sync.writebehind.producer import (
     WriteBehindHost,
 )
 from freshcache._sync.writethrough import WriteThrough, writes
-from freshcache._concurrency import Loader, invoke
+from freshcache._concurrency import Loader, LoopOwner, invoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.config import L1
+from freshcache._core.events import Origin
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, escape
 from freshcache._core.layout import bus_channel, versioned
@@ -35,6 +35,7 @@ from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
 
 if TYPE_CHECKING:
+    from freshcache._sync.redis.connect import Client
     from freshcache._sync.redis.store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Cache:
         self,
         url: str | None = None,
         *,
+        client: Client | None = None,
         prefix: str = "fc",
         version: str = "v1",
         ttl: TTL = 3600,
@@ -96,7 +98,10 @@ class Cache:
     ) -> None:
         self._keys = KeyBuilder(prefix, version)
         self._head = self._keys.head
-        self._url = None if url is None or url == "memory://" else str(url)
+        if client is not None and url is not None:
+            raise ValueError("give a URL or a client, not both")
+        if isinstance(client, str):
+            raise TypeError("client= takes a client or a pool; a URL comes first")
         self._ttl = ttl_seconds(ttl)
         self._stale_ttl = _stale_seconds(stale_ttl)
         if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
@@ -116,11 +121,11 @@ class Cache:
         self._now = time.time if type(clock) is SystemClock else clock.time
         local: MemoryStore | None = None
         remote: RedisStore | None = None
-        embedded = url is None or url == "memory://"
-        if not embedded and not str(url).startswith(_REDIS_SCHEMES):
-            raise ValueError(
-                f"unsupported cache URL scheme: {str(url).split(':')[0]!r}"
-            )
+        embedded = client is None and (url is None or url == "memory://")
+        if url is not None and not embedded and not url.startswith(_REDIS_SCHEMES):
+            raise ValueError(f"unsupported cache URL scheme: {url.split(':')[0]!r}")
+        # What belongs to one event loop (connections, tasks) or one process.
+        owner = LoopOwner()
         if embedded or l1 is not None:
             tier = l1 or L1()
             local = MemoryStore(
@@ -133,23 +138,23 @@ class Cache:
             from freshcache._sync.redis.store import RedisStore  # needs redis
 
             remote = RedisStore(
-                str(url),
+                url or client,  # type: ignore[arg-type]  # one of them is set
                 head=self._head,
                 codec=codec,
                 metrics=self._metrics,
                 clock=clock,
                 timeout=timeout,
                 max_connections=max_connections,
+                owner=owner,
             )
         self._engine = Engine(
             head=self._head,
             prefix=prefix,
-            origin=uuid.uuid4().hex,
+            origin=Origin(),
             l1=local,
             l1_ttl=None if l1 is None else l1.ttl,
             l1_copy=l1 is not None and l1.copy,
             l2=remote,
-            url=None if embedded else str(url),
             codec=codec,
             metrics=self._metrics,
             clock=clock,
@@ -160,6 +165,7 @@ class Cache:
             jitter=ttl_jitter,
             max_staleness=(L1() if l1 is None else l1).max_staleness,
             stale_when_down=0.0 if l1 is None else l1.serve_stale_when_down,
+            owner=owner,
         )
 
     # -- keys -------------------------------------------------------------
@@ -424,8 +430,9 @@ class Cache:
         """A write-behind queue named ``name`` over this cache's Redis: ``put``
         stores the value here and queues the database write in one step; a
         ``WriteBehindWorker`` applies the queue (see ``WriteBehind``)."""
+        l2 = self._engine.l2
         host = WriteBehindHost(
-            url=self._url,
+            endpoint=None if l2 is None else l2.endpoint,
             prefix=self._keys.prefix,
             metrics=self._metrics,
             entry=self._writebehind_entry,
@@ -504,10 +511,24 @@ class Cache:
     def _on_local_evict(self, cause: str) -> None:
         self._metrics.eviction("memory", cause)
 
+    def after_fork(self) -> None:
+        """In a child process just forked by something Python's ``os.fork``
+        did not run (a C extension calling ``fork()`` itself): what
+        ``os.fork()`` children get without asking. L1 empties, locks, the bus
+        identity and stats are new, and the first call opens connections and
+        a subscription of the child's own."""
+        self._engine.owner.forked()
+
     def close(self) -> None:
+        """Close: background work ends, connections close, L1 is emptied, and
+        every later call raises ``CacheClosedError``, until the cache is
+        entered again (``with cache:``), which reopens it."""
         self._engine.close()
 
     def __enter__(self) -> Cache:
+        """Open the cache for the block (reopen it if it was closed: an app
+        whose lifespan runs ``with cache:`` can start twice)."""
+        self._engine.reopen()
         return self
 
     def __exit__(

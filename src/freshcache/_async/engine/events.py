@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from freshcache._concurrency import ainvoke
-from freshcache._core.events import Message, encode
+from freshcache._core.events import Message, Origin, encode
 from freshcache.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class AsyncEvents:
     def __init__(
         self,
         *,
-        origin: str,
+        origin: Origin,
         metrics: Metrics,
         send: Callable[[Message], Awaitable[None]],
         on_first_handler: Callable[[], None],
@@ -61,7 +61,7 @@ class AsyncEvents:
         ``payload`` must be JSON (``TypeError`` otherwise, before anything
         runs). Raises ``StoreError`` when Redis cannot be reached.
         """
-        message = Message(self._origin, event=(name, payload))
+        message = Message(self._origin.id, event=(name, payload))
         encode(message)  # reject a payload JSON cannot carry, before any handler
         await self.dispatch(name, payload)
         await self._send(message)

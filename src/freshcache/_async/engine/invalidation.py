@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from freshcache._async.engine.retry import AsyncInvalidationRetry, AsyncTiers
-from freshcache._core.events import Message
+from freshcache._core.events import Message, Origin
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
 
 class AsyncInvalidator:
     def __init__(
-        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics,
+        self, tiers: AsyncTiers, *, head: str, origin: Origin, metrics: Metrics,
         mono: Callable[[], float],
     ) -> None:  # fmt: skip
         self._tiers = tiers
@@ -30,6 +30,10 @@ class AsyncInvalidator:
             tiers, head=head, origin=origin, metrics=metrics, mono=mono
         )
         self.pending = self.retry.pending
+
+    def reset(self) -> None:
+        """A new event loop, or a forked child (see ``retry.reset``)."""
+        self.retry.reset()
 
     async def invalidate(self, fulls: Sequence[str]) -> int | None:
         """Delete ``fulls``; how many Redis held, or None: Redis did not take
@@ -40,7 +44,7 @@ class AsyncInvalidator:
             if tiers.l2 is not None:
                 removed = await tiers.l2.invalidate(fulls)
             tiers.forget_local(fulls, (), flush=False)
-            await tiers.send(Message(self._origin, keys=tuple(fulls)))
+            await tiers.send(Message(self._origin.id, keys=tuple(fulls)))
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
@@ -54,7 +58,7 @@ class AsyncInvalidator:
             if tiers.l2 is not None:
                 await tiers.l2.invalidate_tags(tags)
             tiers.forget_local((), tags, flush=False)
-            await tiers.send(Message(self._origin, tags=tuple(tags)))
+            await tiers.send(Message(self._origin.id, tags=tuple(tags)))
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
@@ -65,7 +69,9 @@ class AsyncInvalidator:
         tiers = self._tiers
         try:
             version = await tiers.versions.bump(namespace)
-            await tiers.send(Message(self._origin, namespaces=((namespace, version),)))
+            await tiers.send(
+                Message(self._origin.id, namespaces=((namespace, version),))
+            )
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from freshcache._async.engine.versions import AsyncVersions
 from freshcache._concurrency import AsyncFlag, AsyncWorker
-from freshcache._core.events import Message
+from freshcache._core.events import Message, Origin
 from freshcache._core.layout import versioned
 from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
@@ -57,7 +57,7 @@ class AsyncTiers(Protocol):
 
 class AsyncInvalidationRetry:
     def __init__(
-        self, tiers: AsyncTiers, *, head: str, origin: str, metrics: Metrics,
+        self, tiers: AsyncTiers, *, head: str, origin: Origin, metrics: Metrics,
         mono: Callable[[], float],
     ) -> None:  # fmt: skip
         self.pending = PendingInvalidations()
@@ -70,6 +70,23 @@ class AsyncInvalidationRetry:
         self._rng = random.Random()
         self._stop = AsyncFlag()
         self._worker: AsyncWorker | None = None
+
+    def reset(self) -> None:
+        """A new event loop, or a forked child: the retry loop belonged to the
+        old one (or to the parent). What is queued stays, and a new loop
+        retries it here (one call has just come: there is a loop to run on)."""
+        self._stop = AsyncFlag()
+        self._worker = None
+        if self.pending.nonempty:
+            self._worker = AsyncWorker(self._loop, name="freshcache-retry")
+            self._worker.start()
+
+    async def pause(self) -> None:
+        """Stop the retry loop (its event loop is ending); what is queued
+        stays queued for the next one (``reset``)."""
+        self._stop.set()
+        if self._worker is not None:
+            await self._worker.join(1.0)
 
     def queue(
         self,
@@ -184,7 +201,7 @@ class AsyncInvalidationRetry:
             await l2.invalidate_tags(batch.tags)
         tiers.forget_local(keys, batch.tags, flush=bool(bumped))
         message = Message(
-            self._origin, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
+            self._origin.id, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
         )
         await tiers.send(message)
 

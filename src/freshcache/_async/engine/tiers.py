@@ -16,6 +16,7 @@ The protocol (docs/coherence.md has the sequence diagrams):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -29,13 +30,14 @@ from freshcache._async.engine.local_bus import LocalBus
 from freshcache._async.engine.versions import AsyncVersions
 from freshcache._concurrency import (
     AsyncBackground,
+    AsyncLoopOwner,
     AsyncSingleFlight,
     ainvoke,
 )
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.entry import Entry, Hit
-from freshcache._core.events import Message
+from freshcache._core.events import Message, Origin
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
 from freshcache._core.layout import bus_channel, ping_channel
@@ -47,7 +49,7 @@ from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import CacheClosedError, RevivalError, StoreError
-from freshcache.metrics import Metrics
+from freshcache.metrics import Metrics, StatsRecorder
 
 if TYPE_CHECKING:
     from freshcache._async.redis.bus import AsyncRedisBus
@@ -72,12 +74,11 @@ class AsyncEngine:
         *,
         head: str,
         prefix: str,
-        origin: str,
+        origin: Origin,
         l1: MemoryStore | None,
         l1_ttl: float | None,
         l1_copy: bool,
         l2: AsyncRedisStore | None,
-        url: str | None,
         codec: Codec,
         metrics: Metrics,
         clock: Clock,
@@ -88,20 +89,21 @@ class AsyncEngine:
         jitter: float = 0.0,
         max_staleness: float | None = DEFAULT_STALENESS,
         stale_when_down: float = 0.0,
+        owner: AsyncLoopOwner,
     ) -> None:
         self.head = head
         self.prefix = prefix
         self.closed = False
         self._channel = bus_channel(prefix)
-        self.url = url
+        self.owner = owner
         self.bus: AsyncRedisBus | LocalBus
-        if l2 is None or url is None:
+        if l2 is None:
             self.bus = LocalBus()
         else:
             from freshcache._async.redis.bus import AsyncRedisBus  # needs redis
 
             self.bus = AsyncRedisBus(
-                url,
+                l2.endpoint,
                 channel=self._channel,
                 origin=origin,
                 store=l2,
@@ -110,8 +112,9 @@ class AsyncEngine:
                 on_connect=self.bus_connected,
                 on_disconnect=self.bus_disconnected,
                 clock=clock,
-                ping_channel=ping_channel(prefix, origin),
+                ping_channel=functools.partial(ping_channel, prefix),
                 ping_every=max(0.005, (max_staleness or DEFAULT_STALENESS) / 4),
+                owner=owner,
             )
         # The staleness bound of in-process state over Redis (L1 entries and
         # namespace versions): see ``current``. None: L1 is not bounded.
@@ -168,6 +171,44 @@ class AsyncEngine:
             self, head=head, origin=origin, metrics=metrics, mono=clock.monotonic
         )
         self.pending = self.invalidator.pending
+        owner.on_change(self._reset)
+        owner.on_end(self._end)
+        owner.on_fork(self._forked)
+
+    # -- lifecycle: event loops and forks -----------------------------------
+
+    def _reset(self) -> None:
+        """A new event loop, or the first call in a forked child: what was in
+        flight belongs to the old loop (or the parent) and never finishes
+        here. Drop it; the bus starts again on first use; over Redis, L1
+        starts empty (the new subscription would flush it anyway). The
+        embedded cache keeps its L1: it is the cache."""
+        self.flights = AsyncSingleFlight()
+        self._background = AsyncBackground()
+        self.refreshing.clear()
+        self._listening = False
+        self.versions.reset()
+        if self.leases is not None:
+            self.leases.reset()
+        self.invalidator.reset()
+        if self.l2 is not None:
+            self.flush_local()
+
+    async def _end(self) -> None:
+        """The event loop is ending: refreshes and the retry loop on it stop
+        (before the bus and the store close, which they use)."""
+        await self._background.drain(0)
+        await self.invalidator.retry.pause()
+
+    def _forked(self) -> None:
+        """At once in a forked child: an origin of its own (see ``Origin``),
+        in-process state with new locks, an empty L1, its own stats."""
+        self._origin.renew()
+        if self.l1 is not None:
+            self.l1.after_fork()
+        self.pending.after_fork()
+        if isinstance(self.metrics, StatsRecorder):
+            self.metrics.after_fork()
 
     # -- the bus ------------------------------------------------------------
 
@@ -216,10 +257,23 @@ class AsyncEngine:
         the bus is back, since messages sent meanwhile are lost."""
         self.metrics.count("bus_disconnect")
 
+    def reopen(self) -> None:
+        """Undo ``aclose``: everything is rebuilt on the next call (new
+        connections, a new subscription, an empty L1). Pending invalidations
+        that ``aclose`` reported lost stay lost."""
+        if not self.closed:
+            return
+        self.closed = False
+        if self.l2 is not None:
+            self.l2.reopen()
+        self.owner.renew()
+
     def check_open(self) -> None:
-        """Raise ``CacheClosedError`` once ``aclose`` has run: closing is final."""
+        """Raise ``CacheClosedError`` once ``aclose`` has run: closing is final;
+        then make sure what is loop-bound belongs to the running loop."""
         if self.closed:
             raise CacheClosedError("this cache was closed; make a new one")
+        self.owner.check()
 
     async def send(self, message: Message) -> None:
         self.check_open()
@@ -280,11 +334,16 @@ class AsyncEngine:
 
     def _local_fill(
         self, full: str, entry: Entry, data: bytes | None, size: int,
-        hard: float | None, snapshot: Snapshot,
+        hard: float | None, snapshot: Snapshot, *, fence: bool = False,
     ) -> None:  # fmt: skip
+        """``fence``: see ``LocalTier.fill``."""
+        if self.l1 is None:
+            return
         # No L1 fills at all while an invalidation is pending (it may cover them).
-        if self.l1 is not None and not self.pending.nonempty:
-            self.l1.fill(full, entry, data, size, hard, snapshot)
+        if not self.pending.nonempty:
+            self.l1.fill(full, entry, data, size, hard, snapshot, fence=fence)
+        elif fence:
+            self.l1.fence([full])
 
     # -- reads ----------------------------------------------------------------
 
@@ -473,7 +532,7 @@ class AsyncEngine:
             return value
         entry, data, hard = encoded
         if self.leases is not None:
-            fills = Message(self._origin, fills=(full,))  # wakes other processes
+            fills = Message(self._origin.id, fills=(full,))  # wakes other processes
             notice = (self._channel, encode_message(fills))
             if not await self.leases.fill(
                 full, token, epoch, data, hard, rendered, notice
@@ -661,12 +720,15 @@ class AsyncEngine:
             except StoreError:
                 self._drop_local(fulls)  # L1 must not keep what Redis may not have
                 return False
+        # Redis holds the new values now. A read here may have fetched the old
+        # ones after our first drop, and not stored them in L1 yet: each fill
+        # below also fences its key, so that such a read never stores after it.
         for (full, entry, data, hard), snapshot in zip(encoded, snapshots, strict=True):
-            self._local_fill(full, entry, data, len(data), hard, snapshot)
+            self._local_fill(full, entry, data, len(data), hard, snapshot, fence=True)
         sent = True
         if fulls and self.l2 is not None:
             try:
-                await self.send(Message(self._origin, keys=tuple(fulls)))
+                await self.send(Message(self._origin.id, keys=tuple(fulls)))
             except StoreError:
                 self.metrics.error("bus_publish")
                 sent = False
@@ -676,7 +738,7 @@ class AsyncEngine:
         """The bus message that drops ``fulls`` from every other process's L1,
         for a script to PUBLISH in the same step as its write (write-behind)."""
         self.metrics.count("invalidations_sent")
-        return encode_message(Message(self._origin, keys=tuple(fulls)))
+        return encode_message(Message(self._origin.id, keys=tuple(fulls)))
 
     def written(self, fulls: Sequence[str]) -> None:
         """After such a script ran (or may have): drop ``fulls`` from L1 here;
@@ -691,7 +753,7 @@ class AsyncEngine:
         if self.l2 is not None:
             await self.l2.clear(head)
         self.flush_local()
-        await self.send(Message(self._origin, flush=True))
+        await self.send(Message(self._origin.id, flush=True))
 
     async def aclose(self) -> None:
         """Final: background work gets ``lease_ttl`` to end, queued
@@ -699,6 +761,7 @@ class AsyncEngine:
         ``CacheClosedError``, and L1 is emptied."""
         if self.closed:
             return
+        self.owner.check()  # closing from another loop closes nothing of the old
         await self._background.drain(self._lease_ttl)
         await self.invalidator.aclose(self._lease_ttl)
         self.closed = True

@@ -32,15 +32,13 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from freshcache._async.redis.connect import Endpoint
 from freshcache._async.redis.store import AsyncRedisStore
-from freshcache._concurrency import AsyncFlag, AsyncWorker
+from freshcache._concurrency import AsyncFlag, AsyncLoopOwner, AsyncWorker
 from freshcache._core.clock import Clock
-from freshcache._core.events import Message, decode, encode
+from freshcache._core.events import Message, Origin, decode, encode
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
@@ -56,21 +54,22 @@ class AsyncRedisBus:
 
     def __init__(
         self,
-        url: str,
+        endpoint: Endpoint,
         *,
         channel: str,
-        origin: str,
+        origin: Origin,
         store: AsyncRedisStore,
         metrics: Metrics,
         on_message: Callable[[Message], Awaitable[None]],
         on_connect: Callable[[], Any],
         on_disconnect: Callable[[], Any],
         clock: Clock,
-        ping_channel: str,
+        ping_channel: Callable[[str], str],
         ping_every: float = 0.025,
         connect_timeout: float = 1.0,
+        owner: AsyncLoopOwner,
     ) -> None:
-        self._url = url
+        self._endpoint = endpoint
         self._channel = channel
         self._origin = origin
         self._store = store
@@ -82,8 +81,11 @@ class AsyncRedisBus:
         self._stop = AsyncFlag()
         self._worker = AsyncWorker(self._listen, name=f"freshcache-bus:{channel}")
         self._pinger = AsyncWorker(self._ping, name=f"freshcache-ping:{channel}")
-        self._ping_channel = ping_channel
-        self._ping_key = ping_channel.encode()
+        owner.on_change(self._reset)
+        owner.on_end(self._end)
+        self._ping_channel_of = ping_channel  # origin id -> its ping channel
+        self._ping_channel = ping_channel(origin.id)
+        self._ping_key = self._ping_channel.encode()
         self._ping_every = ping_every
         self._mono = clock.monotonic
         self._sent: dict[int, float] = {}  # ping number -> when it was sent
@@ -98,6 +100,29 @@ class AsyncRedisBus:
         if not self._stop.is_set():
             self._worker.start()
             self._pinger.start()
+
+    def _reset(self) -> None:
+        """A new event loop, or a forked child: the listener and the pinger
+        belong to the old loop (or to the parent, where they still run).
+        Unsubscribed here until ``start`` runs again (after ``aclose`` too:
+        a cache can be reopened)."""
+        self._stop = AsyncFlag()
+        self._worker = AsyncWorker(self._listen, name=self._worker.name)
+        self._pinger = AsyncWorker(self._ping, name=self._pinger.name)
+        self._ping_channel = self._ping_channel_of(self._origin.id)  # new if forked
+        self._ping_key = self._ping_channel.encode()
+        self.connected = False  # not a disconnection here: never subscribed
+        self.watermark = -math.inf
+        self._sent.clear()
+
+    async def _end(self) -> None:
+        """The event loop is ending (its tasks are being cancelled): let the
+        listener and the pinger return by themselves too, since a read of
+        redis-py's can swallow the cancellation meant to end them, and the
+        loop would then wait for them forever."""
+        self._stop.set()
+        await self._worker.join(2 * _POLL + self._connect_timeout)
+        await self._pinger.join(2 * _POLL + self._connect_timeout)
 
     async def publish(self, message: Message, *, hard: bool = False) -> None:
         """Send ``message`` to every other process (raises ``StoreError``);
@@ -158,12 +183,12 @@ class AsyncRedisBus:
     async def _listen(self) -> None:
         delay = _BACKOFF[0]
         while not self._stop.is_set():
-            client = Redis.from_url(
-                self._url,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=_SOCKET_TIMEOUT,  # a blackholed link ends
-                health_check_interval=1,
-                retry=Retry(NoBackoff(), 0),
+            client = self._endpoint.client(
+                size=2,
+                timeout=_SOCKET_TIMEOUT,  # a blackholed link ends
+                connect_timeout=self._connect_timeout,
+                health_check=1,
+                per_call=False,
             )
             pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
@@ -211,7 +236,7 @@ class AsyncRedisBus:
         if message is None:
             self._metrics.error("bus_decode")
             return
-        if message.origin == self._origin:
+        if message.origin == self._origin.id:
             return  # applied before it was published
         try:
             await self._on_message(message)

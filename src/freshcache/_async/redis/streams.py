@@ -13,11 +13,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from freshcache._async.redis.connect import Endpoint, Source
 from freshcache._async.redis.store import classify
 from freshcache._core import lua
 from freshcache._core.events import Message, encode
@@ -56,7 +54,7 @@ class AsyncStreamStore:
 
     def __init__(
         self,
-        url: str,
+        source: Source | Endpoint,
         *,
         prefix: str,
         name: str,
@@ -66,15 +64,14 @@ class AsyncStreamStore:
     ) -> None:
         if partitions < 1 or timeout <= 0:
             raise ValueError("partitions must be >= 1 and timeout > 0")
-        pool = ConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # an XADD is never sent twice by us
-            decode_responses=True,
-        )
-        self._client = Redis.from_pool(pool)
+        # No retry inside redis-py (an XADD is never sent twice by us);
+        # ``timeout`` bounds each wait for bytes (a worker's blocking read
+        # adds its block time to it).
+        self.endpoint = Endpoint(source)
+        self._client = self.endpoint.client(
+            size=max_connections, timeout=timeout, health_check=0,
+            per_call=False, decode=True,
+        )  # fmt: skip
         self._enqueue = self._client.register_script(lua.ENQUEUE)
         self._applied = self._client.register_script(lua.APPLIED)
         self._dead_letter = self._client.register_script(lua.DEAD_LETTER)

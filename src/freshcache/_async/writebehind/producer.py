@@ -37,6 +37,7 @@ from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from freshcache._async.redis.connect import Endpoint
     from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class WriteBehindHost:
     keys from its L1; ``written``: drop them from this process's L1.
     """
 
-    url: str | None
+    endpoint: Endpoint | None  # None: the cache has no Redis
     prefix: str
     metrics: Metrics
     entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Awaitable[Prepared]]
@@ -106,9 +107,9 @@ class AsyncWriteBehind:
         timeout: float = 1.0,
         recheck: float = 5.0,
     ) -> None:
-        url = host.url
-        if url is None:
-            raise ValueError("write-behind needs a Redis cache (a redis:// URL)")
+        endpoint = host.endpoint
+        if endpoint is None:
+            raise ValueError("write-behind needs a Redis cache (a URL or a client)")
         if not name.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"name must be letters, digits, '_', '-', '.': {name!r}")
         if partitions < 1 or max_backlog < partitions or replicas < 0:
@@ -121,7 +122,7 @@ class AsyncWriteBehind:
         self._checked_at = -math.inf
         self._host = host
         self._metrics = host.metrics
-        self.url = url
+        self.endpoint = endpoint  # where its Redis is (no password in its repr)
         self.prefix = host.prefix
         self.name = name
         self.partitions = partitions
@@ -134,7 +135,7 @@ class AsyncWriteBehind:
         from freshcache._async.redis.streams import AsyncStreamStore  # needs redis
 
         self._store = AsyncStreamStore(
-            url,
+            endpoint,
             prefix=self.prefix,
             name=name,
             partitions=partitions,
@@ -292,7 +293,7 @@ class AsyncWriteBehind:
         from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 
         return AsyncWriteBehindWorker(
-            self.url,
+            self.endpoint,
             sink,
             prefix=self.prefix,
             name=self.name,

@@ -52,6 +52,7 @@ from freshcache.metrics import Metrics, NullMetrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from freshcache._async.redis.connect import Endpoint, Source
     from freshcache._async.redis.streams import RawEntry
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class AsyncWriteBehindWorker:
 
     def __init__(
         self,
-        url: str,
+        source: Source | Endpoint,
         sink: Sink,
         *,
         prefix: str = "fc",
@@ -91,7 +92,7 @@ class AsyncWriteBehindWorker:
         from freshcache._async.redis.streams import AsyncStreamStore  # needs redis
 
         self._store = AsyncStreamStore(
-            url,
+            source,
             prefix=prefix,
             name=name,
             partitions=partitions,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from freshcache._concurrency import invoke
-from freshcache._core.events import Message, encode
+from freshcache._core.events import Message, Origin, encode
 from freshcache.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Events:
     def __init__(
         self,
         *,
-        origin: str,
+        origin: Origin,
         metrics: Metrics,
         send: Callable[[Message], None],
         on_first_handler: Callable[[], None],
@@ -62,7 +62,7 @@ class Events:
         ``payload`` must be JSON (``TypeError`` otherwise, before anything
         runs). Raises ``StoreError`` when Redis cannot be reached.
         """
-        message = Message(self._origin, event=(name, payload))
+        message = Message(self._origin.id, event=(name, payload))
         encode(message)  # reject a payload JSON cannot carry, before any handler
         self.dispatch(name, payload)
         self._send(message)

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from freshcache._sync.engine.retry import InvalidationRetry, Tiers
-from freshcache._core.events import Message
+from freshcache._core.events import Message, Origin
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
 
 class Invalidator:
     def __init__(
-        self, tiers: Tiers, *, head: str, origin: str, metrics: Metrics,
+        self, tiers: Tiers, *, head: str, origin: Origin, metrics: Metrics,
         mono: Callable[[], float],
     ) -> None:  # fmt: skip
         self._tiers = tiers
@@ -31,6 +31,10 @@ class Invalidator:
             tiers, head=head, origin=origin, metrics=metrics, mono=mono
         )
         self.pending = self.retry.pending
+
+    def reset(self) -> None:
+        """A new event loop, or a forked child (see ``retry.reset``)."""
+        self.retry.reset()
 
     def invalidate(self, fulls: Sequence[str]) -> int | None:
         """Delete ``fulls``; how many Redis held, or None: Redis did not take
@@ -41,7 +45,7 @@ class Invalidator:
             if tiers.l2 is not None:
                 removed = tiers.l2.invalidate(fulls)
             tiers.forget_local(fulls, (), flush=False)
-            tiers.send(Message(self._origin, keys=tuple(fulls)))
+            tiers.send(Message(self._origin.id, keys=tuple(fulls)))
         except StoreError as exc:
             self.retry.queue(exc, keys=tuple(fulls))
             tiers.forget_local(fulls, (), flush=False)
@@ -55,7 +59,7 @@ class Invalidator:
             if tiers.l2 is not None:
                 tiers.l2.invalidate_tags(tags)
             tiers.forget_local((), tags, flush=False)
-            tiers.send(Message(self._origin, tags=tuple(tags)))
+            tiers.send(Message(self._origin.id, tags=tuple(tags)))
         except StoreError as exc:
             self.retry.queue(exc, tags=tuple(tags))
             tiers.forget_local((), tags, flush=False)
@@ -66,7 +70,7 @@ class Invalidator:
         tiers = self._tiers
         try:
             version = tiers.versions.bump(namespace)
-            tiers.send(Message(self._origin, namespaces=((namespace, version),)))
+            tiers.send(Message(self._origin.id, namespaces=((namespace, version),)))
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

@@ -52,6 +52,11 @@ class Leases:
         self.times = LoadTimes(ttl)  # the engine records each load here
         self._waiting: dict[str, Flag] = {}  # keys waiting for a fill here
 
+    def reset(self) -> None:
+        """A new event loop, or a forked child: whoever waited belongs to the
+        old one (setting their flags from here could fail)."""
+        self._waiting = {}
+
     def wake(self, fulls: Sequence[str]) -> None:
         """Fill notices arrived: wake the callers waiting for those keys."""
         for full in fulls:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from freshcache._sync.engine.versions import Versions
 from freshcache._concurrency import Flag, Worker
-from freshcache._core.events import Message
+from freshcache._core.events import Message, Origin
 from freshcache._core.layout import versioned
 from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
@@ -58,7 +58,7 @@ class Tiers(Protocol):
 
 class InvalidationRetry:
     def __init__(
-        self, tiers: Tiers, *, head: str, origin: str, metrics: Metrics,
+        self, tiers: Tiers, *, head: str, origin: Origin, metrics: Metrics,
         mono: Callable[[], float],
     ) -> None:  # fmt: skip
         self.pending = PendingInvalidations()
@@ -71,6 +71,23 @@ class InvalidationRetry:
         self._rng = random.Random()
         self._stop = Flag()
         self._worker: Worker | None = None
+
+    def reset(self) -> None:
+        """A new event loop, or a forked child: the retry loop belonged to the
+        old one (or to the parent). What is queued stays, and a new loop
+        retries it here (one call has just come: there is a loop to run on)."""
+        self._stop = Flag()
+        self._worker = None
+        if self.pending.nonempty:
+            self._worker = Worker(self._loop, name="freshcache-retry")
+            self._worker.start()
+
+    def pause(self) -> None:
+        """Stop the retry loop (its event loop is ending); what is queued
+        stays queued for the next one (``reset``)."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(1.0)
 
     def queue(
         self,
@@ -185,7 +202,7 @@ class InvalidationRetry:
             l2.invalidate_tags(batch.tags)
         tiers.forget_local(keys, batch.tags, flush=bool(bumped))
         message = Message(
-            self._origin, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
+            self._origin.id, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
         )
         tiers.send(message)
 

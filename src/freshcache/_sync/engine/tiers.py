@@ -17,6 +17,7 @@ The protocol (docs/coherence.md has the sequence diagrams):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -30,13 +31,14 @@ from freshcache._sync.engine.local_bus import LocalBus
 from freshcache._sync.engine.versions import Versions
 from freshcache._concurrency import (
     Background,
+    LoopOwner,
     SingleFlight,
     invoke,
 )
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.entry import Entry, Hit
-from freshcache._core.events import Message
+from freshcache._core.events import Message, Origin
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
 from freshcache._core.layout import bus_channel, ping_channel
@@ -48,7 +50,7 @@ from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import CacheClosedError, RevivalError, StoreError
-from freshcache.metrics import Metrics
+from freshcache.metrics import Metrics, StatsRecorder
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.bus import RedisBus
@@ -73,12 +75,11 @@ class Engine:
         *,
         head: str,
         prefix: str,
-        origin: str,
+        origin: Origin,
         l1: MemoryStore | None,
         l1_ttl: float | None,
         l1_copy: bool,
         l2: RedisStore | None,
-        url: str | None,
         codec: Codec,
         metrics: Metrics,
         clock: Clock,
@@ -89,20 +90,21 @@ class Engine:
         jitter: float = 0.0,
         max_staleness: float | None = DEFAULT_STALENESS,
         stale_when_down: float = 0.0,
+        owner: LoopOwner,
     ) -> None:
         self.head = head
         self.prefix = prefix
         self.closed = False
         self._channel = bus_channel(prefix)
-        self.url = url
+        self.owner = owner
         self.bus: RedisBus | LocalBus
-        if l2 is None or url is None:
+        if l2 is None:
             self.bus = LocalBus()
         else:
             from freshcache._sync.redis.bus import RedisBus  # needs redis
 
             self.bus = RedisBus(
-                url,
+                l2.endpoint,
                 channel=self._channel,
                 origin=origin,
                 store=l2,
@@ -111,8 +113,9 @@ class Engine:
                 on_connect=self.bus_connected,
                 on_disconnect=self.bus_disconnected,
                 clock=clock,
-                ping_channel=ping_channel(prefix, origin),
+                ping_channel=functools.partial(ping_channel, prefix),
                 ping_every=max(0.005, (max_staleness or DEFAULT_STALENESS) / 4),
+                owner=owner,
             )
         # The staleness bound of in-process state over Redis (L1 entries and
         # namespace versions): see ``current``. None: L1 is not bounded.
@@ -167,6 +170,44 @@ class Engine:
             self, head=head, origin=origin, metrics=metrics, mono=clock.monotonic
         )
         self.pending = self.invalidator.pending
+        owner.on_change(self._reset)
+        owner.on_end(self._end)
+        owner.on_fork(self._forked)
+
+    # -- lifecycle: event loops and forks -----------------------------------
+
+    def _reset(self) -> None:
+        """A new event loop, or the first call in a forked child: what was in
+        flight belongs to the old loop (or the parent) and never finishes
+        here. Drop it; the bus starts again on first use; over Redis, L1
+        starts empty (the new subscription would flush it anyway). The
+        embedded cache keeps its L1: it is the cache."""
+        self.flights = SingleFlight()
+        self._background = Background()
+        self.refreshing.clear()
+        self._listening = False
+        self.versions.reset()
+        if self.leases is not None:
+            self.leases.reset()
+        self.invalidator.reset()
+        if self.l2 is not None:
+            self.flush_local()
+
+    def _end(self) -> None:
+        """The event loop is ending: refreshes and the retry loop on it stop
+        (before the bus and the store close, which they use)."""
+        self._background.drain(0)
+        self.invalidator.retry.pause()
+
+    def _forked(self) -> None:
+        """At once in a forked child: an origin of its own (see ``Origin``),
+        in-process state with new locks, an empty L1, its own stats."""
+        self._origin.renew()
+        if self.l1 is not None:
+            self.l1.after_fork()
+        self.pending.after_fork()
+        if isinstance(self.metrics, StatsRecorder):
+            self.metrics.after_fork()
 
     # -- the bus ------------------------------------------------------------
 
@@ -215,10 +256,23 @@ class Engine:
         the bus is back, since messages sent meanwhile are lost."""
         self.metrics.count("bus_disconnect")
 
+    def reopen(self) -> None:
+        """Undo ``close``: everything is rebuilt on the next call (new
+        connections, a new subscription, an empty L1). Pending invalidations
+        that ``close`` reported lost stay lost."""
+        if not self.closed:
+            return
+        self.closed = False
+        if self.l2 is not None:
+            self.l2.reopen()
+        self.owner.renew()
+
     def check_open(self) -> None:
-        """Raise ``CacheClosedError`` once ``close`` has run: closing is final."""
+        """Raise ``CacheClosedError`` once ``close`` has run: closing is final;
+        then make sure what is loop-bound belongs to the running loop."""
         if self.closed:
             raise CacheClosedError("this cache was closed; make a new one")
+        self.owner.check()
 
     def send(self, message: Message) -> None:
         self.check_open()
@@ -279,11 +333,16 @@ class Engine:
 
     def _local_fill(
         self, full: str, entry: Entry, data: bytes | None, size: int,
-        hard: float | None, snapshot: Snapshot,
+        hard: float | None, snapshot: Snapshot, *, fence: bool = False,
     ) -> None:  # fmt: skip
+        """``fence``: see ``LocalTier.fill``."""
+        if self.l1 is None:
+            return
         # No L1 fills at all while an invalidation is pending (it may cover them).
-        if self.l1 is not None and not self.pending.nonempty:
-            self.l1.fill(full, entry, data, size, hard, snapshot)
+        if not self.pending.nonempty:
+            self.l1.fill(full, entry, data, size, hard, snapshot, fence=fence)
+        elif fence:
+            self.l1.fence([full])
 
     # -- reads ----------------------------------------------------------------
 
@@ -470,7 +529,7 @@ class Engine:
             return value
         entry, data, hard = encoded
         if self.leases is not None:
-            fills = Message(self._origin, fills=(full,))  # wakes other processes
+            fills = Message(self._origin.id, fills=(full,))  # wakes other processes
             notice = (self._channel, encode_message(fills))
             if not self.leases.fill(full, token, epoch, data, hard, rendered, notice):
                 return value
@@ -652,12 +711,15 @@ class Engine:
             except StoreError:
                 self._drop_local(fulls)  # L1 must not keep what Redis may not have
                 return False
+        # Redis holds the new values now. A read here may have fetched the old
+        # ones after our first drop, and not stored them in L1 yet: each fill
+        # below also fences its key, so that such a read never stores after it.
         for (full, entry, data, hard), snapshot in zip(encoded, snapshots, strict=True):
-            self._local_fill(full, entry, data, len(data), hard, snapshot)
+            self._local_fill(full, entry, data, len(data), hard, snapshot, fence=True)
         sent = True
         if fulls and self.l2 is not None:
             try:
-                self.send(Message(self._origin, keys=tuple(fulls)))
+                self.send(Message(self._origin.id, keys=tuple(fulls)))
             except StoreError:
                 self.metrics.error("bus_publish")
                 sent = False
@@ -667,7 +729,7 @@ class Engine:
         """The bus message that drops ``fulls`` from every other process's L1,
         for a script to PUBLISH in the same step as its write (write-behind)."""
         self.metrics.count("invalidations_sent")
-        return encode_message(Message(self._origin, keys=tuple(fulls)))
+        return encode_message(Message(self._origin.id, keys=tuple(fulls)))
 
     def written(self, fulls: Sequence[str]) -> None:
         """After such a script ran (or may have): drop ``fulls`` from L1 here;
@@ -682,7 +744,7 @@ class Engine:
         if self.l2 is not None:
             self.l2.clear(head)
         self.flush_local()
-        self.send(Message(self._origin, flush=True))
+        self.send(Message(self._origin.id, flush=True))
 
     def close(self) -> None:
         """Final: background work gets ``lease_ttl`` to end, queued
@@ -690,6 +752,7 @@ class Engine:
         ``CacheClosedError``, and L1 is emptied."""
         if self.closed:
             return
+        self.owner.check()  # closing from another loop closes nothing of the old
         self._background.drain(self._lease_ttl)
         self.invalidator.close(self._lease_ttl)
         self.closed = True

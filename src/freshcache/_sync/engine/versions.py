@@ -37,6 +37,14 @@ class Versions:
         # each, overflow the pool, and bypass the cache to the loader.
         self._reads = SingleFlight()
 
+    def reset(self) -> None:
+        """A new event loop, or a forked child: reads in flight belong to the
+        old one. What is known over Redis is read again (the embedded cache's
+        versions live only here: they stay)."""
+        self._reads = SingleFlight()
+        if self._l2 is not None:
+            self.forget()
+
     def get(self, namespace: str, *, hard: bool = False) -> int:
         """The current version.
 

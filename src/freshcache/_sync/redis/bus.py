@@ -33,15 +33,13 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis import Redis
-from redis.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from freshcache._sync.redis.connect import Endpoint
 from freshcache._sync.redis.store import RedisStore
-from freshcache._concurrency import Flag, Worker
+from freshcache._concurrency import Flag, LoopOwner, Worker
 from freshcache._core.clock import Clock
-from freshcache._core.events import Message, decode, encode
+from freshcache._core.events import Message, Origin, decode, encode
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
@@ -57,21 +55,22 @@ class RedisBus:
 
     def __init__(
         self,
-        url: str,
+        endpoint: Endpoint,
         *,
         channel: str,
-        origin: str,
+        origin: Origin,
         store: RedisStore,
         metrics: Metrics,
         on_message: Callable[[Message], None],
         on_connect: Callable[[], Any],
         on_disconnect: Callable[[], Any],
         clock: Clock,
-        ping_channel: str,
+        ping_channel: Callable[[str], str],
         ping_every: float = 0.025,
         connect_timeout: float = 1.0,
+        owner: LoopOwner,
     ) -> None:
-        self._url = url
+        self._endpoint = endpoint
         self._channel = channel
         self._origin = origin
         self._store = store
@@ -83,8 +82,11 @@ class RedisBus:
         self._stop = Flag()
         self._worker = Worker(self._listen, name=f"freshcache-bus:{channel}")
         self._pinger = Worker(self._ping, name=f"freshcache-ping:{channel}")
-        self._ping_channel = ping_channel
-        self._ping_key = ping_channel.encode()
+        owner.on_change(self._reset)
+        owner.on_end(self._end)
+        self._ping_channel_of = ping_channel  # origin id -> its ping channel
+        self._ping_channel = ping_channel(origin.id)
+        self._ping_key = self._ping_channel.encode()
         self._ping_every = ping_every
         self._mono = clock.monotonic
         self._sent: dict[int, float] = {}  # ping number -> when it was sent
@@ -99,6 +101,29 @@ class RedisBus:
         if not self._stop.is_set():
             self._worker.start()
             self._pinger.start()
+
+    def _reset(self) -> None:
+        """A new event loop, or a forked child: the listener and the pinger
+        belong to the old loop (or to the parent, where they still run).
+        Unsubscribed here until ``start`` runs again (after ``close`` too:
+        a cache can be reopened)."""
+        self._stop = Flag()
+        self._worker = Worker(self._listen, name=self._worker.name)
+        self._pinger = Worker(self._ping, name=self._pinger.name)
+        self._ping_channel = self._ping_channel_of(self._origin.id)  # new if forked
+        self._ping_key = self._ping_channel.encode()
+        self.connected = False  # not a disconnection here: never subscribed
+        self.watermark = -math.inf
+        self._sent.clear()
+
+    def _end(self) -> None:
+        """The event loop is ending (its tasks are being cancelled): let the
+        listener and the pinger return by themselves too, since a read of
+        redis-py's can swallow the cancellation meant to end them, and the
+        loop would then wait for them forever."""
+        self._stop.set()
+        self._worker.join(2 * _POLL + self._connect_timeout)
+        self._pinger.join(2 * _POLL + self._connect_timeout)
 
     def publish(self, message: Message, *, hard: bool = False) -> None:
         """Send ``message`` to every other process (raises ``StoreError``);
@@ -159,12 +184,12 @@ class RedisBus:
     def _listen(self) -> None:
         delay = _BACKOFF[0]
         while not self._stop.is_set():
-            client = Redis.from_url(
-                self._url,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=_SOCKET_TIMEOUT,  # a blackholed link ends
-                health_check_interval=1,
-                retry=Retry(NoBackoff(), 0),
+            client = self._endpoint.client(
+                size=2,
+                timeout=_SOCKET_TIMEOUT,  # a blackholed link ends
+                connect_timeout=self._connect_timeout,
+                health_check=1,
+                per_call=False,
             )
             pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
@@ -212,7 +237,7 @@ class RedisBus:
         if message is None:
             self._metrics.error("bus_decode")
             return
-        if message.origin == self._origin:
+        if message.origin == self._origin.id:
             return  # applied before it was published
         try:
             self._on_message(message)

@@ -25,9 +25,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from redis import BlockingConnectionPool, ConnectionPool, Redis
-from redis.retry import Retry
-from redis.backoff import NoBackoff
+from redis import ConnectionPool, Redis
+from redis.client import Pipeline
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -37,8 +36,8 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from freshcache._sync.redis.deadline import with_deadline
-from freshcache._concurrency import Background, Slots, sleep
+from freshcache._sync.redis.connect import Endpoint, Source
+from freshcache._concurrency import Background, LoopOwner, Slots, sleep
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -99,7 +98,7 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        source: Source,
         *,
         head: str,
         codec: Codec,
@@ -109,36 +108,28 @@ class RedisStore:
         max_connections: int = 16,
         breaker: Breaker | None = None,
         invalidation_budget: float = 1.0,
+        owner: LoopOwner | None = None,
     ) -> None:
         if timeout <= 0 or max_connections < 1:
             raise ValueError("timeout must be > 0 and max_connections >= 1")
         if not invalidation_budget >= timeout:
             raise ValueError("invalidation_budget must be at least timeout")
-        pool = ConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=5,
-        )
-        pool.connection_class = with_deadline(pool.connection_class)
-        self._client = Redis.from_pool(pool)  # the client owns and closes the pool
+        self.endpoint = Endpoint(source)
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._budget = invalidation_budget
+        # The clients stay for the store's life (its scripts are registered on
+        # them); their pools are replaced when a new event loop or a forked
+        # child uses the store (``_reconnect``).
+        self._client = Redis.from_pool(self._pool())  # owns and closes its pool
         # Invalidations have connections and deadlines of their own: a slow
         # Redis that makes reads fail open fast must not make them give up.
-        attempt = max(timeout, invalidation_budget / 4)
-        hard_pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=_HARD_CONNECTIONS,
-            timeout=invalidation_budget,
-            socket_timeout=attempt,
-            socket_connect_timeout=attempt,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=5,
-        )
-        hard_pool.connection_class = with_deadline(hard_pool.connection_class)
-        self._hard = Redis.from_pool(hard_pool)
-        self._budget = invalidation_budget
+        self._hard = Redis.from_pool(self._hard_pool())
+        self._owner = LoopOwner() if owner is None else owner
+        self._owner.on_change(self._reconnect)
+        self._owner.on_end(self._disconnect)
+        self._owner.on_fork(self._forked)
+        self._inherited: tuple[ConnectionPool, ...] = ()
         self._rng = random.Random()
         self._head = head
         self._acquire = self._client.register_script(lua.ACQUIRE)
@@ -147,7 +138,6 @@ class RedisStore:
         self._release = self._client.register_script(lua.RELEASE)
         self._register = self._client.register_script(lua.REGISTER)
         self._slots = Slots(max_connections)
-        self._timeout = timeout
         self._codec = codec
         self._metrics = metrics
         self._clock = clock
@@ -156,6 +146,47 @@ class RedisStore:
         self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = Background()
         self._loud_at: dict[str, float] = {}
+
+    def _pool(self) -> ConnectionPool:
+        return self.endpoint.pool(size=self._max_connections, timeout=self._timeout)
+
+    def _hard_pool(self) -> ConnectionPool:
+        attempt = max(self._timeout, self._budget / 4)
+        return self.endpoint.pool(
+            size=_HARD_CONNECTIONS, timeout=attempt, wait=self._budget
+        )
+
+    def _reconnect(self) -> None:
+        """New pools, slots and background work for a new event loop or a
+        forked child; the old ones belong to the loop (or the parent) that
+        made them, and are dropped unused."""
+        self._client.connection_pool = self._pool()
+        self._hard.connection_pool = self._hard_pool()
+        self._slots = Slots(self._max_connections)
+        self._background = Background()
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's connections are the parent's. Kept
+        here untouched (never closed: closing them would not end the parent's,
+        but collecting them would warn), they are replaced on the next call."""
+        self._inherited = (self._client.connection_pool, self._hard.connection_pool)
+
+    def reopen(self) -> None:
+        """Usable again after ``close``: new connections on the next call."""
+        self._closed = False
+        self._owner.renew()
+
+    def _disconnect(self) -> None:
+        """The event loop is ending: close its connections (the store stays
+        usable; the next loop makes new ones). Leases being given back on it
+        are given up (they expire by themselves)."""
+        self._background.drain(0)
+        self._client.connection_pool.disconnect()
+        self._hard.connection_pool.disconnect()
+
+    def _pipeline(self) -> Pipeline:
+        self._owner.check()  # before the pipeline takes the client's pool
+        return self._client.pipeline(transaction=False)
 
     def _run(
         self, operation: str, call: Callable[..., Any], *args: Any,
@@ -167,6 +198,7 @@ class RedisStore:
         caller cancelled)."""
         if self._closed:
             raise CacheClosedError("this cache was closed; make a new one")
+        self._owner.check()
         breaker = self._breaker
         if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
             self._metrics.error("circuit_open")
@@ -204,6 +236,7 @@ class RedisStore:
         spent; then the last error is raised (and the caller queues it)."""
         if self._closed:
             raise CacheClosedError("this cache was closed; make a new one")
+        self._owner.check()
         started = time.perf_counter()
         deadline = self._clock.monotonic() + self._budget
         failures = 0
@@ -267,7 +300,7 @@ class RedisStore:
         """As ``get``, for several keys in one round trip (a pipeline)."""
         if not keys:
             return []
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for key in keys:
             pipe.getrange(key, 0, self._longest)
         values = self._run("mget", pipe.execute)
@@ -284,7 +317,7 @@ class RedisStore:
         self._run("set", self._put, [key, lease_key(key)], [data, _px_arg(ttl)])
 
     def put_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for key, data, ttl in items:
             self._put(
                 keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
@@ -383,7 +416,7 @@ class RedisStore:
 
     def register(self, tags: Sequence[str], member: str, ttl: float | None) -> None:
         """Add ``member`` to each tag's set, before its value is stored."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for tag in tags:
             self._register(
                 keys=[tag_key(self._head, tag)],

@@ -38,6 +38,7 @@ from freshcache.metrics import Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from freshcache._sync.redis.connect import Endpoint
     from freshcache._sync.writebehind.worker import WriteBehindWorker
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class WriteBehindHost:
     keys from its L1; ``written``: drop them from this process's L1.
     """
 
-    url: str | None
+    endpoint: Endpoint | None  # None: the cache has no Redis
     prefix: str
     metrics: Metrics
     entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Prepared]
@@ -107,9 +108,9 @@ class WriteBehind:
         timeout: float = 1.0,
         recheck: float = 5.0,
     ) -> None:
-        url = host.url
-        if url is None:
-            raise ValueError("write-behind needs a Redis cache (a redis:// URL)")
+        endpoint = host.endpoint
+        if endpoint is None:
+            raise ValueError("write-behind needs a Redis cache (a URL or a client)")
         if not name.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"name must be letters, digits, '_', '-', '.': {name!r}")
         if partitions < 1 or max_backlog < partitions or replicas < 0:
@@ -122,7 +123,7 @@ class WriteBehind:
         self._checked_at = -math.inf
         self._host = host
         self._metrics = host.metrics
-        self.url = url
+        self.endpoint = endpoint  # where its Redis is (no password in its repr)
         self.prefix = host.prefix
         self.name = name
         self.partitions = partitions
@@ -135,7 +136,7 @@ class WriteBehind:
         from freshcache._sync.redis.streams import StreamStore  # needs redis
 
         self._store = StreamStore(
-            url,
+            endpoint,
             prefix=self.prefix,
             name=name,
             partitions=partitions,
@@ -293,7 +294,7 @@ class WriteBehind:
         from freshcache._sync.writebehind.worker import WriteBehindWorker
 
         return WriteBehindWorker(
-            self.url,
+            self.endpoint,
             sink,
             prefix=self.prefix,
             name=self.name,

@@ -53,6 +53,7 @@ from freshcache.metrics import Metrics, NullMetrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from freshcache._sync.redis.connect import Endpoint, Source
     from freshcache._sync.redis.streams import RawEntry
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class WriteBehindWorker:
 
     def __init__(
         self,
-        url: str,
+        source: Source | Endpoint,
         sink: Sink,
         *,
         prefix: str = "fc",
@@ -92,7 +93,7 @@ class WriteBehindWorker:
         from freshcache._sync.redis.streams import StreamStore  # needs redis
 
         self._store = StreamStore(
-            url,
+            source,
             prefix=prefix,
             name=name,
             partitions=partitions,

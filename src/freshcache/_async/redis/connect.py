@@ -1,0 +1,117 @@
+"""Where Redis is and how to reach it: from a URL, or from a client or a
+connection pool the application built.
+
+``Endpoint`` keeps what the source says about *where* and *who*: address,
+database, credentials (a password, or a ``credential_provider``), TLS
+settings, protocol, client name. It drops what freshcache decides itself,
+whatever the URL or the client says: how long to wait (its own deadline per
+call), whether to retry (never inside redis-py; freshcache has its own
+policy), and how replies come back (bytes: freshcache decodes them). Each
+pool it makes is new: the application's own client, and its connections,
+are never used or closed by freshcache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import Connection, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from freshcache._async.redis.deadline import with_deadline
+
+# Decided by freshcache, never taken from the source; plus redis-py's
+# bookkeeping of one pool (its maintenance-notification handler belongs to
+# the pool that made it).
+_OURS = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "retry",
+        "retry_on_timeout",
+        "retry_on_error",
+        "health_check_interval",
+        "decode_responses",
+        "encoding",
+        "encoding_errors",
+        "maint_notifications_config",
+        "maint_notifications_pool_handler",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+    }
+)
+
+Client = Redis | ConnectionPool
+"""What an application may hand freshcache: a client, or a connection pool."""
+Source = str | Client
+"""Where to connect: a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+``Client``."""
+
+
+class Endpoint:
+    connection_class: type[Any]
+    settings: dict[str, Any]  # connection keywords (never logged: a password)
+
+    def __init__(self, source: Source | Endpoint) -> None:
+        if isinstance(source, Endpoint):  # the same place, the same settings
+            self.connection_class, self.settings = (
+                source.connection_class,
+                dict(source.settings),
+            )
+            return
+        if isinstance(source, str):
+            kwargs: dict[str, Any] = dict(parse_url(source))  # type: ignore[no-untyped-call,unused-ignore]
+            connection_class = kwargs.pop("connection_class", Connection)
+        else:
+            pool = source.connection_pool if isinstance(source, Redis) else source
+            if type(pool) not in (ConnectionPool, BlockingConnectionPool):
+                raise TypeError(
+                    "client= takes a redis.asyncio.Redis client or a "
+                    "redis.asyncio.ConnectionPool (not a Sentinel, cluster or "
+                    f"sync one); got {type(source).__module__}.{type(source).__name__}"
+                )
+            kwargs = dict(pool.connection_kwargs)
+            connection_class = pool.connection_class
+        self.connection_class = connection_class
+        self.settings = {k: v for k, v in kwargs.items() if k not in _OURS}
+
+    def __repr__(self) -> str:  # never the password
+        where = self.settings.get("path") or "{}:{}".format(
+            self.settings.get("host", "localhost"), self.settings.get("port", 6379)
+        )
+        return f"Endpoint({where}, db={self.settings.get('db', 0)})"
+
+    def pool(
+        self, *, size: int, timeout: float, wait: float | None = None,
+        connect_timeout: float | None = None, health_check: float = 5,
+        per_call: bool = True, decode: bool = False,
+    ) -> ConnectionPool:  # fmt: skip
+        """A new pool of up to ``size`` connections whose every call ends
+        ``timeout`` seconds after it was sent (connecting: ``connect_timeout``,
+        by default the same); ``wait``: callers wait up to that long for a
+        free connection (else: never); ``health_check``: a connection idle
+        that long is pinged before use. ``per_call=False`` (a subscription,
+        which waits for messages as long as it lives): ``timeout`` bounds each
+        wait for bytes, not a whole call. ``decode``: replies as ``str``."""
+        common: dict[str, Any] = {
+            "connection_class": with_deadline(self.connection_class)
+            if per_call
+            else self.connection_class,
+            "max_connections": size,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout or timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": health_check,
+            "decode_responses": decode,
+            **self.settings,
+        }
+        if wait is None:
+            return ConnectionPool(**common)
+        return BlockingConnectionPool(timeout=wait, **common)  # type: ignore[no-untyped-call,unused-ignore]
+
+    def client(self, **pool: Any) -> Redis:
+        """A client that owns (and closes) a new ``pool(**pool)``."""
+        return Redis.from_pool(self.pool(**pool))
