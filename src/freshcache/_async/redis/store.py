@@ -37,7 +37,7 @@ from redis.exceptions import (
 )
 
 from freshcache._async.redis.deadline import with_deadline
-from freshcache._concurrency import AsyncBackground, AsyncSlots, asleep
+from freshcache._concurrency import AsyncBackground, AsyncSlots, adeadline, asleep
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -138,6 +138,7 @@ class AsyncRedisStore:
         hard_pool.connection_class = with_deadline(hard_pool.connection_class)
         self._hard = Redis.from_pool(hard_pool)
         self._budget = invalidation_budget
+        self._attempt = attempt
         self._rng = random.Random()
         self._head = head
         self._acquire = self._client.register_script(lua.ACQUIRE)
@@ -196,6 +197,12 @@ class AsyncRedisStore:
             breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
+
+    async def _whole(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` (a pipeline's ``execute``) under one deadline for all
+        its replies, not one per reply: ``_run(op, self._whole, pipe.execute)``."""
+        async with adeadline(self._timeout):
+            return await call()
 
     async def _run_hard(
         self, operation: str, attempt: Callable[[Redis], Awaitable[Any]]
@@ -271,7 +278,7 @@ class AsyncRedisStore:
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
             pipe.getrange(key, 0, self._longest)
-        values = await self._run("mget", pipe.execute)
+        values = await self._run("mget", self._whole, pipe.execute)
         hits = [self._decode(k, v or None) for k, v in zip(keys, values, strict=True)]
         for key, value, hit in zip(keys, values, hits, strict=True):
             if hit is MISS and value:
@@ -290,7 +297,7 @@ class AsyncRedisStore:
             await self._put(
                 keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
             )
-        await self._run("set_many", pipe.execute)
+        await self._run("set_many", self._whole, pipe.execute)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key``: a token, or None if someone holds it."""
@@ -370,7 +377,8 @@ class AsyncRedisStore:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(key, lease_key(key))
-            counts: list[int] = await pipe.execute()
+            async with adeadline(self._attempt):  # one for all the replies
+                counts: list[int] = await pipe.execute()
             return counts
 
         return sum(await self._run_hard("invalidate", attempt))
@@ -393,7 +401,7 @@ class AsyncRedisStore:
                 args=[member, _px_arg(ttl)],
                 client=pipe,
             )
-        await self._run("register", pipe.execute)
+        await self._run("register", self._whole, pipe.execute)
 
     async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Bump the epoch, then per tag: read its members, invalidate them,

@@ -38,7 +38,7 @@ from redis.exceptions import (
 )
 
 from freshcache._sync.redis.deadline import with_deadline
-from freshcache._concurrency import Background, Slots, sleep
+from freshcache._concurrency import Background, Slots, deadline, sleep
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -139,6 +139,7 @@ class RedisStore:
         hard_pool.connection_class = with_deadline(hard_pool.connection_class)
         self._hard = Redis.from_pool(hard_pool)
         self._budget = invalidation_budget
+        self._attempt = attempt
         self._rng = random.Random()
         self._head = head
         self._acquire = self._client.register_script(lua.ACQUIRE)
@@ -197,6 +198,12 @@ class RedisStore:
             breaker.success()
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
+
+    def _whole(self, call: Callable[[], T]) -> T:
+        """``call()`` (a pipeline's ``execute``) under one deadline for all
+        its replies, not one per reply: ``_run(op, self._whole, pipe.execute)``."""
+        with deadline(self._timeout):
+            return call()
 
     def _run_hard(self, operation: str, attempt: Callable[[Redis], Any]) -> Any:
         """An invalidation's write: on its own connections, whatever the read
@@ -270,7 +277,7 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
             pipe.getrange(key, 0, self._longest)
-        values = self._run("mget", pipe.execute)
+        values = self._run("mget", self._whole, pipe.execute)
         hits = [self._decode(k, v or None) for k, v in zip(keys, values, strict=True)]
         for key, value, hit in zip(keys, values, hits, strict=True):
             if hit is MISS and value:
@@ -289,7 +296,7 @@ class RedisStore:
             self._put(
                 keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
             )
-        self._run("set_many", pipe.execute)
+        self._run("set_many", self._whole, pipe.execute)
 
     def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key``: a token, or None if someone holds it."""
@@ -369,7 +376,8 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(key, lease_key(key))
-            counts: list[int] = pipe.execute()
+            with deadline(self._attempt):  # one for all the replies
+                counts: list[int] = pipe.execute()
             return counts
 
         return sum(self._run_hard("invalidate", attempt))
@@ -390,7 +398,7 @@ class RedisStore:
                 args=[member, _px_arg(ttl)],
                 client=pipe,
             )
-        self._run("register", pipe.execute)
+        self._run("register", self._whole, pipe.execute)
 
     def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Bump the epoch, then per tag: read its members, invalidate them,
