@@ -59,6 +59,7 @@ RULES: list[tuple[str, str]] = [
     # the hand-written pairs in freshcache/_concurrency.py
     (r"\bainvoke\b", "invoke"),
     (r"\bacheck_function\b", "check_function"),
+    (r"\badeadline\b", "deadline"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
     # the shipped contract (freshcache/testing/_async) runs in pytest-asyncio's
     # strict mode too, so its async fixture says so; the sync twin's is plain

@@ -8,6 +8,14 @@ every connection at once, the pub/sub one included. While ``trickle`` is
 above zero, those bytes go out one at a time, ``trickle`` seconds apart (a
 link that keeps a connection alive but barely moves). Client bytes go
 through at once.
+
+While ``blackhole`` is True, bytes in both directions are dropped as they
+come: connections stay open (new ones are accepted too) and nothing
+arrives, like a route that went dead. While ``drop_replies`` is True, only
+the server's bytes are dropped: commands reach the server and run, and the
+client never hears back (lost replies). Dropped bytes are gone for good, so
+a connection that lost some mid-reply is out of step with its server: the
+client must drop it (redis-py does, at the timeout its read runs into).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ class DelayProxy:
         self.port: int = self._listener.getsockname()[1]
         self.delay = 0.0
         self.trickle = 0.0
+        self.blackhole = False
+        self.drop_replies = False
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -68,15 +78,16 @@ class DelayProxy:
                 ).start()
 
     def _upstream(self, client: socket.socket, server: socket.socket) -> None:
-        """Client bytes to the server, at once."""
+        """Client bytes to the server, at once (or dropped)."""
         with contextlib.suppress(OSError):
             while chunk := client.recv(65536):
-                server.sendall(chunk)
+                if not self.blackhole:
+                    server.sendall(chunk)
         _shut(server)
 
     def _downstream(self, client: socket.socket, server: socket.socket) -> None:
         """Server bytes to the client, each chunk ``delay`` later, in order
-        (a chunk is never due before the one ahead of it)."""
+        (a chunk is never due before the one ahead of it), or dropped."""
         due: collections.deque[tuple[float, bytes]] = collections.deque()
         ready = threading.Condition()
         done = threading.Event()
@@ -108,6 +119,8 @@ class DelayProxy:
         last = 0.0
         with contextlib.suppress(OSError):
             while chunk := server.recv(65536):
+                if self.blackhole or self.drop_replies:
+                    continue
                 last = max(last, time.monotonic() + self.delay)
                 with ready:
                     due.append((last, chunk))

@@ -51,6 +51,26 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def adeadline(seconds: float) -> asyncio.Timeout:
+    """One deadline for a whole Redis call of several replies (a pipeline):
+    redis.asyncio reads each reply under its own ``socket_timeout``, so an
+    N-command pipeline could take N of them. On expiry the call is cancelled
+    and ``TimeoutError`` raised. No reply is left half read on a pooled
+    connection: redis-py's asyncio connection disconnects when a read or a
+    send is interrupted by any exception, cancellation included
+    (``Connection.read_response`` and ``send_packed_command``, and the
+    pipeline's own reading loop, in redis-py 8.2)."""
+    return asyncio.timeout(seconds)
+
+
+def deadline(seconds: float) -> contextlib.nullcontext[None]:
+    """The sync twin of ``adeadline``: nothing to do, since the sync
+    connection's socket (``_sync/redis/deadline.py``) already gives all the
+    replies to one send one deadline, and a pipeline is one send (one with
+    Lua scripts first checks that they are loaded: a send of its own)."""
+    return contextlib.nullcontext()
+
+
 def acheck_function(func: Callable[..., Any], where: str) -> None:
     """The async cache decorates ``async def`` functions only."""
     if not inspect.iscoroutinefunction(func):

@@ -11,6 +11,9 @@ pipeline is one send: its replies share one deadline.
 
 The asyncio twin has no socket (redis-py reads a stream under its own
 timeout per reply): there ``_connect`` returns nothing and nothing changes.
+A call of one reply then has one deadline already; the store runs each
+pipeline under ``adeadline`` (``freshcache._concurrency``), one deadline for
+all its replies.
 """
 
 from __future__ import annotations

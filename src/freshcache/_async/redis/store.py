@@ -36,7 +36,13 @@ from redis.exceptions import (
 )
 
 from freshcache._async.redis.connect import Endpoint, Source
-from freshcache._concurrency import AsyncBackground, AsyncLoopOwner, AsyncSlots, asleep
+from freshcache._concurrency import (
+    AsyncBackground,
+    AsyncLoopOwner,
+    AsyncSlots,
+    adeadline,
+    asleep,
+)
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -117,6 +123,8 @@ class AsyncRedisStore:
         self._max_connections = max_connections
         self._timeout = timeout
         self._budget = invalidation_budget
+        # One attempt of an invalidation: its deadline (for all its replies).
+        self._attempt = max(timeout, invalidation_budget / 4)
         # The clients stay for the store's life (its scripts are registered on
         # them); their pools are replaced when a new event loop or a forked
         # child uses the store (``_reconnect``).
@@ -150,9 +158,8 @@ class AsyncRedisStore:
         return self.endpoint.pool(size=self._max_connections, timeout=self._timeout)
 
     def _hard_pool(self) -> ConnectionPool:
-        attempt = max(self._timeout, self._budget / 4)
         return self.endpoint.pool(
-            size=_HARD_CONNECTIONS, timeout=attempt, wait=self._budget
+            size=_HARD_CONNECTIONS, timeout=self._attempt, wait=self._budget
         )
 
     def _reconnect(self) -> None:
@@ -229,6 +236,12 @@ class AsyncRedisStore:
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
 
+    async def _whole(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` (a pipeline's ``execute``) under one deadline for all
+        its replies, not one per reply: ``_run(op, self._whole, pipe.execute)``."""
+        async with adeadline(self._timeout):
+            return await call()
+
     async def _run_hard(
         self, operation: str, attempt: Callable[[Redis], Awaitable[Any]]
     ) -> Any:
@@ -304,7 +317,7 @@ class AsyncRedisStore:
         pipe = self._pipeline()
         for key in keys:
             pipe.getrange(key, 0, self._longest)
-        values = await self._run("mget", pipe.execute)
+        values = await self._run("mget", self._whole, pipe.execute)
         hits = [self._decode(k, v or None) for k, v in zip(keys, values, strict=True)]
         for key, value, hit in zip(keys, values, hits, strict=True):
             if hit is MISS and value:
@@ -323,7 +336,7 @@ class AsyncRedisStore:
             await self._put(
                 keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
             )
-        await self._run("set_many", pipe.execute)
+        await self._run("set_many", self._whole, pipe.execute)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key``: a token, or None if someone holds it."""
@@ -403,7 +416,8 @@ class AsyncRedisStore:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(key, lease_key(key))
-            counts: list[int] = await pipe.execute()
+            async with adeadline(self._attempt):  # one for all the replies
+                counts: list[int] = await pipe.execute()
             return counts
 
         return sum(await self._run_hard("invalidate", attempt))
@@ -426,7 +440,7 @@ class AsyncRedisStore:
                 args=[member, _px_arg(ttl)],
                 client=pipe,
             )
-        await self._run("register", pipe.execute)
+        await self._run("register", self._whole, pipe.execute)
 
     async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Bump the epoch, then per tag: read its members, invalidate them,

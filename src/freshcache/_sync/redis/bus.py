@@ -30,6 +30,7 @@ import itertools
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,7 +47,13 @@ from freshcache.metrics import Metrics
 log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
 _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
-_SOCKET_TIMEOUT = 5.0  # seconds a health check's reply may take
+# A link that went dead without a reset (a dropped route, a paused server)
+# raises nothing: a read with a timeout just finds no message. So the
+# listener pings on its own connection after a second of quiet, and gives the
+# connection up once nothing at all came for ``_SILENCE`` seconds (for
+# ``connect_timeout`` until its subscription is confirmed).
+_QUIET = 1.0  # seconds without a message before the listener pings
+_SILENCE = 5.0  # seconds without a byte before the connection is given up
 _PINGS_KEPT = 256  # send times of pings not back yet (older ones are dropped)
 
 
@@ -186,19 +193,27 @@ class RedisBus:
         while not self._stop.is_set():
             client = self._endpoint.client(
                 size=2,
-                timeout=_SOCKET_TIMEOUT,  # a blackholed link ends
+                timeout=_SILENCE,  # a send, or a reply while connecting
                 connect_timeout=self._connect_timeout,
-                health_check=1,
+                health_check=0,  # the listener pings by itself (``_silent``)
                 per_call=False,
             )
             pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 pubsub.subscribe(self._channel, self._ping_channel)
+                heard = pinged = time.monotonic()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=_POLL)
-                    if message is not None:
+                    now = time.monotonic()
+                    if message is not None:  # a pong counts too
+                        heard = now
                         self._handle(message)
                         delay = _BACKOFF[0]
+                    elif now - heard >= (limit := self._silence()):
+                        raise TimeoutError(f"nothing came for {limit:g} s")
+                    elif now - max(heard, pinged) >= _QUIET:
+                        pinged = now
+                        pubsub.ping()
             except (RedisError, OSError) as exc:
                 if self.connected:
                     log.warning("freshcache: bus connection lost: %s", exc)
@@ -217,6 +232,11 @@ class RedisBus:
             if not self._stop.is_set():
                 self._stop.wait(random.uniform(delay / 2, delay))
                 delay = min(2 * delay, _BACKOFF[1])
+
+    def _silence(self) -> float:
+        """How long the connection may stay silent: until subscribed, the
+        subscription is part of connecting."""
+        return _SILENCE if self.connected else self._connect_timeout
 
     def _handle(self, raw: dict[str, Any]) -> None:
         kind = raw.get("type")

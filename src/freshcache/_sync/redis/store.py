@@ -37,7 +37,13 @@ from redis.exceptions import (
 )
 
 from freshcache._sync.redis.connect import Endpoint, Source
-from freshcache._concurrency import Background, LoopOwner, Slots, sleep
+from freshcache._concurrency import (
+    Background,
+    LoopOwner,
+    Slots,
+    deadline,
+    sleep,
+)
 from freshcache._core import lua
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec, Undecodable
@@ -118,6 +124,8 @@ class RedisStore:
         self._max_connections = max_connections
         self._timeout = timeout
         self._budget = invalidation_budget
+        # One attempt of an invalidation: its deadline (for all its replies).
+        self._attempt = max(timeout, invalidation_budget / 4)
         # The clients stay for the store's life (its scripts are registered on
         # them); their pools are replaced when a new event loop or a forked
         # child uses the store (``_reconnect``).
@@ -151,9 +159,8 @@ class RedisStore:
         return self.endpoint.pool(size=self._max_connections, timeout=self._timeout)
 
     def _hard_pool(self) -> ConnectionPool:
-        attempt = max(self._timeout, self._budget / 4)
         return self.endpoint.pool(
-            size=_HARD_CONNECTIONS, timeout=attempt, wait=self._budget
+            size=_HARD_CONNECTIONS, timeout=self._attempt, wait=self._budget
         )
 
     def _reconnect(self) -> None:
@@ -230,6 +237,12 @@ class RedisStore:
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
 
+    def _whole(self, call: Callable[[], T]) -> T:
+        """``call()`` (a pipeline's ``execute``) under one deadline for all
+        its replies, not one per reply: ``_run(op, self._whole, pipe.execute)``."""
+        with deadline(self._timeout):
+            return call()
+
     def _run_hard(self, operation: str, attempt: Callable[[Redis], Any]) -> Any:
         """An invalidation's write: on its own connections, whatever the read
         breaker says, retried with backoff until ``invalidation_budget`` is
@@ -303,7 +316,7 @@ class RedisStore:
         pipe = self._pipeline()
         for key in keys:
             pipe.getrange(key, 0, self._longest)
-        values = self._run("mget", pipe.execute)
+        values = self._run("mget", self._whole, pipe.execute)
         hits = [self._decode(k, v or None) for k, v in zip(keys, values, strict=True)]
         for key, value, hit in zip(keys, values, hits, strict=True):
             if hit is MISS and value:
@@ -322,7 +335,7 @@ class RedisStore:
             self._put(
                 keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
             )
-        self._run("set_many", pipe.execute)
+        self._run("set_many", self._whole, pipe.execute)
 
     def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key``: a token, or None if someone holds it."""
@@ -402,7 +415,8 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(key, lease_key(key))
-            counts: list[int] = pipe.execute()
+            with deadline(self._attempt):  # one for all the replies
+                counts: list[int] = pipe.execute()
             return counts
 
         return sum(self._run_hard("invalidate", attempt))
@@ -423,7 +437,7 @@ class RedisStore:
                 args=[member, _px_arg(ttl)],
                 client=pipe,
             )
-        self._run("register", pipe.execute)
+        self._run("register", self._whole, pipe.execute)
 
     def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Bump the epoch, then per tag: read its members, invalidate them,
