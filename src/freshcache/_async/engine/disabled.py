@@ -28,8 +28,6 @@ BYPASS = "disabled_bypass"
 class AsyncDisabledEngine(AsyncEngine):
     """An engine without tiers: reads load, writes store nothing."""
 
-    enabled = False
-
     async def bypass(self, namespace: str, loader: Callable[[], Any]) -> Any:
         """``loader()``, counted as a bypass and timed as a load (its errors
         propagate, counted as load errors), as an enabled miss would be."""

@@ -67,8 +67,6 @@ class AsyncEngine:
     ``prefix:version:`` every full key starts with, ``now`` the wall clock.
     """
 
-    enabled = True  # False for a disabled cache's engine (disabled.py)
-
     def __init__(
         self,
         *,

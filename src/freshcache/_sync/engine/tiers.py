@@ -68,8 +68,6 @@ class Engine:
     ``prefix:version:`` every full key starts with, ``now`` the wall clock.
     """
 
-    enabled = True  # False for a disabled cache's engine (disabled.py)
-
     def __init__(
         self,
         *,
