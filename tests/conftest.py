@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from freshcache.testing import FakeClock
 
 REQUIRE_SERVERS = os.environ.get("FRESHCACHE_REQUIRE_SERVERS") == "1"
+# The suite tests the cache enabled unless a test says otherwise: a shell's
+# FRESHCACHE_ENABLED=0 must not disable every cache it builds.
+os.environ.pop("FRESHCACHE_ENABLED", None)
 
 
 def _missing(what: str, where: str, variable: str) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from freshcache._async.decorator import AsyncCachedFunction, wrap
+from freshcache._async.engine.disabled import AsyncDisabledEngine
 from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.engine.tiers import AsyncEngine
 from freshcache._async.writebehind.producer import (
@@ -22,7 +24,7 @@ from freshcache._concurrency import AsyncLoader, AsyncLoopOwner, ainvoke
 from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
-from freshcache._core.config import L1
+from freshcache._core.config import ENABLED_VARIABLE, L1, resolve_enabled
 from freshcache._core.events import Origin
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, escape
@@ -70,6 +72,11 @@ class AsyncCache:
     starts with ``prefix:version:``. Build keys from values with
     :meth:`key`, which escapes them so that different inputs never share a
     key. ``get`` returns ``MISS`` on a miss; a cached ``None`` is a hit.
+
+    ``enabled=False`` (or ``FRESHCACHE_ENABLED=0``, read when ``enabled`` is
+    not given) disables the cache, with the same API: every read loads,
+    every write stores nothing, and nothing connects to Redis (see
+    ``enabled``).
     """
 
     def __init__(
@@ -94,7 +101,9 @@ class AsyncCache:
         strict: bool = False,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        enabled: bool | None = None,
     ) -> None:
+        self._enabled = resolve_enabled(enabled, os.environ.get(ENABLED_VARIABLE))
         self._keys = KeyBuilder(prefix, version)
         self._head = self._keys.head
         if client is not None and url is not None:
@@ -125,7 +134,8 @@ class AsyncCache:
             raise ValueError(f"unsupported cache URL scheme: {url.split(':')[0]!r}")
         # What belongs to one event loop (connections, tasks) or one process.
         owner = AsyncLoopOwner()
-        if embedded or l1 is not None:
+        on = self._enabled  # off: no tier is built, so nothing can connect
+        if on and (embedded or l1 is not None):
             tier = l1 or L1()
             local = MemoryStore(
                 max_entries=tier.max_entries,
@@ -133,7 +143,7 @@ class AsyncCache:
                 clock=clock,
                 on_evict=self._on_local_evict,
             )
-        if not embedded:
+        if on and not embedded:
             from freshcache._async.redis.store import AsyncRedisStore  # needs redis
 
             remote = AsyncRedisStore(
@@ -146,7 +156,7 @@ class AsyncCache:
                 max_connections=max_connections,
                 owner=owner,
             )
-        self._engine = AsyncEngine(
+        self._engine = (AsyncEngine if on else AsyncDisabledEngine)(
             head=self._head,
             prefix=prefix,
             origin=Origin(),
@@ -166,6 +176,27 @@ class AsyncCache:
             stale_when_down=0.0 if l1 is None else l1.serve_stale_when_down,
             owner=owner,
         )
+
+    @property
+    def enabled(self) -> bool:
+        """False when the cache is disabled: by ``enabled=False`` or, when
+        ``enabled`` is not given, by ``FRESHCACHE_ENABLED`` (``0``, ``false``,
+        ``no``, ``off``; ``1``, ``true``, ``yes``, ``on`` or unset: enabled;
+        any other value raises ``ValueError`` at construction).
+
+        Disabled, the API is the same: ``get`` returns the default,
+        ``get_many`` no hits, ``get_or_load`` and ``cached`` functions call
+        the loader on every call (no single flight); ``set``/``set_many``
+        store nothing and return False; invalidations, ``bump`` and ``clear``
+        change nothing and report success; ``events.publish`` runs this
+        process's handlers only. Every lookup is counted in
+        ``stats().counts["disabled_bypass"]`` and every loader call in
+        ``loads``. ``write_behind`` raises (its queue holds writes on their
+        way to the database). A disabled process does not invalidate other
+        processes' caches: never run one beside enabled processes that share
+        its keys.
+        """
+        return self._enabled
 
     # -- keys -------------------------------------------------------------
 
@@ -460,7 +491,18 @@ class AsyncCache:
     ) -> AsyncWriteBehind:
         """A write-behind queue named ``name`` over this cache's Redis: ``put``
         stores the value here and queues the database write in one step; a
-        ``WriteBehindWorker`` applies the queue (see ``AsyncWriteBehind``)."""
+        ``WriteBehindWorker`` applies the queue (see ``AsyncWriteBehind``).
+
+        Raises ``ValueError`` on a disabled cache: the queue is where
+        writes wait for the database, not a cache, and disabling the cache
+        must not drop them."""
+        if not self._enabled:
+            raise ValueError(
+                "write_behind on a disabled cache (enabled=False or "
+                f"{ENABLED_VARIABLE}): its queue holds writes on their way to "
+                "the database, so it cannot be disabled with the cache; "
+                "write to the database directly instead"
+            )
         l2 = self._engine.l2
         host = WriteBehindHost(
             endpoint=None if l2 is None else l2.endpoint,
@@ -574,7 +616,8 @@ class AsyncCache:
         tiers = [
             t for t, s in (("L1", self._engine.l1), ("redis", self._engine.l2)) if s
         ]
-        return f"<{type(self).__name__} {'+'.join(tiers)} {self._head!r}>"
+        shown = "+".join(tiers) if self._enabled else "disabled"
+        return f"<{type(self).__name__} {shown} {self._head!r}>"
 
 
 def _tag_sources(

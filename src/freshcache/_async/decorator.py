@@ -8,6 +8,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from freshcache._async.engine.disabled import AsyncDisabledEngine
 from freshcache._concurrency import acheck_function
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.freshness import Lifetime
@@ -95,7 +96,15 @@ def wrap(
 
     l1 = engine.l1
     local = None if l1 is None or l1.copy else l1.store  # copy mode decodes
-    if local is None:
+    if isinstance(engine, AsyncDisabledEngine):  # chosen here, not per call
+        bypass = engine.bypass
+
+        @functools.wraps(func)
+        async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
+            value = await bypass(namespace, functools.partial(func, *args, **kwargs))
+            return typing.cast(R, value)
+
+    elif local is None:
 
         @functools.wraps(func)
         async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:

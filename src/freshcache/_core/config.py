@@ -3,6 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+# The environment variable read when a cache is built without ``enabled=``.
+ENABLED_VARIABLE: Final = "FRESHCACHE_ENABLED"
+_ON: Final = frozenset({"1", "true", "yes", "on"})
+_OFF: Final = frozenset({"0", "false", "no", "off"})
+
+
+def resolve_enabled(enabled: bool | None, variable: str | None) -> bool:
+    """Whether a cache is on: ``enabled`` when given, else the environment
+    variable's value ``variable`` (None: not set), else on.
+
+    The variable takes ``1/true/yes/on`` and ``0/false/no/off`` in any case,
+    with surrounding spaces; set but empty counts as not set. Any other value
+    raises ``ValueError``: a typo must not leave the cache on unnoticed.
+    """
+    if enabled is not None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be True, False or None, not {enabled!r}")
+        return enabled
+    word = "" if variable is None else variable.strip().lower()
+    if not word or word in _ON:
+        return True
+    if word in _OFF:
+        return False
+    raise ValueError(
+        f"{ENABLED_VARIABLE}={variable!r} is neither on (1, true, yes, on) "
+        "nor off (0, false, no, off)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

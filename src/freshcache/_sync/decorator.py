@@ -9,6 +9,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from freshcache._sync.engine.disabled import DisabledEngine
 from freshcache._concurrency import check_function
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.freshness import Lifetime
@@ -96,7 +97,15 @@ def wrap(
 
     l1 = engine.l1
     local = None if l1 is None or l1.copy else l1.store  # copy mode decodes
-    if local is None:
+    if isinstance(engine, DisabledEngine):  # chosen here, not per call
+        bypass = engine.bypass
+
+        @functools.wraps(func)
+        def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
+            value = bypass(namespace, functools.partial(func, *args, **kwargs))
+            return typing.cast(R, value)
+
+    elif local is None:
 
         @functools.wraps(func)
         def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -1,0 +1,78 @@
+"""The engine of a disabled cache (``enabled=False``).
+
+It has no tiers: nothing is built that could connect to Redis, and nothing
+is kept in memory. Every read is a load of the source, counted as
+``disabled_bypass`` (one per key looked up) so that the load on the source
+with and without the cache can be compared; every write stores nothing.
+Invalidations go through the base engine, which, with no tier and no Redis,
+drops nothing and sends nothing. The facade builds this engine instead of
+``AsyncEngine``, so the enabled engine's paths carry no check for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from freshcache._async.engine.tiers import NO_SNAPSHOT, AsyncEngine, Reviver
+from freshcache._concurrency import ainvoke
+from freshcache._core.entry import Entry
+from freshcache._core.freshness import Lifetime
+from freshcache._core.sentinels import MISS, Miss
+from freshcache._core.tagging import TagSource
+from freshcache._inproc.generations import Snapshot
+
+BYPASS = "disabled_bypass"
+
+
+class AsyncDisabledEngine(AsyncEngine):
+    """An engine without tiers: reads load, writes store nothing."""
+
+    async def bypass(self, namespace: str, loader: Callable[[], Any]) -> Any:
+        """``loader()``, counted as a bypass and timed as a load (its errors
+        propagate, counted as load errors), as an enabled miss would be."""
+        self.check_open()
+        self.metrics.count(BYPASS)
+        mono = self.mono
+        started = mono()
+        try:
+            value = await ainvoke(loader)
+        except BaseException:
+            self.metrics.load(namespace, mono() - started, failed=True)
+            raise
+        self.metrics.load(namespace, mono() - started, failed=False)
+        return value
+
+    async def lookup(
+        self, full: str, namespace: str, reviver: Reviver, *,
+        local_checked: bool, stale_ok: bool = False,
+    ) -> tuple[Entry | Miss, Snapshot]:  # fmt: skip
+        self.check_open()
+        self.metrics.count(BYPASS)
+        return MISS, NO_SNAPSHOT
+
+    async def lookup_many(
+        self, wanted: Sequence[tuple[str, str]], reviver: Reviver
+    ) -> list[Entry | Miss]:
+        self.check_open()
+        for _ in wanted:
+            self.metrics.count(BYPASS)
+        return [MISS] * len(wanted)
+
+    async def serve(
+        self, full: str, namespace: str, loader: Callable[[], Any],
+        lifetime: Lifetime, tags: Sequence[str | TagSource],
+        reviver: Reviver, *, local_checked: bool,
+    ) -> Any:  # fmt: skip
+        """The loader's value, every time: no single flight, nothing stored
+        (so no negative caching and no tags rendered)."""
+        return await self.bypass(namespace, loader)
+
+    async def put(
+        self, items: Sequence[tuple[str, Any, Sequence[str]]],
+        lifetime: Lifetime,
+    ) -> bool:  # fmt: skip
+        """Nothing is stored: False, as for an enabled write that was not
+        cached (nothing is encoded either)."""
+        self.check_open()
+        return False
