@@ -26,6 +26,7 @@ class AsyncInvalidator:
     ) -> None:  # fmt: skip
         self._tiers = tiers
         self._origin = origin
+        self._head = head
         self.retry = AsyncInvalidationRetry(
             tiers, head=head, origin=origin, metrics=metrics, mono=mono
         )
@@ -65,7 +66,11 @@ class AsyncInvalidator:
         tiers = self._tiers
         try:
             version = await tiers.versions.bump(namespace)
-            await tiers.send(Message(self._origin, namespaces=((namespace, version),)))
+            await tiers.send(
+                Message(
+                    self._origin, namespaces=((namespace, version),), head=self._head
+                )
+            )
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)
