@@ -13,6 +13,11 @@ here): a cluster pipeline refuses ``pipe.delete(key, lease)`` (several keys)
 and ``script(..., client=pipe)`` (EVALSHA is blocked), so the fan-out below
 sends ``DEL key lease`` and ``EVALSHA`` through ``execute_command``, with the
 scripts loaded on every primary first; ``MGET`` across slots raises.
+
+Left out: the scripts that reach every live version of a prefix (``LIVE``,
+``LIVE_VERSIONS``, ``INVALIDATE``, ``BUMP``). They build other versions' key
+names inside Redis and touch many slots, which a cluster refuses; they are
+single-Redis only until Cluster support is built (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -22,9 +22,13 @@ json_values = st.recursive(
 def test_round_trip() -> None:
     message = Message(
         "o1", keys=("k",), tags=("t",), namespaces=(("user", 3),), flush=True,
-        event=("e", {"a": 1}), fills=("f",),
+        event=("e", {"a": 1}), fills=("f",), head="app:v2:",
     )  # fmt: skip
     assert decode(encode(message)) == message
+    assert decode(b'{"v":1,"o":"o1","n":[["user",3]]}') == Message(
+        "o1", namespaces=(("user", 3),)
+    )  # from a sender that names no head: its namespaces are ours
+    assert decode(b'{"v":1,"o":"o1","h":7}') is None
 
 
 @given(st.binary(max_size=300))

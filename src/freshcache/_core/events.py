@@ -41,6 +41,7 @@ class Message:
     flush: bool = False  # drop every L1 entry
     event: tuple[str, Any] | None = None  # an application event: (name, payload)
     fills: tuple[str, ...] = ()  # full keys just filled: wake their waiters
+    head: str = ""  # the sender's prefix:version: (sent with namespaces)
 
 
 def encode(message: Message) -> bytes:
@@ -58,6 +59,8 @@ def encode(message: Message) -> bytes:
         body["e"] = list(message.event)
     if message.fills:
         body["l"] = list(message.fills)
+    if message.head:
+        body["h"] = message.head
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     except ValueError as exc:
@@ -86,6 +89,9 @@ def decode(data: bytes | str) -> Message | None:
         if not all(0 <= v < 1 << 63 for _, v in namespaces):
             return None
         flush = bool(body.get("f"))
-        return Message(origin, keys, tags, namespaces, flush, event, fills)
+        head = body.get("h", "")
+        if not isinstance(head, str):
+            return None
+        return Message(origin, keys, tags, namespaces, flush, event, fills, head)
     except Exception:  # any bytes at all: what does not decode is not ours
         return None

@@ -42,6 +42,22 @@ def bus_channel(prefix: str) -> str:
     return f"{prefix}:!bus"
 
 
+def live_key(prefix: str) -> str:
+    """The registry of live versions: a hash of version -> the time (ms,
+    Redis server time) its entry expires. It hangs off ``prefix:!``, which no
+    data key can take (a version cannot contain ``!``), and ``clear()``
+    (``prefix:version:*``) never matches it."""
+    return f"{prefix}:!live"
+
+
+def lapsed_key(prefix: str) -> str:
+    """A hash of version -> a mark: versions whose entry in ``live_key``
+    expired while their keys stayed in Redis. Invalidations stopped reaching
+    those keys, so a process of such a version clears them before it reads
+    Redis, then removes the mark."""
+    return f"{prefix}:!lapsed"
+
+
 def ping_channel(prefix: str, origin: str) -> str:
     """The channel on which one process pings itself over the bus connection
     (its watermark: see ``_async/redis/bus.py``)."""

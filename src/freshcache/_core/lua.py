@@ -1,9 +1,14 @@
 """The Lua scripts freshcache runs in Redis.
 
-Each script touches keys of one hash slot only (a data key and its lease,
-or one tag set), so each runs unchanged on Redis Cluster. Tag invalidation
-needs no script: SMEMBERS, then the members' deletions, then SREM of exactly
-those members (see ``AsyncRedisStore.invalidate_tags``).
+Most scripts touch keys of one hash slot only (a data key and its lease,
+or one tag set), so they run unchanged on Redis Cluster. The scripts that
+reach the other live versions of a prefix (``LIVE``, ``LIVE_VERSIONS``,
+``INVALIDATE``, ``BUMP``) compute key names inside the script, from the
+registry of live versions: Redis Cluster refuses that, so they run on a
+single Redis (or a primary with replicas) only, until Cluster support is
+built. Tag invalidation needs no script of its own: per live version,
+SMEMBERS, then the members' deletions, then SREM of exactly those members
+(see ``AsyncRedisStore.invalidate_tags``).
 """
 
 from __future__ import annotations
@@ -171,3 +176,110 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
 return 1
 """
+
+# The live versions of a prefix other than ARGV own, read from the registry
+# (KEYS[1] of the scripts below) at Redis server time, so client clocks do
+# not matter. Shared by the scripts that reach every live version.
+_OTHERS = """
+local function others(registry, own)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local found = {}
+  local entries = redis.call('HGETALL', registry)
+  for i = 1, #entries, 2 do
+    if entries[i] ~= own and tonumber(entries[i + 1]) > now then
+      found[#found + 1] = entries[i]
+    end
+  end
+  return found
+end
+"""
+
+# KEYS: the registry of live versions, the lapsed versions. ARGV: version,
+# entry ttl (ms), retention (ms). Register (or refresh) ``version`` until
+# now + ttl; drop entries expired longer than the retention ago. An entry
+# of ``version`` found expired means its keys missed invalidations: it is
+# marked lapsed (the mark: the time it was found). Returns the version's
+# lapsed mark (its keys must be cleared before they are read), or false.
+LIVE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mine = nil
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local expiry = tonumber(entries[i + 1]) or 0
+  if entries[i] == ARGV[1] then
+    mine = expiry
+  elseif expiry + tonumber(ARGV[3]) < now then
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+if mine ~= nil and mine <= now then
+  redis.call('HSET', KEYS[2], ARGV[1], now)
+end
+return redis.call('HGET', KEYS[2], ARGV[1])
+"""
+
+# KEYS: the lapsed versions. ARGV: version, the mark its keys were cleared
+# for. Remove the mark, unless the version lapsed again meanwhile.
+CLEARED: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+# KEYS: the registry. ARGV: own version. The other live versions.
+LIVE_VERSIONS: Final = (
+    _OTHERS
+    + """
+return others(KEYS[1], ARGV[1])
+"""
+)
+
+# KEYS: the registry. ARGV: prefix, own version, '1' to delete the keys
+# given under the own version too ('0': only under the others), then per
+# key: the full key under the own version, its namespace, the remainder
+# after the namespace (and its ~N). Delete each key and its lease, then the
+# same relative key under every other live version, at that version's
+# namespace version, and its lease: in one step with reading the registry,
+# so a version that registered before this ran is always covered. Returns
+# how many keys and leases of the own version were deleted.
+INVALIDATE: Final = (
+    _OTHERS
+    + """
+local versions = others(KEYS[1], ARGV[2])
+local removed = 0
+for i = 4, #ARGV, 3 do
+  local full, ns, rest = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if ARGV[3] == '1' then
+    removed = removed + redis.call('DEL', full, '{' .. full .. '}:lease')
+  end
+  for _, v in ipairs(versions) do
+    local head = ARGV[1] .. ':' .. v .. ':'
+    local n = redis.call('GET', head .. '!ns:' .. ns)
+    local key = head .. ns
+    if n and (tonumber(n) or 0) > 0 then key = key .. '~' .. n end
+    key = key .. rest
+    redis.call('DEL', key, '{' .. key .. '}:lease')
+  end
+end
+return removed
+"""
+)
+
+# KEYS: the registry. ARGV: prefix, own version, namespace. Bump the
+# namespace's version under the own version and every other live one (each
+# orphans its own keys of the namespace). Returns the own new version.
+BUMP: Final = (
+    _OTHERS
+    + """
+local suffix = '!ns:' .. ARGV[3]
+local mine = redis.call('INCR', ARGV[1] .. ':' .. ARGV[2] .. ':' .. suffix)
+for _, v in ipairs(others(KEYS[1], ARGV[2])) do
+  redis.call('INCR', ARGV[1] .. ':' .. v .. ':' .. suffix)
+end
+return mine
+"""
+)

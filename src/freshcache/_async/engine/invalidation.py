@@ -26,6 +26,7 @@ class AsyncInvalidator:
     ) -> None:  # fmt: skip
         self._tiers = tiers
         self._origin = origin
+        self._head = head
         self.retry = AsyncInvalidationRetry(
             tiers, head=head, origin=origin, metrics=metrics, mono=mono
         )
@@ -70,7 +71,11 @@ class AsyncInvalidator:
         try:
             version = await tiers.versions.bump(namespace)
             await tiers.send(
-                Message(self._origin.id, namespaces=((namespace, version),))
+                Message(
+                    self._origin.id,
+                    namespaces=((namespace, version),),
+                    head=self._head,
+                )
             )
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))

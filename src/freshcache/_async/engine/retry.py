@@ -201,8 +201,9 @@ class AsyncInvalidationRetry:
             await l2.invalidate_tags(batch.tags)
         tiers.forget_local(keys, batch.tags, flush=bool(bumped))
         message = Message(
-            self._origin.id, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
-        )
+            self._origin.id, keys=tuple(keys), tags=batch.tags,
+            namespaces=tuple(bumped), head=self._head,
+        )  # fmt: skip
         await tiers.send(message)
 
     async def aclose(self, wait: float) -> None:

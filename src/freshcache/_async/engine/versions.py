@@ -93,6 +93,14 @@ class AsyncVersions:
         if known is None or version > known:
             self.known[namespace] = version
 
+    def forget_namespace(self, namespace: str) -> None:
+        """Another version of the prefix bumped ``namespace``; its bump moved
+        this version's counter too (every live version's), but its number is
+        not ours: read ours from Redis again."""
+        self._era += 1
+        self.known.pop(namespace, None)
+        self._reads.forget([namespace])
+
     def forget(self) -> None:
         """The bus (re)connected: bumps may have been missed."""
         self._era += 1

@@ -18,11 +18,13 @@ from redis.exceptions import RedisError, ResponseError
 from freshcache._async.redis.connect import Endpoint, Source
 from freshcache._async.redis.store import classify
 from freshcache._core import lua
+from freshcache._core.deploys import split_head
 from freshcache._core.events import Message, encode
 from freshcache._core.layout import (
     WRITEBEHIND_GROUP,
     bus_channel,
     lease_key,
+    live_key,
     namespace_version_key,
     pending_key,
     writebehind_dead_letter_key,
@@ -74,6 +76,8 @@ class AsyncStreamStore:
         )  # fmt: skip
         self._enqueue = self._client.register_script(lua.ENQUEUE)
         self._applied = self._client.register_script(lua.APPLIED)
+        self._invalidate = self._client.register_script(lua.INVALIDATE)
+        self._prefix = prefix
         self._dead_letter = self._client.register_script(lua.DEAD_LETTER)
         self.partitions = partitions
         self.streams = [
@@ -295,6 +299,34 @@ class AsyncStreamStore:
         await self._settle(pipe, writes, moved)
         pipe.hincrby(self.meta, "applied", applied)
         await self._run(pipe.execute)
+        await self._reach_other_versions(writes)
+
+    async def _reach_other_versions(self, writes: Sequence[Write]) -> None:
+        """After the commit, the written keys under every other live version of
+        the prefix (a rolling deploy): delete them and their leases (their
+        loaders may have cached the row from before the commit; lua.INVALIDATE
+        without the writer's own key, which APPLIED settled), then tell every
+        L1 (each maps the keys to its own version)."""
+        by_head: dict[str, list[Write]] = {}
+        for w in writes:
+            if w.head and w.namespace and w.base.startswith(w.head + w.namespace):
+                by_head.setdefault(w.head, []).append(w)
+        for head, group in by_head.items():
+            try:
+                prefix, version = split_head(head)
+            except ValueError:
+                continue  # forged: not a head
+            if prefix != self._prefix:
+                continue
+            args: list[str] = [prefix, version, "0"]
+            for w in group:
+                cut = len(w.head) + len(w.namespace)
+                args += (w.data_key, w.namespace, w.base[cut:])
+            await self._run(self._invalidate, keys=[live_key(prefix)], args=args)
+            keys = tuple(w.data_key for w in group)
+            await self._run(
+                self._client.publish, self._bus, encode(Message(_ORIGIN, keys=keys))
+            )
 
     async def _moved_keys(self, writes: Sequence[Write]) -> list[str]:
         """The keys ``writes`` have now where a ``bump`` of their namespace

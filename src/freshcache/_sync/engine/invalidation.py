@@ -27,6 +27,7 @@ class Invalidator:
     ) -> None:  # fmt: skip
         self._tiers = tiers
         self._origin = origin
+        self._head = head
         self.retry = InvalidationRetry(
             tiers, head=head, origin=origin, metrics=metrics, mono=mono
         )
@@ -70,7 +71,13 @@ class Invalidator:
         tiers = self._tiers
         try:
             version = tiers.versions.bump(namespace)
-            tiers.send(Message(self._origin.id, namespaces=((namespace, version),)))
+            tiers.send(
+                Message(
+                    self._origin.id,
+                    namespaces=((namespace, version),),
+                    head=self._head,
+                )
+            )
         except StoreError as exc:
             self.retry.queue(exc, namespaces=(namespace,))
             tiers.forget_local((), (), flush=True)

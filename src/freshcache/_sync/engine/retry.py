@@ -202,8 +202,9 @@ class InvalidationRetry:
             l2.invalidate_tags(batch.tags)
         tiers.forget_local(keys, batch.tags, flush=bool(bumped))
         message = Message(
-            self._origin.id, keys=tuple(keys), tags=batch.tags, namespaces=tuple(bumped)
-        )
+            self._origin.id, keys=tuple(keys), tags=batch.tags,
+            namespaces=tuple(bumped), head=self._head,
+        )  # fmt: skip
         tiers.send(message)
 
     def close(self, wait: float) -> None:

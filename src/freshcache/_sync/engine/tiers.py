@@ -37,6 +37,7 @@ from freshcache._concurrency import (
 )
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
+from freshcache._core.deploys import local_keys
 from freshcache._core.entry import Entry, Hit
 from freshcache._core.events import Message, Origin
 from freshcache._core.events import encode as encode_message
@@ -289,12 +290,16 @@ class Engine:
         self.metrics.count("invalidations_received")
         if message.flush:
             self.flush_local()
-        if message.keys:
-            self._drop_local(message.keys)
+        if message.keys:  # another version's keys: the same keys here
+            self._drop_local(local_keys(message.keys, self.head, self.versions.known))
         if message.tags:
             self._drop_tagged(message.tags)
+        foreign = bool(message.head) and message.head != self.head
         for namespace, version in message.namespaces:
-            self.versions.learn(namespace, version)
+            if foreign:  # its bump moved ours too, to a number of our own
+                self.versions.forget_namespace(namespace)
+            else:
+                self.versions.learn(namespace, version)
         if message.event is not None:
             self.events.dispatch(*message.event)
 
@@ -710,6 +715,12 @@ class Engine:
                 self.l2.put_many([(f, data, hard) for f, _, data, hard in encoded])
             except StoreError:
                 self._drop_local(fulls)  # L1 must not keep what Redis may not have
+                return False
+            try:  # the other live versions' copies of these keys are old now
+                self.l2.invalidate(fulls, own=False)
+            except StoreError as exc:  # retried (ours too) until it lands
+                self.invalidator.retry.queue(exc, keys=tuple(fulls))
+                self._drop_local(fulls)
                 return False
         # Redis holds the new values now. A read here may have fetched the old
         # ones after our first drop, and not stored them in L1 yet: each fill

@@ -39,18 +39,31 @@ from redis.exceptions import (
 from freshcache._sync.redis.connect import Endpoint, Source
 from freshcache._concurrency import (
     Background,
+    Flag,
     LoopOwner,
+    SingleFlight,
     Slots,
+    Worker,
     deadline,
     sleep,
 )
 from freshcache._core import lua
-from freshcache._core.clock import Clock
+from freshcache._core.clock import Clock, SystemClock
 from freshcache._core.codec.envelope import Codec, Undecodable
+from freshcache._core.deploys import (
+    LIVE_MARGIN,
+    LIVE_REFRESH,
+    LIVE_RETENTION,
+    LIVE_TTL,
+    readings,
+    split_head,
+)
 from freshcache._core.entry import Hit, px
 from freshcache._core.layout import (
     epoch_key,
+    lapsed_key,
     lease_key,
+    live_key,
     namespace_version_key,
     pending_key,
     tag_key,
@@ -145,6 +158,20 @@ class RedisStore:
         self._put = self._client.register_script(lua.PUT)
         self._release = self._client.register_script(lua.RELEASE)
         self._register = self._client.register_script(lua.REGISTER)
+        # Rolling deploys: this version's entry in the registry of live
+        # versions, and the scripts that reach every live version's keys.
+        self._prefix, self._version = split_head(head)
+        self._live_key = live_key(self._prefix)
+        self._live = self._client.register_script(lua.LIVE)
+        self._cleared = self._client.register_script(lua.CLEARED)
+        self._live_versions = self._hard.register_script(lua.LIVE_VERSIONS)
+        self._invalidate = self._hard.register_script(lua.INVALIDATE)
+        self._bump = self._hard.register_script(lua.BUMP)
+        self._mono = time.monotonic if type(clock) is SystemClock else clock.monotonic
+        self._live_until = -math.inf  # reads wait for a refresh from then on
+        self._joins = SingleFlight()
+        self._stop = Flag()
+        self._refresher = Worker(self._refresh, name=f"freshcache-live:{head}")
         self._slots = Slots(max_connections)
         self._codec = codec
         self._metrics = metrics
@@ -171,6 +198,9 @@ class RedisStore:
         self._hard.connection_pool = self._hard_pool()
         self._slots = Slots(self._max_connections)
         self._background = Background()
+        self._joins = SingleFlight()
+        self._stop = Flag()
+        self._refresher = Worker(self._refresh, name=self._refresher.name)
 
     def _forked(self) -> None:
         """In a forked child: the parent's connections are the parent's. Kept
@@ -186,7 +216,10 @@ class RedisStore:
     def _disconnect(self) -> None:
         """The event loop is ending: close its connections (the store stays
         usable; the next loop makes new ones). Leases being given back on it
-        are given up (they expire by themselves)."""
+        are given up (they expire by themselves); the registry refresh stops
+        (the next loop starts it again)."""
+        self._stop.set()
+        self._refresher.join(self._timeout)
         self._background.drain(0)
         self._client.connection_pool.disconnect()
         self._hard.connection_pool.disconnect()
@@ -197,15 +230,18 @@ class RedisStore:
 
     def _run(
         self, operation: str, call: Callable[..., Any], *args: Any,
-        unsure: Callable[[], None] | None = None,
+        unsure: Callable[[], None] | None = None, gated: bool = True,
     ) -> Any:  # fmt: skip
         """``call(*args)`` under the breaker and the pool's deadline, errors
         classified; ``unsure`` runs when the command may have run in Redis
         though its reply never came (a timeout, a lost connection, the
-        caller cancelled)."""
+        caller cancelled). ``gated``: first make sure this version is live
+        in the registry (``_join``); only the registration itself is not."""
         if self._closed:
             raise CacheClosedError("this cache was closed; make a new one")
         self._owner.check()
+        if gated and self._mono() >= self._live_until:
+            self._joins.run("live", self._join)
         breaker = self._breaker
         if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
             self._metrics.error("circuit_open")
@@ -405,11 +441,30 @@ class RedisStore:
         self._metrics.count("lease_unsure_release")
         self._background.submit(lambda: self.release(key, token))
 
-    def invalidate(self, keys: Sequence[str]) -> int:
-        """Delete ``keys`` and revoke their leases (each pair shares a slot),
-        on the invalidation path (``_run_hard``)."""
+    def invalidate(self, keys: Sequence[str], *, own: bool = True) -> int:
+        """Delete ``keys`` and revoke their leases, and the same relative keys
+        under every other live version of the prefix (one script, with the
+        registry read), on the invalidation path (``_run_hard``). ``own``
+        False: only under the other versions (after a write of ``keys``).
+        Returns how many of this version's keys and leases were deleted."""
         if not keys:
             return 0
+        args: list[str] = [self._prefix, self._version, "1" if own else "0"]
+        cut = len(self._head)
+        for key in keys:
+            for namespace, remainder in readings(key[cut:]):
+                args += (key, namespace, remainder)
+        removed: int = self._run_hard(
+            "invalidate",
+            lambda client: self._invalidate(
+                keys=[self._live_key], args=args, client=client
+            ),
+        )
+        return removed
+
+    def _delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` and revoke their leases (each pair shares a slot),
+        on the invalidation path: exactly these keys, no other version's."""
 
         def attempt(client: Redis) -> list[int]:
             pipe = client.pipeline(transaction=False)
@@ -440,30 +495,43 @@ class RedisStore:
         self._run("register", self._whole, pipe.execute)
 
     def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
-        """Bump the epoch, then per tag: read its members, invalidate them,
-        and only then remove exactly those members from the set. A failure
-        part-way leaves the set intact, so a retry finds every member; a key
-        registered meanwhile stays registered. Returns the members."""
-        epoch = epoch_key(self._head)
-        self._run_hard("epoch", lambda client: client.incr(epoch))
+        """Under this version and every other live one: bump the epoch, then
+        per tag: read its members, delete them with their leases, and only
+        then remove exactly those members from the set. A failure part-way
+        leaves the set intact, so a retry finds every member; a key
+        registered meanwhile stays registered. Each version's tag sets hold
+        its own keys. Returns the members."""
+        heads = [self._head] + [
+            f"{self._prefix}:{v}:" for v in self._others()
+        ]  # a version registering later has loaded nothing from before
         done: set[str] = set()
-        for tag in tags:  # each tag set is in its own slot
-            key = tag_key(self._head, tag)
-            raw = self._run_hard("tag", functools.partial(_members, key))
-            members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
-            if not members:
-                continue
-            self.invalidate([m for m in members if m not in done])
-            done.update(members)
-            self._run_hard("tag", functools.partial(_remove, key, members))
+        for head in heads:
+            self._run_hard("epoch", functools.partial(_incr, epoch_key(head)))
+            for tag in tags:  # each tag set is in its own slot
+                key = tag_key(head, tag)
+                raw = self._run_hard("tag", functools.partial(_members, key))
+                members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
+                if not members:
+                    continue
+                self._delete_keys([m for m in members if m not in done])
+                done.update(members)
+                self._run_hard("tag", functools.partial(_remove, key, members))
         return sorted(done)
 
     # -- namespace versions -------------------------------------------------
 
     def bump(self, namespace: str) -> int:
-        key = namespace_version_key(self._head, namespace)
-        version: int = self._run_hard("bump", lambda client: client.incr(key))
-        return version
+        """Bump ``namespace`` under this version and every other live one (one
+        script); returns this version's new namespace version."""
+        version: int = self._run_hard(
+            "bump",
+            lambda client: self._bump(
+                keys=[self._live_key],
+                args=[self._prefix, self._version, namespace],
+                client=client,
+            ),
+        )
+        return int(version)
 
     def version(self, namespace: str, *, hard: bool = False) -> int:
         """The namespace's version; ``hard``: for an invalidation, on its path."""
@@ -507,20 +575,76 @@ class RedisStore:
         and every fill lease of one (SCAN, never FLUSHDB). The bookkeeping
         under ``head!`` stays: namespace versions and the tag epoch must never
         go back (a process that knows version N would ignore a bump to 1)."""
+        return self._clear(head, gated=True)
+
+    def _clear(self, head: str, *, gated: bool) -> int:
         keep = (head + "!").encode()
         removed = 0
         for pattern in (head + "*", "{" + head + "*}:lease"):
             cursor: int = 0
             while True:
                 cursor, batch = self._run(
-                    "scan", self._client.scan, cursor, pattern, 1000
+                    "scan", self._client.scan, cursor, pattern, 1000, gated=gated
                 )
                 batch = [k for k in batch if not k.startswith(keep)]
                 if batch:
-                    removed += self.delete(batch)
+                    removed += self._run(
+                        "delete", self._client.unlink, *batch, gated=gated
+                    )
                 if cursor == 0:
                     break
         return removed
+
+    # -- the registry of live versions ----------------------------------------
+
+    def _join(self) -> None:
+        """Register (or refresh) this version in the registry of live versions,
+        before any read of Redis, and every ``LIVE_REFRESH`` seconds after.
+        If this version's entry had expired, invalidations made meanwhile
+        under other versions did not reach its keys: delete them (every
+        process of the version has stopped reading Redis by then) before
+        anything here reads Redis again."""
+        started = self._mono()
+        mark = self._run(
+            "live", self._live, [self._live_key, lapsed_key(self._prefix)],
+            [self._version, px(LIVE_TTL), px(LIVE_RETENTION)], gated=False,
+        )  # fmt: skip
+        if mark is not None:
+            self._metrics.count("version_lapsed")
+            log.warning(
+                "freshcache: version %r of prefix %r was not live for a while; "
+                "invalidations made by other versions meanwhile did not reach "
+                "its keys, so they are deleted before it reads Redis",
+                self._version,
+                self._prefix,
+            )
+            self._clear(self._head, gated=False)
+            self._run(
+                "live", self._cleared, [lapsed_key(self._prefix)],
+                [self._version, mark], gated=False,
+            )  # fmt: skip
+        self._live_until = started + LIVE_TTL - LIVE_MARGIN
+        if not self._stop.is_set():
+            self._refresher.start()
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(LIVE_REFRESH):
+            try:
+                self._joins.run("live", self._join)
+            except CacheClosedError:
+                return
+            except StoreError:
+                self._metrics.error("live_refresh")
+
+    def _others(self) -> list[str]:
+        """The other live versions of this prefix (on the invalidation path)."""
+        found: list[Any] = self._run_hard(
+            "live",
+            lambda client: self._live_versions(
+                keys=[self._live_key], args=[self._version], client=client
+            ),
+        )
+        return [v.decode() if isinstance(v, bytes) else v for v in found]
 
     def ping(self) -> bool:
         try:
@@ -530,10 +654,16 @@ class RedisStore:
         return True
 
     def close(self) -> None:
+        self._stop.set()
+        self._refresher.join(self._timeout)
         self._background.drain(self._timeout)  # leases being given back
         self._closed = True  # final: no call reconnects
         self._client.close()
         self._hard.close()
+
+
+def _incr(key: str, client: Redis) -> Any:
+    return client.incr(key)  # type: ignore[no-any-return,unused-ignore]
 
 
 def _members(key: str, client: Redis) -> Any:
