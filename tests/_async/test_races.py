@@ -71,8 +71,9 @@ def unprotect(cache: AsyncCache, monkeypatch: pytest.MonkeyPatch) -> None:
         return True
 
     def store(
-        self: Generations, key: str, snapshot: Any, put: Callable[[], None]
-    ) -> bool:
+        self: Generations, key: str, snapshot: Any, put: Callable[[], None],
+        **_: Any,
+    ) -> bool:  # fmt: skip
         put()
         return True
 

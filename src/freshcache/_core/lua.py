@@ -199,8 +199,10 @@ end
 # entry ttl (ms), retention (ms). Register (or refresh) ``version`` until
 # now + ttl; drop entries expired longer than the retention ago. An entry
 # of ``version`` found expired means its keys missed invalidations: it is
-# marked lapsed (the mark: the time it was found). Returns the version's
-# lapsed mark (its keys must be cleared before they are read), or false.
+# marked lapsed (the mark: the time it was found). Both hashes expire a
+# retention after the last registration (nothing freshcache writes stays
+# forever). Returns the version's lapsed mark (its keys must be cleared
+# before they are read), or false.
 LIVE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -215,8 +217,12 @@ for i = 1, #entries, 2 do
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 if mine ~= nil and mine <= now then
   redis.call('HSET', KEYS[2], ARGV[1], now)
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 end
 return redis.call('HGET', KEYS[2], ARGV[1])
 """
