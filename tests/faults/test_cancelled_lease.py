@@ -1,7 +1,7 @@
 """A caller cancelled while its lease acquisition is in flight gives the
 lease back (async only: cancellation is an asyncio fault).
 
-Through a proxy that delays Redis's replies by 50 ms (commands still run at
+Through a proxy that delays Redis's replies by 100 ms (commands still run at
 once), a ``get_or_load`` takes the key's lease; the moment Redis holds it,
 and before the reply has come back, the caller is cancelled (``wait_for``, a
 client that went away). Before, nobody released that lease: every reader of
@@ -26,7 +26,7 @@ from tests.servers import own_redis_server
 WAIT = 10.0  # seconds any step may take before the test fails
 pytestmark = pytest.mark.redis
 
-DELAY = 0.2  # seconds added to every reply: the window to cancel in
+DELAY = 0.1  # seconds added to every reply: the window to cancel in
 BOUND = 1.0  # a reader's worst wait, against 5 s before
 
 
