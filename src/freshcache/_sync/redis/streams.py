@@ -68,13 +68,12 @@ class StreamStore:
         if partitions < 1 or timeout <= 0:
             raise ValueError("partitions must be >= 1 and timeout > 0")
         # No retry inside redis-py (an XADD is never sent twice by us);
-        # ``timeout`` bounds each wait for bytes (a worker's blocking read
-        # adds its block time to it).
+        # ``timeout`` bounds each call, however its reply trickles in (a
+        # worker's blocking read adds its block time to it).
         self.endpoint = Endpoint(source)
         self._client = self.endpoint.client(
-            size=max_connections, timeout=timeout, health_check=0,
-            per_call=False, decode=True,
-        )  # fmt: skip
+            size=max_connections, timeout=timeout, health_check=0, decode=True
+        )
         self._enqueue = self._client.register_script(lua.ENQUEUE)
         self._applied = self._client.register_script(lua.APPLIED)
         self._invalidate = self._client.register_script(lua.INVALIDATE)
