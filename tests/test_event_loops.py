@@ -181,3 +181,26 @@ def test_a_fastapi_test_client_opened_twice(redis_url: str, key_prefix: str) -> 
                 assert client.get("/users/1").json() == {"id": 1, "name": "user 1"}
                 assert client.get("/users/1").json() == {"id": 1, "name": "user 1"}
                 assert client.post("/users/1/invalidate").json() == {"landed": True}
+
+
+@pytest.mark.redis
+def test_write_behind_over_two_loops(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    """The queue's connections follow the cache's loop too."""
+    cache = AsyncCache(redis_url, prefix=key_prefix, l1=L1())
+    wb = cache.write_behind(name="loops")
+
+    async def put(n: int) -> object:
+        await wb.put(f"user:{n}", {"n": n})
+        return await cache.get(f"user:{n}")
+
+    with _no_resource_warnings():
+        assert asyncio.run(put(1)) == {"n": 1}
+        assert asyncio.run(put(2)) == {"n": 2}  # a second loop
+
+        async def close() -> None:
+            await wb.aclose(flush=False)  # no worker here
+            await cache.aclose()
+
+        asyncio.run(close())

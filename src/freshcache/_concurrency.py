@@ -460,10 +460,13 @@ class AsyncLoopOwner:
             await loop.create_future()
         except asyncio.CancelledError:
             if self._loop is loop:
-                self._loop = None  # the next loop resets (``_fresh`` is False)
+                # Still bound meanwhile: a call from another task that is
+                # ending too must not rebuild anything on this loop.
                 for close in reversed(self._closers):
                     with contextlib.suppress(Exception):
                         await close()
+                if self._loop is loop:
+                    self._loop = None  # the next loop resets (``_fresh`` False)
             raise
 
     def forked(self) -> None:
@@ -482,6 +485,7 @@ class LoopOwner:
 
     def __init__(self) -> None:
         self._stale = False
+        self._lock = threading.Lock()
         self._resets: list[Callable[[], None]] = []
         self._fork_steps: list[Callable[[], None]] = []
         _owners.add(self)
@@ -496,12 +500,15 @@ class LoopOwner:
         self._fork_steps.append(step)
 
     def check(self) -> None:
-        if self._stale:
-            self._stale = False
-            for reset in self._resets:
-                reset()
+        if self._stale:  # the child's first calls, from any of its threads
+            with self._lock:
+                if self._stale:  # no thread goes on before the resets ran
+                    for reset in self._resets:
+                        reset()
+                    self._stale = False
 
     def forked(self) -> None:
+        self._lock = threading.Lock()  # a parent's thread may have held it
         for step in self._fork_steps:
             step()
         self.renew()

@@ -506,6 +506,7 @@ class AsyncCache:
         l2 = self._engine.l2
         host = WriteBehindHost(
             endpoint=None if l2 is None else l2.endpoint,
+            owner=self._engine.owner,
             prefix=self._keys.prefix,
             metrics=self._metrics,
             entry=self._writebehind_entry,

@@ -18,7 +18,8 @@ import pytest
 import redis
 
 from freshcache import Cache
-from freshcache._concurrency import Flag, Worker, sleep
+from freshcache._concurrency import Worker, sleep
+from tests.faults._sync.readers import Readers
 from tests.proxy import delay_proxy
 from tests.servers import own_redis_server
 
@@ -31,42 +32,13 @@ BOUND = 0.5  # one read while replies are lost, loader included
 HEALED = 1.0  # the worst read once they flow again
 
 
-class Readers:
-    """Readers of a few keys that expire every 100 ms, in a loop."""
-
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache
-        self.stop = Flag()
-        self.reads: list[tuple[float, float]] = []  # (started, seconds)
-        self.errors: list[BaseException] = []
-
-    def read(self) -> None:
-        def load() -> str:
-            sleep(LOAD)
-            return "row"
-
-        i = 0
-        while not self.stop.is_set():
-            i += 1
-            started = time.monotonic()
-            try:
-                value = self.cache.get_or_load(f"k:{i % KEYS}", load, ttl=0.1)
-                assert value == "row"
-            except BaseException as exc:
-                self.errors.append(exc)
-            self.reads.append((started, time.monotonic() - started))
-
-    def worst(self, since: float, until: float = float("inf")) -> float:
-        return max(took for at, took in self.reads if since <= at < until)
-
-
 def test_lost_replies_leave_no_reader_waiting(
     request: pytest.FixtureRequest,
 ) -> None:
     request.getfixturevalue("redis_url")  # fail in CI / skip locally without Redis
     with own_redis_server() as server, delay_proxy(server.port) as proxy:
         with Cache(proxy.url, prefix="lr", timeout=TIMEOUT) as cache:
-            readers = Readers(cache)
+            readers = Readers(cache, keys=KEYS, load=LOAD)
             workers = [Worker(readers.read, name=f"read-{n}") for n in range(8)]
             for worker in workers:
                 worker.start()

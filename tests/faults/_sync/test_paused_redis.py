@@ -17,7 +17,8 @@ import time
 import pytest
 
 from freshcache import Cache
-from freshcache._concurrency import Flag, Worker, sleep
+from freshcache._concurrency import Worker, sleep
+from tests.faults._sync.readers import Readers
 from tests.servers import AOF_ALWAYS, own_redis_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -27,45 +28,16 @@ LOAD = 0.005  # seconds per load
 BOUND = 1.0  # the worst read once Redis is back (a deadline is 50 ms)
 
 
-class Readers:
-    """Readers of a few keys that expire every 100 ms, in a loop (so misses,
-    and lease acquisitions, keep coming)."""
-
-    def __init__(self, reader: Cache) -> None:
-        self.reader = reader
-        self.stop = Flag()
-        self.reads: list[tuple[float, float]] = []  # (started, seconds)
-        self.errors: list[BaseException] = []
-
-    def read(self) -> None:
-        def load() -> str:
-            sleep(LOAD)
-            return "row"
-
-        i = 0
-        while not self.stop.is_set():
-            i += 1
-            started = time.monotonic()
-            try:
-                value = self.reader.get_or_load(f"k:{i % KEYS}", load, ttl=0.1)
-                assert value == "row"
-            except BaseException as exc:
-                self.errors.append(exc)
-            self.reads.append((started, time.monotonic() - started))
-
-    def worst_after(self, moment: float) -> float:
-        return max(took for started, took in self.reads if started >= moment)
-
-
 def _run(fault: str) -> None:
     with own_redis_server(*AOF_ALWAYS) as server:
         with (
             Cache(server.url, prefix="p") as one,
             Cache(server.url, prefix="p") as other,
         ):
-            loop = Readers(one)
+            loop = Readers(one, keys=KEYS, load=LOAD)
             workers = [Worker(loop.read, name=f"read-{n}") for n in range(8)]
-            second = Readers(other)  # another process's readers of the keys
+            # and another process's readers of the same keys
+            second = Readers(other, keys=KEYS, load=LOAD)
             workers += [Worker(second.read, name=f"other-{n}") for n in range(8)]
             for worker in workers:
                 worker.start()
@@ -86,7 +58,7 @@ def _run(fault: str) -> None:
                 worker.join(10.0)
             for readers in (loop, second):
                 assert readers.errors == []
-                worst = readers.worst_after(back)
+                worst = readers.worst(back)
                 assert worst < BOUND, f"a read took {worst:.2f} s after Redis was back"
                 assert len([r for r in readers.reads if r[0] >= back]) > 100
 

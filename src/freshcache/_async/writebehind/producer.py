@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from freshcache._concurrency import asleep
+from freshcache._concurrency import AsyncLoopOwner, asleep
 from freshcache._core.entry import px
 from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import TTL, UNSET, Unset
@@ -66,6 +66,7 @@ class WriteBehindHost:
     """
 
     endpoint: Endpoint | None  # None: the cache has no Redis
+    owner: AsyncLoopOwner  # the cache's: its event loop, its process
     prefix: str
     metrics: Metrics
     entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Awaitable[Prepared]]
@@ -136,6 +137,7 @@ class AsyncWriteBehind:
 
         self._store = AsyncStreamStore(
             endpoint,
+            owner=host.owner,
             prefix=self.prefix,
             name=name,
             partitions=partitions,

@@ -42,6 +42,7 @@ _OURS = frozenset(
         "orig_host_address",
         "orig_socket_timeout",
         "orig_socket_connect_timeout",
+        "himport_registry",
     }
 )
 
@@ -88,7 +89,7 @@ class Endpoint:
     def pool(
         self, *, size: int, timeout: float, wait: float | None = None,
         connect_timeout: float | None = None, health_check: float = 5,
-        per_call: bool = True, decode: bool = False,
+        per_call: bool = True, decode: bool = False, protocol: int | None = None,
     ) -> ConnectionPool:  # fmt: skip
         """A new pool of up to ``size`` connections whose every call ends
         ``timeout`` seconds after it was sent (connecting: ``connect_timeout``,
@@ -96,7 +97,8 @@ class Endpoint:
         free connection (else: never); ``health_check``: a connection idle
         that long is pinged before use. ``per_call=False`` (a subscription,
         which waits for messages as long as it lives): ``timeout`` bounds each
-        wait for bytes, not a whole call. ``decode``: replies as ``str``."""
+        wait for bytes, not a whole call. ``decode``: replies as ``str``.
+        ``protocol``: this RESP version, whatever the source says."""
         common: dict[str, Any] = {
             "connection_class": with_deadline(self.connection_class)
             if per_call
@@ -109,6 +111,8 @@ class Endpoint:
             "decode_responses": decode,
             **self.settings,
         }
+        if protocol is not None:
+            common["protocol"] = protocol
         if wait is None:
             return ConnectionPool(**common)
         return BlockingConnectionPool(timeout=wait, **common)  # type: ignore[no-untyped-call,unused-ignore]

@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from redis import ConnectionPool, Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from freshcache._sync.redis.connect import Endpoint, Source
 from freshcache._sync.redis.store import classify
+from freshcache._concurrency import LoopOwner
 from freshcache._core import lua
 from freshcache._core.deploys import split_head
 from freshcache._core.events import Message, encode
@@ -64,6 +67,7 @@ class StreamStore:
         partitions: int,
         timeout: float = 1.0,
         max_connections: int = 16,
+        owner: LoopOwner | None = None,
     ) -> None:
         if partitions < 1 or timeout <= 0:
             raise ValueError("partitions must be >= 1 and timeout > 0")
@@ -71,9 +75,13 @@ class StreamStore:
         # ``timeout`` bounds each call, however its reply trickles in (a
         # worker's blocking read adds its block time to it).
         self.endpoint = Endpoint(source)
-        self._client = self.endpoint.client(
-            size=max_connections, timeout=timeout, health_check=0, decode=True
-        )
+        self._pool_size, self._timeout = max_connections, timeout
+        self._client = Redis.from_pool(self._new_pool())  # owns and closes it
+        # A new event loop, or a forked child, gets a pool of its own (the
+        # scripts stay registered on the client).
+        self._owner = LoopOwner() if owner is None else owner
+        self._owner.on_change(self._reconnect)
+        self._owner.on_end(self._disconnect)
         self._enqueue = self._client.register_script(lua.ENQUEUE)
         self._applied = self._client.register_script(lua.APPLIED)
         self._invalidate = self._client.register_script(lua.INVALIDATE)
@@ -87,7 +95,26 @@ class StreamStore:
         self.meta = writebehind_meta_key(prefix, name)
         self._bus = bus_channel(prefix)
 
+    def _new_pool(self) -> ConnectionPool:
+        # RESP2 whatever the application's client speaks: the stream replies
+        # are read in that shape.
+        return self.endpoint.pool(
+            size=self._pool_size, timeout=self._timeout, health_check=0,
+            decode=True, protocol=2,
+        )  # fmt: skip
+
+    def _reconnect(self) -> None:
+        self._client.connection_pool = self._new_pool()
+
+    def _disconnect(self) -> None:
+        self._client.connection_pool.disconnect()
+
+    def _pipeline(self) -> Pipeline:
+        self._owner.check()  # before the pipeline takes the client's pool
+        return self._client.pipeline(transaction=False)
+
     def _run(self, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        self._owner.check()
         try:
             return call(*args, **kw)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -149,7 +176,7 @@ class StreamStore:
         if not replicas:
             ids: list[str] = self._run(self._enqueue, keys=keys, args=args)
             return ids
-        pipe = self._client.pipeline(transaction=False)  # WAIT needs our connection
+        pipe = self._pipeline()  # WAIT needs our connection
         self._enqueue(keys=keys, args=args, client=pipe)
         pipe.wait(replicas, replica_wait_ms)
         ids, acked = self._run(pipe.execute)
@@ -164,7 +191,7 @@ class StreamStore:
 
     def backlog(self) -> int:
         """Entries not yet applied (new or pending): applied ones are deleted."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for stream in self.streams:
             pipe.xlen(stream)
         return sum(self._run(pipe.execute))
@@ -180,7 +207,7 @@ class StreamStore:
 
     def oldest_id(self) -> str | None:
         """The id of the oldest entry not yet applied, in any partition."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for stream in self.streams:
             pipe.xrange(stream, "-", "+", count=1)
         heads = [e[0][0] for e in self._run(pipe.execute) if e]
@@ -199,7 +226,7 @@ class StreamStore:
 
     def any_left(self, upto: Sequence[str]) -> bool:
         """Whether any partition still holds an entry at or before ``upto``."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         for stream, last in zip(self.streams, upto, strict=True):
             pipe.xrange(stream, "-", last, count=1)
         return any(self._run(pipe.execute))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from freshcache._concurrency import sleep
+from freshcache._concurrency import LoopOwner, sleep
 from freshcache._core.entry import px
 from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import TTL, UNSET, Unset
@@ -67,6 +67,7 @@ class WriteBehindHost:
     """
 
     endpoint: Endpoint | None  # None: the cache has no Redis
+    owner: LoopOwner  # the cache's: its event loop, its process
     prefix: str
     metrics: Metrics
     entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Prepared]
@@ -137,6 +138,7 @@ class WriteBehind:
 
         self._store = StreamStore(
             endpoint,
+            owner=host.owner,
             prefix=self.prefix,
             name=name,
             partitions=partitions,
