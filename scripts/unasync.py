@@ -60,6 +60,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bainvoke\b", "invoke"),
     (r"\bacheck_function\b", "check_function"),
     (r"\badeadline\b", "deadline"),
+    (r"\balock\b", "lock"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
     # the shipped contract (freshcache/testing/_async) runs in pytest-asyncio's
     # strict mode too, so its async fixture says so; the sync twin's is plain

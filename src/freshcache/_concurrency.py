@@ -71,6 +71,17 @@ def deadline(seconds: float) -> contextlib.nullcontext[None]:
     return contextlib.nullcontext()
 
 
+def alock() -> contextlib.AbstractContextManager[Any]:
+    """A lock for state shared by an event loop's tasks: none is needed (they
+    take turns at ``await`` only)."""
+    return contextlib.nullcontext()
+
+
+def lock() -> contextlib.AbstractContextManager[Any]:
+    """The thread twin of ``alock``: a real lock."""
+    return threading.Lock()
+
+
 def acheck_function(func: Callable[..., Any], where: str) -> None:
     """The async cache decorates ``async def`` functions only."""
     if not inspect.iscoroutinefunction(func):

@@ -1,14 +1,15 @@
-"""How long a fill lease lasts: a few times the loads it stands for.
+"""How long a fill lease lives: a few times the loads it stands for.
 
 A lease is held while one caller loads a key, and everyone else waits for
-its fill. When the holder is gone without releasing it (its reply lost, its
-process killed, its caller cancelled while Redis ran the command) the lease
-is orphaned, and every reader of the key, in every process, waits until it
-expires. So a lease lasts what a load of its namespace takes here, not a
-fixed ``lease_ttl``: ``FACTOR`` times the slowest of the last ``KEPT`` loads
-(at least ``FLOOR``, at most ``lease_ttl``). A load slower than that loses
-its lease to a waiter, which loads too; its fill is then refused (the lease
-is a compare-and-set), which is correct and counted.
+its fill. A holder that is alive but stuck (a hung query, a frozen driver)
+keeps it until it expires, and every reader of the key, in every process,
+waits that long. So a lease lives what a load of its namespace takes here,
+not a fixed ``lease_ttl``: ``FACTOR`` times the slowest of the last ``KEPT``
+loads (at least ``FLOOR``, at most ``lease_ttl``; ``lease_ttl`` until a load
+was timed here). A load slower than that loses its lease to a waiter, which
+loads too; its fill is then refused (the lease is a compare-and-set), which
+is correct and counted. A holder that is gone (killed, or its reply lost)
+stops renewing its lease and loses it sooner (``renewals.py``).
 """
 
 from __future__ import annotations

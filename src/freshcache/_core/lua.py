@@ -73,6 +73,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: lease. ARGV: token, px. Extend the lease only while it is still
+# ours: 1; else (filled, given back, revoked or expired) 0.
+RENEW: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 # KEYS: tag set. ARGV: member, px (0: the member never expires). The set never
 # expires before its longest-lived member: its TTL only grows, and a member
 # without expiry makes it persistent.

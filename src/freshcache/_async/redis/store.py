@@ -44,6 +44,7 @@ from freshcache._concurrency import (
     AsyncSlots,
     AsyncWorker,
     adeadline,
+    alock,
     asleep,
 )
 from freshcache._core import lua
@@ -68,6 +69,7 @@ from freshcache._core.layout import (
     tag_key,
 )
 from freshcache._core.policy import Breaker, BreakerState
+from freshcache._core.renewals import RETRY, Renewals
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
@@ -156,6 +158,7 @@ class AsyncRedisStore:
         self._fill = self._client.register_script(lua.FILL)
         self._put = self._client.register_script(lua.PUT)
         self._release = self._client.register_script(lua.RELEASE)
+        self._renew = self._client.register_script(lua.RENEW)
         self._register = self._client.register_script(lua.REGISTER)
         # Rolling deploys: this version's entry in the registry of live
         # versions, and the scripts that reach every live version's keys.
@@ -171,6 +174,8 @@ class AsyncRedisStore:
         self._joins = AsyncSingleFlight()
         self._stop = AsyncFlag()
         self._refresher = AsyncWorker(self._refresh, name=f"freshcache-live:{head}")
+        self._renewals = Renewals(alock())  # the leases held here, kept alive
+        self._renewer = AsyncWorker(self._keep_alive, name=f"freshcache-leases:{head}")
         self._slots = AsyncSlots(max_connections)
         self._codec = codec
         self._metrics = metrics
@@ -200,6 +205,8 @@ class AsyncRedisStore:
         self._joins = AsyncSingleFlight()
         self._stop = AsyncFlag()
         self._refresher = AsyncWorker(self._refresh, name=self._refresher.name)
+        self._renewals = Renewals(alock())  # the old renewer is gone with its loop
+        self._renewer = AsyncWorker(self._keep_alive, name=self._renewer.name)
 
     def _forked(self) -> None:
         """In a forked child: the parent's connections are the parent's. Kept
@@ -219,6 +226,7 @@ class AsyncRedisStore:
         (the next loop starts it again)."""
         self._stop.set()
         await self._refresher.join(self._timeout)
+        await self._renewer.join(self._timeout)
         await self._background.drain(0)
         await self._client.connection_pool.disconnect()
         await self._hard.connection_pool.disconnect()
@@ -375,13 +383,20 @@ class AsyncRedisStore:
         await self._run("set_many", self._whole, pipe.execute)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
-        """Take the fill lease on ``key``: a token, or None if someone holds it."""
+        """Take the fill lease on ``key`` for ``ttl`` seconds (kept alive while
+        this process holds it, ``_core/renewals.py``): a token, or None if
+        someone holds it."""
         token = secrets.token_hex(16)
+        sent = self._mono()
         taken = await self._run(
-            "lease", self._client.set, lease_key(key), token, None, px(ttl), True,
+            "lease", self._client.set, lease_key(key), token, None,
+            px(Renewals.expiry(ttl)), True,
             unsure=lambda: self.give_back(key, token),
         )  # fmt: skip
-        return token if taken else None
+        if not taken:
+            return None
+        self._hold(key, token, ttl, sent)
+        return token
 
     async def acquire_or_get(
         self, key: str, ttl: float, *, again: bool = True
@@ -389,12 +404,14 @@ class AsyncRedisStore:
         """A miss's second look: the entry if someone filled ``key`` since,
         else the lease's token if it was free, else None (it is held)."""
         token = secrets.token_hex(16)
+        sent = self._mono()
         answer = await self._run(
             "lease", self._acquire, [key, lease_key(key)],
-            [token, px(ttl), self._longest],
+            [token, px(Renewals.expiry(ttl)), self._longest],
             unsure=lambda: self.give_back(key, token),
         )  # fmt: skip
         if answer == 1:
+            self._hold(key, token, ttl, sent)
             return token
         if answer == 0:
             return None
@@ -417,6 +434,7 @@ class AsyncRedisStore:
         and no write-behind write of the key is still on its way to the
         database: 1 stored, 0 lease lost, 2 write pending. Once stored, the
         script publishes ``notice`` (channel, message), if given."""
+        self._renewals.drop(key, token)
         keys = [key, lease_key(key), pending_key(key)]
         args: list[str | bytes | int] = [token, data, _px_arg(ttl)]
         if notice is not None:
@@ -428,6 +446,7 @@ class AsyncRedisStore:
 
     async def release(self, key: str, token: str) -> None:
         """Give the lease back without filling (best effort)."""
+        self._renewals.drop(key, token)
         with contextlib.suppress(StoreError):
             await self._run("release", self._release, [lease_key(key)], [token])
 
@@ -435,8 +454,9 @@ class AsyncRedisStore:
         """Release the lease in the background: its holder will not fill (its
         caller was cancelled), or an acquisition may have taken it though we
         never heard (a lost reply). Nobody then waits for a holder that is
-        not loading; if this fails too, the lease expires after about one
-        load (``_core/loadtimes.py``)."""
+        not loading; if this fails too, the lease expires unrenewed, within
+        ``_core/renewals.py``'s ``SPAN``."""
+        self._renewals.drop(key, token)
         if self._closed:
             return  # the lease expires by itself
         self._metrics.count("lease_unsure_release")
@@ -600,6 +620,41 @@ class AsyncRedisStore:
                     break
         return removed
 
+    # -- keeping held leases alive --------------------------------------------
+
+    def _hold(self, key: str, token: str, life: float, sent: float) -> None:
+        if self._renewals.hold(key, token, life, sent):
+            self._renewer = AsyncWorker(self._keep_alive, name=self._renewer.name)
+            self._renewer.start()
+
+    async def _keep_alive(self) -> None:
+        """Renew the leases held here while any is (all due ones in one round
+        trip); a lease whose renewal finds it gone is forgotten."""
+        renewals = self._renewals  # this loop's (or process's)
+        while not self._stop.is_set():
+            wait = renewals.wait(self._mono())
+            if wait is None or await self._stop.wait(wait):
+                return
+            sent = self._mono()
+            due = renewals.due(sent)
+            if not due:
+                continue
+            pipe = self._pipeline()
+            for key, token, seconds in due:
+                await self._renew(
+                    keys=[lease_key(key)], args=[token, px(seconds)], client=pipe
+                )
+            try:
+                results = await self._run(
+                    "renew", self._whole, pipe.execute, gated=False
+                )
+            except CacheClosedError:
+                return
+            except StoreError:
+                await self._stop.wait(RETRY)
+                continue
+            renewals.renewed(due, [bool(result) for result in results], sent)
+
     # -- the registry of live versions ----------------------------------------
 
     async def _join(self) -> None:
@@ -661,6 +716,7 @@ class AsyncRedisStore:
     async def aclose(self) -> None:
         self._stop.set()
         await self._refresher.join(self._timeout)
+        await self._renewer.join(self._timeout)
         await self._background.drain(self._timeout)  # leases being given back
         self._closed = True  # final: no call reconnects
         await self._client.aclose()

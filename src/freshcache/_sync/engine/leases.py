@@ -11,11 +11,13 @@ the holder's fill (docs/coherence.md has the sequence diagrams).
   notice on the bus (the FILL script publishes it), polling with jittered
   backoff as the fallback. Each poll also tries the lease, so exactly one
   waiter takes over a dead holder's.
-* A lease lasts a few times this process's recent loads of its namespace
-  (``_core/loadtimes.py``), at most ``lease_ttl``: an orphaned lease (a lost
-  reply, a cancelled caller, a killed process) delays its key's readers by
-  about one load, not by ``lease_ttl``. The store also gives back a lease
-  whose acquisition may have run without our hearing of it.
+* A lease lives a few times this process's recent loads of its namespace
+  (``_core/loadtimes.py``), at most ``lease_ttl``: a holder that hangs delays
+  its key's readers by about one load. It is renewed while its holder's
+  process holds it, and expires within half a second once nobody renews it
+  (``_core/renewals.py``): an orphaned lease (a lost reply, a killed
+  process) delays them by that much at most. The store also gives back a
+  lease whose acquisition may have run without our hearing of it.
 """
 
 from __future__ import annotations
