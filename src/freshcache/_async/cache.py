@@ -21,7 +21,7 @@ from freshcache._async.writebehind.producer import (
 )
 from freshcache._async.writethrough import AsyncWriteThrough, writes
 from freshcache._concurrency import AsyncLoader, AsyncLoopOwner, ainvoke
-from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
+from freshcache._core.clock import SYSTEM_CLOCK, Clock, ServerTime, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.config import ENABLED_VARIABLE, L1, resolve_enabled
@@ -156,6 +156,8 @@ class AsyncCache:
                 max_connections=max_connections,
                 owner=owner,
             )
+            if type(clock) is SystemClock:
+                self._now = _server_now(remote.server_time)
         self._engine = (AsyncEngine if on else AsyncDisabledEngine)(
             head=self._head,
             prefix=prefix,
@@ -631,3 +633,16 @@ def _tag_sources(
         t if callable(t) or (templates and isinstance(t, str)) else check_tag(t)
         for t in tags
     )
+
+
+def _server_now(server: ServerTime) -> Callable[[], float]:
+    """The time on the Redis server's clock, as this process estimates it:
+    freshness written by one process is judged on the same clock by every
+    other, whatever their own clocks say. An injected clock (a test's
+    ``FakeClock``) is used as it is."""
+    wall = time.time
+
+    def now() -> float:
+        return wall() + server.offset
+
+    return now

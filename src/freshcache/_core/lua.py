@@ -210,8 +210,9 @@ end
 # of ``version`` found expired means its keys missed invalidations: it is
 # marked lapsed (the mark: the time it was found). Both hashes expire a
 # retention after the last registration (nothing freshcache writes stays
-# forever). Returns the version's lapsed mark (its keys must be cleared
-# before they are read), or false.
+# forever). Returns the server's TIME (seconds, microseconds: each process
+# estimates the server's clock from it) and the version's lapsed mark (its
+# keys must be cleared before they are read), or false.
 LIVE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -233,7 +234,7 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 end
-return redis.call('HGET', KEYS[2], ARGV[1])
+return {t[1], t[2], redis.call('HGET', KEYS[2], ARGV[1])}
 """
 
 # KEYS: the lapsed versions. ARGV: version, the mark its keys were cleared

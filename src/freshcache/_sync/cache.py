@@ -22,7 +22,7 @@ from freshcache._sync.writebehind.producer import (
 )
 from freshcache._sync.writethrough import WriteThrough, writes
 from freshcache._concurrency import Loader, LoopOwner, invoke
-from freshcache._core.clock import SYSTEM_CLOCK, Clock, SystemClock
+from freshcache._core.clock import SYSTEM_CLOCK, Clock, ServerTime, SystemClock
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.config import ENABLED_VARIABLE, L1, resolve_enabled
@@ -157,6 +157,8 @@ class Cache:
                 max_connections=max_connections,
                 owner=owner,
             )
+            if type(clock) is SystemClock:
+                self._now = _server_now(remote.server_time)
         self._engine = (Engine if on else DisabledEngine)(
             head=self._head,
             prefix=prefix,
@@ -600,3 +602,16 @@ def _tag_sources(
         t if callable(t) or (templates and isinstance(t, str)) else check_tag(t)
         for t in tags
     )
+
+
+def _server_now(server: ServerTime) -> Callable[[], float]:
+    """The time on the Redis server's clock, as this process estimates it:
+    freshness written by one process is judged on the same clock by every
+    other, whatever their own clocks say. An injected clock (a test's
+    ``FakeClock``) is used as it is."""
+    wall = time.time
+
+    def now() -> float:
+        return wall() + server.offset
+
+    return now

@@ -48,7 +48,7 @@ from freshcache._concurrency import (
     asleep,
 )
 from freshcache._core import lua
-from freshcache._core.clock import Clock, SystemClock
+from freshcache._core.clock import Clock, ServerTime, SystemClock
 from freshcache._core.codec.envelope import Codec, Undecodable
 from freshcache._core.deploys import (
     LIVE_MARGIN,
@@ -175,6 +175,9 @@ class AsyncRedisStore:
         self._stop = AsyncFlag()
         self._refresher = AsyncWorker(self._refresh, name=f"freshcache-live:{head}")
         self._renewals = Renewals(alock())  # the leases held here, kept alive
+        # The server's clock, estimated at every registry refresh: freshness
+        # is written and judged in it (``Cache`` uses it on the system clock).
+        self.server_time = ServerTime()
         self._renewer = AsyncWorker(self._keep_alive, name=f"freshcache-leases:{head}")
         self._slots = AsyncSlots(max_connections)
         self._codec = codec
@@ -664,11 +667,13 @@ class AsyncRedisStore:
         under other versions did not reach its keys: delete them (every
         process of the version has stopped reading Redis by then) before
         anything here reads Redis again."""
-        started = self._mono()
-        mark = await self._run(
+        started, sent = self._mono(), self._clock.time()
+        seconds, micros, mark = await self._run(
             "live", self._live, [self._live_key, lapsed_key(self._prefix)],
             [self._version, px(LIVE_TTL), px(LIVE_RETENTION)], gated=False,
         )  # fmt: skip
+        server = int(seconds) + int(micros) / 1e6
+        self.server_time.sample(sent, server, self._mono() - started)
         if mark is not None:
             self._metrics.count("version_lapsed")
             log.warning(

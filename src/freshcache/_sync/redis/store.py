@@ -49,7 +49,7 @@ from freshcache._concurrency import (
     sleep,
 )
 from freshcache._core import lua
-from freshcache._core.clock import Clock, SystemClock
+from freshcache._core.clock import Clock, ServerTime, SystemClock
 from freshcache._core.codec.envelope import Codec, Undecodable
 from freshcache._core.deploys import (
     LIVE_MARGIN,
@@ -176,6 +176,9 @@ class RedisStore:
         self._stop = Flag()
         self._refresher = Worker(self._refresh, name=f"freshcache-live:{head}")
         self._renewals = Renewals(lock())  # the leases held here, kept alive
+        # The server's clock, estimated at every registry refresh: freshness
+        # is written and judged in it (``Cache`` uses it on the system clock).
+        self.server_time = ServerTime()
         self._renewer = Worker(self._keep_alive, name=f"freshcache-leases:{head}")
         self._slots = Slots(max_connections)
         self._codec = codec
@@ -657,11 +660,13 @@ class RedisStore:
         under other versions did not reach its keys: delete them (every
         process of the version has stopped reading Redis by then) before
         anything here reads Redis again."""
-        started = self._mono()
-        mark = self._run(
+        started, sent = self._mono(), self._clock.time()
+        seconds, micros, mark = self._run(
             "live", self._live, [self._live_key, lapsed_key(self._prefix)],
             [self._version, px(LIVE_TTL), px(LIVE_RETENTION)], gated=False,
         )  # fmt: skip
+        server = int(seconds) + int(micros) / 1e6
+        self.server_time.sample(sent, server, self._mono() - started)
         if mark is not None:
             self._metrics.count("version_lapsed")
             log.warning(
