@@ -36,13 +36,9 @@ def main() -> None:  # pragma: no cover - runs in a child process
             elif command == "get":
                 reply = cache.get(key, None)
             else:
-                ran: list[bool] = []
-
-                def load(value: str = args[0]) -> str:
-                    ran.append(True)
-                    return value
-
-                reply = [cache.get_or_load(key, load, ttl=float(args[1])), bool(ran)]
+                loads = cache.stats().loads
+                value = cache.get_or_load(key, lambda v=args[0]: v, ttl=float(args[1]))
+                reply = [value, cache.stats().loads > loads]
             print(json.dumps(reply), flush=True)
 
 

@@ -35,7 +35,8 @@ class Skewed:
         self.process = process
 
     def __call__(self, *command: object) -> Any:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(" ".join(map(str, command)) + "\n")
         self.process.stdin.flush()
         return json.loads(self.process.stdout.readline())
