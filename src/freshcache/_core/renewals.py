@@ -16,12 +16,18 @@ waiter, as before: renewals stop when the life is over.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 SPAN = 0.5  # seconds: the longest a lease outlives its holder's last renewal
 RETRY = 0.05  # seconds before renewing again after a failed round trip
+
+
+class Lock(Protocol):
+    """A lock, or nothing where one thread shares the state (an event loop)."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -40,7 +46,7 @@ class Renewals:
 
     __slots__ = ("_held", "_lock", "_running")
 
-    def __init__(self, lock: AbstractContextManager[Any]) -> None:
+    def __init__(self, lock: Lock) -> None:
         self._held: dict[str, _Held] = {}
         self._lock = lock  # a real one where threads share this
         self._running = False
