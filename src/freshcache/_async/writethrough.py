@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._concurrency import AsyncShield, acheck_function
-from freshcache._core.sentinels import MISS, TTL, UNSET, Unset
+from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.templates import KeyTemplate
 
@@ -104,6 +104,8 @@ class AsyncWriteThrough:
         self._keys = tuple(keys)
         self._tags = tuple(tags)
         self._reload = reload
+        if ttl is not UNSET:  # checked before the transaction, not after it
+            ttl_seconds(ttl)
         self._ttl = ttl
         self._reload_tags = tuple(
             t if callable(t) else check_tag(t) for t in reload_tags

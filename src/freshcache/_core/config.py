@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from freshcache._core.sentinels import MAX_TTL_SECONDS, check_number
+
 # The environment variable read when a cache is built without ``enabled=``.
 ENABLED_VARIABLE: Final = "FRESHCACHE_ENABLED"
 _ON: Final = frozenset({"1", "true", "yes", "on"})
@@ -71,17 +73,15 @@ class L1:
     serve_stale_when_down: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.max_entries < 1:
-            raise ValueError("L1.max_entries must be at least 1")
-        if self.max_bytes is not None and self.max_bytes < 1:
-            raise ValueError("L1.max_bytes must be at least 1 or None")
-        if self.ttl is not None and not self.ttl > 0:
-            raise ValueError("L1.ttl must be a positive number of seconds or None")
-        if self.max_staleness is not None and not 0.005 <= self.max_staleness <= 60:
-            raise ValueError(
-                "L1.max_staleness must be between 0.005 and 60 seconds, or None"
+        check_number(self.max_entries, "L1.max_entries", low=1, integer=True)
+        if self.max_bytes is not None:
+            check_number(self.max_bytes, "L1.max_bytes", low=1, integer=True)
+        if self.ttl is not None:
+            check_number(self.ttl, "L1.ttl", low_open=True, high=MAX_TTL_SECONDS)
+        if not isinstance(self.copy, bool):
+            raise TypeError(
+                f"L1.copy must be True or False, not {type(self.copy).__name__}"
             )
-        if not 0 <= self.serve_stale_when_down <= 3600:
-            raise ValueError(
-                "L1.serve_stale_when_down must be between 0 and 3600 seconds"
-            )
+        if self.max_staleness is not None:
+            check_number(self.max_staleness, "L1.max_staleness", low=0.005, high=60)
+        check_number(self.serve_stale_when_down, "L1.serve_stale_when_down", high=3600)

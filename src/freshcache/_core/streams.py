@@ -24,6 +24,9 @@ from freshcache._core.layout import versioned
 
 SEQUENCE_SPAN = 1_000_000  # ids are "ms-seq"; version = ms * SPAN + seq
 
+MAX_PARTITIONS = 1024  # streams per write-behind queue
+MAX_REPLICAS = 1000  # replicas a put may wait for
+
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition of ``key``: the same in every process and every run."""

@@ -30,7 +30,18 @@ from freshcache._core.events import Origin
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, escape
 from freshcache._core.layout import bus_channel, versioned
-from freshcache._core.sentinels import MISS, TTL, UNSET, Miss, Unset, ttl_seconds
+from freshcache._core.sentinels import (
+    MAX_CONNECTIONS,
+    MAX_TIMEOUT,
+    MISS,
+    TTL,
+    UNSET,
+    Miss,
+    Unset,
+    check_number,
+    stale_seconds,
+    ttl_seconds,
+)
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
@@ -48,17 +59,16 @@ D = TypeVar("D")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
+def _scheme(url: str) -> str:
+    """A URL's scheme for a message, never the rest (it may hold a password)."""
+    scheme, found, _ = url.partition("://")
+    if found and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return repr(scheme)
+    return "none (expected redis://, rediss:// or unix://)"
+
+
 def _namespace(key: str) -> str:
     return key.partition(":")[0]
-
-
-def _stale_seconds(stale_ttl: TTL) -> float:
-    if stale_ttl == 0:
-        return 0.0
-    seconds = ttl_seconds(stale_ttl, name="stale_ttl")
-    if seconds is None:
-        raise ValueError("stale_ttl must be a number of seconds (0: no stale window)")
-    return seconds
 
 
 class Cache:
@@ -112,9 +122,17 @@ class Cache:
         if isinstance(client, str):
             raise TypeError("client= takes a client or a pool; a URL comes first")
         self._ttl = ttl_seconds(ttl)
-        self._stale_ttl = _stale_seconds(stale_ttl)
-        if not xfetch_beta >= 0 or not 0 <= ttl_jitter < 1:
-            raise ValueError("xfetch_beta must be >= 0 and ttl_jitter in [0, 1)")
+        self._stale_ttl = stale_seconds(stale_ttl)
+        check_number(xfetch_beta, "xfetch_beta")
+        check_number(ttl_jitter, "ttl_jitter", high=1, high_open=True)
+        check_number(timeout, "timeout", low_open=True, high=MAX_TIMEOUT)
+        check_number(
+            max_connections,
+            "max_connections",
+            low=1,
+            high=MAX_CONNECTIONS,
+            integer=True,
+        )
         lease = ttl_seconds(lease_ttl, name="lease_ttl")
         if lease is None:
             raise ValueError("lease_ttl must be a number of seconds")
@@ -132,7 +150,7 @@ class Cache:
         remote: RedisStore | None = None
         embedded = client is None and (url is None or url == "memory://")
         if url is not None and not embedded and not url.startswith(_REDIS_SCHEMES):
-            raise ValueError(f"unsupported cache URL scheme: {url.split(':')[0]!r}")
+            raise ValueError(f"unsupported cache URL scheme: {_scheme(url)}")
         # What belongs to one event loop (connections, tasks) or one process.
         owner = LoopOwner()
         on = self._enabled  # off: no tier is built, so nothing can connect
@@ -309,7 +327,7 @@ class Cache:
         self, ttl: TTL | Unset, stale_ttl: TTL | Unset, negative_ttl: TTL = None
     ) -> Lifetime:
         soft = self._ttl if ttl is UNSET else ttl_seconds(ttl)
-        stale = self._stale_ttl if stale_ttl is UNSET else _stale_seconds(stale_ttl)
+        stale = self._stale_ttl if stale_ttl is UNSET else stale_seconds(stale_ttl)
         negative = ttl_seconds(negative_ttl, name="negative_ttl")
         return Lifetime(soft, stale, negative)
 

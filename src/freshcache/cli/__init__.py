@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from freshcache.cli._secrets import POSTGRES, REDIS
+
 INSTALL_HINT = (
     "freshcache: the command line needs rich; install it with\n"
     "    pip install 'freshcache[cli]'"
@@ -38,6 +40,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+_SECRETS_EPILOG = (
+    "Each URL or DSN may also come from a file (--redis-file PATH: its first "
+    "line) or the environment (FRESHCACHE_REDIS_URL, FRESHCACHE_POSTGRES_DSN, "
+    "FRESHCACHE_SQLALCHEMY_URL); the command line wins over the environment. "
+    "A password on the command line is visible to every user of the machine "
+    "(ps, /proc): prefer the file or the variable."
+)
+
+
 def _have_rich() -> bool:
     try:
         import rich  # noqa: F401
@@ -47,10 +58,17 @@ def _have_rich() -> bool:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from freshcache.cli._secrets import UsageError
+
+    try:
+        redis, postgres = REDIS.resolve(args), POSTGRES.resolve(args)
+    except UsageError as exc:
+        print(f"freshcache demo: {exc}", file=sys.stderr)
+        return 2
     if not _have_rich():
         print(INSTALL_HINT, file=sys.stderr)
         return 1
-    if args.processes is not None and args.processes > 1 and args.redis is None:
+    if args.processes is not None and args.processes > 1 and redis is None:
         print(
             "freshcache demo: --processes above 1 needs --redis (the embedded "
             "cache lives in one process)",
@@ -69,8 +87,8 @@ def _demo(args: argparse.Namespace) -> int:
         users=args.users,
         teams=args.teams,
         seed=args.seed,
-        redis=args.redis,
-        postgres=args.postgres,
+        redis=redis,
+        postgres=postgres,
         processes=args.processes,
         write_seconds=args.write_seconds,
     )
@@ -139,11 +157,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="random seed for the request mix (default: random)",
     )
-    demo.add_argument(
-        "--redis",
-        metavar="URL",
-        default=None,
-        help="use an L1 over a Redis cache at URL instead of the in-process one",
+    REDIS.add(
+        demo.add_mutually_exclusive_group(),
+        "use an L1 over a Redis cache at URL instead of the in-process one "
+        f"(default: {REDIS.variable} if set)",
     )
     demo.add_argument(
         "--processes",
@@ -154,11 +171,10 @@ def _parser() -> argparse.ArgumentParser:
             "needs --redis (default: 1 embedded, 2 with --redis)"
         ),
     )
-    demo.add_argument(
-        "--postgres",
-        metavar="DSN",
-        default=None,
-        help="use PostgreSQL at DSN instead of a temporary SQLite file",
+    POSTGRES.add(
+        demo.add_mutually_exclusive_group(),
+        "use PostgreSQL at DSN instead of a temporary SQLite file "
+        f"(default: {POSTGRES.variable} if set)",
     )
     demo.add_argument(
         "--write-seconds",
@@ -174,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     from freshcache.cli import worker
 
     worker.add_parser(commands)
+    for command in (demo, commands.choices["worker"]):
+        command.epilog = _SECRETS_EPILOG
     return parser
 
 

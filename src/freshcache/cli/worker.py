@@ -3,6 +3,12 @@
 Runs until SIGTERM or SIGINT, then finishes the batch in hand and exits 0.
 Every ``--report-every`` seconds it logs the queue's lag, backlog, pending
 entries and the applied, redelivered and dead-lettered totals.
+
+The Redis URL comes from --redis, --redis-file PATH or FRESHCACHE_REDIS_URL;
+the database from --postgres/--postgres-file/FRESHCACHE_POSTGRES_DSN,
+--sqlalchemy/--sqlalchemy-file/FRESHCACHE_SQLALCHEMY_URL or --sqlite PATH.
+A password on the command line is visible to every user of the machine
+(ps): prefer the file or the environment variable.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from freshcache import WriteBehindWorker
+from freshcache.cli._secrets import POSTGRES, REDIS, SQLALCHEMY, UsageError
 from freshcache.sinks.base import Sink
 
 log = logging.getLogger("freshcache.worker")
@@ -26,21 +34,18 @@ def add_parser(commands: Any) -> None:
         "worker",
         help="apply a write-behind queue to the database",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    worker.add_argument(
-        "--redis", metavar="URL", required=True, help="the cache's Redis"
-    )
+    REDIS.add(worker.add_mutually_exclusive_group(), "the cache's Redis")
     worker.add_argument(
         "--prefix", default="fc", help="the cache's prefix (default fc)"
     )
     worker.add_argument("--name", default="default", help="the queue's name")
     worker.add_argument("--partitions", type=int, default=4, help="(default 4)")
-    sinks = worker.add_mutually_exclusive_group(required=True)
-    sinks.add_argument("--postgres", metavar="DSN", help="PostgreSQL (psycopg 3)")
+    sinks = worker.add_mutually_exclusive_group()
+    POSTGRES.add(sinks, "PostgreSQL (psycopg 3)")
     sinks.add_argument("--sqlite", metavar="PATH", help="a SQLite database file")
-    sinks.add_argument(
-        "--sqlalchemy", metavar="URL", help="any SQLAlchemy database URL"
-    )
+    SQLALCHEMY.add(sinks, "any SQLAlchemy database URL")
     worker.add_argument("--table", required=True, help="the table to upsert into")
     worker.add_argument("--key-column", default="key")
     worker.add_argument("--value-column", default="value")
@@ -69,24 +74,46 @@ def add_parser(commands: Any) -> None:
     worker.set_defaults(handler=run)
 
 
-def _sink(args: argparse.Namespace) -> Sink:
+def _database(args: argparse.Namespace) -> tuple[str, str]:
+    """The sink's kind and where its database is: from the command line,
+    else from the one environment variable set. Raises ``UsageError``."""
+    if args.sqlite is not None:
+        return "sqlite", args.sqlite
+    for option in (POSTGRES, SQLALCHEMY):
+        if option.given(args):
+            return option.flag, str(option.resolve(args))
+    found = [
+        (option.flag, value)
+        for option in (POSTGRES, SQLALCHEMY)
+        if (value := option.resolve(args)) is not None
+    ]
+    if len(found) != 1:
+        raise UsageError(
+            "say which database: --postgres[-file], --sqlalchemy[-file] or "
+            f"--sqlite, or set one of {POSTGRES.variable} and "
+            f"{SQLALCHEMY.variable}" + (" (both are set)" if found else "")
+        )
+    return found[0]
+
+
+def _sink(kind: str, where: str, args: argparse.Namespace) -> Sink:
     columns = {
         "table": args.table,
         "key_column": args.key_column,
         "value_column": args.value_column,
         "version_column": args.version_column,
     }
-    if args.postgres:
+    if kind == "postgres":
         from freshcache.sinks.postgres import PostgresSink
 
-        return PostgresSink(args.postgres, **columns)
-    if args.sqlite:
+        return PostgresSink(where, **columns)
+    if kind == "sqlite":
         from freshcache.sinks.sqlite import SQLiteSink
 
-        return SQLiteSink(args.sqlite, **columns)
+        return SQLiteSink(where, **columns)
     from freshcache.sinks.sqlalchemy import SQLAlchemySink
 
-    return SQLAlchemySink(args.sqlalchemy, **columns)
+    return SQLAlchemySink(where, **columns)
 
 
 def run(
@@ -94,13 +121,24 @@ def run(
 ) -> int:
     """Run the worker the arguments describe; ``on_commit`` is passed on to
     ``WriteBehindWorker`` (called after each database commit, before the
-    acknowledgement)."""
+    acknowledgement). Returns 2, with a message on stderr, for a command
+    line that cannot run (no Redis URL, no database, an unreadable file)."""
+    try:
+        redis = REDIS.resolve(args)
+        if redis is None:
+            raise UsageError(
+                f"say where Redis is: --redis-file PATH, {REDIS.variable} or --redis"
+            )
+        kind, where = _database(args)
+    except UsageError as exc:
+        print(f"freshcache worker: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    sink = _sink(args)
+    sink = _sink(kind, where, args)
     worker = WriteBehindWorker(
-        args.redis,
+        redis,
         sink,
         prefix=args.prefix,
         name=args.name,

@@ -658,9 +658,14 @@ class AsyncEngine:
             await self._run_and_fill(
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
             )
-        except Exception:  # the stale value is served until its hard expiry
+        except Exception as exc:  # the stale value is served until its hard expiry
             self.metrics.error("refresh")
-            log.warning("freshcache: background refresh failed", exc_info=True)
+            # the class only: the loader's message can quote a row
+            log.warning(
+                "freshcache: background refresh failed: %s.%s",
+                type(exc).__module__,
+                type(exc).__qualname__,
+            )
         finally:
             self.refreshing.discard(full)
 

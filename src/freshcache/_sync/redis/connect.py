@@ -14,6 +14,7 @@ are never used or closed by freshcache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
@@ -53,16 +54,27 @@ Source = str | Client
 ``Client``."""
 
 
+def _sealed(settings: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """The settings behind a function: no attribute, ``vars()`` or ``repr``
+    of an ``Endpoint`` shows them (they hold the password)."""
+    frozen = dict(settings)
+    return lambda: dict(frozen)
+
+
 class Endpoint:
+    """Where Redis is. Its ``repr`` shows the address and database; the
+    connection settings (with the password) are kept out of sight."""
+
+    __slots__ = ("_settings", "connection_class", "where")
+    _settings: Callable[[], dict[str, Any]]
     connection_class: type[Any]
-    settings: dict[str, Any]  # connection keywords (never logged: a password)
+    where: str  # "host:port/db" or the socket path: never a password
 
     def __init__(self, source: Source | Endpoint) -> None:
         if isinstance(source, Endpoint):  # the same place, the same settings
-            self.connection_class, self.settings = (
-                source.connection_class,
-                dict(source.settings),
-            )
+            self.connection_class = source.connection_class
+            self._settings = source._settings  # noqa: SLF001 (the same class)
+            self.where = source.where
             return
         if isinstance(source, str):
             kwargs: dict[str, Any] = dict(parse_url(source))  # type: ignore[no-untyped-call,unused-ignore]
@@ -78,13 +90,18 @@ class Endpoint:
             kwargs = dict(pool.connection_kwargs)
             connection_class = pool.connection_class
         self.connection_class = connection_class
-        self.settings = {k: v for k, v in kwargs.items() if k not in _OURS}
+        settings = {k: v for k, v in kwargs.items() if k not in _OURS}
+        self._settings = _sealed(settings)
+        self.where = "{}/{}".format(
+            settings.get("path")
+            or "{}:{}".format(
+                settings.get("host", "localhost"), settings.get("port", 6379)
+            ),
+            settings.get("db", 0),
+        )
 
     def __repr__(self) -> str:  # never the password
-        where = self.settings.get("path") or "{}:{}".format(
-            self.settings.get("host", "localhost"), self.settings.get("port", 6379)
-        )
-        return f"Endpoint({where}, db={self.settings.get('db', 0)})"
+        return f"Endpoint({self.where})"
 
     def pool(
         self, *, size: int, timeout: float, wait: float | None = None,
@@ -109,7 +126,7 @@ class Endpoint:
             "retry": Retry(NoBackoff(), 0),
             "health_check_interval": health_check,
             "decode_responses": decode,
-            **self.settings,
+            **self._settings(),
         }
         if protocol is not None:
             common["protocol"] = protocol

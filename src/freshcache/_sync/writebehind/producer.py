@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from freshcache._concurrency import LoopOwner, sleep
 from freshcache._core.entry import px
 from freshcache._core.persistence import Verdict, judge
-from freshcache._core.sentinels import TTL, UNSET, Unset
+from freshcache._core.sentinels import (
+    MAX_TIMEOUT,
+    TTL,
+    UNSET,
+    Unset,
+    check_number,
+    stale_seconds,
+    ttl_seconds,
+)
 from freshcache._core.streams import (
+    MAX_PARTITIONS,
+    MAX_REPLICAS,
     Enqueued,
     WriteBehindStats,
     encode_value,
@@ -114,12 +124,18 @@ class WriteBehind:
             raise ValueError("write-behind needs a Redis cache (a URL or a client)")
         if not name.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"name must be letters, digits, '_', '-', '.': {name!r}")
-        if partitions < 1 or max_backlog < partitions or replicas < 0:
-            raise ValueError(
-                "need partitions >= 1, max_backlog >= partitions and replicas >= 0"
-            )
-        if not recheck > 0:
-            raise ValueError("recheck must be > 0 seconds")
+        check_number(partitions, "partitions", low=1, high=MAX_PARTITIONS, integer=True)
+        check_number(max_backlog, "max_backlog", low=partitions, integer=True)
+        check_number(replicas, "replicas", high=MAX_REPLICAS, integer=True)
+        for seconds, what in (
+            (replica_timeout, "replica_timeout"), (timeout, "timeout"),
+            (recheck, "recheck"),
+        ):  # fmt: skip
+            check_number(seconds, what, low_open=True, high=MAX_TIMEOUT)
+        if ttl is not UNSET:
+            ttl_seconds(ttl)
+        if stale_ttl is not UNSET:
+            stale_seconds(stale_ttl)
         self._recheck = recheck
         self._checked_at = -math.inf
         self._host = host

@@ -37,7 +37,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from freshcache._concurrency import Flag, invoke
+from freshcache._core.sentinels import MAX_TIMEOUT, MAX_TTL_SECONDS, check_number
 from freshcache._core.streams import (
+    MAX_PARTITIONS,
     Malformed,
     Outcome,
     WorkerTotals,
@@ -86,10 +88,14 @@ class WriteBehindWorker:
         metrics: Metrics | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
-        if batch_size < 1 or max_deliveries < 1 or block < 0 or claim_idle <= 0:
-            raise ValueError(
-                "need batch_size >= 1, max_deliveries >= 1, block >= 0, claim_idle > 0"
-            )
+        check_number(partitions, "partitions", low=1, high=MAX_PARTITIONS, integer=True)
+        check_number(batch_size, "batch_size", low=1, high=1_000_000, integer=True)
+        check_number(
+            max_deliveries, "max_deliveries", low=1, high=1_000_000, integer=True
+        )
+        check_number(block, "block", high=MAX_TIMEOUT)
+        check_number(claim_idle, "claim_idle", low_open=True, high=MAX_TTL_SECONDS)
+        check_number(timeout, "timeout", low_open=True, high=MAX_TIMEOUT)
         from freshcache._sync.redis.streams import StreamStore  # needs redis
 
         self._store = StreamStore(
@@ -189,7 +195,8 @@ class WriteBehindWorker:
             if self._sink.is_permanent(exc):
                 self._isolate(writes, deliveries)
                 return
-            log.warning("freshcache worker: sink failed, will retry: %r", exc)
+            # the class only: a database's message can quote the row
+            log.warning("freshcache worker: sink failed, will retry: %s", _kind(exc))
             self._store.forgive(writes, self.consumer)  # not their fault
             # left pending: reclaimed after claim_idle; meanwhile, back off
             self._stopping.wait(self._pause)
@@ -242,7 +249,7 @@ class WriteBehindWorker:
     ) -> None:
         outcome = after_failure(permanent=self._sink.is_permanent(exc))
         if outcome is Outcome.DEAD_LETTER:
-            self._dead_letter(write, _reason(exc))
+            self._dead_letter(write, _reason(exc), shown=_kind(exc))
         else:  # an outage is not the entry's fault: this try does not count
             self._store.forgive([write], self.consumer)
 
@@ -261,12 +268,16 @@ class WriteBehindWorker:
             self._metrics.count("writebehind:applied")
             self._metrics.latency("writebehind_lag", max(0.0, now - _enqueued(write)))
 
-    def _dead_letter(self, item: Write | Malformed, reason: str) -> None:
+    def _dead_letter(
+        self, item: Write | Malformed, reason: str, *, shown: str | None = None
+    ) -> None:
+        """Move ``item`` to the dead letters with ``reason`` (kept in Redis,
+        beside the entry); the log shows ``shown`` (by default the reason)."""
         log.warning(
             "freshcache worker: dead-lettering entry %s of %s: %s",
             item.entry_id,
             item.stream,
-            reason,
+            reason if shown is None else shown,
         )
         self._store.dead_letter(item, reason)
         self.totals.dead_lettered += 1
@@ -295,4 +306,12 @@ def _enqueued(write: Write) -> float:
 
 
 def _reason(exc: BaseException) -> str:
+    """Why a write was dead-lettered, stored with it: the message too."""
     return f"{type(exc).__name__}: {exc}"
+
+
+def _kind(exc: BaseException) -> str:
+    """What a log may say about a sink's exception: its class, never its
+    message (a database's message can quote the row: "Failing row
+    contains ...")."""
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
