@@ -46,13 +46,15 @@ at most 59 characters.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import re
 import unicodedata
+import urllib.parse
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final
@@ -62,6 +64,7 @@ from freshcache.errors import UnstableKeyError
 __all__ = [
     "KeyBuilder",
     "check_max_length",
+    "check_raw_key",
     "encode_int",
     "encode_part",
     "escape",
@@ -135,14 +138,80 @@ def _encode_dict(v: dict[Any, Any]) -> str:
     return "!m[" + ",".join(f"{k}={x}" for k, x in pairs) + "]"
 
 
+def type_name(t: type) -> str:
+    """``module.qualname``, escaped: a class's name in a key. Refused for a
+    class defined inside a function (``<locals>``): each call of the
+    function makes another class with the same name."""
+    qualname = getattr(t, "__qualname__", None) or t.__name__
+    if "<locals>" in qualname:
+        raise UnstableKeyError(
+            f"{t.__module__}.{qualname}: a class defined inside a function has "
+            "no unique name to key on; define it at module level, or give it "
+            "__cache_key__()"
+        )
+    return escape(f"{t.__module__}.{qualname}")
+
+
+def _encode_time(v: time) -> str:
+    text = "!c" + time.isoformat(v).replace(":", "")
+    tz = v.tzinfo
+    if tz is None or v.utcoffset() is not None:
+        return text  # naive, or its offset is in the isoformat
+    zone = getattr(tz, "key", None)  # a ZoneInfo: no offset without a date
+    if type(zone) is not str:
+        raise UnstableKeyError(
+            f"time {v.isoformat()} has a tzinfo ({type(tz).__qualname__}) with "
+            "neither a fixed offset nor a zone key; use a fixed-offset timezone"
+        )
+    return f"{text}@{escape(zone)}"
+
+
+def _encode_enum(v: enum.Enum) -> str:
+    t = type(v)
+    if isinstance(v, enum.Flag) or v.name is None:  # by value: unnamed combinations
+        return f"!e{type_name(t)}({encode_part(v.value)})"
+    return f"!e{type_name(t)}.{escape(v.name)}"
+
+
+def _encode_fields(t: type, pairs: list[tuple[str, object]]) -> str:
+    body = ",".join(f"{escape(name)}={encode_part(value)}" for name, value in pairs)
+    return f"!o{type_name(t)}({body})"
+
+
+def _encode_dataclass(v: Any) -> str:
+    return _encode_fields(
+        type(v), [(f.name, getattr(v, f.name)) for f in dataclasses.fields(v)]
+    )
+
+
+def _pydantic_model(t: type) -> bool:
+    return any(
+        c.__name__ == "BaseModel" and c.__module__.startswith("pydantic")
+        for c in t.__mro__
+    )
+
+
+def _encode_model(v: Any) -> str:
+    """A pydantic model: its fields, then its extra fields and private
+    attributes (both part of its equality), by name."""
+    pairs = [(name, getattr(v, name)) for name in type(v).model_fields]
+    extra = getattr(v, "__pydantic_extra__", None) or {}
+    private = getattr(v, "__pydantic_private__", None) or {}
+    pairs += [("!x" + name, value) for name, value in sorted(extra.items())]
+    pairs += [("!p" + name, value) for name, value in sorted(private.items())]
+    return _encode_fields(type(v), pairs)
+
+
 def _encode_object(v: object) -> str:
     t = type(v)
-    if t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__:
-        text = str(v)
-        if " at 0x" not in text:
-            return f"!o{escape(t.__qualname__)}({escape(text)})"
+    if isinstance(v, type):
+        return "!y" + type_name(v)
+    if dataclasses.is_dataclass(t):
+        return _encode_dataclass(v)
+    if _pydantic_model(t):
+        return _encode_model(v)
     raise UnstableKeyError(
-        f"{t.__module__}.{t.__qualname__} object has no stable key form; "
+        f"{t.__module__}.{t.__qualname__} object has no key form; "
         "define __cache_key__() returning a stable value (such as an id), "
         "or use a key template naming a stable attribute"
     )
@@ -157,6 +226,8 @@ _ENCODERS: Final[tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...
     (uuid.UUID, lambda v: "!u" + uuid.UUID.__str__(v)),
     (datetime, lambda v: "!t" + datetime.isoformat(v).replace(":", "")),
     (date, lambda v: "!d" + date.isoformat(v)),
+    (time, _encode_time),
+    (timedelta, lambda v: f"!r{v.days}.{v.seconds}.{v.microseconds}"),
     (list, lambda v: "[" + ",".join(map(encode_part, v)) + "]"),
     (tuple, lambda v: "(" + ",".join(map(encode_part, v)) + ")"),
     (dict, _encode_dict),
@@ -198,7 +269,7 @@ def encode_part(value: object) -> str:
             raise UnstableKeyError(f"{t.__qualname__}.__cache_key__() returned self")
         return encode_part(key)
     if isinstance(v, enum.Enum):
-        return "!e" + escape(f"{t.__qualname__}.{v.name}")
+        return _encode_enum(v)
     for base, encoder in _ENCODERS:
         if isinstance(v, base):
             return encoder(v)
@@ -245,6 +316,42 @@ def _namespace(namespace: str) -> str:
     if not namespace:
         raise ValueError("namespace must not be empty")
     return escape(namespace)
+
+
+def check_raw_key(key: str) -> str:
+    """Check a raw key (``"user:1"``, as ``cache.get`` takes it); returns its
+    namespace (the text before the first ``:``).
+
+    ``ValueError`` unless the namespace is one ``KeyBuilder.key`` could have
+    written: non-empty and escaped exactly as `escape` escapes (``%XX`` only
+    where `escape` puts one). So a raw key cannot start with ``!`` (the
+    bookkeeping keys under the head: namespace versions, tag sets, the tag
+    epoch), cannot contain ``~`` in its namespace (a bumped namespace's keys,
+    ``user~1:5``), and ``bump(namespace)`` names exactly its namespace. Braces
+    are refused anywhere (Redis Cluster hash tags; fill leases and
+    write-behind marks are ``{key}:...``).
+    """
+    if "{" in key or "}" in key:
+        raise ValueError(
+            "raw keys may not contain '{' or '}' (Redis Cluster hash tags); "
+            "build keys from values with cache.key(...)"
+        )
+    namespace = key.partition(":")[0]
+    if namespace.isidentifier() or namespace.isalnum():
+        return namespace  # nothing to escape (see encode_part)
+    try:
+        plain = urllib.parse.unquote(namespace, errors="strict")
+    except UnicodeDecodeError:
+        plain = None
+    if not namespace or plain is None or escape(plain) != namespace:
+        raise ValueError(
+            f"raw key {key!r}: its namespace (the text before the first ':') "
+            "must be non-empty and escaped as cache.key escapes it (no '!', "
+            "'~', spaces or other reserved characters; '!' and '~' name "
+            "freshcache's own bookkeeping and namespace versions); "
+            "build keys with cache.key(namespace, ...)"
+        )
+    return namespace
 
 
 class KeyBuilder:
