@@ -51,7 +51,6 @@ import enum
 import hashlib
 import re
 import unicodedata
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
@@ -80,6 +79,7 @@ _CANDIDATES: Final = re.compile(
     "[" + re.escape(_RESERVED) + r"\x00-\x1f\x7f-\U0010ffff]"
 )
 _NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_PERCENTS: Final = re.compile("(?:%[0-9A-F]{2})+")
 _GLOB: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _HASH_PREFIX: Final = 24
 _HASHED_LENGTH: Final = 2 + _HASH_PREFIX + 1 + 32
@@ -340,8 +340,10 @@ def check_raw_key(key: str) -> str:
     if namespace.isidentifier() or namespace.isalnum():
         return namespace  # nothing to escape (see encode_part)
     try:
-        plain = urllib.parse.unquote(namespace, errors="strict")
-    except UnicodeDecodeError:
+        plain: str | None = _PERCENTS.sub(
+            lambda m: bytes.fromhex(m.group().replace("%", "")).decode(), namespace
+        )
+    except UnicodeDecodeError:  # not UTF-8: escape never writes it
         plain = None
     if not namespace or plain is None or escape(plain) != namespace:
         raise ValueError(
