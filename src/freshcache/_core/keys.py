@@ -1,4 +1,4 @@
-"""Cache keys: readable, injective, glob-safe (guarantee C9).
+"""Cache keys: readable, injective, glob-safe.
 
 A key is ``prefix:version:namespace:part:...:name=value``, for example
 ``app:v3:user:123:profile`` or ``app:v3:search:products:category=books:page=2``.
@@ -27,15 +27,29 @@ Encoding of one argument (`encode_part`)
   offset is kept as given, so the same instant in two offsets gives two keys.
   Only the offset of the tzinfo counts, not its name.
   ``date`` -> ``!d`` + isoformat.
-* ``Enum`` member -> ``!e`` + escape(``TypeQualname.NAME``).
+* ``time`` -> ``!c`` + isoformat without colons (``!c010000``,
+  ``!c010000+0100``); a time in a named zone (a ``ZoneInfo``: no offset
+  without a date) adds ``@`` + escape(zone key) (``!c010000@Europe/Paris``).
+  A tzinfo with neither an offset nor a key raises `UnstableKeyError`.
+* ``timedelta`` -> ``!r`` + days ``.`` seconds ``.`` microseconds
+  (``!r-1.86399.0``).
+* ``Enum`` member -> ``!e`` + T + ``.`` + escape(name); a ``Flag`` member
+  (named or not: ``Perm(0)``, ``Perm(4)``) -> ``!e`` + T + ``(`` + its
+  integer value + ``)``. T is escape(``module.qualname``) of the type.
 * ``list`` -> ``[a,b]``; ``tuple`` -> ``(a,b)``; ``dict`` -> ``!m[k=v,...]``
   sorted by encoded key; ``set``/``frozenset`` -> ``!s[a,b]`` sorted by
   encoded element. Elements follow the same rules, recursively.
-* Subclasses of the types above encode as their base (they compare equal).
-* An object with ``__cache_key__()`` encodes as the value it returns.
-* Any other object whose type has its own ``__str__`` or ``__repr__``, and
-  whose ``str()`` does not contain ``" at 0x"``: ``!o`` + escape(type
-  qualname) + ``(`` + escape(str(obj)) + ``)``. Otherwise `UnstableKeyError`.
+* Subclasses of the types above encode as their base (they compare equal;
+  so do equal sets and frozensets).
+* An object with ``__cache_key__()`` encodes as the value it returns (its
+  author promises that value tells its objects apart).
+* A dataclass instance -> ``!o`` + T + ``(`` + ``name=value`` for every
+  field (``repr=False`` and ``compare=False`` ones too) + ``)``; a pydantic
+  model likewise, its fields, then its extra fields (``!x`` + name) and
+  private attributes (``!p`` + name). A class -> ``!y`` + T.
+* Anything else raises `UnstableKeyError`: no ``str()`` fallback (two
+  objects may print alike). So does a type defined inside a function
+  (``<locals>`` in its qualname): each call makes another type of that name.
 
 Every non-string form starts with ``!``, ``[``, ``(`` or is ``-?[0-9]+``, and
 no escaped string does, so the grammar parses back uniquely. A top-level
