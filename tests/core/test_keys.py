@@ -284,22 +284,25 @@ def test_escape_has_no_int_or_empty_rule() -> None:
     assert escape("a:b") == "a%3Ab"
 
 
+class Color(enum.Enum):
+    RED = 1
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Mode(enum.StrEnum):
+    FAST = "fast"
+
+
 def test_uuid_and_enum() -> None:
     u = uuid.UUID("12345678-1234-5678-1234-567812345678")
     assert encode_part(u) == "!u12345678-1234-5678-1234-567812345678"
     assert encode_part(u) != encode_part(str(u))
 
-    class Color(enum.Enum):
-        RED = 1
-
-    class Level(enum.IntEnum):
-        LOW = 1
-
-    class Mode(enum.StrEnum):
-        FAST = "fast"
-
     assert encode_part(Color.RED).startswith("!e")
-    assert "Color.RED" in encode_part(Color.RED)
+    assert encode_part(Color.RED) == f"!e{__name__}.Color.RED"
     assert encode_part(Level.LOW) != encode_part(1)
     assert encode_part(Mode.FAST) != encode_part("fast")
     assert "{" not in encode_part(Color.RED)
@@ -462,9 +465,10 @@ def test_cache_key_hook() -> None:
         encode_part(Selfish())
 
 
-def test_object_with_stable_repr() -> None:
-    assert encode_part(Point(1, 2)) == "!oPoint(Point%28x%3D1%2C%20y%3D2%29)"
+def test_dataclasses_encode_their_type_and_every_field() -> None:
+    assert encode_part(Point(1, 2)) == f"!o{__name__}.Point(x=1,y=2)"
     assert encode_part(Point(1, 2)) != encode_part(Point(2, 1))
+    assert encode_part(timedelta(1)) == "!r1.0.0"
     assert encode_part(timedelta(1)) != encode_part(timedelta(2))
 
 
@@ -661,45 +665,97 @@ def test_default_template() -> None:
 
 def test_default_template_distinguishes_same_named_functions() -> None:
     a, b, c = _make("mod_a"), _make("mod_b"), _other_factory()
-    keys = {KeyTemplate.compile(None, f).render((1,), {}) for f in (a, b, c)}
+    for f in (a, b, c):  # defined inside a function: no unique name
+        with pytest.raises(UnstableKeyError, match="namespace="):
+            KeyTemplate.compile(None, f)
+    keys = {
+        KeyTemplate.compile(None, f, namespace=n).render((1,), {})
+        for f, n in ((a, "a"), (b, "b"), (c, "c"))
+    }
     assert len(keys) == 3
     copy = types.FunctionType(a.__code__, {}, "fetch")
     copy.__module__ = "mod_a"
-    copy.__qualname__ = a.__qualname__
+    copy.__qualname__ = "fetch"
     # The same module and qualname is the same function, as far as keys go.
-    assert KeyTemplate.compile(None, copy).render((1,), {}) in keys
+    twin = types.FunctionType(a.__code__, {}, "fetch")
+    twin.__module__ = "mod_a"
+    twin.__qualname__ = "fetch"
+    assert (
+        KeyTemplate.compile(None, copy).render((1,), {})
+        == KeyTemplate.compile(None, twin).render((1,), {})
+        == "mod_a.fetch:x=1"
+    )
 
 
-def test_default_template_skips_self_and_cls() -> None:
-    class Repo:
-        def get(self, x: int) -> None: ...
+class Repo:
+    def get(self, x: int) -> None: ...
 
-        @classmethod
-        def make(cls, y: int) -> None: ...
+    @classmethod
+    def make(cls, y: int) -> None: ...
 
+
+@dataclass(frozen=True)
+class Shard:
+    region: str
+
+    def get(self, x: int) -> None: ...
+
+
+class SubRepo(Repo):
+    pass
+
+
+def test_default_template_keys_self_and_cls() -> None:
     tpl = KeyTemplate.compile(None, Repo.get)
-    assert tpl.fields == ("x",)
-    assert tpl.render((Repo(), 5), {}).endswith("Repo.get:x=5")
-    assert tpl.render((Repo(), 5), {}) == tpl.render((Repo(),), {"x": 5})
+    assert tpl.fields == ("self", "x")
+    with pytest.raises(UnstableKeyError, match="__cache_key__"):
+        tpl.render((Repo(), 5), {})  # a plain object's self has no key form
+    tpl = KeyTemplate.compile(None, Shard.get)
+    eu, us = Shard("eu"), Shard("us")
+    assert tpl.render((eu, 5), {}) == tpl.render((eu,), {"x": 5})
+    assert tpl.render((eu, 5), {}) != tpl.render((us, 5), {})
+    assert tpl.render((eu, 5), {}).endswith(
+        f"Shard.get:self=!o{__name__}.Shard(region=eu):x=5"
+    )
     tpl = KeyTemplate.compile(None, Repo.__dict__["make"].__func__)
-    assert tpl.fields == ("y",)
-    assert tpl.render((Repo, 2), {}).endswith(":y=2")
+    assert tpl.fields == ("cls", "y")
+    assert tpl.render((Repo, 2), {}) != tpl.render((SubRepo, 2), {})
+    assert tpl.render((Repo, 2), {}).endswith(f":cls=!y{__name__}.Repo:y=2")
     method = KeyTemplate.compile("repo:{self}:{x}", Repo.get)
     with pytest.raises(UnstableKeyError):
         method.render((Repo(), 1), {})
 
 
-def test_default_template_var_args() -> None:
-    def f(a: int, *rest: int, k: int = 1, **extra: int) -> None: ...
+def test_default_template_keys_a_bound_methods_self() -> None:
+    eu, us = Shard("eu"), Shard("us")
+    a, b = KeyTemplate.compile(None, eu.get), KeyTemplate.compile(None, us.get)
+    assert a.fields == ("x",)
+    assert a.render((1,), {}) != b.render((1,), {})
+    # The same key as the function in the class body called with that self.
+    assert a.render((1,), {}) == KeyTemplate.compile(None, Shard.get).render(
+        (eu, 1), {}
+    )
+    with pytest.raises(UnstableKeyError):  # refused when decorated
+        KeyTemplate.compile(None, Repo().get)
+    bound_cls = KeyTemplate.compile(None, SubRepo.make)
+    assert bound_cls.render((2,), {}) != KeyTemplate.compile(None, Repo.make).render(
+        (2,), {}
+    )
 
-    tpl = KeyTemplate.compile(None, f)
+
+def _module_level(a: int, *rest: int, k: int = 1, **extra: int) -> None: ...
+
+
+def _no_args() -> None: ...
+
+
+def test_default_template_var_args() -> None:
+    tpl = KeyTemplate.compile(None, _module_level)
     key = tpl.render((1, 2, 3), {"z": 1, "k": 4})
     assert key.endswith(":a=1:rest=[2,3]:k=4:extra=!m[z=1]")
     assert tpl.render((1,), {}).endswith(":a=1:rest=[]:k=1:extra=!m[]")
 
-    def g() -> None: ...
-
     assert (
-        KeyTemplate.compile(None, g).render((), {})
-        == KeyTemplate.compile(None, g).namespace
+        KeyTemplate.compile(None, _no_args).render((), {})
+        == KeyTemplate.compile(None, _no_args).namespace
     )

@@ -59,12 +59,13 @@ def wrap(
     lifetime: Lifetime,
     tags: tuple[str | TagSource, ...],
     invalidate_key: Callable[[str], Awaitable[bool]],
+    namespace: str | None = None,
 ) -> AsyncCachedFunction[P, R]:
     """``func`` cached by ``engine`` under ``template``; ``invalidate_key``
     drops one relative key (the cache's own ``invalidate``)."""
     acheck_function(func, "AsyncCache.cached")
     head = engine.head
-    compiled = KeyTemplate.compile(template, func, head=head)
+    compiled = KeyTemplate.compile(template, func, head=head, namespace=namespace)
     render = compiled.render  # the full key, head included
     namespace = compiled.namespace
     relative = len(head)

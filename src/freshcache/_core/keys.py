@@ -1,4 +1,4 @@
-"""Cache keys: readable, injective, glob-safe (guarantee C9).
+"""Cache keys: readable, injective, glob-safe.
 
 A key is ``prefix:version:namespace:part:...:name=value``, for example
 ``app:v3:user:123:profile`` or ``app:v3:search:products:category=books:page=2``.
@@ -27,15 +27,29 @@ Encoding of one argument (`encode_part`)
   offset is kept as given, so the same instant in two offsets gives two keys.
   Only the offset of the tzinfo counts, not its name.
   ``date`` -> ``!d`` + isoformat.
-* ``Enum`` member -> ``!e`` + escape(``TypeQualname.NAME``).
+* ``time`` -> ``!c`` + isoformat without colons (``!c010000``,
+  ``!c010000+0100``); a time in a named zone (a ``ZoneInfo``: no offset
+  without a date) adds ``@`` + escape(zone key) (``!c010000@Europe/Paris``).
+  A tzinfo with neither an offset nor a key raises `UnstableKeyError`.
+* ``timedelta`` -> ``!r`` + days ``.`` seconds ``.`` microseconds
+  (``!r-1.86399.0``).
+* ``Enum`` member -> ``!e`` + T + ``.`` + escape(name); a ``Flag`` member
+  (named or not: ``Perm(0)``, ``Perm(4)``) -> ``!e`` + T + ``(`` + its
+  integer value + ``)``. T is escape(``module.qualname``) of the type.
 * ``list`` -> ``[a,b]``; ``tuple`` -> ``(a,b)``; ``dict`` -> ``!m[k=v,...]``
   sorted by encoded key; ``set``/``frozenset`` -> ``!s[a,b]`` sorted by
   encoded element. Elements follow the same rules, recursively.
-* Subclasses of the types above encode as their base (they compare equal).
-* An object with ``__cache_key__()`` encodes as the value it returns.
-* Any other object whose type has its own ``__str__`` or ``__repr__``, and
-  whose ``str()`` does not contain ``" at 0x"``: ``!o`` + escape(type
-  qualname) + ``(`` + escape(str(obj)) + ``)``. Otherwise `UnstableKeyError`.
+* Subclasses of the types above encode as their base (they compare equal;
+  so do equal sets and frozensets).
+* An object with ``__cache_key__()`` encodes as the value it returns (its
+  author promises that value tells its objects apart).
+* A dataclass instance -> ``!o`` + T + ``(`` + ``name=value`` for every
+  field (``repr=False`` and ``compare=False`` ones too) + ``)``; a pydantic
+  model likewise, its fields, then its extra fields (``!x`` + name) and
+  private attributes (``!p`` + name). A class -> ``!y`` + T.
+* Anything else raises `UnstableKeyError`: no ``str()`` fallback (two
+  objects may print alike). So does a type defined inside a function
+  (``<locals>`` in its qualname): each call makes another type of that name.
 
 Every non-string form starts with ``!``, ``[``, ``(`` or is ``-?[0-9]+``, and
 no escaped string does, so the grammar parses back uniquely. A top-level
@@ -46,13 +60,14 @@ at most 59 characters.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import re
 import unicodedata
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final
@@ -62,6 +77,7 @@ from freshcache.errors import UnstableKeyError
 __all__ = [
     "KeyBuilder",
     "check_max_length",
+    "check_raw_key",
     "encode_int",
     "encode_part",
     "escape",
@@ -77,6 +93,7 @@ _CANDIDATES: Final = re.compile(
     "[" + re.escape(_RESERVED) + r"\x00-\x1f\x7f-\U0010ffff]"
 )
 _NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_PERCENTS: Final = re.compile("(?:%[0-9A-F]{2})+")
 _GLOB: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _HASH_PREFIX: Final = 24
 _HASHED_LENGTH: Final = 2 + _HASH_PREFIX + 1 + 32
@@ -135,14 +152,80 @@ def _encode_dict(v: dict[Any, Any]) -> str:
     return "!m[" + ",".join(f"{k}={x}" for k, x in pairs) + "]"
 
 
+def type_name(t: type) -> str:
+    """``module.qualname``, escaped: a class's name in a key. Refused for a
+    class defined inside a function (``<locals>``): each call of the
+    function makes another class with the same name."""
+    qualname = getattr(t, "__qualname__", None) or t.__name__
+    if "<locals>" in qualname:
+        raise UnstableKeyError(
+            f"{t.__module__}.{qualname}: a class defined inside a function has "
+            "no unique name to key on; define it at module level, or give it "
+            "__cache_key__()"
+        )
+    return escape(f"{t.__module__}.{qualname}")
+
+
+def _encode_time(v: time) -> str:
+    text = "!c" + time.isoformat(v).replace(":", "")
+    tz = v.tzinfo
+    if tz is None or v.utcoffset() is not None:
+        return text  # naive, or its offset is in the isoformat
+    zone = getattr(tz, "key", None)  # a ZoneInfo: no offset without a date
+    if type(zone) is not str:
+        raise UnstableKeyError(
+            f"time {v.isoformat()} has a tzinfo ({type(tz).__qualname__}) with "
+            "neither a fixed offset nor a zone key; use a fixed-offset timezone"
+        )
+    return f"{text}@{escape(zone)}"
+
+
+def _encode_enum(v: enum.Enum) -> str:
+    t = type(v)
+    if isinstance(v, enum.Flag) or v.name is None:  # by value: unnamed combinations
+        return f"!e{type_name(t)}({encode_part(v.value)})"
+    return f"!e{type_name(t)}.{escape(v.name)}"
+
+
+def _encode_fields(t: type, pairs: list[tuple[str, object]]) -> str:
+    body = ",".join(f"{escape(name)}={encode_part(value)}" for name, value in pairs)
+    return f"!o{type_name(t)}({body})"
+
+
+def _encode_dataclass(v: Any) -> str:
+    return _encode_fields(
+        type(v), [(f.name, getattr(v, f.name)) for f in dataclasses.fields(v)]
+    )
+
+
+def _pydantic_model(t: type) -> bool:
+    return any(
+        c.__name__ == "BaseModel" and c.__module__.startswith("pydantic")
+        for c in t.__mro__
+    )
+
+
+def _encode_model(v: Any) -> str:
+    """A pydantic model: its fields, then its extra fields and private
+    attributes (both part of its equality), by name."""
+    pairs = [(name, getattr(v, name)) for name in type(v).model_fields]
+    extra = getattr(v, "__pydantic_extra__", None) or {}
+    private = getattr(v, "__pydantic_private__", None) or {}
+    pairs += [("!x" + name, value) for name, value in sorted(extra.items())]
+    pairs += [("!p" + name, value) for name, value in sorted(private.items())]
+    return _encode_fields(type(v), pairs)
+
+
 def _encode_object(v: object) -> str:
     t = type(v)
-    if t.__str__ is not object.__str__ or t.__repr__ is not object.__repr__:
-        text = str(v)
-        if " at 0x" not in text:
-            return f"!o{escape(t.__qualname__)}({escape(text)})"
+    if isinstance(v, type):
+        return "!y" + type_name(v)
+    if dataclasses.is_dataclass(t):
+        return _encode_dataclass(v)
+    if _pydantic_model(t):
+        return _encode_model(v)
     raise UnstableKeyError(
-        f"{t.__module__}.{t.__qualname__} object has no stable key form; "
+        f"{t.__module__}.{t.__qualname__} object has no key form; "
         "define __cache_key__() returning a stable value (such as an id), "
         "or use a key template naming a stable attribute"
     )
@@ -157,6 +240,8 @@ _ENCODERS: Final[tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...
     (uuid.UUID, lambda v: "!u" + uuid.UUID.__str__(v)),
     (datetime, lambda v: "!t" + datetime.isoformat(v).replace(":", "")),
     (date, lambda v: "!d" + date.isoformat(v)),
+    (time, _encode_time),
+    (timedelta, lambda v: f"!r{v.days}.{v.seconds}.{v.microseconds}"),
     (list, lambda v: "[" + ",".join(map(encode_part, v)) + "]"),
     (tuple, lambda v: "(" + ",".join(map(encode_part, v)) + ")"),
     (dict, _encode_dict),
@@ -198,7 +283,7 @@ def encode_part(value: object) -> str:
             raise UnstableKeyError(f"{t.__qualname__}.__cache_key__() returned self")
         return encode_part(key)
     if isinstance(v, enum.Enum):
-        return "!e" + escape(f"{t.__qualname__}.{v.name}")
+        return _encode_enum(v)
     for base, encoder in _ENCODERS:
         if isinstance(v, base):
             return encoder(v)
@@ -245,6 +330,44 @@ def _namespace(namespace: str) -> str:
     if not namespace:
         raise ValueError("namespace must not be empty")
     return escape(namespace)
+
+
+def check_raw_key(key: str) -> str:
+    """Check a raw key (``"user:1"``, as ``cache.get`` takes it); returns its
+    namespace (the text before the first ``:``).
+
+    ``ValueError`` unless the namespace is one ``KeyBuilder.key`` could have
+    written: non-empty and escaped exactly as `escape` escapes (``%XX`` only
+    where `escape` puts one). So a raw key cannot start with ``!`` (the
+    bookkeeping keys under the head: namespace versions, tag sets, the tag
+    epoch), cannot contain ``~`` in its namespace (a bumped namespace's keys,
+    ``user~1:5``), and ``bump(namespace)`` names exactly its namespace. Braces
+    are refused anywhere (Redis Cluster hash tags; fill leases and
+    write-behind marks are ``{key}:...``).
+    """
+    if "{" in key or "}" in key:
+        raise ValueError(
+            "raw keys may not contain '{' or '}' (Redis Cluster hash tags); "
+            "build keys from values with cache.key(...)"
+        )
+    namespace = key.partition(":")[0]
+    if namespace.isidentifier() or namespace.isalnum():
+        return namespace  # nothing to escape (see encode_part)
+    try:
+        plain: str | None = _PERCENTS.sub(
+            lambda m: bytes.fromhex(m.group().replace("%", "")).decode(), namespace
+        )
+    except UnicodeDecodeError:  # not UTF-8: escape never writes it
+        plain = None
+    if not namespace or plain is None or escape(plain) != namespace:
+        raise ValueError(
+            f"raw key {key!r}: its namespace (the text before the first ':') "
+            "must be non-empty and escaped as cache.key escapes it (no '!', "
+            "'~', spaces or other reserved characters; '!' and '~' name "
+            "freshcache's own bookkeeping and namespace versions); "
+            "build keys with cache.key(namespace, ...)"
+        )
+    return namespace
 
 
 class KeyBuilder:

@@ -37,6 +37,25 @@ def namespace_version_key(head: str, namespace: str) -> str:
     return f"{head}!ns:{namespace}"
 
 
+def read_counter(stored: object) -> int | None:
+    """A bookkeeping counter (a namespace version, the tag epoch) as Redis
+    returned it: ``None`` (no key) is 0, a decimal integer is itself, and
+    anything else, which freshcache never writes, is None (the caller treats
+    the counter as unreadable and counts an error); never an exception that
+    would carry the foreign bytes."""
+    if stored is None:
+        return 0
+    if isinstance(stored, str):
+        stored = stored.encode("utf-8", "replace")
+    if isinstance(stored, int) and not isinstance(stored, bool):
+        return stored if stored >= 0 else None
+    if not isinstance(stored, bytes) or not 0 < len(stored) <= 20:
+        return None
+    if not stored.isdigit():  # ASCII digits only (bytes.isdigit)
+        return None
+    return int(stored)
+
+
 def bus_channel(prefix: str) -> str:
     """The pub/sub channel of every cache sharing ``prefix``."""
     return f"{prefix}:!bus"

@@ -22,6 +22,7 @@ from freshcache._core.keys import (
     segment,
     shorten,
 )
+from freshcache.errors import UnstableKeyError
 
 __all__ = ["KeyTemplate"]
 
@@ -33,7 +34,6 @@ _MISSING: Final = object()
 _NOT_A_KEYWORD: Final[Any] = object()  # never a key of kwargs
 _NO_INDEX: Final = 1 << 62
 _P = inspect.Parameter
-_POSITIONAL: Final = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
 
 
 class _Arg(NamedTuple):
@@ -151,21 +151,31 @@ class KeyTemplate:
         *,
         max_part_length: int = 64,
         head: str = "",
+        namespace: str | None = None,
     ) -> KeyTemplate:
         """Compile ``template`` for ``func``; ``ValueError`` if it is malformed.
 
         ``head`` (a ``KeyBuilder.head``) is baked into ``render``'s output, so
         that the hot path builds the full key in one step.
 
-        ``None`` keys on ``module.qualname`` and every argument as
-        ``name=value`` (a leading ``self``/``cls`` is skipped; closures made by
-        the same factory share a qualname, so they share keys).
+        ``None`` is the default template: ``namespace`` (or, without one,
+        ``module.qualname``) and every argument as ``name=value``, ``self``
+        and ``cls`` included; a bound method's ``self`` is part of it too.
+        Without ``namespace``, a function that ``module.qualname`` does not
+        name uniquely is refused (`UnstableKeyError`): a lambda, a function
+        defined inside another (``<locals>``: each call makes another), a
+        ``functools.partial`` or another callable object.
         """
         max_length = check_max_length(max_part_length)
-        params = list(inspect.signature(func).parameters.values())
         qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
         if template is None:
-            return cls._default(func, params, qualname, max_length, head)
+            return cls._default(func, qualname, max_length, head, namespace)
+        if namespace is not None:
+            raise ValueError(
+                "give a key template or a namespace, not both (a template "
+                "starts with its namespace)"
+            )
+        params = list(inspect.signature(func).parameters.values())
         if not isinstance(template, str):
             raise TypeError(f"key template must be a str or None, not {template!r}")
         first, *rest = template.split(":")
@@ -187,31 +197,61 @@ class KeyTemplate:
             fields.append(expr)
             consts[-1] += ":"
             consts.append("")
-        namespace = consts[0].partition(":")[0]
+        ns = consts[0].partition(":")[0]
         consts[0] = head + consts[0]
         render = _make_render(consts, getters, max_length)
-        return cls(template, namespace, tuple(fields), render)
+        return cls(template, ns, tuple(fields), render)
 
     @classmethod
     def _default(
         cls,
         func: Callable[..., object],
-        params: list[_P],
         qualname: str,
         max_length: int,
         head: str,
+        namespace: str | None,
     ) -> KeyTemplate:
-        namespace = escape(f"{getattr(func, '__module__', None)}.{qualname}")
-        consts, getters, fields = [head + namespace], list[_Getter | _Arg](), []
+        if namespace is None:
+            name = _default_name(func, qualname)
+        elif isinstance(namespace, str) and namespace:
+            name = namespace
+        else:
+            raise ValueError(f"namespace must be a non-empty str, not {namespace!r}")
+        ns = escape(name)
+        consts, getters, fields = [head + ns], list[_Getter | _Arg](), []
+        if inspect.ismethod(func):  # bound: its self is no argument, but keyed
+            target = func.__func__
+            first = next(iter(inspect.signature(target).parameters), "self")
+            consts[0] += f":{escape(first)}={segment(func.__self__, max_length)}"
+        params = list(inspect.signature(func).parameters.values())
         for i, p in enumerate(params):
-            if i == 0 and p.name in ("self", "cls") and p.kind in _POSITIONAL:
-                continue
             getters.append(_special(p, i, params) or _arg(p, i, p.name, qualname))
             fields.append(p.name)
             consts[-1] += f":{escape(p.name)}="
             consts.append("")
         render = _make_render(consts, getters, max_length)
-        return cls(None, namespace, tuple(fields), render)
+        return cls(None, ns, tuple(fields), render)
+
+
+def _default_name(func: Callable[..., object], qualname: str) -> str:
+    """``module.qualname`` of a function it names uniquely; else refused."""
+    target: Any = func.__func__ if inspect.ismethod(func) else func
+    why = None
+    if not inspect.isfunction(target):
+        why = f"a {type(func).__qualname__} object is not a named function"
+    elif "<lambda>" in qualname:
+        why = "a lambda has no name"
+    elif "<locals>" in qualname:
+        why = (
+            "it is defined inside another function: each call of that "
+            "function makes another one with the same name"
+        )
+    if why is not None:
+        raise UnstableKeyError(
+            f"cannot key {qualname!r} by its name: {why}; name its keys with a "
+            'key template (cached("name:{arg}")) or cached(namespace="name")'
+        )
+    return f"{target.__module__}.{qualname}"
 
 
 def _field(template: str, expr: str, params: list[_P], qualname: str) -> _Getter | _Arg:

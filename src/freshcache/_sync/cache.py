@@ -28,7 +28,7 @@ from freshcache._core.codec.revival import make_reviver
 from freshcache._core.config import ENABLED_VARIABLE, L1, resolve_enabled
 from freshcache._core.events import Origin
 from freshcache._core.freshness import Lifetime
-from freshcache._core.keys import KeyBuilder, escape
+from freshcache._core.keys import KeyBuilder, check_raw_key, escape
 from freshcache._core.layout import bus_channel, versioned
 from freshcache._core.sentinels import (
     MAX_CONNECTIONS,
@@ -231,11 +231,7 @@ class Cache:
     def _base(self, key: str) -> str:
         if not isinstance(key, str) or not key:
             raise TypeError(f"a cache key is a non-empty str, not {key!r}")
-        if "{" in key or "}" in key:
-            raise ValueError(
-                "raw keys may not contain '{' or '}' (Redis Cluster hash tags); "
-                "build keys from values with cache.key(...)"
-            )
+        check_raw_key(key)  # no bookkeeping, no other namespace version
         return self._head + key
 
     def _resolve(self, key: str, *, hard: bool = False) -> tuple[str, str]:
@@ -539,12 +535,17 @@ class Cache:
         stale_ttl: TTL | Unset = UNSET,
         tags: Iterable[str | TagSource] = (),
         negative_ttl: TTL = None,
+        namespace: str | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a function whose result is cached under ``template``.
 
         ``template`` names the key, e.g. ``"user:{user_id}"``; it is compiled
-        once, here. Without one, the key is the function's qualified name and
-        all its arguments. ``tags`` are templates rendered from the arguments
+        once, here. Without one, the key is ``namespace`` (default: the
+        function's module and qualified name) and all its arguments, ``self``
+        included; a lambda, a function defined inside another, a
+        ``functools.partial`` or another callable object has no unique name
+        and is refused (``UnstableKeyError``) unless given a template or a
+        ``namespace``. ``tags`` are templates rendered from the arguments
         (``"team:{team_id}"``) or callables given the result. The decorated
         function gains ``.key(...)`` and ``.invalidate(...)``.
         """
@@ -554,7 +555,7 @@ class Cache:
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
             return wrap(
                 self._engine, func, template, lifetime=lifetime, tags=tag_list,
-                invalidate_key=self.invalidate,
+                invalidate_key=self.invalidate, namespace=namespace,
             )  # fmt: skip
 
         return decorate

@@ -60,12 +60,13 @@ def wrap(
     lifetime: Lifetime,
     tags: tuple[str | TagSource, ...],
     invalidate_key: Callable[[str], bool],
+    namespace: str | None = None,
 ) -> CachedFunction[P, R]:
     """``func`` cached by ``engine`` under ``template``; ``invalidate_key``
     drops one relative key (the cache's own ``invalidate``)."""
     check_function(func, "Cache.cached")
     head = engine.head
-    compiled = KeyTemplate.compile(template, func, head=head)
+    compiled = KeyTemplate.compile(template, func, head=head, namespace=namespace)
     render = compiled.render  # the full key, head included
     namespace = compiled.namespace
     relative = len(head)

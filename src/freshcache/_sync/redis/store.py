@@ -67,6 +67,7 @@ from freshcache._core.layout import (
     live_key,
     namespace_version_key,
     pending_key,
+    read_counter,
     tag_key,
 )
 from freshcache._core.policy import Breaker, BreakerState
@@ -504,7 +505,7 @@ class RedisStore:
     def epoch(self) -> int:
         """The tag-invalidation epoch: read before a loader whose fill has tags."""
         value = self._run("epoch", self._client.get, epoch_key(self._head))
-        return int(value or 0)
+        return self._counter(value, "epoch")
 
     def register(self, tags: Sequence[str], member: str, ttl: float | None) -> None:
         """Add ``member`` to each tag's set, before its value is stored."""
@@ -563,7 +564,18 @@ class RedisStore:
             found = self._run_hard("version", lambda client: client.get(key))
         else:
             found = self._run("version", self._client.get, key)
-        return int(found or 0)
+        return self._counter(found, "version")
+
+    def _counter(self, stored: object, what: str) -> int:
+        """A bookkeeping counter read from Redis. Bytes freshcache never
+        writes there (another client's) count as ``errors["decode:<what>"]``
+        and raise ``StoreError`` without them: the counter is unknown, so
+        reads of it bypass the cache and fills that need it are not stored."""
+        value = read_counter(stored)
+        if value is None:
+            self._metrics.error(f"decode:{what}")
+            raise StoreError(f"the {what} counter in Redis is not a number")
+        return value
 
     def circuit_closed(self) -> bool:
         """Whether reads go to Redis now (the breaker is closed): while it is

@@ -45,6 +45,10 @@ class Opaque:
         raise TypeError("an Opaque value cannot be serialized")
 
 
+def _area(width: int, height: int = 1) -> int:
+    return width * height
+
+
 class CacheContract:
     """What every Cache configuration promises, as pytest tests.
 
@@ -307,14 +311,23 @@ class CacheContract:
     def test_default_template_uses_qualified_name_and_arguments(
         self, cache: Cache
     ) -> None:
-        @cache.cached()
-        def area(width: int, height: int = 1) -> int:
-            return width * height
-
+        area = cache.cached()(_area)
         assert area(2, 3) == 6
         assert area(2) == 2
         assert area.key(2, 3) != area.key(3, 2)
-        assert "area" in area.key(2, 3)
+        assert area.key(2, 3) == f"{__name__}._area:width=2:height=3"
+
+    def test_default_template_refuses_functions_without_a_unique_name(
+        self, cache: Cache
+    ) -> None:
+        def local(x: int) -> int:  # each call of this test makes another
+            return x
+
+        with pytest.raises(UnstableKeyError, match="namespace="):
+            cache.cached()(local)
+        named = cache.cached(namespace="local")(local)
+        assert named(1) == 1
+        assert named.key(1) == "local:x=1"
 
     # -- stats -----------------------------------------------------------
 
