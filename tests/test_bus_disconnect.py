@@ -196,7 +196,7 @@ def test_invalidation_reaches_the_other_l1_under_resp(
         Cache(url, prefix="resp", l1=L1()) as b,
     ):
         for cache in (a, b):
-            assert cache.get("start the bus") is MISS
+            assert cache.get("start:bus") is MISS
         wait_for(
             lambda: count(a, "bus_connect") == 1 and count(b, "bus_connect") == 1,
             "both buses to subscribe",
@@ -261,7 +261,7 @@ def test_a_read_across_a_resubscribe_does_not_keep_a_missed_invalidation(
             Cache(own_redis, prefix="reconnect", l1=L1(ttl=30)) as b,
         ):
             assert a.get_or_load("row", load) == {"version": 1}  # in Redis
-            assert b.get("start the bus") is MISS
+            assert b.get("start:bus") is MISS
             wait_for(lambda: count(b, "bus_connect") == 1, "B's bus to subscribe")
             gate.clear()
             assert kill_buses(own_redis) >= 1
@@ -304,7 +304,7 @@ def test_a_namespace_version_read_across_a_resubscribe_is_not_kept(
         ):
             assert a.bump("row") == 1
             assert a.get_or_load("row:1", lambda: "old") == "old"  # under version 1
-            assert b.get("start the bus") is MISS
+            assert b.get("start:bus") is MISS
             wait_for(lambda: count(b, "bus_connect") == 1, "B's bus to subscribe")
             gate.clear()
             assert kill_buses(own_redis) >= 1
