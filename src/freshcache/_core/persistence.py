@@ -31,8 +31,10 @@ def judge(
     policy = config.get("maxmemory-policy")
     if policy is None:
         warnings.append(
-            "cannot read maxmemory-policy (CONFIG GET refused): make sure the "
-            "server never evicts keys without a TTL"
+            "cannot read maxmemory-policy (CONFIG GET refused, by an ACL or a "
+            "renamed command): write-behind assumes nothing and starts, not "
+            "durable; make sure the server never evicts keys without a TTL "
+            "(noeviction or a volatile-* policy)"
         )
     elif policy not in SAFE_POLICIES:
         message = (

@@ -36,7 +36,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from freshcache._async.redis.connect import Endpoint
-from freshcache._async.redis.store import AsyncRedisStore
+from freshcache._async.redis.store import (
+    AsyncRedisStore,
+    classify,
+    refused_by_acl,
+)
 from freshcache._concurrency import AsyncFlag, AsyncLoopOwner, AsyncWorker
 from freshcache._core.clock import Clock
 from freshcache._core.events import Message, Origin, decode, encode
@@ -53,6 +57,7 @@ _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
 # ``connect_timeout`` until its subscription is confirmed).
 _QUIET = 1.0  # seconds without a message before the listener pings
 _SILENCE = 5.0  # seconds without a byte before the connection is given up
+_LOUD_EVERY = 60.0  # seconds between logs of an ACL refusal
 _PINGS_KEPT = 256  # send times of pings not back yet (older ones are dropped)
 
 
@@ -98,6 +103,7 @@ class AsyncRedisBus:
         self._sent: dict[int, float] = {}  # ping number -> when it was sent
         self._numbers = itertools.count(1)  # next() is atomic: pings are unique
         self.connected = False
+        self._refused_at = -math.inf  # when an ACL refusal was last logged
         # Every invalidation that returned before this (monotonic) time has
         # been applied here; -inf: nothing is known.
         self.watermark = -math.inf
@@ -214,7 +220,9 @@ class AsyncRedisBus:
                         pinged = now
                         await pubsub.ping()
             except (RedisError, OSError) as exc:
-                if self.connected:
+                if refused_by_acl(exc):  # retried, but never silently
+                    self._refused(exc)
+                elif self.connected:
                     log.warning("freshcache: bus connection lost: %s", exc)
                     self._metrics.error("bus_disconnect")
                 self._lost()
@@ -231,6 +239,20 @@ class AsyncRedisBus:
             if not self._stop.is_set():
                 await self._stop.wait(random.uniform(delay / 2, delay))
                 delay = min(2 * delay, _BACKOFF[1])
+
+    def _refused(self, exc: BaseException) -> None:
+        """The ACL refuses the subscription (SUBSCRIBE, or the channels):
+        counted each time, logged at ERROR at most once a minute. L1 serves
+        nothing meanwhile (no watermark), so the cache is slower, not wrong."""
+        self._metrics.error("config")
+        self._metrics.error("acl")
+        now = time.monotonic()
+        if now - self._refused_at >= _LOUD_EVERY:
+            self._refused_at = now
+            log.error(
+                "freshcache: the invalidation bus cannot subscribe: %s",
+                classify(exc),
+            )
 
     def _silence(self) -> float:
         """How long the connection may stay silent: until subscribed, the

@@ -90,11 +90,34 @@ _HARD_CONNECTIONS = 4  # the invalidation path's own pool
 _HARD_BACKOFF = (0.01, 0.2)  # an invalidation's retry_delay: first, cap (s)
 
 
+ACL_HINT = "docs/security.md lists the ACL rules per feature"
+
+
+def refused_by_acl(exc: BaseException) -> bool:
+    """A NOPERM reply: the command, a key or a channel is outside the
+    user's ACL rules (also when a command inside a Lua script is)."""
+    if isinstance(exc, NoPermissionError):
+        return True
+    # Inside a script Redis 7.0 answers ERR, not NOPERM: "The user executing
+    # the script can't run this command or subcommand" (or "can't access at
+    # least one of the keys", "can't publish to the channel").
+    message = str(exc)
+    return isinstance(exc, ResponseError) and message.startswith(
+        ("NOPERM", "The user executing the script can't")
+    )
+
+
 def classify(exc: BaseException) -> StoreError:
     """Map a redis-py (or socket) exception to freshcache's error classes."""
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError):
+    if refused_by_acl(exc):
+        return ConfigStoreError(
+            f"Redis ACL refused a command ({exc}): the user freshcache "
+            "connects as lacks a permission it needs (the server's ACL LOG "
+            f"names it); {ACL_HINT}"
+        )
+    if isinstance(exc, AuthenticationError | AuthorizationError):
         return ConfigStoreError(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, OutOfMemoryError):
         return CapacityStoreError(str(exc))
@@ -275,7 +298,7 @@ class RedisStore:
                 self._slots.release()
         except (RedisError, OSError, TimeoutError) as exc:
             error = classify(exc)
-            self._failed(error)
+            self._failed(error, acl=refused_by_acl(exc))
             raise error from exc
         except BaseException:  # cancelled, or no connection: no verdict
             breaker.abandon()
@@ -307,6 +330,8 @@ class RedisStore:
             except (RedisError, OSError, TimeoutError) as exc:
                 error = classify(exc)
                 self._metrics.error(error.kind)
+                if refused_by_acl(exc):
+                    self._metrics.error("acl")
                 delay = retry_delay(
                     failures, self._rng.random(),
                     first=_HARD_BACKOFF[0], cap=_HARD_BACKOFF[1],
@@ -322,12 +347,16 @@ class RedisStore:
             self._metrics.latency(operation, time.perf_counter() - started)
             return result
 
-    def _failed(self, error: StoreError) -> None:
+    def _failed(self, error: StoreError, *, acl: bool = False) -> None:
         self._metrics.error(error.kind)
         now = self._clock.monotonic()
-        if isinstance(error, CapacityStoreError):
-            # Out of memory: Redis answered, at once, and still serves reads;
-            # only writes are refused. The breaker stays closed (or closes).
+        if acl:
+            self._metrics.error("acl")
+        if acl or isinstance(error, CapacityStoreError):
+            # Out of memory, or a command the ACL refuses: Redis answered, at
+            # once, and still serves what it allows. The breaker stays closed
+            # (or closes): opening it would stop the reads that work, and
+            # hide the refusal behind "circuit open".
             self._breaker.success()
         elif self._breaker.failure(now):
             log.warning("freshcache: Redis circuit opened after %s", error)

@@ -126,12 +126,15 @@ class StreamStore:
     # -- set-up ---------------------------------------------------------------
 
     def settings(self) -> dict[str, str]:
-        """What ``core.persistence.judge`` needs; a refused CONFIG leaves keys out."""
+        """What ``core.persistence.judge`` needs. A refused ``CONFIG GET`` or
+        ``INFO`` (an ACL without them, a renamed or disabled command: a
+        ``ConfigStoreError``) leaves its keys out; a Redis that does not
+        answer raises."""
         found: dict[str, str] = {}
         for name in ("maxmemory-policy", "appendonly", "appendfsync"):
-            with contextlib.suppress(ResponseError):
+            with contextlib.suppress(ConfigStoreError):
                 found.update(self._run(self._client.config_get, name))
-        with contextlib.suppress(ResponseError):
+        with contextlib.suppress(ConfigStoreError):
             info = self._run(self._client.info, "replication")
             found["role"] = str(info.get("role", ""))
             found["connected_slaves"] = str(info.get("connected_slaves", ""))
