@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from freshcache._core.codec import typetags as _tags
-from freshcache._core.codec.envelope import HEADER, Codec
+from freshcache._core.codec.envelope import CRC, HEADER, Codec
 from freshcache._core.entry import Entry
 from freshcache.errors import SerializationError
 
@@ -178,7 +178,7 @@ def test_plain_data_is_not_tagged(serializer: str) -> None:
     assert data[3] == 0  # no tags: decode is one loads, no walk
     if serializer == "json":
         assert (
-            data[HEADER.size :]
+            data[HEADER.size + CRC.size :]
             == b'{"a":[1,"x",1.5,null,true],"b":{"c":-9223372036854775808}}\n'
         )
     tagged = make(serializer).encode("k", Entry({"a": (1,)}, 1.0))
@@ -187,7 +187,7 @@ def test_plain_data_is_not_tagged(serializer: str) -> None:
 
 def test_json_tags_are_compact() -> None:
     data = make("json").encode("k", Entry([(1, 2), {"!": 0}, math.nan, b"ab"], 1.0))
-    assert data[HEADER.size :] == (
+    assert data[HEADER.size + CRC.size :] == (
         b'[{"!":"t","v":[1,2]},{"!":"m","v":[["!",0]]},'
         b'{"!":"f","v":"nan"},{"!":"b","v":"YWI="}]\n'
     )

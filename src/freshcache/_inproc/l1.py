@@ -69,7 +69,9 @@ class LocalTier:
             return MISS
         if self.copy:
             decoded = self._codec.decode(full, entry.value)
-            if isinstance(decoded, Undecodable):
+            if isinstance(decoded, Undecodable):  # damaged in memory: drop it
+                self._metrics.error(f"decode:{decoded.reason}")
+                self.drop([full])
                 return MISS
             if reviver is None:
                 return decoded
