@@ -99,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, default=8.0, help="per --bound-cost run (default 8)"
     )
 
+    envelope = commands.add_parser(
+        "envelope",
+        help="the envelope's integrity check: checksums and codec encode/decode cost",
+    )
+    envelope.add_argument("--quick", action="store_true")
+    envelope.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="also time CHECKOUT's envelope.py, interleaved (before/after)",
+    )
+
     writes = commands.add_parser(
         "writes",
         help="write-behind vs write-through throughput, latency, DB round trips (P8)",
@@ -197,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("path")
 
     args = parser.parse_args(argv)
+    if args.command == "envelope":
+        from bench import envelope as envelope_module
+
+        return envelope_module.run(quick=args.quick, against=args.against)
     if args.command == "pieces":
         from bench import pieces as pieces_module
 

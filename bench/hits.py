@@ -741,7 +741,8 @@ def p2_sync(cfg: Config, target: RedisTarget) -> Section:
                 )
                 _add_commands(row, per)
     section.notes.append(
-        "stored: freshcache envelope (40-byte header + orjson payload); baseline: "
+        "stored: freshcache envelope (40-byte header + 4-byte CRC-32 + orjson "
+        "payload); baseline: "
         f"the same orjson payload ({len(orjson.dumps(VALUE))} bytes); dogpile pickles "
         "(its default)"
     )
