@@ -6,10 +6,13 @@ PostgreSQL into a test failure instead of a skip.
 
 from __future__ import annotations
 
+import logging
 import os
+import traceback
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -27,6 +30,63 @@ REQUIRE_SERVERS = os.environ.get("FRESHCACHE_REQUIRE_SERVERS") == "1"
 os.environ.pop("FRESHCACHE_ENABLED", None)
 
 
+# Every test's Redis URL carries a password (the shared server's default user
+# takes any password while it has none), and every record freshcache logs in
+# the whole run, at every level, is searched for it: a password never reaches
+# a log. Tests that plant values of their own (test_log_hygiene) search for
+# those too.
+SUITE_PASSWORD = "pw-suite-9d4c"
+
+
+def _with_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is not None or parts.scheme not in ("redis", "rediss"):
+        return url
+    return urlunsplit(parts._replace(netloc=f":{SUITE_PASSWORD}@{parts.netloc}"))
+
+
+def _secrets() -> set[str]:
+    found = {SUITE_PASSWORD}
+    password = urlsplit(servers.redis_url()).password
+    if password:
+        found.add(password)
+    return found
+
+
+class _LogWatch(logging.Handler):
+    """Keeps every freshcache log record that holds a secret."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.secrets = _secrets()
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a bad format: not ours to judge here
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "".join(traceback.format_exception(record.exc_info[1]))
+        if any(secret in text for secret in self.secrets):
+            self.leaks.append(f"{record.name} {record.levelname}: {text[:300]}")
+
+
+_WATCH = _LogWatch()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logger = logging.getLogger("freshcache")
+    logger.addHandler(_WATCH)
+    logger.setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _WATCH.leaks:
+        print("\nfreshcache logged a password:\n" + "\n".join(_WATCH.leaks[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def _missing(what: str, where: str, variable: str) -> None:
     message = f"{what} is not reachable at {where} (set {variable} to point elsewhere)"
     if REQUIRE_SERVERS:
@@ -37,7 +97,7 @@ def _missing(what: str, where: str, variable: str) -> None:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The shared test Redis; skips (or fails in CI) when it does not answer."""
-    url = servers.redis_url()
+    url = _with_password(servers.redis_url())
     if not servers.redis_available(url):
         _missing("Redis", url, "FRESHCACHE_TEST_REDIS_URL")
     return url
