@@ -30,8 +30,9 @@ REQUIRE_SERVERS = os.environ.get("FRESHCACHE_REQUIRE_SERVERS") == "1"
 os.environ.pop("FRESHCACHE_ENABLED", None)
 
 
-# Every test's Redis URL carries a password (the shared server's default user
-# takes any password while it has none), and every record freshcache logs in
+# Every test's Redis URL carries a password (as user ``default``: while that
+# user has no password Redis takes any, given with a user name; the bare
+# one-argument AUTH is refused), and every record freshcache logs in
 # the whole run, at every level, is searched for it: a password never reaches
 # a log. Tests that plant values of their own (test_log_hygiene) search for
 # those too.
@@ -42,7 +43,7 @@ def _with_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is not None or parts.scheme not in ("redis", "rediss"):
         return url
-    return urlunsplit(parts._replace(netloc=f":{SUITE_PASSWORD}@{parts.netloc}"))
+    return urlunsplit(parts._replace(netloc=f"default:{SUITE_PASSWORD}@{parts.netloc}"))
 
 
 def _secrets() -> set[str]:
