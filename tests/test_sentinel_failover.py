@@ -170,7 +170,7 @@ def test_failover_under_traffic(key_prefix: str) -> None:
         print(
             f"\nfailover {old.port} -> {new_port}: Redis hits again "
             f"{served_again if served_again is None else round(served_again, 2)} "
-            "s after the kill; reads {len(read_errors)} "
+            f"s after the kill; reads {len(read_errors)} "
             f"caller errors; invalidations {invalidations[True]} True, "
             f"{invalidations[False]} False (queued); stale after quiet "
             f"{len(stale)}; write-behind acknowledged/lost: default "
