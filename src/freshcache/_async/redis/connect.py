@@ -21,6 +21,7 @@ from redis.asyncio.connection import Connection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from freshcache._async.redis import sentinel
 from freshcache._async.redis.deadline import with_deadline
 
 # Decided by freshcache, never taken from the source; plus redis-py's
@@ -49,8 +50,9 @@ _OURS = frozenset(
 Client = Redis | ConnectionPool
 """What an application may hand freshcache: a client, or a connection pool."""
 Source = str | Client
-"""Where to connect: a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
-``Client``."""
+"""Where to connect: a ``redis://``, ``rediss://``, ``unix://`` or
+``redis+sentinel://`` URL, or a ``Client`` (also one for a Sentinel
+service's primary)."""
 
 
 def _sealed(settings: dict[str, Any]) -> Callable[[], dict[str, Any]]:
@@ -64,27 +66,38 @@ class Endpoint:
     """Where Redis is. Its ``repr`` shows the address and database; the
     connection settings (with the password) are kept out of sight."""
 
-    __slots__ = ("_settings", "connection_class", "where")
+    __slots__ = ("_settings", "connection_class", "sentinel", "where")
     _settings: Callable[[], dict[str, Any]]
     connection_class: type[Any]
     where: str  # "host:port/db" or the socket path: never a password
+    sentinel: sentinel.Place | None  # the sentinels to ask for the primary
 
     def __init__(self, source: Source | Endpoint) -> None:
         if isinstance(source, Endpoint):  # the same place, the same settings
             self.connection_class = source.connection_class
             self._settings = source._settings  # noqa: SLF001 (the same class)
             self.where = source.where
+            self.sentinel = source.sentinel
             return
-        if isinstance(source, str):
-            kwargs: dict[str, Any] = dict(parse_url(source))  # type: ignore[no-untyped-call,unused-ignore]
+        self.sentinel = None
+        if isinstance(source, str) and sentinel.is_sentinel_url(source):
+            kwargs, self.sentinel = sentinel.parse_sentinel_url(source)
+            connection_class = sentinel.CONNECTION_CLASS
+        elif isinstance(source, str):
+            kwargs = dict(parse_url(source))  # type: ignore[no-untyped-call,unused-ignore]
             connection_class = kwargs.pop("connection_class", Connection)
+        elif isinstance(
+            pool := source.connection_pool if isinstance(source, Redis) else source,
+            sentinel.SentinelConnectionPool,
+        ):
+            kwargs, connection_class, self.sentinel = sentinel.from_sentinel_pool(pool)
         else:
-            pool = source.connection_pool if isinstance(source, Redis) else source
             if type(pool) not in (ConnectionPool, BlockingConnectionPool):
                 raise TypeError(
-                    "client= takes a redis.asyncio.Redis client or a "
-                    "redis.asyncio.ConnectionPool (not a Sentinel, cluster or "
-                    f"sync one); got {type(source).__module__}.{type(source).__name__}"
+                    "client= takes a redis.asyncio.Redis client, a "
+                    "redis.asyncio.ConnectionPool, or a Sentinel primary's (not "
+                    f"a cluster or sync one); got {type(source).__module__}."
+                    f"{type(source).__name__}"
                 )
             kwargs = dict(pool.connection_kwargs)
             connection_class = pool.connection_class
@@ -98,6 +111,8 @@ class Endpoint:
             ),
             settings.get("db", 0),
         )
+        if self.sentinel is not None:
+            self.where = self.sentinel.where(settings.get("db", 0))
 
     def __repr__(self) -> str:  # never the password
         return f"Endpoint({self.where})"
@@ -129,6 +144,8 @@ class Endpoint:
         }
         if protocol is not None:
             common["protocol"] = protocol
+        if self.sentinel is not None:
+            return sentinel.sentinel_pool(self.sentinel, common, wait)
         if wait is None:
             return ConnectionPool(**common)
         return BlockingConnectionPool(timeout=wait, **common)  # type: ignore[no-untyped-call,unused-ignore]

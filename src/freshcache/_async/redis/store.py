@@ -26,11 +26,13 @@ from typing import Any, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     NoPermissionError,
     OutOfMemoryError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
 )
@@ -106,6 +108,18 @@ def refused_by_acl(exc: BaseException) -> bool:
     )
 
 
+def failover_sign(exc: BaseException) -> str | None:
+    """The counter (``errors[...]``) of a primary changing or gone: a
+    ``READONLY`` reply (a demoted primary, or a replica), redis-py's report
+    of one under Sentinel, or no primary the sentinels agree on. These are
+    transient (``classify``): the next connection goes to the new primary."""
+    if isinstance(exc, MasterNotFoundError):
+        return "failover:no_primary"
+    if isinstance(exc, ReadOnlyError) or "previous master is now a slave" in str(exc):
+        return "failover:readonly"
+    return None
+
+
 def classify(exc: BaseException) -> StoreError:
     """Map a redis-py (or socket) exception to freshcache's error classes."""
     if isinstance(exc, StoreError):
@@ -120,6 +134,8 @@ def classify(exc: BaseException) -> StoreError:
         return ConfigStoreError(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, OutOfMemoryError):
         return CapacityStoreError(str(exc))
+    if isinstance(exc, ReadOnlyError):  # a demoted primary: failing over
+        return TransientStoreError(f"READONLY {exc}")
     if isinstance(exc, ResponseError):
         message = str(exc)
         if message.startswith("OOM"):
@@ -164,6 +180,11 @@ class AsyncRedisStore:
         self._budget = invalidation_budget
         # One attempt of an invalidation: its deadline (for all its replies).
         self._attempt = max(timeout, invalidation_budget / 4)
+        # Under Sentinel: how many replicas confirm an invalidation (``WAIT``),
+        # within half an attempt's deadline.
+        place = self.endpoint.sentinel
+        self._replicas = 0 if place is None else place.invalidation_replicas
+        self._replica_wait_ms = max(1, int(self._attempt * 500))
         # The clients stay for the store's life (its scripts are registered on
         # them); their pools are replaced when a new event loop or a forked
         # child uses the store (``_reconnect``).
@@ -297,7 +318,7 @@ class AsyncRedisStore:
                 self._slots.release()
         except (RedisError, OSError, TimeoutError) as exc:
             error = classify(exc)
-            self._failed(error, acl=refused_by_acl(exc))
+            self._failed(error, acl=refused_by_acl(exc), sign=failover_sign(exc))
             raise error from exc
         except BaseException:  # cancelled, or no connection: no verdict
             breaker.abandon()
@@ -327,12 +348,17 @@ class AsyncRedisStore:
         failures = 0
         while True:
             try:
-                result = await attempt(self._hard)
-            except (RedisError, OSError, TimeoutError) as exc:
+                if self._replicas:
+                    result = await self._replicated(attempt)
+                else:
+                    result = await attempt(self._hard)
+            except (RedisError, OSError, TimeoutError, TransientStoreError) as exc:
                 error = classify(exc)
                 self._metrics.error(error.kind)
                 if refused_by_acl(exc):
                     self._metrics.error("acl")
+                if sign := failover_sign(exc):
+                    self._metrics.error(sign)
                 delay = retry_delay(
                     failures, self._rng.random(),
                     first=_HARD_BACKOFF[0], cap=_HARD_BACKOFF[1],
@@ -348,8 +374,30 @@ class AsyncRedisStore:
             self._metrics.latency(operation, time.perf_counter() - started)
             return result
 
-    def _failed(self, error: StoreError, *, acl: bool = False) -> None:
+    async def _replicated(self, attempt: Callable[[Redis], Awaitable[T]]) -> T:
+        """``attempt`` on one connection, then ``WAIT`` on it for the replicas
+        the Sentinel URL asks for (``invalidation_replicas``): so a failover
+        cannot lose an invalidation that returned True (Sentinel promotes the
+        replica that has the most of the primary's writes). Fewer replicas
+        in time: a transient error (retried, then queued)."""
+        one = self._hard.client()  # type: ignore[no-untyped-call,unused-ignore]
+        async with one:  # one connection: WAIT covers the attempt
+            result = await attempt(one)
+            acked = await one.wait(self._replicas, self._replica_wait_ms)
+        if int(acked) < self._replicas:
+            self._metrics.error("failover:unreplicated")
+            raise TransientStoreError(
+                f"an invalidation reached {acked} of {self._replicas} replicas "
+                "in time; it is retried, then queued"
+            )
+        return result
+
+    def _failed(
+        self, error: StoreError, *, acl: bool = False, sign: str | None = None
+    ) -> None:
         self._metrics.error(error.kind)
+        if sign is not None:
+            self._metrics.error(sign)
         now = self._clock.monotonic()
         if acl:
             self._metrics.error("acl")
@@ -521,11 +569,16 @@ class AsyncRedisStore:
         on the invalidation path: exactly these keys, no other version's."""
 
         async def attempt(client: Redis) -> list[int]:
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)  # a connection of its own
             for key in keys:
                 pipe.delete(key, lease_key(key))
+            if self._replicas:  # so WAIT on that connection (``_replicated``)
+                pipe.wait(self._replicas, self._replica_wait_ms)
             async with adeadline(self._attempt):  # one for all the replies
                 counts: list[int] = await pipe.execute()
+            if self._replicas and int(counts.pop()) < self._replicas:
+                self._metrics.error("failover:unreplicated")
+                raise TransientStoreError("a tag's deletes reached too few replicas")
             return counts
 
         return sum(await self._run_hard("invalidate", attempt))

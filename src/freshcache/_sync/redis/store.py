@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 
 from redis import ConnectionPool, Redis
 from redis.client import Pipeline
+from redis.sentinel import MasterNotFoundError
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     NoPermissionError,
     OutOfMemoryError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
 )
@@ -107,6 +109,18 @@ def refused_by_acl(exc: BaseException) -> bool:
     )
 
 
+def failover_sign(exc: BaseException) -> str | None:
+    """The counter (``errors[...]``) of a primary changing or gone: a
+    ``READONLY`` reply (a demoted primary, or a replica), redis-py's report
+    of one under Sentinel, or no primary the sentinels agree on. These are
+    transient (``classify``): the next connection goes to the new primary."""
+    if isinstance(exc, MasterNotFoundError):
+        return "failover:no_primary"
+    if isinstance(exc, ReadOnlyError) or "previous master is now a slave" in str(exc):
+        return "failover:readonly"
+    return None
+
+
 def classify(exc: BaseException) -> StoreError:
     """Map a redis-py (or socket) exception to freshcache's error classes."""
     if isinstance(exc, StoreError):
@@ -121,6 +135,8 @@ def classify(exc: BaseException) -> StoreError:
         return ConfigStoreError(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, OutOfMemoryError):
         return CapacityStoreError(str(exc))
+    if isinstance(exc, ReadOnlyError):  # a demoted primary: failing over
+        return TransientStoreError(f"READONLY {exc}")
     if isinstance(exc, ResponseError):
         message = str(exc)
         if message.startswith("OOM"):
@@ -165,6 +181,11 @@ class RedisStore:
         self._budget = invalidation_budget
         # One attempt of an invalidation: its deadline (for all its replies).
         self._attempt = max(timeout, invalidation_budget / 4)
+        # Under Sentinel: how many replicas confirm an invalidation (``WAIT``),
+        # within half an attempt's deadline.
+        place = self.endpoint.sentinel
+        self._replicas = 0 if place is None else place.invalidation_replicas
+        self._replica_wait_ms = max(1, int(self._attempt * 500))
         # The clients stay for the store's life (its scripts are registered on
         # them); their pools are replaced when a new event loop or a forked
         # child uses the store (``_reconnect``).
@@ -298,7 +319,7 @@ class RedisStore:
                 self._slots.release()
         except (RedisError, OSError, TimeoutError) as exc:
             error = classify(exc)
-            self._failed(error, acl=refused_by_acl(exc))
+            self._failed(error, acl=refused_by_acl(exc), sign=failover_sign(exc))
             raise error from exc
         except BaseException:  # cancelled, or no connection: no verdict
             breaker.abandon()
@@ -326,12 +347,17 @@ class RedisStore:
         failures = 0
         while True:
             try:
-                result = attempt(self._hard)
-            except (RedisError, OSError, TimeoutError) as exc:
+                if self._replicas:
+                    result = self._replicated(attempt)
+                else:
+                    result = attempt(self._hard)
+            except (RedisError, OSError, TimeoutError, TransientStoreError) as exc:
                 error = classify(exc)
                 self._metrics.error(error.kind)
                 if refused_by_acl(exc):
                     self._metrics.error("acl")
+                if sign := failover_sign(exc):
+                    self._metrics.error(sign)
                 delay = retry_delay(
                     failures, self._rng.random(),
                     first=_HARD_BACKOFF[0], cap=_HARD_BACKOFF[1],
@@ -347,8 +373,30 @@ class RedisStore:
             self._metrics.latency(operation, time.perf_counter() - started)
             return result
 
-    def _failed(self, error: StoreError, *, acl: bool = False) -> None:
+    def _replicated(self, attempt: Callable[[Redis], T]) -> T:
+        """``attempt`` on one connection, then ``WAIT`` on it for the replicas
+        the Sentinel URL asks for (``invalidation_replicas``): so a failover
+        cannot lose an invalidation that returned True (Sentinel promotes the
+        replica that has the most of the primary's writes). Fewer replicas
+        in time: a transient error (retried, then queued)."""
+        one = self._hard.client()  # type: ignore[no-untyped-call,unused-ignore]
+        with one:  # one connection: WAIT covers the attempt
+            result = attempt(one)
+            acked = one.wait(self._replicas, self._replica_wait_ms)
+        if int(acked) < self._replicas:
+            self._metrics.error("failover:unreplicated")
+            raise TransientStoreError(
+                f"an invalidation reached {acked} of {self._replicas} replicas "
+                "in time; it is retried, then queued"
+            )
+        return result
+
+    def _failed(
+        self, error: StoreError, *, acl: bool = False, sign: str | None = None
+    ) -> None:
         self._metrics.error(error.kind)
+        if sign is not None:
+            self._metrics.error(sign)
         now = self._clock.monotonic()
         if acl:
             self._metrics.error("acl")
@@ -520,11 +568,16 @@ class RedisStore:
         on the invalidation path: exactly these keys, no other version's."""
 
         def attempt(client: Redis) -> list[int]:
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)  # a connection of its own
             for key in keys:
                 pipe.delete(key, lease_key(key))
+            if self._replicas:  # so WAIT on that connection (``_replicated``)
+                pipe.wait(self._replicas, self._replica_wait_ms)
             with deadline(self._attempt):  # one for all the replies
                 counts: list[int] = pipe.execute()
+            if self._replicas and int(counts.pop()) < self._replicas:
+                self._metrics.error("failover:unreplicated")
+                raise TransientStoreError("a tag's deletes reached too few replicas")
             return counts
 
         return sum(self._run_hard("invalidate", attempt))
