@@ -55,7 +55,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 D = TypeVar("D")
-_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES: Final = (
+    "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://",
+)  # fmt: skip
 
 
 def _scheme(url: str) -> str:
@@ -63,7 +65,7 @@ def _scheme(url: str) -> str:
     scheme, found, _ = url.partition("://")
     if found and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
         return repr(scheme)
-    return "none (expected redis://, rediss:// or unix://)"
+    return "none (expected redis://, rediss://, unix:// or redis+cluster://)"
 
 
 def _namespace(key: str) -> str:
