@@ -2,10 +2,11 @@
 
 freshcache's Redis store runs on a cluster through a ``redis+cluster://`` URL
 (``tests/_async/test_cluster.py`` tests the whole cache there). This module
-pins, underneath, what its cluster client runs: the scripts of `freshcache._core.lua` and the key names of
-`freshcache._core.layout`, called exactly as the store calls them, through
-redis-py's own ``RedisCluster`` on a private three-primary cluster
-(`tests/cluster.py`), with keys spread over every node.
+pins, underneath, what its cluster client runs: the scripts of
+`freshcache._core.lua` and the key names of `freshcache._core.layout`,
+called as the store calls them, through redis-py's own ``RedisCluster``
+on a private three-primary cluster (`tests/cluster.py`), with keys spread
+over every node.
 
 What a cluster client of the store must do differently (redis-py 8.1, seen
 here): a cluster pipeline refuses ``pipe.delete(key, lease)`` (several keys)
