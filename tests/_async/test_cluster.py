@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from freshcache import L1, MISS, AsyncCache
 from freshcache._concurrency import AsyncFlag
+from freshcache._core.layout import bus_channel
 from freshcache.testing.contract import AsyncCacheContract
 from tests._async.waiting import WAIT, wait_until_listening
 from tests.cluster import ClusterInfo
@@ -163,3 +165,38 @@ async def test_the_bus_reaches_every_process_whichever_node_owns_the_key(
         assert reader.stats().errors == {}
     where = {p for p, found in _stored(nodes, key_prefix).items() if found}
     assert len(where) == len(nodes)
+
+
+async def test_every_bus_message_goes_through_the_bus_channels_node(
+    cluster_url: str,
+    redis_cluster: ClusterInfo,
+    nodes: dict[int, redis.Redis],
+    key_prefix: str,
+) -> None:
+    """Invalidations and the watermark's pings are published on one node, the
+    owner of the bus channel's slot: a subscriber anywhere gets them in the
+    order that node took them (docs/coherence.md, section 6a)."""
+    router = RedisCluster(startup_nodes=redis_cluster.startup_nodes)
+    try:
+        owner = router.get_node_from_key(bus_channel(key_prefix)).port
+    finally:
+        router.close()
+    make = functools.partial(
+        AsyncCache, cluster_url, prefix=key_prefix, timeout=1.0, l1=L1()
+    )
+    keys = [f"user:{n}" for n in range(30)]
+    async with make() as cache:
+        await cache.get("warm:up")  # starts the bus, and its pings
+        await wait_until_listening(cache)
+        for key in keys:  # keys of every node; no loader, so no fill notice
+            await cache.set(key, 1)
+            await cache.invalidate(key)
+        assert cache.stats().errors == {}
+    published = {}
+    for port, node in nodes.items():
+        stats: dict[str, Any] = node.info("commandstats")
+        published[port] = int(stats.get("cmdstat_publish", {}).get("calls", 0))
+    assert published[owner] >= len(keys)
+    assert all(calls == 0 for port, calls in published.items() if port != owner), (
+        published
+    )
