@@ -23,6 +23,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ on sys.path
 
 if TYPE_CHECKING:
     from freshcache.testing import FakeClock
+    from tests.cluster import ClusterInfo
 
 REQUIRE_SERVERS = os.environ.get("FRESHCACHE_REQUIRE_SERVERS") == "1"
 # The suite tests the cache enabled unless a test says otherwise: a shell's
@@ -105,6 +106,31 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(redis_url: str) -> Iterator[ClusterInfo]:
+    """A private three-primary Redis Cluster (``tests/cluster.py``), shared by
+    the session; skips (or fails in CI) without ``redis-server``."""
+    import shutil
+
+    for binary in ("redis-server", "redis-cli"):
+        if shutil.which(binary) is None:
+            _missing("Redis Cluster", f"{binary} on PATH", "PATH")
+    try:
+        from tests.cluster import own_redis_cluster
+    except ImportError:  # tests/ is not a package
+        from cluster import own_redis_cluster  # type: ignore[no-redef]
+    with own_redis_cluster(nodes=3) as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
+def cluster_url(redis_cluster: ClusterInfo) -> str:
+    """``redis+cluster://`` with every node, and the suite's password (the
+    nodes' default user takes any)."""
+    nodes = ",".join(redis_cluster.addresses)
+    return f"redis+cluster://:{SUITE_PASSWORD}@{nodes}/"
+
+
+@pytest.fixture(scope="session")
 def postgres_dsn() -> str:
     """The shared test PostgreSQL; skips (or fails in CI) when it does not answer."""
     dsn = servers.postgres_dsn()
@@ -139,6 +165,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "redis_url" in fixtures:
+            item.add_marker(pytest.mark.redis)
+        if "redis_cluster" in fixtures:
             item.add_marker(pytest.mark.redis)
         if "postgres_dsn" in fixtures:
             item.add_marker(pytest.mark.postgres)

@@ -1,12 +1,12 @@
 """freshcache's Lua scripts and key layout, unchanged, on a real Redis Cluster.
 
-freshcache's Redis store (`freshcache._sync.redis.store.RedisStore` and its
-async twin) builds a plain ``redis.Redis`` today, so it cannot be pointed at a
-cluster; its cluster client arrives in a later issue. This module pins what
-that client will run: the scripts of `freshcache._core.lua` and the key names of
-`freshcache._core.layout`, called exactly as the store calls them, through
-redis-py's own ``RedisCluster`` on a private three-primary cluster
-(`tests/cluster.py`), with keys spread over every node.
+freshcache's Redis store runs on a cluster through a ``redis+cluster://`` URL
+(``tests/_async/test_cluster.py`` tests the whole cache there). This module
+pins, underneath, what its cluster client runs: the scripts of
+`freshcache._core.lua` and the key names of `freshcache._core.layout`,
+called as the store calls them, through redis-py's own ``RedisCluster``
+on a private three-primary cluster (`tests/cluster.py`), with keys spread
+over every node.
 
 What a cluster client of the store must do differently (redis-py 8.1, seen
 here): a cluster pipeline refuses ``pipe.delete(key, lease)`` (several keys)
@@ -16,8 +16,9 @@ scripts loaded on every primary first; ``MGET`` across slots raises.
 
 Left out: the scripts that reach every live version of a prefix (``LIVE``,
 ``LIVE_VERSIONS``, ``INVALIDATE``, ``BUMP``). They build other versions' key
-names inside Redis and touch many slots, which a cluster refuses; they are
-single-Redis only until Cluster support is built (docs/architecture.md).
+names inside Redis and touch many slots, which a cluster refuses; on a
+cluster the store runs their work as single-slot steps (docs/architecture.md,
+"Redis Cluster").
 """
 
 from __future__ import annotations

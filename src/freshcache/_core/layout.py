@@ -77,6 +77,17 @@ def lapsed_key(prefix: str) -> str:
     return f"{prefix}:!lapsed"
 
 
+def cluster_live_key(prefix: str) -> str:
+    """``live_key`` on a Redis Cluster: the hash tag ``{prefix:!}`` puts it in
+    the slot of ``cluster_lapsed_key``, since one script reads both."""
+    return "{" + prefix + ":!}live"
+
+
+def cluster_lapsed_key(prefix: str) -> str:
+    """``lapsed_key`` on a Redis Cluster (the slot of ``cluster_live_key``)."""
+    return "{" + prefix + ":!}lapsed"
+
+
 def ping_channel(prefix: str, origin: str) -> str:
     """The channel on which one process pings itself over the bus connection
     (its watermark: see ``_async/redis/bus.py``)."""

@@ -5,10 +5,13 @@ or one tag set), so they run unchanged on Redis Cluster. The scripts that
 reach the other live versions of a prefix (``LIVE``, ``LIVE_VERSIONS``,
 ``INVALIDATE``, ``BUMP``) compute key names inside the script, from the
 registry of live versions: Redis Cluster refuses that, so they run on a
-single Redis (or a primary with replicas) only, until Cluster support is
-built. Tag invalidation needs no script of its own: per live version,
-SMEMBERS, then the members' deletions, then SREM of exactly those members
-(see ``AsyncRedisStore.invalidate_tags``).
+single Redis (or a primary with replicas); on a cluster the store runs
+``LIVE`` on hash-tagged registry names (one slot) and does the work of
+``INVALIDATE`` and ``BUMP`` in single-slot steps
+(``AsyncRedisStore._cluster_invalidate``, ``_cluster_bump``). Tag
+invalidation needs no script of its own: per live version, SMEMBERS, then
+the members' deletions, then SREM of exactly those members (see
+``AsyncRedisStore.invalidate_tags``).
 """
 
 from __future__ import annotations

@@ -56,7 +56,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 D = TypeVar("D")
-_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+_REDIS_SCHEMES: Final = (
+    "redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://",
+    "rediss+cluster://",
+)  # fmt: skip
 
 
 def _scheme(url: str) -> str:
@@ -64,7 +67,10 @@ def _scheme(url: str) -> str:
     scheme, found, _ = url.partition("://")
     if found and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
         return repr(scheme)
-    return "none (expected redis://, rediss://, unix:// or redis+sentinel://)"
+    return (
+        "none (expected redis://, rediss://, unix://, redis+sentinel:// or "
+        "redis+cluster://)"
+    )
 
 
 def _namespace(key: str) -> str:

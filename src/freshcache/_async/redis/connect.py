@@ -9,15 +9,25 @@ call), whether to retry (never inside redis-py; freshcache has its own
 policy), and how replies come back (bytes: freshcache decodes them). Each
 pool it makes is new: the application's own client, and its connections,
 are never used or closed by freshcache.
+
+A ``redis+cluster://`` (``rediss+cluster://``) URL names a Redis Cluster by
+its startup nodes, ``redis+cluster://[user:password@]host:port,host:port/``:
+``cluster_client`` builds redis-py's own cluster client on them (redis-py
+routes every command), and ``pool``/``client`` give a plain connection to
+one startup node, the next one at each call (the bus listens there:
+PUBLISH reaches every node of a cluster).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import Connection, parse_url
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -51,8 +61,44 @@ Client = Redis | ConnectionPool
 """What an application may hand freshcache: a client, or a connection pool."""
 Source = str | Client
 """Where to connect: a ``redis://``, ``rediss://``, ``unix://`` or
-``redis+sentinel://`` URL, or a ``Client`` (also one for a Sentinel
-service's primary)."""
+``redis+sentinel://`` or ``redis+cluster://`` URL, or a ``Client`` (also
+one for a Sentinel service's primary)."""
+
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+"""URL schemes of a Redis Cluster (``rediss+``: over TLS)."""
+
+
+def _cluster_nodes(url: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """A cluster URL's startup nodes, and the URL of its first node (which
+    ``parse_url`` reads for the credentials and the TLS settings). Raises
+    ``ValueError`` naming what is wrong, never the password."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    query = ""
+    if not slash:
+        netloc, _, query = netloc.partition("?")
+    userinfo, at, hosts = netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = item.strip(), "6379"
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                "a cluster URL lists its nodes as host:port,host:port; "
+                f"got a node {unquote(item.strip())!r}"
+            )
+        nodes.append((host, int(port)))
+    db, _, _query = tail.partition("?")
+    if db not in ("", "0"):
+        raise ValueError("a Redis Cluster has database 0 only; drop the /db")
+    first = "{}://{}{}{}:{}/{}".format(
+        "rediss" if scheme.startswith("rediss") else "redis",
+        userinfo, at, f"[{nodes[0][0]}]" if ":" in nodes[0][0] else nodes[0][0],
+        nodes[0][1], tail if slash else ("?" + query if query else ""),
+    )  # fmt: skip
+    return first, tuple(nodes)
 
 
 def _sealed(settings: dict[str, Any]) -> Callable[[], dict[str, Any]]:
@@ -66,20 +112,32 @@ class Endpoint:
     """Where Redis is. Its ``repr`` shows the address and database; the
     connection settings (with the password) are kept out of sight."""
 
-    __slots__ = ("_settings", "connection_class", "sentinel", "where")
+    __slots__ = (
+        "_next", "_settings", "connection_class", "nodes", "sentinel", "where",
+    )  # fmt: skip
     _settings: Callable[[], dict[str, Any]]
     connection_class: type[Any]
     where: str  # "host:port/db" or the socket path: never a password
     sentinel: sentinel.Place | None  # the sentinels to ask for the primary
+    nodes: tuple[tuple[str, int], ...]  # a cluster's startup nodes; () if none
+    _next: list[int]  # the startup node the next plain connection goes to
 
     def __init__(self, source: Source | Endpoint) -> None:
+        self._next = [0]
         if isinstance(source, Endpoint):  # the same place, the same settings
             self.connection_class = source.connection_class
             self._settings = source._settings  # noqa: SLF001 (the same class)
             self.where = source.where
             self.sentinel = source.sentinel
+            self.nodes = source.nodes
+            self._next = [random.randrange(len(self.nodes) or 1)]
             return
         self.sentinel = None
+        self.nodes = ()
+        if isinstance(source, str) and source.startswith(CLUSTER_SCHEMES):
+            source, self.nodes = _cluster_nodes(source)
+            self._next = [random.randrange(len(self.nodes))]
+        kwargs: dict[str, Any]
         if isinstance(source, str) and sentinel.is_sentinel_url(source):
             kwargs, self.sentinel = sentinel.parse_sentinel_url(source)
             connection_class = sentinel.CONNECTION_CLASS
@@ -113,9 +171,52 @@ class Endpoint:
         )
         if self.sentinel is not None:
             self.where = self.sentinel.where(settings.get("db", 0))
+        if self.nodes:
+            self.where = "cluster " + ",".join(f"{h}:{p}" for h, p in self.nodes)
 
     def __repr__(self) -> str:  # never the password
         return f"Endpoint({self.where})"
+
+    @property
+    def cluster(self) -> bool:
+        """Whether this is a Redis Cluster (``cluster_client``)."""
+        return bool(self.nodes)
+
+    def cluster_client(
+        self, *, size: int, timeout: float, health_check: float = 5
+    ) -> RedisCluster:
+        """redis-py's cluster client on the startup nodes: up to ``size``
+        connections per node, every reply within ``timeout`` seconds, and no
+        retry of its own (``retry`` with 0 retries: a connection error or a
+        timeout, CLUSTERDOWN, a slot not covered, reach freshcache at once,
+        whose policy decides). Redirections are still followed inside one
+        call (MOVED, ASK, and TRYAGAIN after a short wait), at most redis-py's
+        ``RedisClusterRequestTTL`` (16) of them: that is routing, not a
+        retry, and the store bounds the whole call by its deadline."""
+        settings = self._settings()
+        for key in ("host", "port", "db", "path"):
+            settings.pop(key, None)
+        tls = issubclass(self.connection_class, SSLConnection)
+        if tls:
+            settings["ssl"] = True
+        # The sync client's connections keep a deadline per call; the asyncio
+        # one reads each reply under its own timeout already, and takes no
+        # connection class.
+        extra: dict[str, Any] = {
+            "connection_class": with_deadline(self.connection_class)
+        }
+        extra = {}  # unasync: skip
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self.nodes],  # type: ignore[no-untyped-call,unused-ignore]
+            max_connections=size,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=health_check,
+            decode_responses=False,
+            **settings,
+            **extra,
+        )
 
     def pool(
         self, *, size: int, timeout: float, wait: float | None = None,
@@ -142,6 +243,10 @@ class Endpoint:
             "decode_responses": decode,
             **self._settings(),
         }
+        if self.nodes:  # one node of a cluster: the next startup node
+            index = self._next[0] % len(self.nodes)
+            self._next[0] = index + 1
+            common["host"], common["port"] = self.nodes[index]
         if protocol is not None:
             common["protocol"] = protocol
         if self.sentinel is not None:

@@ -10,6 +10,12 @@ retries until ``invalidation_budget`` is spent, whatever the breaker says
 ``max_connections``, behind our own slot counter: callers wait for a slot
 at most ``timeout`` (redis-py's own pool would raise past its size, and its
 blocking pool costs tens of microseconds per call).
+
+On a Redis Cluster (a ``redis+cluster://`` URL) the clients are redis-py's
+cluster clients (``_async/redis/cluster.py``), which route every command;
+the store sends no command whose keys span slots, and runs the scripts that
+reach every live version as single-slot steps (``_cluster_invalidate``,
+``_cluster_bump``).
 """
 
 from __future__ import annotations
@@ -28,15 +34,26 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     AuthorizationError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 
+from freshcache._async.redis.cluster import (
+    AsyncClusterScript,
+    AsyncLazyCluster,
+)
 from freshcache._async.redis.connect import Endpoint, Source
 from freshcache._concurrency import (
     AsyncBackground,
@@ -62,6 +79,9 @@ from freshcache._core.deploys import (
 )
 from freshcache._core.entry import Hit, px
 from freshcache._core.layout import (
+    bus_channel,
+    cluster_lapsed_key,
+    cluster_live_key,
     epoch_key,
     lapsed_key,
     lease_key,
@@ -120,10 +140,59 @@ def failover_sign(exc: BaseException) -> str | None:
     return None
 
 
+# Redis Cluster replies, by their first word: what each counts as in
+# ``errors["cluster:<name>"]``. All are transient (a retry, after the
+# cluster's slot map settles or a failover ends, can succeed) except
+# CROSSSLOT, a command whose keys span slots: a bug, loud.
+_CLUSTER_REPLIES = {
+    "MOVED": "moved",
+    "ASK": "ask",
+    "TRYAGAIN": "tryagain",
+    "CLUSTERDOWN": "clusterdown",
+    "MASTERDOWN": "clusterdown",
+    "READONLY": "readonly",
+    "CROSSSLOT": "crossslot",
+}
+
+
+_CLUSTER_CLASSES: tuple[tuple[type[ResponseError], str], ...] = (
+    (MovedError, "moved"),  # before AskError: a MovedError is one
+    (AskError, "ask"),
+    (TryAgainError, "tryagain"),
+    (ClusterDownError, "clusterdown"),  # MasterDownError too
+    (ReadOnlyError, "readonly"),
+    (ClusterCrossSlotError, "crossslot"),
+)
+
+
+def cluster_error(exc: BaseException) -> str | None:
+    """The name a Redis Cluster error counts under (``errors["cluster:<name>"]``),
+    or None for any other error. READONLY counts here too: a write that
+    reached a replica, as after a failover (on a single Redis as well)."""
+    if isinstance(exc, ResponseError):
+        # redis-py's own classes drop the first word from the message.
+        for kind, name in _CLUSTER_CLASSES:
+            if isinstance(exc, kind):
+                return name
+        return _CLUSTER_REPLIES.get(str(exc).split(" ", 1)[0])
+    if isinstance(exc, ClusterError):  # "TTL exhausted": redirected too often
+        return "redirects"
+    if isinstance(exc, RedisClusterException):  # no node reachable, slot uncovered
+        return "unreachable"
+    return None
+
+
 def classify(exc: BaseException) -> StoreError:
     """Map a redis-py (or socket) exception to freshcache's error classes."""
     if isinstance(exc, StoreError):
         return exc
+    cluster = cluster_error(exc)
+    if cluster == "crossslot":
+        return ConfigStoreError(
+            f"Redis Cluster refused a command whose keys span slots ({exc})"
+        )
+    if cluster is not None:
+        return TransientStoreError(f"Redis Cluster: {exc}")
     if refused_by_acl(exc):
         return ConfigStoreError(
             f"Redis ACL refused a command ({exc}): the user freshcache "
@@ -185,35 +254,36 @@ class AsyncRedisStore:
         place = self.endpoint.sentinel
         self._replicas = 0 if place is None else place.invalidation_replicas
         self._replica_wait_ms = max(1, int(self._attempt * 500))
+        self._cluster = self.endpoint.cluster
         # The clients stay for the store's life (its scripts are registered on
         # them); their pools are replaced when a new event loop or a forked
-        # child uses the store (``_reconnect``).
-        self._client = Redis.from_pool(self._pool())  # owns and closes its pool
+        # child uses the store (``_reconnect``). A cluster's clients are
+        # replaced whole (``_connect_cluster``).
         # Invalidations have connections and deadlines of their own: a slow
         # Redis that makes reads fail open fast must not make them give up.
-        self._hard = Redis.from_pool(self._hard_pool())
+        self._client: Any
+        self._hard: Any
+        if self._cluster:
+            self._connect_cluster()
+        else:
+            self._client = Redis.from_pool(self._pool())  # owns and closes its pool
+            self._hard = Redis.from_pool(self._hard_pool())
         self._owner = AsyncLoopOwner() if owner is None else owner
         self._owner.on_change(self._reconnect)
         self._owner.on_end(self._disconnect)
         self._owner.on_fork(self._forked)
-        self._inherited: tuple[ConnectionPool, ...] = ()
+        self._inherited: tuple[Any, ...] = ()
         self._rng = random.Random()
         self._head = head
-        self._acquire = self._client.register_script(lua.ACQUIRE)
-        self._fill = self._client.register_script(lua.FILL)
-        self._put = self._client.register_script(lua.PUT)
-        self._release = self._client.register_script(lua.RELEASE)
-        self._renew = self._client.register_script(lua.RENEW)
-        self._register = self._client.register_script(lua.REGISTER)
         # Rolling deploys: this version's entry in the registry of live
         # versions, and the scripts that reach every live version's keys.
         self._prefix, self._version = split_head(head)
         self._live_key = live_key(self._prefix)
-        self._live = self._client.register_script(lua.LIVE)
-        self._cleared = self._client.register_script(lua.CLEARED)
-        self._live_versions = self._hard.register_script(lua.LIVE_VERSIONS)
-        self._invalidate = self._hard.register_script(lua.INVALIDATE)
-        self._bump = self._hard.register_script(lua.BUMP)
+        self._lapsed_key = lapsed_key(self._prefix)
+        if self._cluster:  # one LIVE script reads both: one slot for them
+            self._live_key = cluster_live_key(self._prefix)
+            self._lapsed_key = cluster_lapsed_key(self._prefix)
+        self._register_scripts()
         self._mono = time.monotonic if type(clock) is SystemClock else clock.monotonic
         self._live_until = -math.inf  # reads wait for a refresh from then on
         self._joins = AsyncSingleFlight()
@@ -234,6 +304,51 @@ class AsyncRedisStore:
         self._background = AsyncBackground()
         self._loud_at: dict[str, float] = {}
 
+    def _register_scripts(self) -> None:
+        """The scripts, on the clients they run on (again on a cluster's new
+        clients: ``_connect_cluster``)."""
+        client, hard = self._client, self._hard
+
+        def script(on: Any, source: str) -> Any:
+            if self._cluster:
+                return AsyncClusterScript(on, source)
+            return on.register_script(source)
+
+        self._acquire = script(client, lua.ACQUIRE)
+        self._fill = script(client, lua.FILL)
+        self._put = script(client, lua.PUT)
+        self._release = script(client, lua.RELEASE)
+        self._renew = script(client, lua.RENEW)
+        self._register = script(client, lua.REGISTER)
+        self._live = script(client, lua.LIVE)
+        self._cleared = script(client, lua.CLEARED)
+        self._live_versions = script(hard, lua.LIVE_VERSIONS)
+        self._invalidate = script(hard, lua.INVALIDATE)
+        self._bump = script(hard, lua.BUMP)
+
+    def _connect_cluster(self) -> None:
+        """New cluster clients (made on their first command). redis-py's
+        cluster client does not wait for a free connection: the store's
+        slots bound the reads; invalidations get as many per node."""
+        endpoint, size = self.endpoint, max(self._max_connections, _HARD_CONNECTIONS)
+        self._client = AsyncLazyCluster(
+            lambda: endpoint.cluster_client(
+                size=self._max_connections, timeout=self._timeout
+            )
+        )
+        self._hard = AsyncLazyCluster(
+            lambda: endpoint.cluster_client(size=size, timeout=self._attempt)
+        )
+
+    async def _queue(
+        self, pipe: Any, script: Any, keys: list[Any], args: list[Any]
+    ) -> None:
+        """Add a script's call to ``pipe`` (on a cluster: as ``EVAL``)."""
+        if self._cluster:
+            pipe.script(script.script, keys, args)
+        else:
+            await script(keys=keys, args=args, client=pipe)
+
     def _pool(self) -> ConnectionPool:
         return self.endpoint.pool(size=self._max_connections, timeout=self._timeout)
 
@@ -246,8 +361,12 @@ class AsyncRedisStore:
         """New pools, slots and background work for a new event loop or a
         forked child; the old ones belong to the loop (or the parent) that
         made them, and are dropped unused."""
-        self._client.connection_pool = self._pool()
-        self._hard.connection_pool = self._hard_pool()
+        if self._cluster:
+            self._connect_cluster()
+            self._register_scripts()
+        else:
+            self._client.connection_pool = self._pool()
+            self._hard.connection_pool = self._hard_pool()
         self._slots = AsyncSlots(self._max_connections)
         self._background = AsyncBackground()
         self._joins = AsyncSingleFlight()
@@ -260,7 +379,10 @@ class AsyncRedisStore:
         """In a forked child: the parent's connections are the parent's. Kept
         here untouched (never closed: closing them would not end the parent's,
         but collecting them would warn), they are replaced on the next call."""
-        self._inherited = (self._client.connection_pool, self._hard.connection_pool)
+        if self._cluster:
+            self._inherited = (self._client, self._hard)
+        else:
+            self._inherited = (self._client.connection_pool, self._hard.connection_pool)
 
     def reopen(self) -> None:
         """Usable again after ``aclose``: new connections on the next call."""
@@ -276,12 +398,16 @@ class AsyncRedisStore:
         await self._refresher.join(self._timeout)
         await self._renewer.join(self._timeout)
         await self._background.drain(0)
+        if self._cluster:
+            await self._client.aclose()  # made again on the next command
+            await self._hard.aclose()
+            return
         await self._client.connection_pool.disconnect()
         await self._hard.connection_pool.disconnect()
 
     def _pipeline(self) -> Pipeline:
         self._owner.check()  # before the pipeline takes the client's pool
-        return self._client.pipeline(transaction=False)
+        return self._client.pipeline(transaction=False)  # type: ignore[no-any-return]
 
     async def _run(
         self, operation: str, call: Callable[..., Any], *args: Any,
@@ -309,14 +435,19 @@ class AsyncRedisStore:
                     "no Redis connection free within the deadline"
                 )
             try:
-                result = await call(*args)
+                if self._cluster:  # redirections included
+                    async with adeadline(self._timeout):
+                        result = await call(*args)
+                else:
+                    result = await call(*args)
             except BaseException:
                 if unsure is not None:
                     unsure()
                 raise
             finally:
                 self._slots.release()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+            self._count_cluster(exc)
             error = classify(exc)
             self._failed(error, acl=refused_by_acl(exc), sign=failover_sign(exc))
             raise error from exc
@@ -352,7 +483,11 @@ class AsyncRedisStore:
                     result = await self._replicated(attempt)
                 else:
                     result = await attempt(self._hard)
-            except (RedisError, OSError, TimeoutError, TransientStoreError) as exc:
+            except (
+                RedisError, RedisClusterException, OSError, TimeoutError,
+                TransientStoreError,
+            ) as exc:  # fmt: skip
+                self._count_cluster(exc)
                 error = classify(exc)
                 self._metrics.error(error.kind)
                 if refused_by_acl(exc):
@@ -391,6 +526,12 @@ class AsyncRedisStore:
                 "in time; it is retried, then queued"
             )
         return result
+
+    def _count_cluster(self, exc: BaseException) -> None:
+        """A Redis Cluster error counts as ``errors["cluster:<name>"]`` too."""
+        name = cluster_error(exc) if self._cluster else None
+        if name is not None:
+            self._metrics.error(f"cluster:{name}")
 
     def _failed(
         self, error: StoreError, *, acl: bool = False, sign: str | None = None
@@ -458,8 +599,8 @@ class AsyncRedisStore:
     async def put_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
         pipe = self._pipeline()
         for key, data, ttl in items:
-            await self._put(
-                keys=[key, lease_key(key)], args=[data, _px_arg(ttl)], client=pipe
+            await self._queue(
+                pipe, self._put, [key, lease_key(key)], [data, _px_arg(ttl)]
             )
         await self._run("set_many", self._whole, pipe.execute)
 
@@ -551,6 +692,13 @@ class AsyncRedisStore:
         Returns how many of this version's keys and leases were deleted."""
         if not keys:
             return 0
+        if self._cluster:
+            return int(
+                await self._run_hard(
+                    "invalidate",
+                    functools.partial(self._cluster_invalidate, keys, own=own),
+                )
+            )
         args: list[str] = [self._prefix, self._version, "1" if own else "0"]
         cut = len(self._head)
         for key in keys:
@@ -564,14 +712,71 @@ class AsyncRedisStore:
         )
         return removed
 
+    async def _cluster_invalidate(
+        self, keys: Sequence[str], client: Any, *, own: bool
+    ) -> int:
+        """``INVALIDATE`` as single-slot steps, for a cluster (one attempt of
+        ``invalidate``): read the registry of live versions (one key); read
+        each other version's namespace versions the keys need; then delete
+        every key and its lease under this version (if ``own``) and under
+        each other version's name for it. Every command touches one slot
+        (a data key and its lease share one); redis-py's cluster pipeline
+        sends each node its commands. What the script's single step gave
+        and these steps lose, and why it is still safe, is in
+        docs/coherence.md ("On a Redis Cluster")."""
+        versions = [
+            v.decode() if isinstance(v, bytes) else v
+            for v in await self._live_versions(
+                keys=[self._live_key], args=[self._version], client=client
+            )
+        ]
+        cut = len(self._head)
+        readings_of = {key: readings(key[cut:]) for key in keys}
+        counters = sorted(
+            {
+                namespace_version_key(f"{self._prefix}:{v}:", namespace)
+                for v in versions
+                for found in readings_of.values()
+                for namespace, _ in found
+            }
+        )
+        numbers: dict[str, int] = {}
+        if counters:
+            pipe = client.pipeline(transaction=False)
+            for counter in counters:
+                pipe.get(counter)
+            async with adeadline(self._attempt):
+                stored = await pipe.execute()
+            numbers = {
+                c: read_counter(n) or 0 for c, n in zip(counters, stored, strict=True)
+            }
+        pipe = client.pipeline(transaction=False)
+        mine = 0
+        for key in keys if own else ():
+            pipe.execute_command("DEL", key, lease_key(key))  # type: ignore[no-untyped-call,unused-ignore]
+            mine += 1
+        for found in readings_of.values():
+            for v in versions:
+                head = f"{self._prefix}:{v}:"
+                for namespace, remainder in found:
+                    number = numbers[namespace_version_key(head, namespace)]
+                    other = head + namespace
+                    if number > 0:
+                        other += f"~{number}"
+                    other += remainder
+                    pipe.execute_command("DEL", other, lease_key(other))
+        async with adeadline(self._attempt):  # one for all the replies
+            counts: list[int] = await pipe.execute()
+        return sum(counts[:mine])
+
     async def _delete_keys(self, keys: Sequence[str]) -> int:
         """Delete ``keys`` and revoke their leases (each pair shares a slot),
         on the invalidation path: exactly these keys, no other version's."""
 
         async def attempt(client: Redis) -> list[int]:
             pipe = client.pipeline(transaction=False)  # a connection of its own
-            for key in keys:
-                pipe.delete(key, lease_key(key))
+            for key in keys:  # not ``delete``: a cluster pipeline refuses two keys
+                pipe.execute_command("DEL", key, lease_key(key))  # type: ignore[no-untyped-call,unused-ignore]
             if self._replicas:  # so WAIT on that connection (``_replicated``)
                 pipe.wait(self._replicas, self._replica_wait_ms)
             async with adeadline(self._attempt):  # one for all the replies
@@ -596,10 +801,8 @@ class AsyncRedisStore:
         """Add ``member`` to each tag's set, before its value is stored."""
         pipe = self._pipeline()
         for tag in tags:
-            await self._register(
-                keys=[tag_key(self._head, tag)],
-                args=[member, _px_arg(ttl)],
-                client=pipe,
+            await self._queue(
+                pipe, self._register, [tag_key(self._head, tag)], [member, _px_arg(ttl)]
             )
         await self._run("register", self._whole, pipe.execute)
 
@@ -632,6 +835,12 @@ class AsyncRedisStore:
     async def bump(self, namespace: str) -> int:
         """Bump ``namespace`` under this version and every other live one (one
         script); returns this version's new namespace version."""
+        if self._cluster:
+            return int(
+                await self._run_hard(
+                    "bump", functools.partial(self._cluster_bump, namespace)
+                )
+            )
         version: int = await self._run_hard(
             "bump",
             lambda client: self._bump(
@@ -641,6 +850,20 @@ class AsyncRedisStore:
             ),
         )
         return int(version)
+
+    async def _cluster_bump(self, namespace: str, client: Any) -> int:
+        """``BUMP`` as single-slot steps, for a cluster (one attempt of
+        ``bump``): the registry read, then an INCR per other live version,
+        then this version's, last (its reply is the attempt's answer; an
+        attempt that failed part-way and is retried bumps some versions
+        twice, which orphans their keys once more, nothing else)."""
+        versions = await self._live_versions(
+            keys=[self._live_key], args=[self._version], client=client
+        )
+        for v in versions:
+            v = v.decode() if isinstance(v, bytes) else v
+            await client.incr(namespace_version_key(f"{self._prefix}:{v}:", namespace))
+        return int(await client.incr(namespace_version_key(self._head, namespace)))
 
     async def version(self, namespace: str, *, hard: bool = False) -> int:
         """The namespace's version; ``hard``: for an invalidation, on its path."""
@@ -673,7 +896,20 @@ class AsyncRedisStore:
 
     async def publish(self, channel: str, data: bytes, *, hard: bool = False) -> None:
         """PUBLISH; ``hard``: an invalidation's message, on the invalidation
-        path (``_run_hard``), not a ping or a fill notice."""
+        path (``_run_hard``), not a ping or a fill notice. On a cluster every
+        message (invalidations and pings alike) goes through one node, the
+        owner of the bus channel's slot: a subscriber then gets them in the
+        order that node took them, which the bus's watermark relies on
+        (docs/coherence.md, "On a Redis Cluster")."""
+        if self._cluster:
+            at = bus_channel(self._prefix)
+            if hard:
+                await self._run_hard(
+                    "publish", lambda client: self._hard.publish_at(at, channel, data)
+                )  # the client is the hard one
+            else:
+                await self._run("publish", self._client.publish_at, at, channel, data)
+            return
         if hard:
             await self._run_hard(
                 "publish", lambda client: client.publish(channel, data)
@@ -702,6 +938,11 @@ class AsyncRedisStore:
     async def _clear(self, head: str, *, gated: bool) -> int:
         keep = (head + "!").encode()
         removed = 0
+        if self._cluster:  # SCAN each primary; ``unlink`` sends one per slot
+            primaries = await self._run("scan", self._client.primaries, gated=gated)
+            for node in primaries:
+                removed += await self._clear_node(head, keep, node, gated=gated)
+            return removed
         for pattern in (head + "*", "{" + head + "*}:lease"):
             cursor: int = 0
             while True:
@@ -716,6 +957,36 @@ class AsyncRedisStore:
                 if cursor == 0:
                     break
         return removed
+
+    async def _clear_node(
+        self, head: str, keep: bytes, node: Any, *, gated: bool
+    ) -> int:
+        """``_clear`` on one primary of a cluster."""
+        removed = 0
+        for pattern in (head + "*", "{" + head + "*}:lease"):
+            cursor: int = 0
+            while True:
+                cursor, batch = await self._run(
+                    "scan", self._scan_node, node, cursor, pattern, gated=gated
+                )
+                batch = [k for k in batch if not k.startswith(keep)]
+                if batch:
+                    removed += await self._run(
+                        "delete", self._client.unlink, *batch, gated=gated
+                    )
+                if cursor == 0:
+                    break
+        return removed
+
+    async def _scan_node(
+        self, node: Any, cursor: int, pattern: str
+    ) -> tuple[int, list[bytes]]:
+        """One SCAN step on one node of a cluster (redis-py's reply names the
+        cursor by node: ``({"host:port": cursor}, keys)``)."""
+        found, batch = await self._client.scan(cursor, pattern, 1000, target_nodes=node)
+        if isinstance(found, dict):
+            (found,) = found.values()
+        return int(found), list(batch)
 
     # -- keeping held leases alive --------------------------------------------
 
@@ -738,8 +1009,8 @@ class AsyncRedisStore:
                 continue
             pipe = self._pipeline()
             for key, token, seconds in due:
-                await self._renew(
-                    keys=[lease_key(key)], args=[token, px(seconds)], client=pipe
+                await self._queue(
+                    pipe, self._renew, [lease_key(key)], [token, px(seconds)]
                 )
             try:
                 results = await self._run(
@@ -763,7 +1034,7 @@ class AsyncRedisStore:
         anything here reads Redis again."""
         started, sent = self._mono(), self._clock.time()
         seconds, micros, mark = await self._run(
-            "live", self._live, [self._live_key, lapsed_key(self._prefix)],
+            "live", self._live, [self._live_key, self._lapsed_key],
             [self._version, px(LIVE_TTL), px(LIVE_RETENTION)], gated=False,
         )  # fmt: skip
         server = int(seconds) + int(micros) / 1e6
@@ -779,7 +1050,7 @@ class AsyncRedisStore:
             )
             await self._clear(self._head, gated=False)
             await self._run(
-                "live", self._cleared, [lapsed_key(self._prefix)],
+                "live", self._cleared, [self._lapsed_key],
                 [self._version, mark], gated=False,
             )  # fmt: skip
         self._live_until = started + LIVE_TTL - LIVE_MARGIN

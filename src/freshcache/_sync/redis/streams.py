@@ -75,6 +75,12 @@ class StreamStore:
         # ``timeout`` bounds each call, however its reply trickles in (a
         # worker's blocking read adds its block time to it).
         self.endpoint = Endpoint(source)
+        if self.endpoint.cluster:
+            raise ValueError(
+                "write-behind does not run on a Redis Cluster yet (its enqueue "
+                "script writes a stream and cache keys of several slots in one "
+                "step); use a single Redis, or Sentinel, for write-behind"
+            )
         self._pool_size, self._timeout = max_connections, timeout
         self._client = Redis.from_pool(self._new_pool())  # owns and closes it
         # A new event loop, or a forked child, gets a pool of its own (the

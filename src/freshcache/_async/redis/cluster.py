@@ -1,0 +1,138 @@
+"""What the store needs of a Redis Cluster, on top of redis-py's cluster client.
+
+redis-py routes every command (``RedisCluster``); this module only adapts
+the store's habits to it:
+
+* ``AsyncLazyCluster``: the client is made on the first command, not before
+  (redis-py's sync cluster client connects in its constructor, and a cache
+  must build while Redis is down); a failure to reach the cluster then
+  happens inside a call, where the store classifies it.
+* ``AsyncDeferredPipeline``: a pipeline whose commands are recorded and sent
+  at ``execute`` (through redis-py's cluster pipeline, which groups them by
+  node and sends each node its share). Scripts go in as ``EVAL``: redis-py's
+  cluster pipeline refuses ``EVALSHA`` through a script object, and cannot
+  load a script a node lacks (after a failover, say).
+* ``AsyncClusterScript``: a script called alone: ``EVALSHA``, and ``EVAL``
+  (which also caches it on that node) when the node answers NOSCRIPT.
+
+Nothing here sends a command whose keys span slots: every script's keys
+share a slot (``_core/layout.py``), and multi-key deletions go through
+redis-py's ``unlink``, which sends one command per slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+
+class AsyncLazyCluster:
+    """A ``RedisCluster`` made by ``make`` on first use. Every method of the
+    client is reached through it (``lazy.get(key)``); the client itself is
+    made when such a call runs, so that its errors are the call's."""
+
+    def __init__(self, make: Callable[[], RedisCluster]) -> None:
+        self._make = make
+        self._real: RedisCluster | None = None
+
+    def real(self) -> RedisCluster:
+        if self._real is None:
+            self._real = self._make()
+        return self._real
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self.real(), name)(*args, **kwargs)
+
+        return call
+
+    def pipeline(self, transaction: bool = False) -> AsyncDeferredPipeline:
+        return AsyncDeferredPipeline(self)
+
+    async def primaries(self) -> list[Any]:
+        """The cluster's primaries, as redis-py knows them now."""
+        real = self.real()
+        await real.initialize()  # unasync: skip
+        return list(real.get_primaries())  # type: ignore[no-untyped-call,unused-ignore]
+
+    async def publish_at(self, key: str, channel: str, data: bytes) -> int:
+        """PUBLISH on the primary that owns ``key``'s slot (the cluster
+        forwards it to every node, in the order that node took it)."""
+        real = self.real()
+        await real.initialize()  # unasync: skip
+        node = real.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
+        receivers: int = await real.publish(channel, data, target_nodes=node)
+        return receivers
+
+    async def aclose(self) -> None:
+        if self._real is not None:
+            real, self._real = self._real, None
+            await real.aclose()
+
+
+class AsyncDeferredPipeline:
+    """Commands recorded now, sent by ``execute`` through one cluster pipeline."""
+
+    def __init__(self, cluster: AsyncLazyCluster) -> None:
+        self._cluster = cluster
+        self._calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., AsyncDeferredPipeline]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def record(*args: Any) -> AsyncDeferredPipeline:
+            self._calls.append((name, args))
+            return self
+
+        return record
+
+    def script(
+        self, source: str, keys: Sequence[Any], args: Sequence[Any]
+    ) -> AsyncDeferredPipeline:
+        """Queue a script as ``EVAL`` (its keys share one slot)."""
+        self._calls.append(
+            ("execute_command", ("EVAL", source, len(keys), *keys, *args))
+        )
+        return self
+
+    async def execute(self) -> list[Any]:
+        if not self._calls:
+            return []
+        pipe = self._cluster.real().pipeline()  # type: ignore[no-untyped-call,unused-ignore]
+        for name, args in self._calls:
+            getattr(pipe, name)(*args)
+        replies: list[Any] = await pipe.execute()
+        return replies
+
+
+class AsyncClusterScript:
+    """A Lua script called by itself: ``EVALSHA``, else ``EVAL``."""
+
+    def __init__(self, cluster: AsyncLazyCluster, source: str) -> None:
+        self._cluster = cluster
+        self.script = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(
+        self,
+        keys: Sequence[Any] = (),
+        args: Sequence[Any] = (),
+        client: AsyncLazyCluster | None = None,
+    ) -> Any:
+        cluster = self._cluster if client is None else client
+        try:
+            return await cluster.execute_command(
+                "EVALSHA", self.sha, len(keys), *keys, *args
+            )
+        except NoScriptError:
+            return await cluster.execute_command(
+                "EVAL", self.script, len(keys), *keys, *args
+            )
