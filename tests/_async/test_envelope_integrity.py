@@ -83,7 +83,7 @@ async def test_a_damaged_envelope_in_a_copying_l1_is_a_counted_miss() -> None:
     async with AsyncCache(l1=L1(copy=True)) as cache:
         assert await cache.set("user:1", VALUE)
         assert await cache.get("user:1") == VALUE
-        tier = cache._engine.l1
+        tier = cache.engine.l1
         assert tier is not None
         (full,) = tier.store._map  # the only entry
         entry = tier.store.get(full)

@@ -84,7 +84,7 @@ def test_a_damaged_envelope_in_a_copying_l1_is_a_counted_miss() -> None:
     with Cache(l1=L1(copy=True)) as cache:
         assert cache.set("user:1", VALUE)
         assert cache.get("user:1") == VALUE
-        tier = cache._engine.l1
+        tier = cache.engine.l1
         assert tier is not None
         (full,) = tier.store._map  # the only entry
         entry = tier.store.get(full)

@@ -63,7 +63,7 @@ def test_writes_go_to_the_primary_sentinel_names(
 ) -> None:
     with Cache(sentinel_set.url(), prefix=key_prefix, timeout=1.0) as cache:
         assert cache.set("k", 1)
-        assert "sentinel" in repr(cache._engine.l2.endpoint)  # type: ignore[union-attr]
+        assert "sentinel" in repr(cache.engine.l2.endpoint)  # type: ignore[union-attr]
     primary = sentinel_set.primary()
     with sentinel_set.client(primary.port) as client:
         assert [k for k in client.scan_iter(match=f"{key_prefix}*") if b":k" in k]
@@ -71,7 +71,7 @@ def test_writes_go_to_the_primary_sentinel_names(
 
 def test_the_endpoint_never_shows_a_password(sentinel_set: SentinelSet) -> None:
     with Cache(sentinel_set.url(), prefix="p", timeout=1.0) as cache:
-        endpoint = cache._engine.l2.endpoint  # type: ignore[union-attr]
+        endpoint = cache.engine.l2.endpoint  # type: ignore[union-attr]
         shown = repr(endpoint) + endpoint.where + repr(endpoint.sentinel)
         assert sentinel_set.password not in shown
         assert str(sentinel_set.sentinel_password) not in shown
