@@ -1,5 +1,5 @@
 """``python -m bench coherence``: how fast an invalidation reaches another
-process's L1 (target P7 of DESIGN.md section 5: p99 under 5 ms on loopback).
+process's L1 (target P7: p99 under 5 ms on loopback; docs/performance.md).
 
 Two processes on one machine: A (this one) and B (a child, ``spawn``
 context), each with ``Cache(redis_url, l1=L1(ttl=30))`` on the same prefix.

@@ -1,6 +1,6 @@
 """``python -m bench hits``: the cost of a cache hit, freshcache against peers.
 
-Targets P1-P3 of DESIGN.md section 5, each reported as a ratio to a baseline
+Targets P1-P3 (docs/performance.md), each reported as a ratio to a baseline
 measured in the same run:
 
 * P1  L1 hit through the decorator: sync vs ``functools.lru_cache``, async

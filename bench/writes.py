@@ -1,6 +1,6 @@
 """``python -m bench writes``: write-behind versus write-through (target P8).
 
-P8 (DESIGN.md section 5): write-behind at least 5x the write throughput of
+P8 (docs/performance.md): write-behind at least 5x the write throughput of
 write-through in the same run, with durability on. So the run starts a
 redis-server of its own with AOF ``appendfsync always`` (unless
 ``--redis-url`` names one) and uses the PostgreSQL at ``--postgres``

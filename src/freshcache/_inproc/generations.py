@@ -5,7 +5,7 @@ next tier (or runs the loader), and stores into L1 only through
 ``store_if_unchanged``. An invalidation bumps the generation and removes the
 L1 entry through ``invalidate``, under the same lock, so the check and the
 store are atomic with respect to it: an invalidation that arrives while a
-read is in flight is never undone (guarantee C1 for L1).
+read is in flight is never undone (no stale fill in L1: docs/coherence.md, C1).
 
 Keys hash into a fixed array of counters (a collision only makes a reader
 skip an L1 store it could have made). Tag invalidations, namespace bumps and

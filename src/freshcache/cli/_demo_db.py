@@ -10,7 +10,8 @@ version of every member it showed. A read is stale if it shows an older
 version of a user than one whose write had completed before the read started.
 A write is complete for another process when its invalidation reached that
 process (the event handler ran there): until then the invalidation is in
-flight on the bus, which is the window guarantee C2 allows. Reads inside it
+flight on the bus, which is the window the coherent-L1 guarantee allows
+(docs/coherence.md, C2). Reads inside it
 are counted as ``in_flight``, apart from the stale ones.
 """
 
