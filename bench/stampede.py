@@ -1,5 +1,5 @@
-"""``python -m bench stampede``: thundering herds (targets P4 and P5 of docs/performance.md),
-freshcache side by side with the usual ways of protecting a
+"""``python -m bench stampede``: thundering herds (targets P4 and P5 of
+docs/performance.md), freshcache side by side with the usual ways of protecting a
 database, in one run, on one machine, around one loader.
 
 **The loader** ("the database"): INCR a counter in Redis (so every process

@@ -1,5 +1,6 @@
 """Key templates: ``"user:{user_id}"`` compiled once per decorated function,
-rendered from its arguments with the encoding of ``_core/keys.py`` (injective: different arguments, different keys).
+rendered from its arguments with the encoding of ``_core/keys.py`` (injective:
+different arguments, different keys).
 
 Compiling reads the signature once; rendering is a closure with the common
 one-field case inlined (no ``inspect`` per call).

@@ -4,16 +4,18 @@
 The protocol (docs/coherence.md has the sequence diagrams):
 
 * A read snapshots the key's L1 generation *before* it reads Redis or runs
-  the loader, and stores into L1 only if no invalidation came since (no stale fill in L1).
+  the loader, and stores into L1 only if no invalidation came since (no
+  stale fill in L1).
 * A miss takes a lease in Redis before the loader runs; the fill is a
   compare-and-set on it, and every invalidation deletes it. A value loaded
-  before an invalidation is therefore never stored (no stale fill in Redis). A lost lease
-  (evicted, Redis restarted) fails closed: the value is returned, not stored.
+  before an invalidation is therefore never stored (no stale fill in
+  Redis). A lost lease (evicted, Redis restarted) fails closed: the value
+  is returned, not stored.
 * A fill with tags registers the key in each tag's set first, and stores only
   if no tag invalidation ran since before the loader (the tag epoch).
 * Invalidation deletes in Redis first, then bumps generations and drops the
-  L1 entries, then tells every other process over the bus (coherent L1 everywhere,
-  read-your-writes here).
+  L1 entries, then tells every other process over the bus (coherent L1
+  everywhere, read-your-writes here).
 """
 
 from __future__ import annotations
