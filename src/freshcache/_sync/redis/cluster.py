@@ -15,6 +15,10 @@ the store's habits to it:
   load a script a node lacks (after a failover, say).
 * ``ClusterScript``: a script called alone: ``EVALSHA``, and ``EVAL``
   (which also caches it on that node) when the node answers NOSCRIPT.
+* ``LazyCluster.replicated``: an invalidation's deletions, each
+  primary's share on one connection of that primary followed by ``WAIT``
+  (which only covers the writes of its own connection), so that a failover
+  cannot lose a deletion that was confirmed.
 
 Nothing here sends a command whose keys span slots: every script's keys
 share a slot (``_core/layout.py``), and multi-key deletions go through
@@ -23,12 +27,27 @@ redis-py's ``unlink``, which sends one command per slot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
+
+_ASYNC = False
+
+
+class UnreplicatedError(Exception):
+    """Fewer replicas than asked confirmed a primary's share (``WAIT``)."""
+
+    def __init__(self, node: str, acked: int, wanted: int) -> None:
+        super().__init__(
+            f"an invalidation reached {acked} of {wanted} replicas of {node} in time"
+        )
+        self.acked = acked
+        self.wanted = wanted
 
 
 class LazyCluster:
@@ -70,10 +89,80 @@ class LazyCluster:
         receivers: int = real.publish(channel, data, target_nodes=node)
         return receivers
 
+    def replicated(
+        self,
+        commands: Sequence[tuple[Any, ...]],
+        *,
+        replicas: int | None,
+        wait_ms: int,
+    ) -> list[Any]:
+        """Run ``commands`` (each routed by its first key, ``args[1]``) on the
+        primaries that own their slots, each primary's share on one of its
+        connections followed by ``WAIT`` for ``replicas`` replicas within
+        ``wait_ms``; ``None``: for 1 where redis-py's slot map lists a
+        replica of the slot, for none where it lists none (nothing to wait
+        for). Returns the replies in order; raises ``UnreplicatedError`` when a
+        primary's replicas fell short. A failure makes redis-py read the slot
+        map again (this path bypasses its own routing, which would)."""
+        real = self.real()
+        manager = real.nodes_manager
+        shares: dict[str, tuple[Any, list[int], int]] = {}
+        for index, command in enumerate(commands):
+            key = command[1]
+            slot = key_slot(key.encode() if isinstance(key, str) else key)
+            holders = manager.slots_cache.get(slot) or []
+            node: Any = real.get_node_from_key(command[1])  # type: ignore[no-untyped-call,unused-ignore]
+            wanted = min(1, len(holders) - 1) if replicas is None else replicas
+            _, members, most = shares.get(node.name, (node, [], 0))
+            members.append(index)
+            shares[node.name] = (node, members, max(most, wanted))
+        replies: list[Any] = [None] * len(commands)
+        try:
+            for node, members, wanted in shares.values():
+                sent = [commands[i] for i in members]
+                if wanted:
+                    sent.append(("WAIT", wanted, wait_ms))
+                answers = _on_one_connection(real, node, sent)
+                for i, answer in zip(members, answers, strict=False):
+                    replies[i] = answer
+                if wanted and int(answers[-1]) < wanted:
+                    raise UnreplicatedError(node.name, int(answers[-1]), wanted)
+        except UnreplicatedError:
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first failure is raised
+                manager.initialize()
+            raise
+        return replies
+
     def close(self) -> None:
         if self._real is not None:
             real, self._real = self._real, None
             real.close()
+
+
+def _on_one_connection(
+    real: RedisCluster, node: Any, commands: list[tuple[Any, ...]]
+) -> list[Any]:
+    """``commands`` sent together on one connection of ``node``, their replies
+    read in order (the first error reply raised); a connection left with
+    replies unread is closed, not reused."""
+    client: Any = real
+    if _ASYNC:  # the asyncio client's node hands out its connections itself
+        pool, connection = node, node.acquire_connection()
+    else:  # the sync client's node has a client, and a pool
+        pool = client.get_redis_connection(node).connection_pool
+        connection = pool.get_connection()
+    done = False
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        replies = [connection.read_response() for _ in commands]
+        done = True
+        return replies
+    finally:
+        if not done:
+            connection.disconnect()
+        pool.release(connection)
 
 
 class DeferredPipeline:
