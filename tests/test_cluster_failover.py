@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -101,7 +101,12 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             read_errors: list[BaseException] = []
             invalidations = {True: 0, False: 0}
             seen_key = keys[0]
-            writer.set("probe", "here")
+            probe = next(
+                key
+                for key in (f"probe:{i}" for i in range(10_000))
+                if owners[key_slot((head + key).encode())] == victim.port
+            )  # on the node that is killed too
+            writer.set(probe, "here")
             assert observer.get_or_load(seen_key, lambda: db[seen_key]) == 0
             stop = threading.Event()
 
@@ -131,7 +136,7 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             killed = time.monotonic()
             served_again: float | None = None
             while time.monotonic() - killed < TRAFFIC - KILL_AT:
-                if served_again is None and plain.get("probe") == "here":
+                if served_again is None and plain.get(probe) == "here":
                     served_again = time.monotonic() - killed
                 time.sleep(0.02)
             stop.set()
@@ -198,3 +203,112 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
         assert served_again < TRAFFIC - KILL_AT
         assert invalidations[True] > 0
         assert promoted != victim.port
+
+
+# -- an invalidation waits for a replica of each primary it touched -----------
+
+
+@pytest.fixture(scope="module")
+def replica_cluster() -> Iterator[ClusterInfo]:
+    """Three primaries with one replica each, shared by the tests below (none
+    kills a node)."""
+    with own_redis_cluster(nodes=3, replicas=1) as cluster:
+        yield cluster
+
+
+def _url(cluster: ClusterInfo, query: str = "") -> str:
+    return f"redis+cluster://:{PASSWORD}@{','.join(cluster.addresses)}/{query}"
+
+
+def _waits(cluster: ClusterInfo) -> dict[int, int]:
+    """``WAIT`` calls per node since its stats were last reset."""
+    calls = {}
+    for port in cluster.ports:
+        node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        try:
+            stats = node.info("commandstats")
+        finally:
+            node.close()
+        calls[port] = int(stats.get("cmdstat_wait", {}).get("calls", 0))
+    return calls
+
+
+def _reset_stats(cluster: ClusterInfo) -> None:
+    for port in cluster.ports:
+        node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        try:
+            node.config_resetstat()
+        finally:
+            node.close()
+
+
+def _replica_of(cluster: ClusterInfo, port: int) -> int:
+    for node in cluster.nodes:
+        client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        if info.get("role") == "slave" and int(info["master_port"]) == port:
+            return node.port
+    raise AssertionError(f"no replica of {port}")
+
+
+def test_an_invalidation_is_on_a_replica_when_it_returns(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    """By default each primary an invalidation's deletions went to is asked
+    for one replica (``WAIT 1``) on the connection that deleted; the key is
+    then gone on that replica too. Tag invalidations wait the same way."""
+    _reset_stats(replica_cluster)
+    keys = [f"user:{n}" for n in range(12)]  # owned by every primary
+    with Cache(_url(replica_cluster), prefix=key_prefix, timeout=1.0) as cache:
+        head = cache.engine.head
+        for key in keys:
+            assert cache.set(key, 1, tags=["team"])
+        assert cache.invalidate(*keys[:6])
+        owners = {replica_cluster.primary_for(head + key).port for key in keys[:6]}
+        waits = _waits(replica_cluster)
+        assert all(waits[port] >= 1 for port in owners), (owners, waits)
+        for key in keys[:6]:
+            port = _replica_of(
+                replica_cluster, replica_cluster.primary_for(head + key).port
+            )
+            replica = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+            try:
+                replica.execute_command("READONLY")
+                assert replica.exists(head + key) == 0
+            finally:
+                replica.close()
+        before = sum(_waits(replica_cluster).values())
+        assert cache.invalidate_tags("team")
+        assert sum(_waits(replica_cluster).values()) > before
+        assert cache.stats().errors == {}
+
+
+def test_too_few_replicas_queue_the_invalidation(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    """``invalidation_replicas=2`` with one replica per primary: never
+    confirmed, so the invalidation returns False (queued for retry) and is
+    counted, but has run on the primary."""
+    url = _url(replica_cluster, "?invalidation_replicas=2")
+    with Cache(url, prefix=key_prefix, timeout=0.2) as cache:
+        cache.set("k", 1)
+        assert not cache.invalidate("k")
+        stats = cache.stats()
+        assert cache.get("k") is MISS
+    assert stats.errors.get("failover:unreplicated", 0) >= 1
+    assert stats.pending_invalidations >= 1
+
+
+def test_invalidation_replicas_0_does_not_wait(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    _reset_stats(replica_cluster)
+    url = _url(replica_cluster, "?invalidation_replicas=0")
+    with Cache(url, prefix=key_prefix, timeout=1.0) as cache:
+        cache.set("k", 1)
+        assert cache.invalidate("k")
+        assert cache.get("k") is MISS
+    assert sum(_waits(replica_cluster).values()) == 0

@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 _ASYNC = False
@@ -101,40 +100,31 @@ class AsyncLazyCluster:
         """Run ``commands`` (each routed by its first key, ``args[1]``) on the
         primaries that own their slots, each primary's share on one of its
         connections followed by ``WAIT`` for ``replicas`` replicas within
-        ``wait_ms``; ``None``: for 1 where redis-py's slot map lists a
-        replica of the slot, for none where it lists none (nothing to wait
-        for). Returns the replies in order; raises ``UnreplicatedError`` when a
-        primary's replicas fell short. A failure makes redis-py read the slot
-        map again (this path bypasses its own routing, which would)."""
+        ``wait_ms``. ``None``: for 1 where the primary has a replica
+        connected (its ``ROLE``, asked with the share), for none where it
+        has none (nothing to wait for). Returns the replies in order; raises
+        ``UnreplicatedError`` when a primary's replicas fell short. A failure
+        makes redis-py read the slot map again (this path bypasses its
+        routing, which would)."""
         real = self.real()
         await real.initialize()  # unasync: skip
-        manager = real.nodes_manager
-        shares: dict[str, tuple[Any, list[int], int]] = {}
+        shares: dict[str, tuple[Any, list[int]]] = {}
         for index, command in enumerate(commands):
-            key = command[1]
-            slot = key_slot(key.encode() if isinstance(key, str) else key)
-            holders = manager.slots_cache.get(slot) or []
             node: Any = real.get_node_from_key(command[1])  # type: ignore[no-untyped-call,unused-ignore]
-            wanted = min(1, len(holders) - 1) if replicas is None else replicas
-            _, members, most = shares.get(node.name, (node, [], 0))
-            members.append(index)
-            shares[node.name] = (node, members, max(most, wanted))
+            shares.setdefault(node.name, (node, []))[1].append(index)
         replies: list[Any] = [None] * len(commands)
         try:
-            for node, members, wanted in shares.values():
-                sent = [commands[i] for i in members]
-                if wanted:
-                    sent.append(("WAIT", wanted, wait_ms))
-                answers = await _on_one_connection(real, node, sent)
-                for i, answer in zip(members, answers, strict=False):
+            for node, members in shares.values():
+                answers = await _on_one_connection(
+                    real, node, [commands[i] for i in members], replicas, wait_ms
+                )
+                for i, answer in zip(members, answers, strict=True):
                     replies[i] = answer
-                if wanted and int(answers[-1]) < wanted:
-                    raise UnreplicatedError(node.name, int(answers[-1]), wanted)
         except UnreplicatedError:
             raise
         except BaseException:
             with contextlib.suppress(Exception):  # the first failure is raised
-                await manager.initialize()
+                await real.nodes_manager.initialize()
             raise
         return replies
 
@@ -145,11 +135,16 @@ class AsyncLazyCluster:
 
 
 async def _on_one_connection(
-    real: RedisCluster, node: Any, commands: list[tuple[Any, ...]]
+    real: RedisCluster,
+    node: Any,
+    commands: list[tuple[Any, ...]],
+    replicas: int | None,
+    wait_ms: int,
 ) -> list[Any]:
     """``commands`` sent together on one connection of ``node``, their replies
-    read in order (the first error reply raised); a connection left with
-    replies unread is closed, not reused."""
+    read in order (the first error reply raised), then ``WAIT`` on it (see
+    ``AsyncLazyCluster.replicated``); a connection left with replies unread
+    is closed, not reused."""
     client: Any = real
     if _ASYNC:  # the asyncio client's node hands out its connections itself
         pool, connection = node, node.acquire_connection()
@@ -158,14 +153,30 @@ async def _on_one_connection(
         connection = pool.get_connection()
     done = False
     try:
-        await connection.send_packed_command(connection.pack_commands(commands))
-        replies = [await connection.read_response() for _ in commands]
+        sent = list(commands)
+        if replicas is None:
+            sent.append(("ROLE",))
+        elif replicas:
+            sent.append(("WAIT", replicas, wait_ms))
+        await connection.send_packed_command(connection.pack_commands(sent))
+        replies = [await connection.read_response() for _ in sent]
+        wanted, acked = replicas or 0, 0
+        if replicas is None:  # as many as are connected, up to one
+            role = replies[-1]
+            wanted = min(1, len(role[2])) if role[0] in (b"master", "master") else 0
+            if wanted:
+                await connection.send_command("WAIT", wanted, wait_ms)
+                acked = int(await connection.read_response())
+        elif replicas:
+            acked = int(replies[-1])
         done = True
-        return replies
     finally:
         if not done:
             await connection.disconnect()
         pool.release(connection)
+    if acked < wanted:
+        raise UnreplicatedError(node.name, acked, wanted)
+    return replies[: len(commands)]
 
 
 class AsyncDeferredPipeline:

@@ -74,7 +74,7 @@ _MAX_REPLICAS = 16  # invalidation_replicas past this is a typo, not a plan
 
 def _replicas_option(query: str) -> tuple[str, int | None]:
     """``query`` without ``invalidation_replicas``, and its value (``None``
-    when absent: wait for one replica where the slot has one)."""
+    when absent: wait for one replica where the primary has one)."""
     pairs = parse_qsl(query, keep_blank_values=True)
     replicas: int | None = None
     for name, value in pairs:
@@ -147,7 +147,7 @@ class Endpoint:
     sentinel: sentinel.Place | None  # the sentinels to ask for the primary
     nodes: tuple[tuple[str, int], ...]  # a cluster's startup nodes; () if none
     # A cluster's invalidation_replicas: WAIT for that many replicas of each
-    # primary after an invalidation's deletions; None: 1 where the slot has one.
+    # primary after an invalidation's deletions; None: 1 where the primary has one.
     cluster_replicas: int | None
     _next: list[int]  # the startup node the next plain connection goes to
 

@@ -768,7 +768,7 @@ class RedisStore:
     ) -> list[int]:
         """``DEL key lease`` commands on a cluster, under one deadline for all
         their replies. With ``invalidation_replicas`` (of the URL; by default
-        1 where a slot has a replica) each primary's share is followed by
+        1 where the primary has a replica connected) each primary's share is followed by
         ``WAIT`` on its connection (``LazyCluster.replicated``): a
         failover then cannot lose a deletion that returned, since the
         cluster promotes a replica that has it, if one does (Redis promotes
