@@ -1,9 +1,12 @@
 """A Redis Cluster of a test's own: N ``redis-server`` primaries on free ports.
 
 ``own_redis_cluster()`` starts the servers, joins them with ``redis-cli
---cluster create`` (no replicas), waits until every node reports
-``cluster_state:ok``, and on the way out, whatever happened on the way in,
-terminates every process it started and removes every directory it made.
+--cluster create`` (no replicas by default; ``replicas=1`` gives each
+primary one, with a short ``cluster-node-timeout`` so that a replica takes
+over a killed primary within a few seconds), waits until every node reports
+``cluster_state:ok`` (and, with replicas, until each replica has synced),
+and on the way out, whatever happened on the way in, terminates every
+process it started and removes every directory it made.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import redis
 from redis.cluster import ClusterNode
+from redis.crc import key_slot
 
 try:
     from tests import servers
@@ -28,14 +32,48 @@ except ImportError:  # tests/ is not a package: pytest put tests/ on sys.path
 
 CLUSTER_BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000
 READY_TIMEOUT = 20.0  # seconds for the cluster to report cluster_state:ok
+NODE_TIMEOUT_MS = 1000  # cluster-node-timeout with replicas: failover in seconds
 _START_ATTEMPTS = 3  # a free port may be taken before the server binds it
 
 
 @dataclass
 class ClusterInfo:
-    """A running cluster: its primaries, in port order of start."""
+    """A running cluster: its nodes, in order of start (``redis-cli --cluster
+    create`` makes the first N primaries and the rest their replicas; a
+    failover changes that: ``primary_for`` asks the cluster)."""
 
     nodes: list[servers.RedisProcess] = field(default_factory=list)
+
+    def alive(self) -> list[servers.RedisProcess]:
+        """The nodes whose process still runs."""
+        return [node for node in self.nodes if node.process.poll() is None]
+
+    def slot_owners(self) -> dict[int, int]:
+        """slot -> port of the primary that serves it now, per ``CLUSTER
+        SLOTS`` of the first live node that answers."""
+        for node in self.alive():
+            client = redis.Redis(
+                host="127.0.0.1", port=node.port, socket_timeout=1,
+                socket_connect_timeout=1,
+            )  # fmt: skip
+            try:
+                ranges = client.execute_command("CLUSTER SLOTS")
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            owners: dict[int, int] = {}
+            for item in ranges:
+                start, end, primary = int(item[0]), int(item[1]), item[2]
+                for slot in range(start, end + 1):
+                    owners[slot] = int(primary[1])
+            return owners
+        raise RuntimeError("no cluster node answered CLUSTER SLOTS")
+
+    def primary_for(self, key: str) -> servers.RedisProcess:
+        """The node that serves ``key``'s slot now."""
+        port = self.slot_owners()[key_slot(key.encode())]
+        return next(node for node in self.nodes if node.port == port)
 
     @property
     def ports(self) -> list[int]:
@@ -79,7 +117,9 @@ def _log_tail(node: servers.RedisProcess, limit: int = 4000) -> str:
     return text[-limit:]
 
 
-def _start_node(stack: ExitStack, binary: str) -> servers.RedisProcess:
+def _start_node(
+    stack: ExitStack, binary: str, extra: list[str] | None = None
+) -> servers.RedisProcess:
     """One cluster-enabled ``redis-server`` answering PING; retried on port races."""
     logs: list[str] = []
     for _attempt in range(_START_ATTEMPTS):
@@ -89,6 +129,7 @@ def _start_node(stack: ExitStack, binary: str) -> servers.RedisProcess:
         args = ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", str(tmpdir)]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += extra or []
         with open(tmpdir / "redis.log", "wb") as log:
             process = subprocess.Popen(
                 [binary, *args], cwd=tmpdir, stdout=log, stderr=subprocess.STDOUT
@@ -126,11 +167,40 @@ def _ready(reply: dict[str, object], nodes: int) -> bool:
     )
 
 
-def _wait_until_ok(info: ClusterInfo, timeout: float) -> None:
+def _replicas_synced(info: ClusterInfo, replicas: int) -> bool:
+    """Every primary has ``replicas`` replicas online (``INFO replication``)."""
+    primaries = 0
+    for port in info.ports:
+        client = redis.Redis(
+            host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1
+        )
+        try:
+            reply = client.info("replication")
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        if reply.get("role") != "master":
+            continue
+        primaries += 1
+        online = [
+            value
+            for name, value in reply.items()
+            if name.startswith("slave") and name[5:].isdigit()
+            and isinstance(value, dict) and value.get("state") == "online"
+        ]  # fmt: skip
+        if len(online) < replicas:
+            return False
+    return primaries == len(info.nodes) // (replicas + 1)
+
+
+def _wait_until_ok(info: ClusterInfo, timeout: float, replicas: int = 0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         replies = _cluster_infos(info)
-        if all(_ready(reply, len(info.nodes)) for reply in replies):
+        if all(_ready(reply, len(info.nodes)) for reply in replies) and (
+            not replicas or _replicas_synced(info, replicas)
+        ):
             return
         for node in info.nodes:
             if node.process.poll() is not None:
@@ -143,20 +213,25 @@ def _wait_until_ok(info: ClusterInfo, timeout: float) -> None:
 
 
 @contextmanager
-def own_redis_cluster(nodes: int = 3) -> Iterator[ClusterInfo]:
-    """Start a private ``nodes``-primary Redis Cluster; always stop and remove it."""
+def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo]:
+    """Start a private ``nodes``-primary Redis Cluster with ``replicas``
+    replicas per primary (``nodes * (1 + replicas)`` servers; with replicas,
+    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``); always stop and remove it."""
     if nodes < 3:
         raise ValueError("redis-cli --cluster create needs at least 3 primaries")
+    if replicas < 0:
+        raise ValueError("replicas must be 0 or more")
     server = shutil.which("redis-server")
     cli = shutil.which("redis-cli")
     if server is None or cli is None:
         raise FileNotFoundError("redis-server and redis-cli must be on PATH")
     with ExitStack() as stack:  # unwinds every callback, even if one raises
         info = ClusterInfo()
-        for _ in range(nodes):
-            info.nodes.append(_start_node(stack, server))
+        extra = ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)] if replicas else []
+        for _ in range(nodes * (1 + replicas)):
+            info.nodes.append(_start_node(stack, server, extra))
         create = [cli, "--cluster", "create", *info.addresses]
-        create += ["--cluster-replicas", "0", "--cluster-yes"]
+        create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
         try:
             result = subprocess.run(
                 create,
@@ -173,5 +248,5 @@ def own_redis_cluster(nodes: int = 3) -> Iterator[ClusterInfo]:
                 f"redis-cli --cluster create failed ({result.returncode}):\n"
                 f"{result.stdout}\n{result.stderr}"
             )
-        _wait_until_ok(info, READY_TIMEOUT)
+        _wait_until_ok(info, READY_TIMEOUT, replicas)
         yield info

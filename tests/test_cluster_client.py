@@ -75,8 +75,35 @@ def test_a_cluster_client_gets_the_settings_and_no_retries() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "replicas"),
+    [
+        ("redis+cluster://127.0.0.1:1/", None),  # 1 where a primary has one
+        ("redis+cluster://127.0.0.1:1/?invalidation_replicas=2", 2),
+        ("redis+cluster://127.0.0.1:1?invalidation_replicas=0", 0),
+        ("redis+cluster://127.0.0.1:1/0?client_name=w&invalidation_replicas=1", 1),
+    ],
+)
+def test_invalidation_replicas_is_freshcaches_own(
+    url: str, replicas: int | None
+) -> None:
+    """Read from the URL, and never handed to redis-py's client (which would
+    refuse it), while the other options still are."""
+    endpoint = AsyncEndpoint(url)
+    assert endpoint.cluster_replicas == replicas
+    assert Endpoint(url).cluster_replicas == replicas
+    assert AsyncEndpoint(endpoint).cluster_replicas == replicas
+    kwargs = endpoint.cluster_client(size=1, timeout=0.5).connection_kwargs
+    assert "invalidation_replicas" not in kwargs
+    if "client_name" in url:
+        assert kwargs["client_name"] == "w"
+
+
+@pytest.mark.parametrize(
     "url",
     [
+        "redis+cluster://127.0.0.1:1/?invalidation_replicas=-1",
+        "redis+cluster://127.0.0.1:1/?invalidation_replicas=one",
+        "redis+cluster://127.0.0.1:1/?invalidation_replicas=17",
         "redis+cluster://127.0.0.1:1/3",  # a database
         "redis+cluster://127.0.0.1:notaport/",
         "redis+cluster://127.0.0.1:1,:2/",

@@ -14,6 +14,10 @@ the store's habits to it:
   load a script a node lacks (after a failover, say).
 * ``AsyncClusterScript``: a script called alone: ``EVALSHA``, and ``EVAL``
   (which also caches it on that node) when the node answers NOSCRIPT.
+* ``AsyncLazyCluster.replicated``: an invalidation's deletions, each
+  primary's share on one connection of that primary followed by ``WAIT``
+  (which only covers the writes of its own connection), so that a failover
+  cannot lose a deletion that was confirmed.
 
 Nothing here sends a command whose keys span slots: every script's keys
 share a slot (``_core/layout.py``), and multi-key deletions go through
@@ -22,12 +26,34 @@ redis-py's ``unlink``, which sends one command per slot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+)
+
+_REDIRECTS = 5  # rounds of ASK/MOVED an invalidation's deletions follow
+_ASYNC = False
+_ASYNC = True  # unasync: skip
+
+
+class UnreplicatedError(Exception):
+    """Fewer replicas than asked confirmed a primary's share (``WAIT``)."""
+
+    def __init__(self, node: str, acked: int, wanted: int) -> None:
+        super().__init__(
+            f"an invalidation reached {acked} of {wanted} replicas of {node} in time"
+        )
+        self.acked = acked
+        self.wanted = wanted
 
 
 class AsyncLazyCluster:
@@ -71,10 +97,135 @@ class AsyncLazyCluster:
         receivers: int = await real.publish(channel, data, target_nodes=node)
         return receivers
 
+    async def replicated(
+        self,
+        commands: Sequence[tuple[Any, ...]],
+        *,
+        replicas: int | None,
+        wait_ms: int,
+    ) -> list[Any]:
+        """Run ``commands`` (each routed by its first key, ``args[1]``) on the
+        primaries that own their slots, each primary's share on one of its
+        connections followed by ``WAIT`` for ``replicas`` replicas within
+        ``wait_ms``. ``None``: for 1 where the primary has a replica
+        connected (its ``ROLE``, asked with the share), for none where it
+        has none (nothing to wait for). Redirections are followed as
+        redis-py follows them (a slot being resharded): a command answered
+        ASK goes again to the node named, after ``ASKING``; one answered
+        MOVED makes redis-py read the slot map again, and goes to the node
+        named; at most ``_REDIRECTS`` rounds. Returns the replies in order;
+        raises ``UnreplicatedError`` when a primary's replicas fell short.
+        Another failure makes redis-py read the slot map again (this path
+        bypasses its routing, which would)."""
+        real = self.real()
+        await real.initialize()  # unasync: skip
+        rounds: list[tuple[Any, list[int], bool]] = []
+        shares: dict[str, tuple[Any, list[int]]] = {}
+        for index, command in enumerate(commands):
+            node: Any = real.get_node_from_key(command[1])  # type: ignore[no-untyped-call,unused-ignore]
+            shares.setdefault(node.name, (node, []))[1].append(index)
+        rounds = [(node, members, False) for node, members in shares.values()]
+        replies: list[Any] = [None] * len(commands)
+        try:
+            for _ in range(_REDIRECTS):
+                again: dict[tuple[str, int, bool], list[int]] = {}
+                for node, members, asking in rounds:
+                    answers = await _on_one_connection(
+                        real, node, [commands[i] for i in members], replicas,
+                        wait_ms, asking=asking,
+                    )  # fmt: skip
+                    for i, answer in zip(members, answers, strict=True):
+                        if isinstance(answer, AskError | MovedError):
+                            ask = isinstance(answer, AskError)
+                            again.setdefault((answer.host, answer.port, ask), [])
+                            again[answer.host, answer.port, ask].append(i)
+                        elif isinstance(answer, Exception):
+                            raise answer
+                        else:
+                            replies[i] = answer
+                if not again:
+                    return replies
+                if not all(ask for _, _, ask in again):  # MOVED: a new slot map
+                    await real.nodes_manager.initialize()
+                rounds = []
+                for (host, port, ask), members in again.items():
+                    target = real.get_node(host=host, port=port)  # type: ignore[no-untyped-call,unused-ignore]
+                    if target is None:
+                        raise ClusterError(f"redirected to unknown node {host}:{port}")
+                    rounds.append((target, members, ask))
+            raise ClusterError(f"redirected more than {_REDIRECTS} times")
+        except UnreplicatedError:
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first failure is raised
+                await real.nodes_manager.initialize()
+            raise
+
     async def aclose(self) -> None:
         if self._real is not None:
             real, self._real = self._real, None
             await real.aclose()
+
+
+async def _on_one_connection(
+    real: RedisCluster,
+    node: Any,
+    commands: list[tuple[Any, ...]],
+    replicas: int | None,
+    wait_ms: int,
+    *,
+    asking: bool,
+) -> list[Any]:
+    """``commands`` sent together on one connection of ``node`` (each after
+    ``ASKING`` if ``asking``), their replies read in order (an error reply
+    in its place, as the exception), then ``WAIT`` on it (see
+    ``AsyncLazyCluster.replicated``); a connection left with replies unread
+    is closed, not reused."""
+    client: Any = real
+    if _ASYNC:  # the asyncio client's node hands out its connections itself
+        pool, connection = node, node.acquire_connection()
+    else:  # the sync client's node has a client, and a pool
+        pool = client.get_redis_connection(node).connection_pool
+        connection = pool.get_connection()
+    done = False
+    try:
+        sent: list[tuple[Any, ...]] = []
+        for command in commands:
+            sent += [("ASKING",), command] if asking else [command]
+        if replicas is None:
+            sent.append(("ROLE",))
+        elif replicas:
+            sent.append(("WAIT", replicas, wait_ms))
+        await connection.send_packed_command(connection.pack_commands(sent))
+        replies: list[Any] = []
+        for _ in sent:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:  # read whole: the next reply follows
+                replies.append(exc)
+        if asking:
+            replies = replies[1 : 2 * len(commands) : 2] + replies[2 * len(commands) :]
+        wanted, acked = replicas or 0, 0
+        if replicas is None:  # as many as are connected, up to one
+            role = replies[-1]
+            if isinstance(role, Exception):
+                raise role
+            wanted = min(1, len(role[2])) if role[0] in (b"master", "master") else 0
+            if wanted:
+                await connection.send_command("WAIT", wanted, wait_ms)
+                acked = int(await connection.read_response())
+        elif replicas:
+            if isinstance(replies[-1], Exception):
+                raise replies[-1]
+            acked = int(replies[-1])
+        done = True
+    finally:
+        if not done:
+            await connection.disconnect()
+        pool.release(connection)
+    if acked < wanted:
+        raise UnreplicatedError(node.name, acked, wanted)
+    return replies[: len(commands)]
 
 
 class AsyncDeferredPipeline:

