@@ -956,35 +956,22 @@ class RedisStore:
 
     def _clear(self, head: str, *, gated: bool) -> int:
         keep = (head + "!").encode()
-        removed = 0
-        if self._cluster:  # SCAN each primary; ``unlink`` sends one per slot
-            primaries = self._run("scan", self._client.primaries, gated=gated)
-            for node in primaries:
-                removed += self._clear_node(head, keep, node, gated=gated)
-            return removed
-        for pattern in (head + "*", "{" + head + "*}:lease"):
-            cursor: int = 0
-            while True:
-                cursor, batch = self._run(
-                    "scan", self._client.scan, cursor, pattern, 1000, gated=gated
-                )
-                batch = [k for k in batch if not k.startswith(keep)]
-                if batch:
-                    removed += self._run(
-                        "delete", self._client.unlink, *batch, gated=gated
-                    )
-                if cursor == 0:
-                    break
+        if not self._cluster:
+            return self._clear_node(head, keep, None, gated=gated)
+        removed = 0  # SCAN each primary; ``unlink`` sends one per slot
+        primaries = self._run("scan", self._client.primaries, gated=gated)
+        for node in primaries:
+            removed += self._clear_node(head, keep, node, gated=gated)
         return removed
 
     def _clear_node(self, head: str, keep: bytes, node: Any, *, gated: bool) -> int:
-        """``_clear`` on one primary of a cluster."""
+        """``_clear`` on one Redis: ``node`` a primary of a cluster, or None."""
         removed = 0
         for pattern in (head + "*", "{" + head + "*}:lease"):
             cursor: int = 0
             while True:
                 cursor, batch = self._run(
-                    "scan", self._scan_node, node, cursor, pattern, gated=gated
+                    "scan", self._scan, node, cursor, pattern, gated=gated
                 )
                 batch = [k for k in batch if not k.startswith(keep)]
                 if batch:
@@ -995,12 +982,13 @@ class RedisStore:
                     break
         return removed
 
-    def _scan_node(
-        self, node: Any, cursor: int, pattern: str
-    ) -> tuple[int, list[bytes]]:
-        """One SCAN step on one node of a cluster (redis-py's reply names the
-        cursor by node: ``({"host:port": cursor}, keys)``)."""
-        found, batch = self._client.scan(cursor, pattern, 1000, target_nodes=node)
+    def _scan(self, node: Any, cursor: int, pattern: str) -> tuple[int, list[bytes]]:
+        """One SCAN step, on ``node`` of a cluster if given (redis-py's reply
+        then names the cursor by node: ``({"host:port": cursor}, keys)``)."""
+        if node is None:
+            found, batch = self._client.scan(cursor, pattern, 1000)
+        else:
+            found, batch = self._client.scan(cursor, pattern, 1000, target_nodes=node)
         if isinstance(found, dict):
             (found,) = found.values()
         return int(found), list(batch)
