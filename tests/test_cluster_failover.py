@@ -32,24 +32,14 @@ from freshcache import L1, MISS, Cache
 from freshcache._core.layout import bus_channel
 from tests._sync.waiting import WAIT, wait_for_count, wait_until_current
 from tests.cluster import ClusterInfo, own_redis_cluster
+from tests.traffic import loop, settle, stale_reads
 
 pytestmark = pytest.mark.redis
 
 HOT = 40  # keys, all owned by the primary that is killed
 KILL_AT = 4.0  # seconds into the traffic
 TRAFFIC = 16.0  # seconds of traffic in all
-QUIET_TIMEOUT = 30.0  # for the queued invalidations to land
 PASSWORD = "cluster-failover"  # the nodes' default user takes any
-
-
-def _loop(stop: threading.Event, body: Callable[[], None]) -> threading.Thread:
-    def run() -> None:
-        while not stop.is_set():
-            body()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def _subscribers(port: int, channel: str) -> int:
@@ -130,9 +120,9 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
                 invalidations[writer.invalidate(key)] += 1
                 time.sleep(0.002)
 
-            threads = [_loop(stop, read(reader)) for _ in range(2)]
-            threads += [_loop(stop, read(plain)) for _ in range(2)]
-            threads += [_loop(stop, write) for _ in range(2)]
+            threads = [loop(stop, read(reader)) for _ in range(2)]
+            threads += [loop(stop, read(plain)) for _ in range(2)]
+            threads += [loop(stop, write) for _ in range(2)]
 
             time.sleep(KILL_AT)
             victim.kill()
@@ -148,21 +138,10 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             promoted = cluster.primary_for(channel).port
 
             # Quiet: the queued invalidations land.
-            deadline = time.monotonic() + QUIET_TIMEOUT
-            while writer.stats().pending_invalidations and time.monotonic() < deadline:
-                time.sleep(0.1)
-            pending = writer.stats().pending_invalidations
+            pending = settle(writer)
             with make() as fresh:
-                stale = [
-                    (name, key, seen, db[key])
-                    for key in keys
-                    for name, seen in (
-                        ("fresh", fresh.get(key)),
-                        ("reader", reader.get(key)),
-                        ("plain", plain.get(key)),
-                    )
-                    if seen is not MISS and seen != db[key]
-                ]
+                caches = {"fresh": fresh, "reader": reader, "plain": plain}
+                stale = stale_reads(caches, keys, db)
 
             # The bus after the failover: the observer's listener moved to a
             # live node, its watermark comes back (so its L1 may serve), and a

@@ -27,26 +27,16 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from freshcache import L1, MISS, Cache
+from freshcache import L1, Cache
 from tests.cluster import ClusterInfo, own_redis_cluster
+from tests.traffic import loop, settle, stale_reads
 
 pytestmark = pytest.mark.redis
 
 HOT = 30  # keys, all on the primary whose slots move
 WARM_UP = 1.0  # seconds of traffic before the first slot moves
 PAUSE = 0.1  # seconds between two slots' moves
-QUIET_TIMEOUT = 30.0  # for the queued invalidations to land
 PASSWORD = "cluster-reshard"  # the nodes' default user takes any
-
-
-def _loop(stop: threading.Event, body: Callable[[], None]) -> threading.Thread:
-    def run() -> None:
-        while not stop.is_set():
-            body()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def _node(port: int) -> redis.Redis:
@@ -121,9 +111,9 @@ def test_resharding_under_traffic(key_prefix: str) -> None:
                 invalidations[writer.invalidate(key)] += 1
                 time.sleep(0.002)
 
-            threads = [_loop(stop, read(reader)) for _ in range(2)]
-            threads += [_loop(stop, read(plain)) for _ in range(2)]
-            threads += [_loop(stop, write) for _ in range(2)]
+            threads = [loop(stop, read(reader)) for _ in range(2)]
+            threads += [loop(stop, read(plain)) for _ in range(2)]
+            threads += [loop(stop, write) for _ in range(2)]
 
             time.sleep(WARM_UP)
             moved = 0
@@ -138,21 +128,10 @@ def test_resharding_under_traffic(key_prefix: str) -> None:
             for thread in threads:
                 thread.join(10)
 
-            deadline = time.monotonic() + QUIET_TIMEOUT
-            while writer.stats().pending_invalidations and time.monotonic() < deadline:
-                time.sleep(0.1)
-            pending = writer.stats().pending_invalidations
+            pending = settle(writer)
             with make() as fresh:
-                stale = [
-                    (name, key, seen, db[key])
-                    for key in keys
-                    for name, seen in (
-                        ("fresh", fresh.get(key)),
-                        ("reader", reader.get(key)),
-                        ("plain", plain.get(key)),
-                    )
-                    if seen is not MISS and seen != db[key]
-                ]
+                caches = {"fresh": fresh, "reader": reader, "plain": plain}
+                stale = stale_reads(caches, keys, db)
             sent = writer.stats().counts.get("invalidations_sent", 0)
             received = {
                 "reader": reader.stats().counts.get("invalidations_received", 0),

@@ -19,15 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from freshcache import L1, MISS, Cache, CallableSink
+from freshcache import L1, Cache, CallableSink
 from freshcache._core.streams import Write
 from freshcache.errors import StoreError
 from tests.sentinel import own_redis_sentinel
+from tests.traffic import loop, settle, stale_reads
 
 KEYS = [f"item:{i}" for i in range(40)]
 KILL_AT = 4.0  # seconds into the traffic
 TRAFFIC = 16.0  # seconds of traffic in all
-QUIET_TIMEOUT = 30.0  # for the queued invalidations to land
 
 
 class Table:
@@ -42,16 +42,6 @@ class Table:
             for w in writes:
                 if w.key not in self.rows or self.rows[w.key][0] < w.version:
                     self.rows[w.key] = (w.version, w.payload)
-
-
-def _loop(stop: threading.Event, body: Callable[[], None]) -> threading.Thread:
-    def run() -> None:
-        while not stop.is_set():
-            body()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_failover_under_traffic(key_prefix: str) -> None:
@@ -113,9 +103,9 @@ def test_failover_under_traffic(key_prefix: str) -> None:
 
                 return body
 
-            threads = [_loop(stop, read) for _ in range(4)]
-            threads += [_loop(stop, write) for _ in range(2)]
-            threads += [_loop(stop, put(name)) for name in queues]
+            threads = [loop(stop, read) for _ in range(4)]
+            threads += [loop(stop, write) for _ in range(2)]
+            threads += [loop(stop, put(name)) for name in queues]
             runners = [
                 threading.Thread(target=w.run, daemon=True) for w in workers.values()
             ]
@@ -141,10 +131,7 @@ def test_failover_under_traffic(key_prefix: str) -> None:
                 runner.join(10)
 
             # Quiet: the queued invalidations land, the queues drain.
-            deadline = time.monotonic() + QUIET_TIMEOUT
-            while writer.stats().pending_invalidations and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert writer.stats().pending_invalidations == 0
+            assert settle(writer) == 0
             for name, queue in queues.items():
                 drain = queue.worker(
                     CallableSink(tables[name].apply), block=0, claim_idle=0.01
@@ -154,12 +141,7 @@ def test_failover_under_traffic(key_prefix: str) -> None:
                 finally:
                     drain.close()
             with Cache(url, **options) as fresh:  # type: ignore[arg-type]
-                stale = [
-                    key
-                    for key in KEYS
-                    for seen in (fresh.get(key), reader.get(key))
-                    if seen is not MISS and seen != db[key]
-                ]
+                stale = stale_reads({"fresh": fresh, "reader": reader}, KEYS, db)
             lost = {
                 name: [k for k in acked[name] if k not in tables[name].rows]
                 for name in queues
