@@ -18,6 +18,7 @@ Two estimators:
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -319,6 +320,15 @@ def _render_plain(sections: Sequence[Section]) -> None:
         for note in section.notes:
             print(f"  note: {note}")
         print()
+
+
+def write_json(path: str, meta: dict[str, Any], sections: Sequence[Section]) -> None:
+    """``--json PATH``: the run's metadata and every section (``python -m
+    bench report PATH`` prints them as Markdown)."""
+    payload = {"meta": meta, "sections": [s.to_json() for s in sections]}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, default=str)
+    print(f"results written to {path}")
 
 
 def markdown(sections: Sequence[dict[str, Any]]) -> str:

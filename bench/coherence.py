@@ -41,7 +41,6 @@ Diagnostic rows (no verdict):
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 import multiprocessing
@@ -57,6 +56,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlparse
+
+from bench._meta import git_commit, version_of
 
 TARGET_P99_S = 0.005
 SPIN_TIMEOUT_S = 1.0  # a round whose change B has not seen by then is "lost"
@@ -515,16 +516,7 @@ def render_markdown(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def metadata(url: str) -> dict[str, Any]:
-    import subprocess
-
     import redis
 
     info: dict[str, Any] = {
@@ -533,18 +525,9 @@ def metadata(url: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "redis_url": url,
-        "versions": {d: _version(d) for d in ("freshcache", "redis", "hiredis")},
+        "versions": {d: version_of(d) for d in ("freshcache", "redis", "hiredis")},
     }
-    try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        ).stdout.strip()
-    except Exception as exc:
-        info["git_commit"] = f"n/a: {exc}"
+    info["git_commit"] = git_commit()
     try:
         client = redis.Redis.from_url(url)
         info["redis_server"] = client.info("server").get("redis_version")

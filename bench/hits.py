@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.metadata
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ from urllib.parse import urlparse
 
 import orjson
 
+from bench._meta import git_commit, version_of
 from bench._timing import (
     Row,
     Section,
@@ -49,6 +49,7 @@ from bench._timing import (
     sync_loop,
     throughput,
     verdict,
+    write_json,
 )
 
 VALUE: dict[str, Any] = {"id": 1, "name": "Ada", "team": 7, "tags": ["a", "b"]}
@@ -156,13 +157,6 @@ def hit_note(counter: Counter | None) -> str:
 def reason(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return "n/a: " + (text if len(text) < 120 else text[:117] + "...")
-
-
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 @contextmanager
@@ -1061,18 +1055,7 @@ def metadata(cfg: Config, target: RedisTarget) -> dict[str, Any]:
             )
         },
     }
-    try:
-        import subprocess
-
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        ).stdout.strip()
-    except Exception as exc:
-        info["git_commit"] = reason(exc)
+    info["git_commit"] = git_commit()
     try:
         import redis
 
@@ -1143,10 +1126,7 @@ def run(
         f"{'quick' if quick else 'full'} run in {elapsed:.1f} s"
     )
     if json_path:
-        payload = {"meta": info, "sections": [s.to_json() for s in sections]}
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, default=str)
-        print(f"results written to {json_path}")
+        write_json(json_path, info, sections)
     misses = [
         (s.id, r.library)
         for s in sections

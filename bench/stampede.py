@@ -36,13 +36,11 @@ lease keys begin with ``{``, so both patterns are scanned). Never FLUSHDB.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import multiprocessing
 import os
 import platform
 import queue
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench._herd_worker import Job, Report
+from bench._meta import git_commit, version_of
 
 PROCESSES = 2
 LOADER_S = 0.05
@@ -458,13 +457,6 @@ def plot(rows: Sequence[dict[str, Any]], path: str, title: str) -> None:
     plt.close(fig)
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 def metadata(url: str) -> dict[str, Any]:
     import redis
 
@@ -473,24 +465,15 @@ def metadata(url: str) -> dict[str, Any]:
         server = client.info("server").get("redis_version", "?")
     finally:
         client.close()
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "redis_server": server,
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "versions": {
-            d: _version(d)
+            d: version_of(d)
             for d in ("freshcache", "redis", "cashews", "aiocache", "dogpile.cache")
         },
     }
