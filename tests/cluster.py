@@ -3,7 +3,9 @@
 ``own_redis_cluster()`` starts the servers, joins them with ``redis-cli
 --cluster create`` (no replicas by default; ``replicas=1`` gives each
 primary one, with a short ``cluster-node-timeout`` so that a replica takes
-over a killed primary within a few seconds), waits until every node reports
+over a killed primary within a few seconds; one or two primaries, which
+``redis-cli`` refuses, get their slots by ``CLUSTER ADDSLOTSRANGE`` and meet
+by ``CLUSTER MEET``), waits until every node reports
 ``cluster_state:ok`` (and, with replicas, until each replica has synced),
 and on the way out, whatever happened on the way in, terminates every
 process it started and removes every directory it made.
@@ -31,6 +33,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ on sys.path
     import servers  # type: ignore[no-redef]
 
 CLUSTER_BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000
+SLOTS = 16384  # hash slots of every Redis Cluster
 READY_TIMEOUT = 20.0  # seconds for the cluster to report cluster_state:ok
 NODE_TIMEOUT_MS = 1000  # cluster-node-timeout with replicas: failover in seconds
 _START_ATTEMPTS = 3  # a free port may be taken before the server binds it
@@ -162,7 +165,7 @@ def _cluster_infos(info: ClusterInfo) -> list[dict[str, object]]:
 def _ready(reply: dict[str, object], nodes: int) -> bool:
     return (
         str(reply.get("cluster_state")) == "ok"
-        and str(reply.get("cluster_slots_assigned")) == "16384"
+        and str(reply.get("cluster_slots_assigned")) == str(SLOTS)
         and str(reply.get("cluster_known_nodes")) == str(nodes)
     )
 
@@ -212,15 +215,56 @@ def _wait_until_ok(info: ClusterInfo, timeout: float, replicas: int = 0) -> None
         time.sleep(0.05)  # waiting for the servers to agree on the slot map
 
 
+def _create_with_cli(cli: str, info: ClusterInfo, replicas: int) -> None:
+    """``redis-cli --cluster create``: the slots to the first primaries, the
+    other nodes their replicas."""
+    create = [cli, "--cluster", "create", *info.addresses]
+    create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+    try:
+        result = subprocess.run(
+            create,
+            capture_output=True,
+            text=True,
+            timeout=READY_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:  # run() killed redis-cli
+        raise RuntimeError(f"redis-cli --cluster create hung: {exc}") from exc
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"redis-cli --cluster create failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+
+
+def _join_directly(info: ClusterInfo) -> None:
+    """Each node an equal share of the slots, and every node introduced to
+    the first: ``redis-cli --cluster create`` for the one or two primaries
+    it refuses (no replicas)."""
+    count = len(info.nodes)
+    for index, port in enumerate(info.ports):
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        try:
+            first = SLOTS * index // count
+            last = SLOTS * (index + 1) // count - 1
+            client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+            if index:
+                client.execute_command("CLUSTER MEET", "127.0.0.1", info.ports[0])
+        finally:
+            client.close()
+
+
 @contextmanager
 def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo]:
     """Start a private ``nodes``-primary Redis Cluster with ``replicas``
     replicas per primary (``nodes * (1 + replicas)`` servers; with replicas,
-    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``); always stop and remove it."""
-    if nodes < 3:
-        raise ValueError("redis-cli --cluster create needs at least 3 primaries")
-    if replicas < 0:
-        raise ValueError("replicas must be 0 or more")
+    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``, and 3 primaries or more);
+    always stop and remove it."""
+    if nodes < 1 or replicas < 0:
+        raise ValueError("a cluster needs 1 primary or more, and 0 replicas or more")
+    if replicas and nodes < 3:
+        raise ValueError("redis-cli --cluster create needs 3 primaries for replicas")
     server = shutil.which("redis-server")
     cli = shutil.which("redis-cli")
     if server is None or cli is None:
@@ -230,23 +274,9 @@ def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo
         extra = ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)] if replicas else []
         for _ in range(nodes * (1 + replicas)):
             info.nodes.append(_start_node(stack, server, extra))
-        create = [cli, "--cluster", "create", *info.addresses]
-        create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
-        try:
-            result = subprocess.run(
-                create,
-                capture_output=True,
-                text=True,
-                timeout=READY_TIMEOUT,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:  # run() killed redis-cli
-            raise RuntimeError(f"redis-cli --cluster create hung: {exc}") from exc
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"redis-cli --cluster create failed ({result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
-            )
+        if nodes < 3:
+            _join_directly(info)
+        else:
+            _create_with_cli(cli, info, replicas)
         _wait_until_ok(info, READY_TIMEOUT, replicas)
         yield info
