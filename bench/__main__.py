@@ -202,6 +202,46 @@ def main(argv: list[str] | None = None) -> int:
         help="print the key figures of earlier --json dumps side by side; run nothing",
     )
 
+    scale = commands.add_parser(
+        "scale",
+        help="L2 hit throughput on one Redis and on clusters of 1, 2 and 3 "
+        "primaries, many client processes (servers of its own)",
+    )
+    scale.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 2 clients, 200 keys, 1 window of 0.3 s each",
+    )
+    scale.add_argument(
+        "--clients", type=int, help="client processes (default 6; --quick 2)"
+    )
+    scale.add_argument(
+        "--seconds", type=float, help="length of one window (default 1; --quick 0.3)"
+    )
+    scale.add_argument(
+        "--rounds",
+        type=int,
+        help="windows per topology and kind of read (default 5; --quick 1)",
+    )
+    scale.add_argument(
+        "--keys", type=int, help="keys filled per topology (default 10,000)"
+    )
+    scale.add_argument(
+        "--primaries",
+        default="1,2,3",
+        help="cluster sizes, comma-separated (default 1,2,3)",
+    )
+    scale.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        help="freshcache's per-call deadline (default 1 s, not 50 ms: a "
+        "scheduling stall must not turn a hit into a miss)",
+    )
+    scale.add_argument("--markdown", action="store_true")
+    scale.add_argument("--plain", action="store_true", help="plain-text tables")
+    scale.add_argument("--json", metavar="PATH")
+
     report = commands.add_parser(
         "report", help="print the Markdown tables of a `hits --json` dump"
     )
@@ -275,6 +315,21 @@ def main(argv: list[str] | None = None) -> int:
             p5_interval=args.p5_interval,
             ttl=args.ttl,
             markdown_out=args.markdown,
+        )
+    if args.command == "scale":
+        from bench import scale as scale_module
+
+        return scale_module.run(
+            quick=args.quick,
+            clients=args.clients or (2 if args.quick else 6),
+            seconds=args.seconds or (0.3 if args.quick else 1.0),
+            rounds=args.rounds or (1 if args.quick else 5),
+            keys=args.keys or (200 if args.quick else 10_000),
+            primaries=[int(n) for n in args.primaries.split(",")],
+            timeout=args.timeout,
+            json_path=args.json,
+            markdown_out=args.markdown,
+            plain=args.plain,
         )
     if args.command == "report":
         import json

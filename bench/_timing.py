@@ -216,6 +216,7 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     throughput: bool = False
+    label: str = "library"  # what a row names (its first column's header)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,7 +257,7 @@ def render(sections: Sequence[Section], *, plain: bool = False) -> None:
         console = Console(width=170)
     for section in sections:
         table = Table(title=f"{section.id}: {section.title}", title_justify="left")
-        table.add_column("library")
+        table.add_column(section.label)
         if section.throughput:
             table.add_column("ops/s", justify="right")
         table.add_column("per op", justify="right")
@@ -295,7 +296,7 @@ def render(sections: Sequence[Section], *, plain: bool = False) -> None:
 def _render_plain(sections: Sequence[Section]) -> None:
     for section in sections:
         print(f"{section.id}: {section.title}")
-        header = ["library"] + (["ops/s"] if section.throughput else [])
+        header = [section.label] + (["ops/s"] if section.throughput else [])
         header += ["per op", "ratio", "target", "verdict", "note"]
         lines = [header]
         for row in section.rows:
@@ -337,7 +338,8 @@ def markdown(sections: Sequence[dict[str, Any]]) -> str:
     for section in sections:
         throughput_rows = section.get("throughput", False)
         out.append(f"#### {section['id']}: {section['title']}\n")
-        header = ["library"] + (["ops/s"] if throughput_rows else [])
+        header = [section.get("label", "library")]
+        header += ["ops/s"] if throughput_rows else []
         header += ["per op", "ratio", "target", "verdict", "note"]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(" --- " for _ in header) + "|")
