@@ -19,6 +19,17 @@ process's monotonic clock; -inf while unsubscribed). A read may use
 in-process state at ``now`` only while ``now - watermark`` is under its
 bound (docs/coherence.md has the proof and where it ends).
 
+Gaps. Pings come back in the order they were sent, unless messages were
+lost on the way without the connection dropping: on a Redis Cluster a
+node forwards each PUBLISH to the others over its cluster-bus links, and
+a node that dies (or a link that is reset) loses what it had not yet
+forwarded; the bus channel's slot moving to another node (a failover, a
+resharding) leaves messages sent to the old and the new node unordered.
+So when ping ``n`` comes back while an older ping is still missing (lost,
+overtaken, not sent because the circuit was open, or its PUBLISH failed),
+the listener calls ``on_gap`` (the cache drops its in-process state, as on
+a resubscription) before the watermark moves to ``n``.
+
 The embedded cache uses ``engine/local_bus.py``: one process, nothing to
 deliver, and no watermark to wait for.
 """
@@ -44,6 +55,7 @@ from freshcache._async.redis.store import (
 from freshcache._concurrency import AsyncFlag, AsyncLoopOwner, AsyncWorker
 from freshcache._core.clock import Clock
 from freshcache._core.events import Message, Origin, decode, encode
+from freshcache._core.pings import Pings
 from freshcache.errors import StoreError
 from freshcache.metrics import Metrics
 
@@ -58,7 +70,6 @@ _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
 _QUIET = 1.0  # seconds without a message before the listener pings
 _SILENCE = 5.0  # seconds without a byte before the connection is given up
 _LOUD_EVERY = 60.0  # seconds between logs of an ACL refusal
-_PINGS_KEPT = 256  # send times of pings not back yet (older ones are dropped)
 
 
 class AsyncRedisBus:
@@ -75,6 +86,7 @@ class AsyncRedisBus:
         on_message: Callable[[Message], Awaitable[None]],
         on_connect: Callable[[], Any],
         on_disconnect: Callable[[], Any],
+        on_gap: Callable[[], Any],
         clock: Clock,
         ping_channel: Callable[[str], str],
         ping_every: float = 0.025,
@@ -89,6 +101,7 @@ class AsyncRedisBus:
         self._on_message = on_message
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
+        self._on_gap = on_gap
         self._connect_timeout = connect_timeout
         self._stop = AsyncFlag()
         self._worker = AsyncWorker(self._listen, name=f"freshcache-bus:{channel}")
@@ -100,7 +113,7 @@ class AsyncRedisBus:
         self._ping_key = self._ping_channel.encode()
         self._ping_every = ping_every
         self._mono = clock.monotonic
-        self._sent: dict[int, float] = {}  # ping number -> when it was sent
+        self._pings = Pings()  # sent, not back yet
         self._numbers = itertools.count(1)  # next() is atomic: pings are unique
         self.connected = False
         self._refused_at = -math.inf  # when an ACL refusal was last logged
@@ -126,7 +139,7 @@ class AsyncRedisBus:
         self._ping_key = self._ping_channel.encode()
         self.connected = False  # not a disconnection here: never subscribed
         self.watermark = -math.inf
-        self._sent.clear()
+        self._pings.clear()
 
     async def _end(self) -> None:
         """The event loop is ending (its tasks are being cancelled): let the
@@ -150,7 +163,7 @@ class AsyncRedisBus:
 
     def _lost(self) -> None:
         self.watermark = -math.inf  # what is sent now may never arrive
-        self._sent.clear()
+        self._pings.clear()
         if self.connected:
             self.connected = False
             self._on_disconnect()
@@ -163,13 +176,13 @@ class AsyncRedisBus:
                 await self._send_ping()
 
     async def _send_ping(self) -> None:
-        if not self._store.circuit_closed():
-            return  # Redis failed: a read probes it; the watermark waits
         number = next(self._numbers)
         sent = self._mono()  # before the PUBLISH runs: the watermark is safe
-        self._sent[number] = sent
-        if len(self._sent) > _PINGS_KEPT:
-            self._sent.pop(min(list(self._sent)), None)
+        # Every ping is awaited, sent or not: one that never comes back makes
+        # the next one that does a gap (``_pinged``).
+        self._pings.sent(number, sent)
+        if not self._store.circuit_closed():
+            return  # Redis failed: a read probes it; the watermark waits
         self._metrics.latency("watermark_age", sent - self.watermark)
         try:
             await self._store.publish(self._ping_channel, b"%d" % number)
@@ -183,13 +196,12 @@ class AsyncRedisBus:
         except (TypeError, ValueError):
             self._metrics.error("bus_decode")
             return
-        sent = self._sent.pop(seq, None)
+        sent, gap = self._pings.back(seq)
         if sent is None:  # sent before a reconnect, or not ours
             return
-        # list() copies in one step: the sync twin's pinger thread may add a
-        # ping meanwhile, and iterating the dict itself could then fail.
-        for older in [n for n in list(self._sent) if n < seq]:
-            self._sent.pop(older, None)
+        if gap:  # messages may have been lost: drop what they covered
+            self._metrics.count("bus_gap")
+            self._on_gap()
         if sent > self.watermark:
             self.watermark = sent
 

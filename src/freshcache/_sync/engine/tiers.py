@@ -116,6 +116,7 @@ class Engine:
                 on_message=self.apply,
                 on_connect=self.bus_connected,
                 on_disconnect=self.bus_disconnected,
+                on_gap=self.bus_gap,
                 clock=clock,
                 ping_channel=functools.partial(ping_channel, prefix),
                 ping_every=max(0.005, (max_staleness or DEFAULT_STALENESS) / 4),
@@ -259,6 +260,13 @@ class Engine:
         stops serving within the bound (``current``); the flush comes when
         the bus is back, since messages sent meanwhile are lost."""
         self.metrics.count("bus_disconnect")
+
+    def bus_gap(self) -> None:
+        """A ping came back while an older one never did: messages may have
+        been lost on a connection that stayed up (a cluster node that died
+        before forwarding them). Drop what L1 holds, as on a resubscription."""
+        self.versions.forget()
+        self.flush_local()
 
     def reopen(self) -> None:
         """Undo ``close``: everything is rebuilt on the next call (new
