@@ -174,6 +174,30 @@ def test_a_worker_fleet_shares_the_partitions(url: str, key_prefix: str) -> None
         wb.close()
 
 
+def test_an_applied_write_reaches_the_other_deployed_version(
+    url: str, nodes: dict[int, redis.Redis], key_prefix: str
+) -> None:
+    """A rolling deploy: version v2 caches the database's row of a key that
+    v1 puts. Once the worker committed the write, v2's copy (under its own
+    namespace version) is gone, found in single-slot steps."""
+    make = functools.partial(Cache, url, prefix=key_prefix, timeout=1.0)
+    with make(version="v1") as old, make(version="v2") as new:
+        old.get("warm")  # both versions live in the registry
+        new.get("warm")
+        new.bump("item")  # v2's keys of "item" now end in ~1
+        assert new.get_or_load("item:1", lambda: "old") == "old"
+        wb = old.write_behind(name="q")
+        wb.put("item:1", "new")
+        assert new.get("item:1") == "old"  # until the commit
+        table = Table()
+        _drain(wb, table)
+        assert table.values() == {"item:1": "new"}
+        assert new.get("item:1") is MISS
+        assert old.get("item:1") == "new"
+        wb.close()
+    assert _refused(nodes, "CROSSSLOT") == 0
+
+
 def _owner_of(cluster: ClusterInfo, key: str) -> int:
     return cluster.slot_owners()[key_slot(key.encode())]
 

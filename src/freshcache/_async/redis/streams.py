@@ -580,7 +580,7 @@ class AsyncStreamStore:
         for head, namespace, rest in wanted:
             number = read_counter(found[namespace_version_key(head, namespace)]) or 0
             key = versioned_key(head, namespace, number, rest)
-            pipe.delete(key, lease_key(key))  # one slot: the lease's tag is the key
+            pipe.execute_command("DEL", key, lease_key(key))  # one slot: the tag
         await self._run(pipe.execute)
 
     async def _moved_keys(self, writes: Sequence[Write]) -> list[str]:
@@ -694,7 +694,9 @@ class AsyncStreamStore:
         if isinstance(item, Write):
             await self._settle(None, [item])
         if data_key and "{" not in data_key and "}" not in data_key:
-            await self._run(self._client.delete, data_key, lease_key(data_key))
+            await self._run(  # one command: the lease's hash tag is the key
+                self._client.execute_command, "DEL", data_key, lease_key(data_key)
+            )
             await self._publish(encode(Message(_ORIGIN, keys=(data_key,))))
         copy = await self._run(self._client.xadd, self.dead_letters, dict(fields))
         acked = await self._run(

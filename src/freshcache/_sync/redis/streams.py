@@ -575,7 +575,7 @@ class StreamStore:
         for head, namespace, rest in wanted:
             number = read_counter(found[namespace_version_key(head, namespace)]) or 0
             key = versioned_key(head, namespace, number, rest)
-            pipe.delete(key, lease_key(key))  # one slot: the lease's tag is the key
+            pipe.execute_command("DEL", key, lease_key(key))  # one slot: the tag
         self._run(pipe.execute)
 
     def _moved_keys(self, writes: Sequence[Write]) -> list[str]:
@@ -689,7 +689,9 @@ class StreamStore:
         if isinstance(item, Write):
             self._settle(None, [item])
         if data_key and "{" not in data_key and "}" not in data_key:
-            self._run(self._client.delete, data_key, lease_key(data_key))
+            self._run(  # one command: the lease's hash tag is the key
+                self._client.execute_command, "DEL", data_key, lease_key(data_key)
+            )
             self._publish(encode(Message(_ORIGIN, keys=(data_key,))))
         copy = self._run(self._client.xadd, self.dead_letters, dict(fields))
         acked = self._run(
