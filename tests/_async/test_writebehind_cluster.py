@@ -197,6 +197,26 @@ async def test_an_applied_write_reaches_the_other_deployed_version(
     assert _refused(nodes, "CROSSSLOT") == 0
 
 
+async def test_a_batch_larger_than_lua_can_unpack_is_acknowledged(
+    url: str, key_prefix: str
+) -> None:
+    """One worker batch of 9,000 entries of one stream: acknowledged in
+    several ``ACK`` calls (one would pass Lua more values than it unpacks)."""
+    async with AsyncCache(url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = cache.write_behind(name="q", partitions=1, timeout=10.0)
+        values = {f"k{n}": n for n in range(9000)}
+        await wb.put_many(values)
+        table = Table()
+        worker = wb.worker(CallableSink(table.apply), block=0, batch_size=9000)
+        try:
+            assert await worker.run_once() == 9000
+        finally:
+            await worker.aclose()
+        assert table.values() == values
+        assert (await wb.stats()).backlog == 0
+        await wb.aclose()
+
+
 def _owner_of(cluster: ClusterInfo, key: str) -> int:
     return cluster.slot_owners()[key_slot(key.encode())]
 

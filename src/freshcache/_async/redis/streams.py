@@ -73,6 +73,7 @@ PENDING_MARKER_PX = 86_400_000  # a write's "not in the database yet" mark: 1 da
 # outlive the put (its later steps replace it), and expires soon after if
 # the put died half-way. At least this long (ms), or four deadlines of a put.
 HOLD_PX = 10_000
+_ACK_CHUNK = 1000  # entry ids per ACK script (Lua unpacks at most ~8000 values)
 
 
 class AsyncStreamStore:
@@ -519,7 +520,11 @@ class AsyncStreamStore:
         await self._settle(None, writes, moved)
         pipe = self._pipeline()
         for stream, ids in by_stream.items():
-            await self._queue(pipe, self._ack, [stream], [WRITEBEHIND_GROUP, *ids])
+            for at in range(0, len(ids), _ACK_CHUNK):  # Lua's unpack has a limit
+                chunk = ids[at : at + _ACK_CHUNK]
+                await self._queue(
+                    pipe, self._ack, [stream], [WRITEBEHIND_GROUP, *chunk]
+                )
         await self._run(pipe.execute)
         await self._run(self._client.hincrby, self.meta, "applied", applied)
         await self._reach_other_versions(writes)

@@ -74,6 +74,7 @@ PENDING_MARKER_PX = 86_400_000  # a write's "not in the database yet" mark: 1 da
 # outlive the put (its later steps replace it), and expires soon after if
 # the put died half-way. At least this long (ms), or four deadlines of a put.
 HOLD_PX = 10_000
+_ACK_CHUNK = 1000  # entry ids per ACK script (Lua unpacks at most ~8000 values)
 
 
 class StreamStore:
@@ -514,7 +515,9 @@ class StreamStore:
         self._settle(None, writes, moved)
         pipe = self._pipeline()
         for stream, ids in by_stream.items():
-            self._queue(pipe, self._ack, [stream], [WRITEBEHIND_GROUP, *ids])
+            for at in range(0, len(ids), _ACK_CHUNK):  # Lua's unpack has a limit
+                chunk = ids[at : at + _ACK_CHUNK]
+                self._queue(pipe, self._ack, [stream], [WRITEBEHIND_GROUP, *chunk])
         self._run(pipe.execute)
         self._run(self._client.hincrby, self.meta, "applied", applied)
         self._reach_other_versions(writes)
