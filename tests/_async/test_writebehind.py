@@ -5,7 +5,9 @@ these tests check each rule on its own, with a callable sink that records
 what it is given. Every test that takes ``server`` runs twice: on the
 shared Redis and on the session's private Redis Cluster (where a put is
 several single-slot steps: tests/_async/test_writebehind_cluster.py has
-the cluster's own tests).
+the cluster's own tests). Their caches get a 1 s deadline: on a loaded
+machine the default 50 ms is short for a cluster client's first call,
+which connects to the nodes (a put then raises, as it should).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ async def _drain(wb: AsyncWriteBehind, table: Table, **options: object) -> None:
 async def test_put_updates_the_cache_and_queues_versioned_writes(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", allow_eviction=False)
         first = await wb.put("user:1", {"name": "Ada"})
         second = await wb.put("user:1", {"name": "Ada L."})
@@ -141,8 +143,8 @@ async def test_put_updates_the_cache_and_queues_versioned_writes(
 
 async def test_put_drops_the_key_from_every_l1(server: str, key_prefix: str) -> None:
     async with (
-        AsyncCache(server, prefix=key_prefix, l1=L1()) as writer,
-        AsyncCache(server, prefix=key_prefix, l1=L1()) as reader,
+        AsyncCache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as writer,
+        AsyncCache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as reader,
     ):
         await writer.set("user:1", "old")
         assert await reader.get("user:1") == "old"  # now in reader's L1
@@ -162,7 +164,7 @@ async def test_put_drops_the_key_from_every_l1(server: str, key_prefix: str) -> 
 
 
 async def test_put_revokes_a_fill_in_flight(server: str, key_prefix: str) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
 
         async def slow_old_row() -> str:
@@ -319,7 +321,7 @@ async def eventually(read: Any, expected: object) -> None:
 async def test_full_backlog_raises_and_changes_nothing(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         for i in range(3):
             await wb.put(f"k{i}", i)
@@ -335,7 +337,7 @@ async def test_full_backlog_raises_and_changes_nothing(
 async def test_flush_waits_for_the_worker_and_times_out_without_one(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         with pytest.raises(TimeoutError):
@@ -348,7 +350,7 @@ async def test_flush_waits_for_the_worker_and_times_out_without_one(
 
 
 async def test_clear_never_touches_the_queue(server: str, key_prefix: str) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         await cache.clear()
@@ -360,7 +362,7 @@ async def test_clear_never_touches_the_queue(server: str, key_prefix: str) -> No
 async def test_bad_input_is_refused_before_anything_is_written(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         with pytest.raises(TypeError):
             await wb.put("k", {1, 2})  # a set has no JSON form
@@ -380,7 +382,7 @@ async def test_bad_input_is_refused_before_anything_is_written(
 async def test_transient_failures_are_retried_and_nothing_is_acked_before(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("a", 1)
         await wb.put("b", 2)
@@ -404,8 +406,8 @@ async def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
     server: str, key_prefix: str
 ) -> None:
     async with (
-        AsyncCache(server, prefix=key_prefix) as cache,
-        AsyncCache(server, prefix=key_prefix, l1=L1()) as reader,
+        AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache,
+        AsyncCache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as reader,
     ):
         wb = cache.write_behind(name="q", partitions=1)
         await wb.put("good", 1)
@@ -438,7 +440,7 @@ async def test_a_database_outage_never_dead_letters_a_write(
 ) -> None:
     """Transient failures, however many, do not count as deliveries: once the
     database is back, the write is applied."""
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         table = Table(fail=8)  # the database is down for 8 attempts
@@ -465,7 +467,7 @@ class Crash(BaseException):
 async def test_a_write_that_crashes_workers_is_dead_lettered_after_max_deliveries(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         attempts: list[int] = []
@@ -503,7 +505,7 @@ async def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
     run that found this) the write gets a last try alone, which succeeds
     once the database answers. Before, that acknowledged write went to the
     dead-letter stream, and its cache entry was dropped."""
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         table = Table()
@@ -532,7 +534,7 @@ async def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
 async def test_malformed_entry_is_dead_lettered_at_once(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1)
         await wb.start()
         raw = raw_client(server)
@@ -549,7 +551,7 @@ async def test_malformed_entry_is_dead_lettered_at_once(
 async def test_entries_of_a_dead_worker_are_reclaimed(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1)
         await wb.put("k", 1)
         raw = raw_client(server)
@@ -668,7 +670,7 @@ async def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
 async def test_remove_refuses_to_lose_writes_unless_forced(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         await wb.put("k", 1)
         with pytest.raises(ValueError, match="still holds"):
@@ -685,7 +687,9 @@ async def test_remove_refuses_to_lose_writes_unless_forced(
 async def test_a_value_too_large_to_cache_is_queued_and_uncached(
     server: str, key_prefix: str
 ) -> None:
-    async with AsyncCache(server, prefix=key_prefix, max_value_bytes=200) as cache:
+    async with AsyncCache(
+        server, prefix=key_prefix, timeout=1.0, max_value_bytes=200
+    ) as cache:
         await cache.set("k", "small")
         wb = cache.write_behind(name="q")
         await wb.put("k", "x" * 1000)
@@ -697,7 +701,7 @@ async def test_a_value_too_large_to_cache_is_queued_and_uncached(
 
 
 async def test_put_many_is_all_or_nothing(server: str, key_prefix: str) -> None:
-    async with AsyncCache(server, prefix=key_prefix) as cache:
+    async with AsyncCache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         versions = await wb.put_many({"a": 1, "b": 2})
         assert list(versions) == ["a", "b"]

@@ -6,7 +6,9 @@ these tests check each rule on its own, with a callable sink that records
 what it is given. Every test that takes ``server`` runs twice: on the
 shared Redis and on the session's private Redis Cluster (where a put is
 several single-slot steps: tests/_sync/test_writebehind_cluster.py has
-the cluster's own tests).
+the cluster's own tests). Their caches get a 1 s deadline: on a loaded
+machine the default 50 ms is short for a cluster client's first call,
+which connects to the nodes (a put then raises, as it should).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def _drain(wb: WriteBehind, table: Table, **options: object) -> None:
 def test_put_updates_the_cache_and_queues_versioned_writes(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", allow_eviction=False)
         first = wb.put("user:1", {"name": "Ada"})
         second = wb.put("user:1", {"name": "Ada L."})
@@ -142,8 +144,8 @@ def test_put_updates_the_cache_and_queues_versioned_writes(
 
 def test_put_drops_the_key_from_every_l1(server: str, key_prefix: str) -> None:
     with (
-        Cache(server, prefix=key_prefix, l1=L1()) as writer,
-        Cache(server, prefix=key_prefix, l1=L1()) as reader,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as writer,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as reader,
     ):
         writer.set("user:1", "old")
         assert reader.get("user:1") == "old"  # now in reader's L1
@@ -163,7 +165,7 @@ def test_put_drops_the_key_from_every_l1(server: str, key_prefix: str) -> None:
 
 
 def test_put_revokes_a_fill_in_flight(server: str, key_prefix: str) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
 
         def slow_old_row() -> str:
@@ -318,7 +320,7 @@ def eventually(read: Any, expected: object) -> None:
 
 
 def test_full_backlog_raises_and_changes_nothing(server: str, key_prefix: str) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         for i in range(3):
             wb.put(f"k{i}", i)
@@ -334,7 +336,7 @@ def test_full_backlog_raises_and_changes_nothing(server: str, key_prefix: str) -
 def test_flush_waits_for_the_worker_and_times_out_without_one(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         with pytest.raises(TimeoutError):
@@ -347,7 +349,7 @@ def test_flush_waits_for_the_worker_and_times_out_without_one(
 
 
 def test_clear_never_touches_the_queue(server: str, key_prefix: str) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         cache.clear()
@@ -359,7 +361,7 @@ def test_clear_never_touches_the_queue(server: str, key_prefix: str) -> None:
 def test_bad_input_is_refused_before_anything_is_written(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         with pytest.raises(TypeError):
             wb.put("k", {1, 2})  # a set has no JSON form
@@ -379,7 +381,7 @@ def test_bad_input_is_refused_before_anything_is_written(
 def test_transient_failures_are_retried_and_nothing_is_acked_before(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("a", 1)
         wb.put("b", 2)
@@ -403,8 +405,8 @@ def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
     server: str, key_prefix: str
 ) -> None:
     with (
-        Cache(server, prefix=key_prefix) as cache,
-        Cache(server, prefix=key_prefix, l1=L1()) as reader,
+        Cache(server, prefix=key_prefix, timeout=1.0) as cache,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as reader,
     ):
         wb = cache.write_behind(name="q", partitions=1)
         wb.put("good", 1)
@@ -437,7 +439,7 @@ def test_a_database_outage_never_dead_letters_a_write(
 ) -> None:
     """Transient failures, however many, do not count as deliveries: once the
     database is back, the write is applied."""
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         table = Table(fail=8)  # the database is down for 8 attempts
@@ -464,7 +466,7 @@ class Crash(BaseException):
 def test_a_write_that_crashes_workers_is_dead_lettered_after_max_deliveries(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         attempts: list[int] = []
@@ -502,7 +504,7 @@ def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
     run that found this) the write gets a last try alone, which succeeds
     once the database answers. Before, that acknowledged write went to the
     dead-letter stream, and its cache entry was dropped."""
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         table = Table()
@@ -529,7 +531,7 @@ def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
 
 
 def test_malformed_entry_is_dead_lettered_at_once(server: str, key_prefix: str) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1)
         wb.start()
         raw = raw_client(server)
@@ -544,7 +546,7 @@ def test_malformed_entry_is_dead_lettered_at_once(server: str, key_prefix: str) 
 
 
 def test_entries_of_a_dead_worker_are_reclaimed(server: str, key_prefix: str) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1)
         wb.put("k", 1)
         raw = raw_client(server)
@@ -663,7 +665,7 @@ def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
 def test_remove_refuses_to_lose_writes_unless_forced(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         with pytest.raises(ValueError, match="still holds"):
@@ -680,7 +682,7 @@ def test_remove_refuses_to_lose_writes_unless_forced(
 def test_a_value_too_large_to_cache_is_queued_and_uncached(
     server: str, key_prefix: str
 ) -> None:
-    with Cache(server, prefix=key_prefix, max_value_bytes=200) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0, max_value_bytes=200) as cache:
         cache.set("k", "small")
         wb = cache.write_behind(name="q")
         wb.put("k", "x" * 1000)
@@ -692,7 +694,7 @@ def test_a_value_too_large_to_cache_is_queued_and_uncached(
 
 
 def test_put_many_is_all_or_nothing(server: str, key_prefix: str) -> None:
-    with Cache(server, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         versions = wb.put_many({"a": 1, "b": 2})
         assert list(versions) == ["a", "b"]
