@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +134,7 @@ def _start_node(
             process = subprocess.Popen(
                 [binary, *args], cwd=tmpdir, stdout=log, stderr=subprocess.STDOUT
             )
-        node = servers.RedisProcess(process, port, tmpdir)
+        node = servers.RedisProcess(process, port, tmpdir, [binary, *args])
         stack.callback(node._terminate)  # registered before anything can fail
         if servers._wait_for_ping(node, deadline=time.monotonic() + 10):
             return node
@@ -213,10 +213,15 @@ def _wait_until_ok(info: ClusterInfo, timeout: float, replicas: int = 0) -> None
 
 
 @contextmanager
-def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo]:
+def own_redis_cluster(
+    nodes: int = 3, replicas: int = 0, args: Sequence[str] = ()
+) -> Iterator[ClusterInfo]:
     """Start a private ``nodes``-primary Redis Cluster with ``replicas``
     replicas per primary (``nodes * (1 + replicas)`` servers; with replicas,
-    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``); always stop and remove it."""
+    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``), each server started
+    with ``args`` too (``servers.AOF_ALWAYS``, say: a node killed with
+    ``kill()`` then comes back with its data by ``restart()``); always stop
+    and remove it."""
     if nodes < 3:
         raise ValueError("redis-cli --cluster create needs at least 3 primaries")
     if replicas < 0:
@@ -228,6 +233,7 @@ def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo
     with ExitStack() as stack:  # unwinds every callback, even if one raises
         info = ClusterInfo()
         extra = ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)] if replicas else []
+        extra += args
         for _ in range(nodes * (1 + replicas)):
             info.nodes.append(_start_node(stack, server, extra))
         create = [cli, "--cluster", "create", *info.addresses]
