@@ -225,3 +225,52 @@ def test_an_acknowledged_put_survives_a_failover_with_replicas_1(
         assert found["behind in the database"] == 0, mode
         assert found["cached, not the database's"] == 0, mode
     assert figures["replicas=0"]["acknowledged"] >= AT_LEAST
+
+
+def test_a_put_whose_store_comes_last_does_not_hide_a_newer_write(
+    key_prefix: str,
+) -> None:
+    """Two puts of one key on a cluster, their steps interleaved on purpose:
+    put A appends first (the lower id) but waits for its replica, which is
+    stopped; meanwhile put B appends (the higher id) and stores its value;
+    then the replica continues and A stores last. The database keeps B (the
+    version guard), so the cache must show B: A's store, which comes last,
+    must not overwrite it (it would, if stores were not ordered by id)."""
+    with own_redis_cluster(nodes=3, replicas=1) as cluster:
+        url = f"redis+cluster://{','.join(cluster.addresses)}/"
+        stream = cluster_stream_key(key_prefix, "q", 0, 1)
+        primary = cluster.primary_for(stream)
+        replica = _replica_of(cluster, primary)
+        with (
+            Cache(url, prefix=key_prefix, timeout=1.0) as one,
+            Cache(url, prefix=key_prefix, timeout=1.0) as two,
+        ):
+            slow = one.write_behind(name="q", partitions=1, replicas=1,
+                                    replica_timeout=20.0)  # fmt: skip
+            fast = two.write_behind(name="q", partitions=1)
+            slow.start()
+            fast.start()
+            direct = redis.Redis(host="127.0.0.1", port=primary.port)
+            versions: dict[str, int] = {}
+            replica.process.send_signal(signal.SIGSTOP)
+            try:
+                writer = threading.Thread(
+                    target=lambda: versions.update(a=slow.put("hot", "A"))
+                )
+                writer.start()
+                deadline = time.monotonic() + 10
+                while not direct.xlen(stream):  # A appended, and waits
+                    assert time.monotonic() < deadline
+                    time.sleep(0.005)
+                versions["b"] = fast.put("hot", "B")  # appends, stores
+                assert one.get("hot") == "B"
+            finally:
+                replica.process.send_signal(signal.SIGCONT)
+                direct.close()
+            writer.join(30)
+            assert not writer.is_alive()
+            assert versions["a"] < versions["b"]
+            assert one.get("hot") == "B"
+            assert two.get("hot") == "B"
+            slow.close(flush=False)
+            fast.close(flush=False)
