@@ -262,7 +262,9 @@ def test_racing_puts_of_one_key_leave_the_newest_version_cached(
 ) -> None:
     """Two processes put one key at once. Their steps interleave (hold,
     append, store); whatever the order, the cache ends with the value of
-    the highest version, which is what the database keeps."""
+    the highest version, which is what the database keeps. (A smoke test:
+    the harmful order is rare here; tests/test_writebehind_cluster_failover.py
+    forces it with a stopped replica.)"""
     with (
         Cache(url, prefix=key_prefix, timeout=1.0) as one,
         Cache(url, prefix=key_prefix, timeout=1.0) as two,
