@@ -30,7 +30,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import redis
@@ -227,8 +227,53 @@ def test_an_acknowledged_put_survives_a_failover_with_replicas_1(
     assert figures["replicas=0"]["acknowledged"] >= AT_LEAST
 
 
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[ClusterInfo]:
+    """Three primaries with a replica each, for the tests that stop one."""
+    with own_redis_cluster(nodes=3, replicas=1) as cluster:
+        yield cluster
+
+
+def test_a_put_that_raised_after_its_append_leaves_no_older_value_cached(
+    replicated: ClusterInfo, key_prefix: str
+) -> None:
+    """A put whose append went through but whose replica never confirmed it
+    (the replica stopped): ``put`` raises, the write is queued all the
+    same, and its value was never stored. The older value must not be
+    served meanwhile (the put's first step dropped it), nor after the
+    worker applied the write (it would be, to its TTL, if that step only
+    marked the key)."""
+    cluster = replicated
+    url = f"redis+cluster://{','.join(cluster.addresses)}/"
+    stream = cluster_stream_key(key_prefix, "raised", 0, 1)
+    replica = _replica_of(cluster, cluster.primary_for(stream))
+    with Cache(url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = cache.write_behind(name="raised", partitions=1, replicas=1,
+                                replica_timeout=0.3)  # fmt: skip
+        wb.start()
+        cache.set("user:1", "old")
+        replica.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreError, match="replicas"):
+                wb.put("user:1", "new")
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+        assert wb.stats().backlog == 1  # queued all the same
+        assert cache.get("user:1") is MISS
+        rows: dict[str, object] = {}
+        worker = wb.worker(
+            CallableSink(lambda ws: rows.update({w.key: w.value for w in ws})),
+            block=0,
+        )
+        worker.run(until_idle=True)
+        worker.close()
+        assert rows == {"user:1": "new"}
+        assert cache.get("user:1") != "old"
+        wb.close(flush=False)
+
+
 def test_a_put_whose_store_comes_last_does_not_hide_a_newer_write(
-    key_prefix: str,
+    replicated: ClusterInfo, key_prefix: str
 ) -> None:
     """Two puts of one key on a cluster, their steps interleaved on purpose:
     put A appends first (the lower id) but waits for its replica, which is
@@ -236,41 +281,41 @@ def test_a_put_whose_store_comes_last_does_not_hide_a_newer_write(
     then the replica continues and A stores last. The database keeps B (the
     version guard), so the cache must show B: A's store, which comes last,
     must not overwrite it (it would, if stores were not ordered by id)."""
-    with own_redis_cluster(nodes=3, replicas=1) as cluster:
-        url = f"redis+cluster://{','.join(cluster.addresses)}/"
-        stream = cluster_stream_key(key_prefix, "q", 0, 1)
-        primary = cluster.primary_for(stream)
-        replica = _replica_of(cluster, primary)
-        with (
-            Cache(url, prefix=key_prefix, timeout=1.0) as one,
-            Cache(url, prefix=key_prefix, timeout=1.0) as two,
-        ):
-            slow = one.write_behind(name="q", partitions=1, replicas=1,
-                                    replica_timeout=20.0)  # fmt: skip
-            fast = two.write_behind(name="q", partitions=1)
-            slow.start()
-            fast.start()
-            direct = redis.Redis(host="127.0.0.1", port=primary.port)
-            versions: dict[str, int] = {}
-            replica.process.send_signal(signal.SIGSTOP)
-            try:
-                writer = threading.Thread(
-                    target=lambda: versions.update(a=slow.put("hot", "A"))
-                )
-                writer.start()
-                deadline = time.monotonic() + 10
-                while not direct.xlen(stream):  # A appended, and waits
-                    assert time.monotonic() < deadline
-                    time.sleep(0.005)
-                versions["b"] = fast.put("hot", "B")  # appends, stores
-                assert one.get("hot") == "B"
-            finally:
-                replica.process.send_signal(signal.SIGCONT)
-                direct.close()
-            writer.join(30)
-            assert not writer.is_alive()
-            assert versions["a"] < versions["b"]
+    cluster = replicated
+    url = f"redis+cluster://{','.join(cluster.addresses)}/"
+    stream = cluster_stream_key(key_prefix, "q", 0, 1)
+    primary = cluster.primary_for(stream)
+    replica = _replica_of(cluster, primary)
+    with (
+        Cache(url, prefix=key_prefix, timeout=1.0) as one,
+        Cache(url, prefix=key_prefix, timeout=1.0) as two,
+    ):
+        slow = one.write_behind(name="q", partitions=1, replicas=1,
+                                replica_timeout=20.0)  # fmt: skip
+        fast = two.write_behind(name="q", partitions=1)
+        slow.start()
+        fast.start()
+        direct = redis.Redis(host="127.0.0.1", port=primary.port)
+        versions: dict[str, int] = {}
+        replica.process.send_signal(signal.SIGSTOP)
+        try:
+            writer = threading.Thread(
+                target=lambda: versions.update(a=slow.put("hot", "A"))
+            )
+            writer.start()
+            deadline = time.monotonic() + 10
+            while not direct.xlen(stream):  # A appended, and waits
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            versions["b"] = fast.put("hot", "B")  # appends, stores
             assert one.get("hot") == "B"
-            assert two.get("hot") == "B"
-            slow.close(flush=False)
-            fast.close(flush=False)
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+            direct.close()
+        writer.join(30)
+        assert not writer.is_alive()
+        assert versions["a"] < versions["b"]
+        assert one.get("hot") == "B"
+        assert two.get("hot") == "B"
+        slow.close(flush=False)
+        fast.close(flush=False)
