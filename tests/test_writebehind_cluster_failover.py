@@ -23,6 +23,15 @@ acknowledged during the stall. Reported, not asserted, with the default
 ``replicas=0``: how many acknowledged writes the failover lost, and how
 many keys then stayed cached with a value the database never got (with
 the stalled replica: 49 of 50 lost, 37 such keys, in one run).
+
+Two more tests stop a replica to force a put into a window between its
+steps. One makes a put raise after its append (its ``WAIT`` times out):
+the write is queued, and the key's older value must not be served (if the
+first step only marked the key: ``'old' is MISS`` fails). The other forces
+the one order of two puts of a key that matters, the put with the lower
+id storing its value last: the cache must keep the higher id's value,
+which the database keeps (without the id check in the store step: ``'A'
+== 'B'`` fails).
 """
 
 from __future__ import annotations
