@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +137,7 @@ def _start_node(
             process = subprocess.Popen(
                 [binary, *args], cwd=tmpdir, stdout=log, stderr=subprocess.STDOUT
             )
-        node = servers.RedisProcess(process, port, tmpdir)
+        node = servers.RedisProcess(process, port, tmpdir, [binary, *args])
         stack.callback(node._terminate)  # registered before anything can fail
         if servers._wait_for_ping(node, deadline=time.monotonic() + 10):
             return node
@@ -256,11 +256,15 @@ def _join_directly(info: ClusterInfo) -> None:
 
 
 @contextmanager
-def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo]:
+def own_redis_cluster(
+    nodes: int = 3, replicas: int = 0, args: Sequence[str] = ()
+) -> Iterator[ClusterInfo]:
     """Start a private ``nodes``-primary Redis Cluster with ``replicas``
     replicas per primary (``nodes * (1 + replicas)`` servers; with replicas,
-    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``, and 3 primaries or more);
-    always stop and remove it."""
+    ``cluster-node-timeout`` is ``NODE_TIMEOUT_MS``, and 3 primaries or
+    more), each server started with ``args`` too (``servers.AOF_ALWAYS``,
+    say: a node killed with ``kill()`` then comes back with its data by
+    ``restart()``); always stop and remove it."""
     if nodes < 1 or replicas < 0:
         raise ValueError("a cluster needs 1 primary or more, and 0 replicas or more")
     if replicas and nodes < 3:
@@ -272,6 +276,7 @@ def own_redis_cluster(nodes: int = 3, replicas: int = 0) -> Iterator[ClusterInfo
     with ExitStack() as stack:  # unwinds every callback, even if one raises
         info = ClusterInfo()
         extra = ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)] if replicas else []
+        extra += args
         for _ in range(nodes * (1 + replicas)):
             info.nodes.append(_start_node(stack, server, extra))
         if nodes < 3:

@@ -20,7 +20,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from freshcache import AsyncCache, Cache
+from freshcache import MISS, AsyncCache, Cache, StoreError
 from freshcache._async.redis.connect import Endpoint as AsyncEndpoint
 from freshcache._async.redis.store import classify, cluster_error
 from freshcache._sync.redis.connect import Endpoint
@@ -167,12 +167,15 @@ def test_a_cache_builds_while_the_cluster_is_down_and_fails_open() -> None:
         assert errors.get("cluster:unreachable", 0) >= 1
 
 
-def test_write_behind_is_refused_on_a_cluster() -> None:
-    with (
-        Cache("redis+cluster://127.0.0.1:1/") as cache,
-        pytest.raises(ValueError, match="Redis Cluster"),
-    ):
-        cache.write_behind()
+def test_write_behind_builds_on_a_cluster_and_raises_while_it_is_down() -> None:
+    """Write-behind runs on a cluster (tests/_async/test_writebehind_cluster.py);
+    with no node answering, ``put`` raises rather than report a write."""
+    with Cache("redis+cluster://127.0.0.1:1/") as cache:
+        wb = cache.write_behind(timeout=0.2)
+        with pytest.raises(StoreError):
+            wb.put("k", 1)
+        assert cache.get("k") is MISS
+        wb.close(flush=False)
 
 
 def test_the_async_cache_takes_the_url_too() -> None:

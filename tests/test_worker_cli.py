@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from freshcache import Cache
+from tests.cluster import ClusterInfo
 
 
 def test_sigterm_finishes_the_batch_in_hand(
@@ -82,3 +83,34 @@ def test_until_idle_through_sqlalchemy(
     assert rows == {"a": "3", "b": "[2]"}
     wb.close()  # nothing left to flush
     cache.close()
+
+
+def test_the_worker_drains_a_queue_on_a_redis_cluster(
+    redis_cluster: ClusterInfo, key_prefix: str, tmp_path: Path
+) -> None:
+    """``--redis redis+cluster://...``: the same command on a cluster, whose
+    partitions live on every primary."""
+    url = f"redis+cluster://{','.join(redis_cluster.addresses)}/"
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE t (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+            "version INTEGER NOT NULL)"
+        )
+    with Cache(url, prefix=key_prefix, timeout=1.0) as cache:
+        wb = cache.write_behind(name="q")
+        wb.put_many({f"k{i}": i for i in range(20)})
+        wb.put("k0", "last")
+        result = subprocess.run(
+            [sys.executable, "-m", "freshcache.cli", "worker", "--redis", url,
+             "--prefix", key_prefix, "--name", "q", "--sqlite", str(path),
+             "--table", "t", "--block", "0", "--until-idle"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "applied 21" in result.stderr
+        with sqlite3.connect(path) as db:
+            rows = dict(db.execute("SELECT key, value FROM t").fetchall())
+        assert rows == {f"k{i}": str(i) for i in range(1, 20)} | {"k0": '"last"'}
+        assert wb.stats().backlog == 0
+        wb.close()

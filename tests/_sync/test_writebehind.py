@@ -3,18 +3,24 @@
 
 The crash test (tests/test_writebehind_crash.py) kills workers and Redis;
 these tests check each rule on its own, with a callable sink that records
-what it is given.
+what it is given. Every test that takes ``server`` runs twice: on the
+shared Redis and on the session's private Redis Cluster (where a put is
+several single-slot steps: tests/_sync/test_writebehind_cluster.py has
+the cluster's own tests). Their caches get a 1 s deadline: on a loaded
+machine the default 50 ms is short for a cluster client's first call,
+which connects to the nodes (a put then raises, as it should).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 import redis
+from redis.cluster import ClusterNode
 
 from freshcache import (
     L1,
@@ -29,11 +35,52 @@ from freshcache import (
     Write,
 )
 from freshcache._concurrency import Flag, sleep
-from freshcache._core.layout import WRITEBEHIND_GROUP, writebehind_stream_key
+from freshcache._core.layout import (
+    WRITEBEHIND_GROUP,
+    cluster_stream_key,
+    writebehind_stream_key,
+)
 from tests._sync.waiting import WAIT, run_in_background
-from tests.servers import AOF_ALWAYS, free_port, own_redis_server
+from tests.servers import AOF_ALWAYS, delete_prefix, free_port, own_redis_server
 
 pytestmark = pytest.mark.redis
+
+CLUSTER = "redis+cluster://"
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def server(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[str]:
+    """The shared Redis (its keys of the test removed afterwards), or the
+    session's private cluster (``redis+cluster://``)."""
+    if request.param == "cluster":
+        # No password: write-behind speaks RESP2, whose AUTH a node without
+        # one refuses (the suite's cluster_url carries one for RESP3's HELLO).
+        cluster = request.getfixturevalue("redis_cluster")
+        yield f"{CLUSTER}{','.join(cluster.addresses)}/"
+        return
+    url = request.getfixturevalue("redis_url")
+    yield url
+    delete_prefix(url, key_prefix)
+
+
+def raw_client(url: str, **options: Any) -> Any:
+    """A plain redis-py client of ``url`` (a cluster's: ``RedisCluster``)."""
+    if not url.startswith(CLUSTER):
+        return redis.Redis.from_url(url, **options)
+    credentials, _, nodes = url[len(CLUSTER) :].rstrip("/").rpartition("@")
+    startup = [
+        ClusterNode(host, int(port))
+        for host, port in (node.rsplit(":", 1) for node in nodes.split(","))
+    ]
+    password = credentials.partition(":")[2] or None
+    return redis.RedisCluster(startup_nodes=startup, password=password, **options)
+
+
+def stream_key(url: str, prefix: str, name: str, partition: int, of: int) -> str:
+    """Where a queue's partition lives (on a cluster: in a slot of its own)."""
+    if url.startswith(CLUSTER):
+        return cluster_stream_key(prefix, name, partition, of)
+    return writebehind_stream_key(prefix, name, partition)
 
 
 class Table:
@@ -69,9 +116,9 @@ def _drain(wb: WriteBehind, table: Table, **options: object) -> None:
 
 
 def test_put_updates_the_cache_and_queues_versioned_writes(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", allow_eviction=False)
         first = wb.put("user:1", {"name": "Ada"})
         second = wb.put("user:1", {"name": "Ada L."})
@@ -95,12 +142,10 @@ def test_put_updates_the_cache_and_queues_versioned_writes(
         wb.close()
 
 
-def test_put_drops_the_key_from_every_l1(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
+def test_put_drops_the_key_from_every_l1(server: str, key_prefix: str) -> None:
     with (
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as writer,
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as reader,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as writer,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as reader,
     ):
         writer.set("user:1", "old")
         assert reader.get("user:1") == "old"  # now in reader's L1
@@ -119,10 +164,8 @@ def test_put_drops_the_key_from_every_l1(
         wb.close(flush=False)
 
 
-def test_put_revokes_a_fill_in_flight(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+def test_put_revokes_a_fill_in_flight(server: str, key_prefix: str) -> None:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
 
         def slow_old_row() -> str:
@@ -135,7 +178,7 @@ def test_put_revokes_a_fill_in_flight(
 
 
 def test_no_loader_fills_a_key_while_its_write_is_queued(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """Until the worker applied a put, the database holds an older row: a
     loader that reads it (after the cache entry was dropped) must not store
@@ -145,7 +188,7 @@ def test_no_loader_fills_a_key_while_its_write_is_queued(
     def load() -> str:
         return database["user:1"]
 
-    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("user:1", "new")
         cache.invalidate("user:1")  # e.g. evicted, or an invalidation
@@ -161,7 +204,7 @@ def test_no_loader_fills_a_key_while_its_write_is_queued(
 
 
 def test_a_load_that_read_before_the_commit_is_not_stored_after_it(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """The worker's commit revokes the key's lease along with the mark: a
     loader that read the older row while the write was queued cannot store
@@ -175,7 +218,7 @@ def test_a_load_that_read_before_the_commit_is_not_stored_after_it(
         assert go.wait(WAIT)
         return row
 
-    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("user:1", "new")
         cache.invalidate("user:1")  # the cached copy is gone (or expired)
@@ -196,9 +239,9 @@ def load_now(database: dict[str, str]) -> Any:
 
 
 def test_an_older_write_applied_keeps_a_newer_writes_mark(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("user:1", "v1")
         table = Table()
@@ -211,7 +254,7 @@ def test_an_older_write_applied_keeps_a_newer_writes_mark(
 
 
 def test_a_bump_while_a_write_is_queued_leaves_no_older_row_cached(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """A bump moves the key to a new name that carries no pending-write mark,
     so a loader may cache the database's older row there while the write is
@@ -219,8 +262,8 @@ def test_a_bump_while_a_write_is_queued_leaves_no_older_row_cached(
     from Redis and from every L1 (before, it stayed until its TTL)."""
     database = {"user:1": "old"}
     with (
-        Cache(redis_url, prefix=key_prefix, timeout=1.0, l1=L1()) as cache,
-        Cache(redis_url, prefix=key_prefix, timeout=1.0, l1=L1()) as other,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as cache,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as other,
     ):
         wb = cache.write_behind(name="q")
         wb.put("user:1", "new")
@@ -239,16 +282,16 @@ def test_a_bump_while_a_write_is_queued_leaves_no_older_row_cached(
 
 
 def test_a_write_whose_mark_vanished_drops_the_row_cached_meanwhile(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """The mark can vanish before the worker applies its write (evicted under
     volatile-lru, or the queue removed with force): a loader then caches the
     database's older row. The worker's commit drops it."""
     database = {"user:1": "old"}
-    with Cache(redis_url, prefix=key_prefix, timeout=1.0) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("user:1", "new")
-        client = redis.Redis.from_url(redis_url)
+        client = raw_client(server)
         try:
             marks = list(client.scan_iter(match=f"{{{key_prefix}*}}:wb"))
             assert len(marks) == 1, marks
@@ -276,10 +319,8 @@ def eventually(read: Any, expected: object) -> None:
     assert read() == expected
 
 
-def test_full_backlog_raises_and_changes_nothing(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+def test_full_backlog_raises_and_changes_nothing(server: str, key_prefix: str) -> None:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         for i in range(3):
             wb.put(f"k{i}", i)
@@ -293,9 +334,9 @@ def test_full_backlog_raises_and_changes_nothing(
 
 
 def test_flush_waits_for_the_worker_and_times_out_without_one(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         with pytest.raises(TimeoutError):
@@ -307,10 +348,8 @@ def test_flush_waits_for_the_worker_and_times_out_without_one(
         assert table.values() == {"k": 1}
 
 
-def test_clear_never_touches_the_queue(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+def test_clear_never_touches_the_queue(server: str, key_prefix: str) -> None:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         cache.clear()
@@ -320,9 +359,9 @@ def test_clear_never_touches_the_queue(
 
 
 def test_bad_input_is_refused_before_anything_is_written(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         with pytest.raises(TypeError):
             wb.put("k", {1, 2})  # a set has no JSON form
@@ -340,9 +379,9 @@ def test_bad_input_is_refused_before_anything_is_written(
 
 
 def test_transient_failures_are_retried_and_nothing_is_acked_before(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("a", 1)
         wb.put("b", 2)
@@ -363,11 +402,11 @@ def test_transient_failures_are_retried_and_nothing_is_acked_before(
 
 
 def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     with (
-        Cache(redis_url, prefix=key_prefix) as cache,
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as reader,
+        Cache(server, prefix=key_prefix, timeout=1.0) as cache,
+        Cache(server, prefix=key_prefix, timeout=1.0, l1=L1()) as reader,
     ):
         wb = cache.write_behind(name="q", partitions=1)
         wb.put("good", 1)
@@ -396,11 +435,11 @@ def test_permanent_error_dead_letters_only_the_culprit_after_one_attempt(
 
 
 def test_a_database_outage_never_dead_letters_a_write(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """Transient failures, however many, do not count as deliveries: once the
     database is back, the write is applied."""
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         table = Table(fail=8)  # the database is down for 8 attempts
@@ -425,9 +464,9 @@ class Crash(BaseException):
 
 
 def test_a_write_that_crashes_workers_is_dead_lettered_after_max_deliveries(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         attempts: list[int] = []
@@ -457,7 +496,7 @@ def test_a_write_that_crashes_workers_is_dead_lettered_after_max_deliveries(
 
 
 def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """A table stays locked and the worker waiting on it is killed, again and
     again (a liveness probe, a deploy): each kill is a delivery without an
@@ -465,7 +504,7 @@ def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
     run that found this) the write gets a last try alone, which succeeds
     once the database answers. Before, that acknowledged write went to the
     dead-letter stream, and its cache entry was dropped."""
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         table = Table()
@@ -491,14 +530,12 @@ def test_workers_killed_while_the_database_is_slow_dead_letter_nothing(
         wb.close(flush=False)
 
 
-def test_malformed_entry_is_dead_lettered_at_once(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+def test_malformed_entry_is_dead_lettered_at_once(server: str, key_prefix: str) -> None:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1)
         wb.start()
-        raw = redis.Redis.from_url(redis_url)
-        raw.xadd(writebehind_stream_key(key_prefix, "q", 0), {"k": "x", "v": "{"})
+        raw = raw_client(server)
+        raw.xadd(stream_key(server, key_prefix, "q", 0, 1), {"k": "x", "v": "{"})
         raw.close()
         table = Table()
         _drain(wb, table)
@@ -508,14 +545,12 @@ def test_malformed_entry_is_dead_lettered_at_once(
         wb.close(flush=False)
 
 
-def test_entries_of_a_dead_worker_are_reclaimed(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+def test_entries_of_a_dead_worker_are_reclaimed(server: str, key_prefix: str) -> None:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1)
         wb.put("k", 1)
-        raw = redis.Redis.from_url(redis_url)
-        stream = writebehind_stream_key(key_prefix, "q", 0)
+        raw = raw_client(server)
+        stream = stream_key(server, key_prefix, "q", 0, 1)
         raw.xreadgroup(WRITEBEHIND_GROUP, "dead", {stream: ">"})  # then it "dies"
         raw.close()
         assert (wb.stats()).pending == 1
@@ -628,16 +663,16 @@ def test_replicas_are_waited_for(request: pytest.FixtureRequest) -> None:
 
 
 def test_remove_refuses_to_lose_writes_unless_forced(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q")
         wb.put("k", 1)
         with pytest.raises(ValueError, match="still holds"):
             wb.remove()
         wb.remove(force=True)
-        raw = redis.Redis.from_url(redis_url)
-        assert list(raw.scan_iter(match=f"{key_prefix}:!wb:*")) == []
+        raw = raw_client(server)
+        assert list(raw.scan_iter(match=f"*{key_prefix}:!wb:*")) == []
         raw.close()
         wb.put("k", 2)  # a new queue, group and all
         assert (wb.stats()).backlog == 1
@@ -645,9 +680,9 @@ def test_remove_refuses_to_lose_writes_unless_forced(
 
 
 def test_a_value_too_large_to_cache_is_queued_and_uncached(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
-    with Cache(redis_url, prefix=key_prefix, max_value_bytes=200) as cache:
+    with Cache(server, prefix=key_prefix, timeout=1.0, max_value_bytes=200) as cache:
         cache.set("k", "small")
         wb = cache.write_behind(name="q")
         wb.put("k", "x" * 1000)
@@ -658,10 +693,8 @@ def test_a_value_too_large_to_cache_is_queued_and_uncached(
         wb.close(flush=False)
 
 
-def test_put_many_is_all_or_nothing(
-    redis_url: str, key_prefix: str, redis_cleanup: None
-) -> None:
-    with Cache(redis_url, prefix=key_prefix) as cache:
+def test_put_many_is_all_or_nothing(server: str, key_prefix: str) -> None:
+    with Cache(server, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=1, max_backlog=3)
         versions = wb.put_many({"a": 1, "b": 2})
         assert list(versions) == ["a", "b"]
@@ -681,17 +714,17 @@ def test_put_many_is_all_or_nothing(
 
 
 def test_an_entry_two_workers_hold_is_dead_lettered_once(
-    redis_url: str, key_prefix: str, redis_cleanup: None
+    server: str, key_prefix: str
 ) -> None:
     """A slow worker's entry is claimed by another; both give up on it. One
     dead letter, counted once: the second finds it acknowledged."""
     from freshcache._sync.redis.streams import StreamStore
     from freshcache._core.streams import Malformed
 
-    store = StreamStore(redis_url, prefix=key_prefix, name="q", partitions=1)
+    store = StreamStore(server, prefix=key_prefix, name="q", partitions=1)
     try:
         store.prepare()
-        raw = redis.Redis.from_url(redis_url, decode_responses=True)
+        raw = raw_client(server, decode_responses=True)
         stream = store.streams[0]
         entry_id = raw.xadd(stream, {"garbage": "x"})
         assert [e[1] for e in store.read_new("slow", 10, 0)] == [entry_id]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot as redis_key_slot
 
-from freshcache._core.persistence import judge
+from freshcache._core.layout import cluster_stream_key, key_slot
+from freshcache._core.persistence import judge, weakest
 from freshcache._core.streams import (
     Malformed,
     Outcome,
@@ -113,3 +115,44 @@ def test_persistence_verdict() -> None:
     replicated = {**safe, "appendfsync": "always", "role": "master"}
     assert "failover" in judge({**replicated, "connected_slaves": "1"}).warnings[0]
     assert judge({**replicated, "connected_slaves": "1"}, replicas=1).warnings == ()
+
+
+def test_key_slot_is_redis_clusters() -> None:
+    keys = ["user:1", "{user1000}.following", "foo{}bar", "foo{bar}baz", "{", "é"]
+    keys += [f"app:v1:item:{n}" for n in range(500)]
+    for key in keys:
+        assert key_slot(key) == redis_key_slot(key.encode()), key
+
+
+def test_cluster_streams_sit_in_evenly_spaced_slots() -> None:
+    for partitions in (1, 3, 4, 6, 100):
+        slots = [
+            key_slot(cluster_stream_key("app", "q", i, partitions))
+            for i in range(partitions)
+        ]
+        ranges = min(partitions, 64)
+        for i, slot in enumerate(slots):
+            index = i % ranges
+            assert index * 16384 // ranges <= slot < (index + 1) * 16384 // ranges
+    names = {cluster_stream_key("app", "q", i, 4) for i in range(4)}
+    assert len(names) == 4
+    assert all(n.startswith("{app:!wb:q:p") and n.endswith("}") for n in names)
+    assert cluster_stream_key("app", "q", 2, 4) == cluster_stream_key("app", "q", 2, 4)
+
+
+def test_the_weakest_primary_decides_a_clusters_verdict() -> None:
+    good = {
+        "maxmemory-policy": "noeviction", "appendonly": "yes",
+        "appendfsync": "always", "role": "master", "connected_slaves": "0",
+    }  # fmt: skip
+    assert judge(weakest([good, good])).durable
+    lazy = {**good, "appendfsync": "everysec"}
+    assert not judge(weakest([good, lazy])).durable
+    evicting = {**good, "maxmemory-policy": "allkeys-lru"}
+    assert judge(weakest([evicting, good])).refusals
+    hidden = {k: v for k, v in good.items() if k != "appendonly"}
+    assert "appendonly" not in weakest([good, hidden])
+    replicated = {**good, "connected_slaves": "1"}
+    assert weakest([good, replicated])["connected_slaves"] == "1"
+    assert judge(weakest([good, replicated])).warnings  # replicas=0 with replicas
+    assert weakest([]) == {}

@@ -129,3 +129,57 @@ def writebehind_meta_key(prefix: str, name: str) -> str:
 
 WRITEBEHIND_GROUP = "freshcache-writebehind"
 """The consumer group every worker of a queue reads with."""
+
+
+# Redis Cluster: which slot a key hashes to (CRC16/XMODEM of the key, or of
+# its hash tag: the first ``{...}`` with something inside), as Redis computes it.
+
+SLOTS = 16384
+
+
+def _crc16_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()
+
+
+def key_slot(key: str) -> int:
+    """The Redis Cluster hash slot of ``key``."""
+    data = key.encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc % SLOTS
+
+
+_SPREAD = 64  # slot ranges the partitions of a cluster queue are spread over
+
+
+def cluster_stream_key(prefix: str, name: str, partition: int, partitions: int) -> str:
+    """Partition ``partition`` of the write-behind queue ``name`` on a Redis
+    Cluster: a hash tag chosen so that the ``partitions`` streams sit in
+    evenly spaced slots (the first in the first of ``min(partitions, 64)``
+    equal slot ranges, the next in the next, and so on), hence on every
+    primary of a cluster whose slots are shared out in ranges. Every process
+    computes the same names (the first tag that lands in its range)."""
+    ranges = min(partitions, _SPREAD)
+    index = partition % ranges
+    low, high = index * SLOTS // ranges, (index + 1) * SLOTS // ranges
+    base = f"{prefix}:!wb:{name}:p{partition}"
+    tag, attempt = base, 0
+    while not low <= key_slot(tag) < high:
+        attempt += 1
+        tag = f"{base}~{attempt}"
+    return "{" + tag + "}"

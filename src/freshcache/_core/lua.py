@@ -157,20 +157,114 @@ return ids
 # * no marker (evicted, removed, or the key is a bump's new name, never
 #   marked): a loader may have cached the database's row from before the
 #   commit; drop the key and its lease, and tell every L1;
-# * a newer write's marker: leave the key to that write.
+# * an older write's marker (only on a cluster, where a put's steps can
+#   interleave with another put's and die half-way): the cached value may be
+#   that older write's; drop it as above, and the marker;
+# * a newer write's marker (or a put in progress on a cluster, whose marker
+#   starts with '~'): leave the key to that write.
+# Returns how many keys it dropped. An empty channel publishes nothing: on a
+# cluster the caller publishes the dropped keys from the bus channel's node.
 APPLIED: Final = """
+local function older(a, b)
+  local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if not da or not db then return false end
+  local ma, mb = tonumber(string.sub(a, 1, da - 1)), tonumber(string.sub(b, 1, db - 1))
+  local sa, sb = tonumber(string.sub(a, da + 1)), tonumber(string.sub(b, db + 1))
+  if not (ma and mb and sa and sb) then return false end
+  return ma < mb or (ma == mb and sa < sb)
+end
+local dropped = 0
 for i = 0, #KEYS / 3 - 1 do
   local mark, lease, data = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
   local id, message = ARGV[i * 2 + 2], ARGV[i * 2 + 3]
   local marked = redis.call('GET', mark)
-  if not marked then
-    redis.call('DEL', data, lease)
-    redis.call('PUBLISH', ARGV[1], message)
+  if not marked or older(marked, id) then
+    redis.call('DEL', data, lease, mark)
+    if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], message) end
+    dropped = dropped + 1
   elseif marked == id then
     redis.call('DEL', mark, lease)
   end
 end
+return dropped
+"""
+
+# Write-behind's enqueue on a Redis Cluster, where the stream and the key
+# live in different slots: three single-slot steps, in this order (see
+# ``AsyncStreamStore._cluster_enqueue``).
+#
+# 1. CLUSTER_HOLD. KEYS: pending write, lease, data. ARGV: a placeholder mark
+#    ('~' and a token: never an entry id), its px. Mark the key "a write is
+#    on its way" (no fill from now on: the database lacks the write), revoke
+#    any fill in flight and drop the cached value (the older one must not be
+#    served once the write may be queued). The mark keeps a longer expiry it
+#    already had: an earlier write still queued keeps blocking fills.
+CLUSTER_HOLD: Final = """
+local px = tonumber(ARGV[2])
+local left = redis.call('PTTL', KEYS[1])
+if left > px then px = left end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', px)
+redis.call('DEL', KEYS[2], KEYS[3])
 return 1
+"""
+
+# 2. CLUSTER_APPEND. KEYS: one stream. ARGV: backlog limit, then per write the
+#    fields ENQUEUE writes (key, JSON value, data key, head, namespace, base).
+#    Refuse (FCBACKLOG) if the stream would hold more than the limit, else
+#    append every write. Returns the entry ids (versions).
+CLUSTER_APPEND: Final = """
+local n = (#ARGV - 1) / 6
+if redis.call('XLEN', KEYS[1]) + n > tonumber(ARGV[1]) then
+  return redis.error_reply('FCBACKLOG write-behind backlog is full')
+end
+local ids = {}
+for i = 0, n - 1 do
+  local a = i * 6 + 2
+  ids[i + 1] = redis.call(
+    'XADD', KEYS[1], '*', 'k', ARGV[a], 'v', ARGV[a + 1], 'd', ARGV[a + 2],
+    'h', ARGV[a + 3], 'n', ARGV[a + 4], 'b', ARGV[a + 5])
+end
+return ids
+"""
+
+# 3. CLUSTER_STORE. KEYS: pending write, lease, data. ARGV: the entry id, the
+#    envelope ('': not cacheable), its px (0: none), the mark's px. Once the
+#    write is in its stream: mark the key with the write's id and store the
+#    value as PUT does, unless the mark names a newer write of the key (two
+#    puts of one key raced: the one with the higher id, which the database
+#    keeps, must be what the cache keeps). Returns 1 if stored, else 0.
+CLUSTER_STORE: Final = """
+local marked = redis.call('GET', KEYS[1])
+if marked and string.sub(marked, 1, 1) ~= '~' then
+  local function split(id)
+    local dash = string.find(id, '-', 1, true)
+    if not dash then return -1, -1 end
+    return tonumber(string.sub(id, 1, dash - 1)) or -1,
+           tonumber(string.sub(id, dash + 1)) or -1
+  end
+  local oms, oseq = split(marked)
+  local ms, seq = split(ARGV[1])
+  if oms > ms or (oms == ms and oseq > seq) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[3])
+elseif ARGV[3] == '0' then
+  redis.call('SET', KEYS[3], ARGV[2])
+else
+  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+
+# KEYS: a stream. ARGV: the group, then entry ids. Acknowledge the entries and
+# delete them in one step (an acknowledged entry left in the stream would
+# count in the backlog forever). Returns how many XACK acknowledged.
+ACK: Final = """
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+return acked
 """
 
 # KEYS: the entry's stream, the dead-letter stream, the queue's meta hash.

@@ -6,7 +6,7 @@ warnings and raises on a refusal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Policies that never evict a key without a TTL (write-behind streams have none).
@@ -72,3 +72,31 @@ def judge(
             "had not received a write loses it"
         )
     return Verdict(tuple(refusals), tuple(warnings), durable and not refusals)
+
+
+def weakest(nodes: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """The settings of a Redis Cluster's primaries as one server's, the
+    weakest of each (a write-behind queue spans them all): a setting one
+    primary refused to show is missing, an evicting policy or AOF short of
+    ``always`` on any primary wins, and ``connected_slaves`` is the most
+    (one primary with a replica is enough for a failover to lose writes)."""
+    if not nodes:
+        return {}
+    merged: dict[str, str] = {}
+    for name in ("maxmemory-policy", "appendonly", "appendfsync"):
+        values = [node.get(name) for node in nodes]
+        if any(value is None for value in values):
+            continue
+        known = [value for value in values if value is not None]
+        if name == "maxmemory-policy":
+            unsafe = [value for value in known if value not in SAFE_POLICIES]
+            merged[name] = (unsafe or known)[0]
+        else:
+            best = "yes" if name == "appendonly" else "always"
+            merged[name] = next((v for v in known if v != best), best)
+    roles = [node.get("role", "") for node in nodes]
+    slaves = [node.get("connected_slaves", "") for node in nodes]
+    if all(role == "master" for role in roles) and all(s.isdigit() for s in slaves):
+        merged["role"] = "master"
+        merged["connected_slaves"] = str(max(int(s) for s in slaves))
+    return merged

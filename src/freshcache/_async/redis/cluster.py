@@ -103,8 +103,10 @@ class AsyncLazyCluster:
         *,
         replicas: int | None,
         wait_ms: int,
+        route: Sequence[str] | None = None,
     ) -> list[Any]:
-        """Run ``commands`` (each routed by its first key, ``args[1]``) on the
+        """Run ``commands`` (each routed by its first key, ``args[1]``, or by
+        its ``route`` key: a script's first key, say) on the
         primaries that own their slots, each primary's share on one of its
         connections followed by ``WAIT`` for ``replicas`` replicas within
         ``wait_ms``. ``None``: for 1 where the primary has a replica
@@ -122,7 +124,8 @@ class AsyncLazyCluster:
         rounds: list[tuple[Any, list[int], bool]] = []
         shares: dict[str, tuple[Any, list[int]]] = {}
         for index, command in enumerate(commands):
-            node: Any = real.get_node_from_key(command[1])  # type: ignore[no-untyped-call,unused-ignore]
+            key = command[1] if route is None else route[index]
+            node: Any = real.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
             shares.setdefault(node.name, (node, []))[1].append(index)
         rounds = [(node, members, False) for node, members in shares.values()]
         replies: list[Any] = [None] * len(commands)
@@ -233,14 +236,14 @@ class AsyncDeferredPipeline:
 
     def __init__(self, cluster: AsyncLazyCluster) -> None:
         self._cluster = cluster
-        self._calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
     def __getattr__(self, name: str) -> Callable[..., AsyncDeferredPipeline]:
         if name.startswith("_"):
             raise AttributeError(name)
 
-        def record(*args: Any) -> AsyncDeferredPipeline:
-            self._calls.append((name, args))
+        def record(*args: Any, **kwargs: Any) -> AsyncDeferredPipeline:
+            self._calls.append((name, args, kwargs))
             return self
 
         return record
@@ -250,7 +253,7 @@ class AsyncDeferredPipeline:
     ) -> AsyncDeferredPipeline:
         """Queue a script as ``EVAL`` (its keys share one slot)."""
         self._calls.append(
-            ("execute_command", ("EVAL", source, len(keys), *keys, *args))
+            ("execute_command", ("EVAL", source, len(keys), *keys, *args), {})
         )
         return self
 
@@ -258,8 +261,8 @@ class AsyncDeferredPipeline:
         if not self._calls:
             return []
         pipe = self._cluster.real().pipeline()  # type: ignore[no-untyped-call,unused-ignore]
-        for name, args in self._calls:
-            getattr(pipe, name)(*args)
+        for name, args, kwargs in self._calls:
+            getattr(pipe, name)(*args, **kwargs)
         replies: list[Any] = await pipe.execute()
         return replies
 

@@ -213,8 +213,9 @@ class Endpoint:
         return bool(self.nodes)
 
     def cluster_client(
-        self, *, size: int, timeout: float, health_check: float = 5
-    ) -> RedisCluster:
+        self, *, size: int, timeout: float, health_check: float = 5,
+        decode: bool = False, protocol: int | None = None,
+    ) -> RedisCluster:  # fmt: skip
         """redis-py's cluster client on the startup nodes: up to ``size``
         connections per node, every reply within ``timeout`` seconds, and no
         retry of its own (``retry`` with 0 retries: a connection error or a
@@ -226,6 +227,8 @@ class Endpoint:
         settings = self._settings()
         for key in ("host", "port", "db", "path"):
             settings.pop(key, None)
+        if protocol is not None:  # this RESP version, whatever the URL says
+            settings["protocol"] = protocol
         tls = issubclass(self.connection_class, SSLConnection)
         if tls:
             settings["ssl"] = True
@@ -243,7 +246,7 @@ class Endpoint:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=health_check,
-            decode_responses=False,
+            decode_responses=decode,  # True: replies as str
             **settings,
             **extra,
         )

@@ -9,6 +9,9 @@ stream entry id is the write's version. ``put`` returns once Redis has
 answered, which with ``appendfsync always`` is after the fsync, and with
 ``replicas=N`` after ``WAIT N``. It raises rather than report a write it
 could not make durable: Redis down, the backlog full, out of memory.
+On a Redis Cluster the script's work is done in single-slot steps
+(``AsyncStreamStore._cluster_enqueue``); ``put_many`` is then all or
+nothing per partition.
 """
 
 from __future__ import annotations
@@ -220,7 +223,9 @@ class AsyncWriteBehind:
         stale_ttl: TTL | Unset = UNSET,
     ) -> dict[str, int]:
         """``put`` for several keys in one script, all or nothing (and one
-        fsync): the version of each key once all are durable."""
+        fsync): the version of each key once all are durable. On a Redis
+        Cluster, all or nothing per partition (a failure after the backlog
+        check can leave other partitions' writes queued while it raises)."""
         if isinstance(values, str) or not isinstance(values, Mapping):
             raise TypeError("put_many takes a mapping of keys to values")
         payloads = {k: encode_value(v) for k, v in values.items()}  # TypeError first

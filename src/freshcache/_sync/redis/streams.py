@@ -5,36 +5,53 @@ One client of its own (not the cache's): a write-behind call waits for an
 fsync (``appendfsync always``) and, with ``replicas``, for replicas, so its
 deadline is longer than a cache read's, and it raises instead of failing
 open. Errors are ``StoreError`` subclasses, as in the cache's store.
+
+On a Redis Cluster (a ``redis+cluster://`` endpoint) the client is redis-py's
+cluster client and nothing sent spans two slots: each partition's stream has
+a hash tag that puts it in a slot of its own (``cluster_stream_key``), a
+``put`` runs as single-slot steps in an order that keeps the cache from
+showing a write the queue lacks (``_cluster_enqueue``), and the worker reads,
+acknowledges and dead-letters stream by stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis import ConnectionPool, Redis
-from redis.client import Pipeline
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from freshcache._sync.redis.cluster import (
+    ClusterScript,
+    LazyCluster,
+    UnreplicatedError,
+)
 from freshcache._sync.redis.connect import Endpoint, Source
 from freshcache._sync.redis.store import classify
 from freshcache._concurrency import LoopOwner
 from freshcache._core import lua
-from freshcache._core.deploys import split_head
+from freshcache._core.deploys import split_head, versioned_key
 from freshcache._core.events import Message, encode
 from freshcache._core.layout import (
     WRITEBEHIND_GROUP,
     bus_channel,
+    cluster_live_key,
+    cluster_stream_key,
     lease_key,
     live_key,
     namespace_version_key,
     pending_key,
+    read_counter,
     writebehind_dead_letter_key,
     writebehind_meta_key,
     writebehind_stream_key,
 )
+from freshcache._core.persistence import weakest
 from freshcache._core.streams import (
     Enqueued,
     Malformed,
@@ -53,6 +70,11 @@ from freshcache.errors import (
 RawEntry = tuple[str, str, Mapping[str, str]]  # stream, entry id, fields
 _ORIGIN = "freshcache-writebehind-worker"  # bus messages from a worker
 PENDING_MARKER_PX = 86_400_000  # a write's "not in the database yet" mark: 1 day
+# On a cluster, the mark a put sets before its write is in a stream: it must
+# outlive the put (its later steps replace it), and expires soon after if
+# the put died half-way. At least this long (ms), or four deadlines of a put.
+HOLD_PX = 10_000
+_ACK_CHUNK = 1000  # entry ids per ACK script (Lua unpacks at most ~8000 values)
 
 
 class StreamStore:
@@ -75,28 +97,23 @@ class StreamStore:
         # ``timeout`` bounds each call, however its reply trickles in (a
         # worker's blocking read adds its block time to it).
         self.endpoint = Endpoint(source)
-        if self.endpoint.cluster:
-            raise ValueError(
-                "write-behind does not run on a Redis Cluster yet (its enqueue "
-                "script writes a stream and cache keys of several slots in one "
-                "step); use a single Redis, or Sentinel, for write-behind"
-            )
+        self._cluster = self.endpoint.cluster
         self._pool_size, self._timeout = max_connections, timeout
-        self._client = Redis.from_pool(self._new_pool())  # owns and closes it
+        self._client: Any
+        self._connect()
         # A new event loop, or a forked child, gets a pool of its own (the
-        # scripts stay registered on the client).
+        # scripts stay registered on the client; a cluster's client is new).
         self._owner = LoopOwner() if owner is None else owner
         self._owner.on_change(self._reconnect)
         self._owner.on_end(self._disconnect)
-        self._enqueue = self._client.register_script(lua.ENQUEUE)
-        self._applied = self._client.register_script(lua.APPLIED)
-        self._invalidate = self._client.register_script(lua.INVALIDATE)
         self._prefix = prefix
-        self._dead_letter = self._client.register_script(lua.DEAD_LETTER)
         self.partitions = partitions
+        stream_key = cluster_stream_key if self._cluster else _stream_key
         self.streams = [
-            writebehind_stream_key(prefix, name, i) for i in range(partitions)
+            stream_key(prefix, name, i, partitions) for i in range(partitions)
         ]
+        self._turn = random.randrange(partitions)  # a cluster's next blocking read
+        self._hold_px = max(HOLD_PX, int(timeout * 4000))
         self.dead_letters = writebehind_dead_letter_key(prefix, name)
         self.meta = writebehind_meta_key(prefix, name)
         self._bus = bus_channel(prefix)
@@ -109,21 +126,76 @@ class StreamStore:
             decode=True, protocol=2,
         )  # fmt: skip
 
+    def _connect(self) -> None:
+        """The client and its scripts (a cluster's: made on first use)."""
+        if not self._cluster:
+            self._client = Redis.from_pool(self._new_pool())  # owns and closes it
+        else:
+            endpoint, size, timeout = self.endpoint, self._pool_size, self._timeout
+            self._client = LazyCluster(
+                lambda: endpoint.cluster_client(
+                    size=size, timeout=timeout, health_check=0, decode=True, protocol=2
+                )
+            )
+
+        def script(source: str) -> Any:
+            if self._cluster:
+                return ClusterScript(self._client, source)
+            return self._client.register_script(source)
+
+        self._enqueue = script(lua.ENQUEUE)
+        self._applied = script(lua.APPLIED)
+        self._invalidate = script(lua.INVALIDATE)
+        self._dead_letter = script(lua.DEAD_LETTER)
+        self._live_versions = script(lua.LIVE_VERSIONS)
+        self._ack = script(lua.ACK)
+        self._enqueue_hold = script(lua.CLUSTER_HOLD)
+        self._enqueue_store = script(lua.CLUSTER_STORE)
+
     def _reconnect(self) -> None:
-        self._client.connection_pool = self._new_pool()
+        if self._cluster:
+            self._connect()  # the old client belongs to the old loop or parent
+        else:
+            self._client.connection_pool = self._new_pool()
 
     def _disconnect(self) -> None:
-        self._client.connection_pool.disconnect()
+        if self._cluster:
+            self._client.close()  # made again on the next command
+        else:
+            self._client.connection_pool.disconnect()
 
-    def _pipeline(self) -> Pipeline:
+    def _pipeline(self) -> Any:
+        """A pipeline, without a transaction (on a cluster: each node gets
+        the commands of its slots)."""
         self._owner.check()  # before the pipeline takes the client's pool
         return self._client.pipeline(transaction=False)
+
+    def _queue(
+        self, pipe: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]
+    ) -> None:
+        """Add a script's call to ``pipe`` (on a cluster: as ``EVAL``)."""
+        if self._cluster:
+            pipe.script(script.script, keys, args)
+        else:
+            script(keys=keys, args=args, client=pipe)
+
+    def _publish(self, message: bytes) -> None:
+        """Publish on the bus (on a cluster: from the bus channel's node, as
+        every bus message is, so that subscribers get them in one order)."""
+        if self._cluster:
+            self._run(self._client.publish_at, self._bus, self._bus, message)
+        else:
+            self._run(self._client.publish, self._bus, message)
 
     def _run(self, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         self._owner.check()
         try:
             return call(*args, **kw)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UnreplicatedError as exc:
+            raise TransientStoreError(
+                f"{exc}; the writes are queued, but a failover could lose them"
+            ) from exc
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             error = classify(exc)
             if str(exc).startswith("FCBACKLOG"):
                 error = BacklogFullError(str(exc))
@@ -136,12 +208,20 @@ class StreamStore:
         ``INFO`` (an ACL without them, a renamed or disabled command: a
         ``ConfigStoreError``) leaves its keys out; a Redis that does not
         answer raises."""
+        if not self._cluster:
+            return self._settings_of()
+        primaries = self._run(self._client.primaries)
+        return weakest([self._settings_of(node) for node in primaries])
+
+    def _settings_of(self, node: Any = None) -> dict[str, str]:
+        """One server's settings (``node``: that primary of a cluster)."""
+        at = {} if node is None else {"target_nodes": node}
         found: dict[str, str] = {}
         for name in ("maxmemory-policy", "appendonly", "appendfsync"):
             with contextlib.suppress(ConfigStoreError):
-                found.update(self._run(self._client.config_get, name))
+                found.update(self._run(self._client.config_get, name, **at))
         with contextlib.suppress(ConfigStoreError):
-            info = self._run(self._client.info, "replication")
+            info = self._run(self._client.info, "replication", **at)
             found["role"] = str(info.get("role", ""))
             found["connected_slaves"] = str(info.get("connected_slaves", ""))
         return found
@@ -165,7 +245,7 @@ class StreamStore:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise classify(exc) from exc
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 raise classify(exc) from exc
 
     # -- producers ------------------------------------------------------------
@@ -175,7 +255,12 @@ class StreamStore:
         replicas: int, replica_wait_ms: int,
     ) -> list[str]:  # fmt: skip
         """Append ``writes``, update the cache and publish ``notice`` (channel,
-        message) on the bus, all in one script; the entry ids, in order."""
+        message) on the bus, all in one script; the entry ids, in order. On
+        a cluster: ``_cluster_enqueue``."""
+        if self._cluster:
+            return self._cluster_enqueue(
+                writes, limit, notice[1], replicas, replica_wait_ms
+            )
         keys: list[str] = []
         args: list[bytes | str | int] = [limit, *notice, PENDING_MARKER_PX]
         for w in writes:
@@ -194,6 +279,74 @@ class StreamStore:
                 f"writes {ids} reached {acked} of {replicas} replicas in time; "
                 "they are queued, but a failover could lose them"
             )
+        return ids
+
+    def _cluster_enqueue(
+        self, writes: Sequence[Enqueued], limit: int, notice: bytes,
+        replicas: int, replica_wait_ms: int,
+    ) -> list[str]:  # fmt: skip
+        """``enqueue`` on a Redis Cluster, where a write's stream and its key
+        live in different slots: single-slot steps, in an order such that
+        a failure between two of them never leaves the cache showing a
+        write the queue lacks, nor a loader caching the older row once the
+        put returned (docs/architecture.md, "Write-behind on a Redis
+        Cluster", lists what is left):
+
+        0. every partition's backlog (``XLEN``): refuse a full one before
+           anything is written (the append checks again);
+        1. per key (``CLUSTER_HOLD``): a placeholder mark (no fill from now
+           on), the lease revoked, the cached value dropped; then the bus
+           message that drops the key from every L1;
+        2. per partition (``CLUSTER_APPEND``): the writes appended, with
+           ``replicas``: on one connection to the stream's primary, then
+           ``WAIT`` there (it only covers its own connection's writes);
+        3. per key (``CLUSTER_STORE``): the mark set to the write's id and
+           the new value stored, unless a newer write of the key did so.
+        """
+        by_stream: dict[str, list[int]] = {}
+        for index, w in enumerate(writes):
+            by_stream.setdefault(self.streams[w.partition], []).append(index)
+        pipe = self._pipeline()
+        for stream in by_stream:
+            pipe.xlen(stream)
+        lengths = self._run(pipe.execute)
+        for members, length in zip(by_stream.values(), lengths, strict=True):
+            if int(length) + len(members) > limit:
+                raise BacklogFullError("FCBACKLOG write-behind backlog is full")
+        token = "~" + secrets.token_hex(8)
+        pipe = self._pipeline()
+        for w in writes:
+            keys = [pending_key(w.data_key), lease_key(w.data_key), w.data_key]
+            self._queue(pipe, self._enqueue_hold, keys, [token, self._hold_px])
+        self._run(pipe.execute)
+        self._publish(notice)
+        commands: list[tuple[Any, ...]] = []
+        for stream, members in by_stream.items():
+            args: list[Any] = [limit]
+            for index in members:
+                w = writes[index]
+                args += [w.key, w.payload, w.data_key, w.head, w.namespace, w.base]
+            commands.append(("EVAL", lua.CLUSTER_APPEND, 1, stream, *args))
+        if replicas:
+            appended = self._run(
+                self._client.replicated, commands, replicas=replicas,
+                wait_ms=replica_wait_ms, route=list(by_stream),
+            )  # fmt: skip
+        else:
+            pipe = self._pipeline()
+            for command in commands:
+                pipe.execute_command(*command)
+            appended = self._run(pipe.execute)
+        ids: list[str] = [""] * len(writes)
+        for members, got in zip(by_stream.values(), appended, strict=True):
+            for index, entry_id in zip(members, got, strict=True):
+                ids[index] = str(entry_id)
+        pipe = self._pipeline()
+        for w, entry_id in zip(writes, ids, strict=True):
+            keys = [pending_key(w.data_key), lease_key(w.data_key), w.data_key]
+            args = [entry_id, w.envelope, w.px, PENDING_MARKER_PX]
+            self._queue(pipe, self._enqueue_store, keys, args)
+        self._run(pipe.execute)
         return ids
 
     # -- state ----------------------------------------------------------------
@@ -259,21 +412,35 @@ class StreamStore:
     # -- workers --------------------------------------------------------------
 
     def read_new(self, consumer: str, count: int, block_ms: int) -> list[RawEntry]:
-        """New entries for ``consumer`` (each goes to one consumer of the group)."""
-        reply = self._run(
-            self._client.xreadgroup,
-            WRITEBEHIND_GROUP,
-            consumer,
-            dict.fromkeys(self.streams, ">"),
-            count,
-            block_ms or None,
-        )
-        pairs = reply.items() if isinstance(reply, dict) else (reply or [])
-        return [
-            (stream, entry_id, fields or {})
-            for stream, entries in pairs
-            for entry_id, fields in entries
-        ]
+        """New entries for ``consumer`` (each goes to one consumer of the group).
+
+        One ``XREADGROUP`` over every partition on a single Redis. On a
+        cluster each stream is in a slot of its own, so each is read by
+        itself, from a rotating start; when none has anything, the read
+        blocks on one stream (the next in turn) for ``block_ms`` over the
+        number of partitions, so a write to any partition waits at most that
+        long for an idle worker."""
+        if not self._cluster:
+            return _entries(self._run(
+                self._client.xreadgroup, WRITEBEHIND_GROUP, consumer,
+                dict.fromkeys(self.streams, ">"), count, block_ms or None,
+            ))  # fmt: skip
+        found: list[RawEntry] = []
+        start = self._turn
+        for step in range(self.partitions):
+            stream = self.streams[(start + step) % self.partitions]
+            found += _entries(self._run(
+                self._client.xreadgroup, WRITEBEHIND_GROUP, consumer,
+                {stream: ">"}, count, None,
+            ))  # fmt: skip
+        if found or not block_ms:
+            return found
+        stream = self.streams[self._turn % self.partitions]
+        self._turn = (self._turn + 1) % self.partitions
+        return _entries(self._run(
+            self._client.xreadgroup, WRITEBEHIND_GROUP, consumer, {stream: ">"},
+            count, max(1, block_ms // self.partitions),
+        ))  # fmt: skip
 
     def reclaim(
         self, consumer: str, min_idle_ms: int, count: int
@@ -322,6 +489,9 @@ class StreamStore:
         by_stream: dict[str, list[str]] = {}
         for write in writes:
             by_stream.setdefault(write.stream, []).append(write.entry_id)
+        if self._cluster:
+            self._cluster_acknowledge(writes, moved, by_stream, applied)
+            return
         pipe = self._client.pipeline(transaction=True)
         for stream, ids in by_stream.items():
             pipe.xack(stream, WRITEBEHIND_GROUP, *ids)
@@ -329,6 +499,27 @@ class StreamStore:
         self._settle(pipe, writes, moved)
         pipe.hincrby(self.meta, "applied", applied)
         self._run(pipe.execute)
+        self._reach_other_versions(writes)
+
+    def _cluster_acknowledge(
+        self, writes: Sequence[Write], moved: Sequence[str],
+        by_stream: Mapping[str, Sequence[str]], applied: int,
+    ) -> None:  # fmt: skip
+        """``acknowledge`` on a cluster, where no transaction spans the slots:
+        first settle the keys (each in its own slot), then acknowledge and
+        delete each stream's entries (``ACK``, one step per stream), then
+        count. A crash between settling and acknowledging leaves the entries
+        pending: applied again later, harmlessly (the version guard), and
+        settled again (no mark: the key is dropped, a miss). The other order
+        could leave a mark that blocks fills for its whole day."""
+        self._settle(None, writes, moved)
+        pipe = self._pipeline()
+        for stream, ids in by_stream.items():
+            for at in range(0, len(ids), _ACK_CHUNK):  # Lua's unpack has a limit
+                chunk = ids[at : at + _ACK_CHUNK]
+                self._queue(pipe, self._ack, [stream], [WRITEBEHIND_GROUP, *chunk])
+        self._run(pipe.execute)
+        self._run(self._client.hincrby, self.meta, "applied", applied)
         self._reach_other_versions(writes)
 
     def _reach_other_versions(self, writes: Sequence[Write]) -> None:
@@ -348,15 +539,47 @@ class StreamStore:
                 continue  # forged: not a head
             if prefix != self._prefix:
                 continue
-            args: list[str] = [prefix, version, "0"]
-            for w in group:
-                cut = len(w.head) + len(w.namespace)
-                args += (w.data_key, w.namespace, w.base[cut:])
-            self._run(self._invalidate, keys=[live_key(prefix)], args=args)
+            if self._cluster:
+                self._cluster_other_versions(prefix, version, group)
+            else:
+                args: list[str] = [prefix, version, "0"]
+                for w in group:
+                    cut = len(w.head) + len(w.namespace)
+                    args += (w.data_key, w.namespace, w.base[cut:])
+                self._run(self._invalidate, keys=[live_key(prefix)], args=args)
             keys = tuple(w.data_key for w in group)
-            self._run(
-                self._client.publish, self._bus, encode(Message(_ORIGIN, keys=keys))
+            self._publish(encode(Message(_ORIGIN, keys=keys)))
+
+    def _cluster_other_versions(
+        self, prefix: str, version: str, writes: Sequence[Write]
+    ) -> None:
+        """``lua.INVALIDATE`` (without the own version's keys) as single-slot
+        steps on a cluster: the other live versions (the registry, one
+        key), their namespace versions, then each key and its lease under
+        each of them."""
+        versions = [
+            str(v) for v in self._run(
+                self._live_versions, keys=[cluster_live_key(prefix)], args=[version]
             )
+        ]  # fmt: skip
+        if not versions:
+            return
+        wanted = [
+            (f"{prefix}:{v}:", w.namespace, w.base[len(w.head) + len(w.namespace) :])
+            for v in versions
+            for w in writes
+        ]
+        counters = sorted({namespace_version_key(h, ns) for h, ns, _ in wanted})
+        pipe = self._pipeline()
+        for counter in counters:
+            pipe.get(counter)
+        found = dict(zip(counters, self._run(pipe.execute), strict=True))
+        pipe = self._pipeline()
+        for head, namespace, rest in wanted:
+            number = read_counter(found[namespace_version_key(head, namespace)]) or 0
+            key = versioned_key(head, namespace, number, rest)
+            pipe.execute_command("DEL", key, lease_key(key))  # one slot: the tag
+        self._run(pipe.execute)
 
     def _moved_keys(self, writes: Sequence[Write]) -> list[str]:
         """The keys ``writes`` have now where a ``bump`` of their namespace
@@ -368,7 +591,13 @@ class StreamStore:
         if not spaces:
             return []
         counters = [namespace_version_key(head, ns) for head, ns in spaces]
-        found = self._run(self._client.mget, counters)
+        if self._cluster:  # one GET per counter: each in its own slot
+            pipe = self._pipeline()
+            for counter in counters:
+                pipe.get(counter)
+            found = self._run(pipe.execute)
+        else:
+            found = self._run(self._client.mget, counters)
         versions = dict(zip(spaces, found, strict=True))
         moved: set[str] = set()
         for write in writes:
@@ -384,7 +613,10 @@ class StreamStore:
         self, pipe: Any, writes: Iterable[Write], moved: Sequence[str] = ()
     ) -> None:
         """Queue ``lua.APPLIED`` for the newest of ``writes`` per key (an
-        older one's mark is already a newer one's) and for the ``moved`` keys."""
+        older one's mark is already a newer one's) and for the ``moved`` keys.
+        On a cluster (``pipe`` None): run it now, one call per key (each in
+        its key's slot), and publish the keys it dropped from the bus
+        channel's node."""
         newest: dict[str, Write] = {}
         for w in writes:
             if not w.data_key or "{" in w.data_key or "}" in w.data_key:
@@ -395,6 +627,18 @@ class StreamStore:
         settle = [(w.data_key, w.entry_id) for w in newest.values()]
         settle += [(key, "") for key in moved if key not in newest]
         if not settle:
+            return
+        if self._cluster:
+            batch = self._pipeline()
+            for data_key, entry_id in settle:
+                at = [pending_key(data_key), lease_key(data_key), data_key]
+                self._queue(batch, self._applied, at, ["", entry_id, ""])
+            dropped = self._run(batch.execute)
+            gone = tuple(
+                key for (key, _), n in zip(settle, dropped, strict=True) if int(n)
+            )
+            if gone:
+                self._publish(encode(Message(_ORIGIN, keys=gone)))
             return
         keys: list[str] = []
         args: list[str | bytes] = [self._bus]
@@ -415,6 +659,9 @@ class StreamStore:
         else:
             fields = dict(item.fields)
         fields.update(stream=item.stream, id=item.entry_id, reason=reason[:500])
+        if self._cluster:
+            self._cluster_dead_letter(item, fields)
+            return
         pipe = self._client.pipeline(transaction=True)
         pairs = [part for pair in fields.items() for part in pair]
         self._dead_letter(
@@ -429,6 +676,34 @@ class StreamStore:
             pipe.delete(data_key, lease_key(data_key))
             pipe.publish(self._bus, encode(Message(_ORIGIN, keys=(data_key,))))
         self._run(pipe.execute)
+
+    def _cluster_dead_letter(
+        self, item: Write | Malformed, fields: Mapping[str, Any]
+    ) -> None:
+        """``dead_letter`` on a cluster, in single-slot steps: drop the key
+        from the cache (settle its mark, delete it and its lease, tell every
+        L1), copy the entry to the dead letters, then acknowledge and delete
+        it (``ACK``); if another worker acknowledged it first, remove the
+        copy again, else count it. A crash between two steps leaves the
+        entry pending: delivered again, it lands where it belongs, at worst
+        as a second copy in the dead letters; never a refused value left in
+        the cache, never an entry lost from both streams."""
+        data_key = str(fields.get("d", ""))
+        if isinstance(item, Write):
+            self._settle(None, [item])
+        if data_key and "{" not in data_key and "}" not in data_key:
+            self._run(  # one command: the lease's hash tag is the key
+                self._client.execute_command, "DEL", data_key, lease_key(data_key)
+            )
+            self._publish(encode(Message(_ORIGIN, keys=(data_key,))))
+        copy = self._run(self._client.xadd, self.dead_letters, dict(fields))
+        acked = self._run(
+            self._ack, keys=[item.stream], args=[WRITEBEHIND_GROUP, item.entry_id]
+        )
+        if int(acked):
+            self._run(self._client.hincrby, self.meta, "dead_lettered", 1)
+        else:  # another worker dead-lettered (or applied) it already
+            self._run(self._client.xdel, self.dead_letters, copy)
 
     def count(self, name: str, n: int = 1) -> None:
         self._run(self._client.hincrby, self.meta, name, n)
@@ -463,6 +738,21 @@ class StreamStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _stream_key(prefix: str, name: str, partition: int, partitions: int) -> str:
+    return writebehind_stream_key(prefix, name, partition)
+
+
+def _entries(reply: Any) -> list[RawEntry]:
+    """``XREADGROUP``'s reply (a dict under RESP3, pairs under RESP2) as
+    (stream, id, fields) triples."""
+    pairs = reply.items() if isinstance(reply, dict) else (reply or [])
+    return [
+        (stream, entry_id, fields or {})
+        for stream, entries in pairs
+        for entry_id, fields in entries
+    ]
 
 
 def _id_order(entry_id: str) -> tuple[int, int]:
