@@ -63,11 +63,19 @@ class DelayProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
-                server = socket.create_connection(self._target, timeout=5)
             except OSError:
                 return
+            try:
+                server = socket.create_connection(self._target, timeout=5)
+            except OSError:  # the server is gone (or going): so is this one
+                client.close()
+                continue
             server.settimeout(None)
             with self._lock:
+                if self._closed.is_set():  # ``close`` ran meanwhile
+                    client.close()
+                    server.close()
+                    return
                 self._sockets += [client, server]
             for target, name in (
                 (self._upstream, "proxy-up"),

@@ -2,8 +2,8 @@
 replica each (``tests/cluster.py``, ``cluster-node-timeout`` 1000 ms), the
 primary that owns the hot keys (and the bus channel) is killed (SIGKILL)
 5 s into 20 s of reads (with L1 and without), writes (commit, then
-invalidate) and write-through (``tests/traffic.py``); its replica is
-promoted.
+invalidate), write-through and write-behind (``tests/traffic.py``); its
+replica is promoted.
 
 Asserted: 0 caller errors on reads (they fall back to the loader); 0 reads
 staler than the bound once the new primary serves (a read that began more
@@ -12,17 +12,18 @@ it; the bound is the L1's ``max_staleness``, 0 without L1); 0 keys stale
 once it is quiet, read by a new cache, by one without L1 and by the
 reader's L1 once its bus caught up (every invalidation that returned True
 held on the promoted replica; the ones that returned False were queued
-and landed: ``pending_invalidations`` back to 0); the bus still works
-afterwards (an L1 in another cache, whose listener was on the killed
-node, resubscribes on another node, serves again, and sees a later
-write). Reported (and bounded loosely): the time
-from the kill until a cache without L1 serves a hit from Redis again.
+and landed: ``pending_invalidations`` back to 0); 0 acknowledged
+write-behind writes lost with ``replicas=1`` (those lost with the default
+are reported); the bus still works afterwards (an L1 in another cache,
+whose listener was on the killed node, resubscribes on another node,
+serves again, and sees a later write). Reported (and bounded loosely): the
+time from the kill until a cache without L1 serves a hit from Redis again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -30,9 +31,9 @@ from redis.crc import key_slot
 
 from freshcache import L1, MISS, Cache
 from freshcache._core.layout import bus_channel
-from tests._sync.waiting import WAIT, wait_for_count, wait_until_current
+from tests._sync.waiting import WAIT, wait_until_current
 from tests.cluster import ClusterInfo, own_redis_cluster
-from tests.traffic import Workload, settle, stale_reads
+from tests.traffic import Workload, listening_on, settle, stale_reads
 
 pytestmark = pytest.mark.redis
 
@@ -40,32 +41,6 @@ HOT = 40  # keys, all owned by the primary that is killed
 KILL_AT = 5.0  # seconds into the traffic
 TRAFFIC = 20.0  # seconds of traffic in all
 PASSWORD = "cluster-failover"  # the nodes' default user takes any
-
-
-def _subscribers(port: int, channel: str) -> int:
-    """Subscribers of ``channel`` on the node at ``port`` (classic pub/sub:
-    each node counts only its own connections)."""
-    node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-    try:
-        reply = node.pubsub_numsub(channel)
-    finally:
-        node.close()
-    return int(reply[0][1])
-
-
-def _listening_on(
-    cluster: ClusterInfo, port: int, make: Callable[[], Cache], channel: str
-) -> Cache:
-    """A cache with L1 whose bus listener is on the node at ``port`` (the
-    listener starts on a random startup node: made again until it is)."""
-    for _ in range(40):
-        cache = make()
-        cache.get("warm:up")  # starts the bus
-        wait_for_count(cache, "bus_connect", 1)
-        if _subscribers(port, channel) == 1:
-            return cache
-        cache.close()
-    raise AssertionError(f"no listener landed on {port} in 40 tries")
 
 
 def test_cluster_failover_under_traffic(key_prefix: str) -> None:
@@ -79,8 +54,17 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             return Cache(url, **options, **extra)  # type: ignore[arg-type]
 
         # The observer's listener is on the node that will be killed.
-        observer = _listening_on(cluster, victim.port, lambda: make(l1=L1()), channel)
-        with observer, make(l1=L1()) as reader, make() as plain, make() as writer:
+        observer = listening_on(victim.port, lambda: make(l1=L1()), channel)
+        # Write-behind's client authenticates the RESP2 way, which a node
+        # without a password refuses when the URL carries one: no password.
+        queued = Cache(
+            f"redis+cluster://{','.join(cluster.addresses)}/",
+            **options,  # type: ignore[arg-type]
+        )
+        with (
+            observer, queued, make(l1=L1()) as reader, make() as plain,
+            make() as writer,
+        ):  # fmt: skip
             head = writer.engine.head
             owners = cluster.slot_owners()
             keys = [
@@ -97,9 +81,14 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             )  # on the node that is killed too
             writer.set(probe, "here")
             assert observer.get_or_load(seen_key, lambda: 0) == 0
+            queues = {
+                "default": queued.write_behind(name="default"),
+                "strict": queued.write_behind(name="strict", replicas=1),
+            }
             work = Workload(  # seen_key: the bus check's own
-                keys[1:], readers={"reader": reader, "plain": plain}, writer=writer
-            )
+                keys[1:], readers={"reader": reader, "plain": plain}, writer=writer,
+                queues=queues,
+            )  # fmt: skip
             work.start()
             time.sleep(KILL_AT)
             victim.kill()
@@ -112,8 +101,9 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             work.stop()
             promoted = cluster.primary_for(channel).port
 
-            # Quiet: the queued invalidations land.
+            # Quiet: the queued invalidations land, the queues drain.
             pending = settle(writer)
+            lost = work.drain()
             with make() as fresh:
                 caches = {"fresh": fresh, "reader": reader, "plain": plain}
                 stale = stale_reads(caches, keys[1:], work.db)
@@ -156,7 +146,11 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             f"queued; {pending} pending after quiet; reads staler than the "
             f"bound {len(staler_after)} of {work.history.reads(after=up)} after "
             f"the new primary was up ({len(staler)} of {work.history.reads()} "
-            f"in all); stale after quiet {len(stale)}; observer bus_connect "
+            f"in all); stale after quiet {len(stale)}; write-behind "
+            f"acknowledged/lost: default {len(work.acked['default'])}/"
+            f"{len(lost['default'])} (refused {work.refused['default']}), "
+            f"replicas=1 {len(work.acked['strict'])}/{len(lost['strict'])} "
+            f"(refused {work.refused['strict']}); observer bus_connect "
             f"{resubscribed}, L1 served "
             f"{l1_served}, saw the later write {bus_seen}; errors {errors}"
         )
@@ -164,6 +158,8 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
         assert pending == 0
         assert staler_after == [], staler_after[:10]
         assert stale == [], stale
+        assert lost["strict"] == []
+        assert work.acked["strict"]
         assert resubscribed >= 2
         assert l1_served
         assert bus_seen

@@ -1,6 +1,7 @@
 """Traffic for the failover and resharding tests: threads that repeat a step
 until told to stop, the history of what was read and invalidated (to count
-reads staler than the bound), and the check made once everything is quiet."""
+reads staler than the bound), the check made once everything is quiet,
+and a cache whose bus listens on a chosen node."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from freshcache import MISS, Cache, CallableSink
 from freshcache._core.streams import Write
 from freshcache.errors import StoreError
+from tests._sync.waiting import wait_for_count
 
 if TYPE_CHECKING:
     from freshcache import WriteBehind
@@ -40,6 +44,30 @@ def settle(writer: Cache) -> int:
     while writer.stats().pending_invalidations and time.monotonic() < deadline:
         time.sleep(0.1)
     return writer.stats().pending_invalidations
+
+
+def subscribers(port: int, channel: str) -> int:
+    """Subscribers of ``channel`` on the node at ``port`` (classic pub/sub:
+    each node counts only its own connections)."""
+    node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    try:
+        reply = node.pubsub_numsub(channel)
+    finally:
+        node.close()
+    return int(reply[0][1])
+
+
+def listening_on(port: int, make: Callable[[], Cache], channel: str) -> Cache:
+    """A cache with L1 whose bus listener is on the node at ``port`` (the
+    listener starts on a random startup node: made again until it is)."""
+    for _ in range(40):
+        cache = make()
+        cache.get("warm:up")  # starts the bus
+        wait_for_count(cache, "bus_connect", 1)
+        if subscribers(port, channel) == 1:
+            return cache
+        cache.close()
+    raise AssertionError(f"no listener landed on {port} in 40 tries")
 
 
 def caught_up(cache: Cache) -> None:
