@@ -251,6 +251,31 @@ def test_an_invalidation_is_on_a_replica_when_it_returns(
         assert cache.stats().errors == {}
 
 
+def test_a_bump_is_on_a_replica_when_it_returns(
+    replica_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    """A bump waits like an invalidation: its ``INCR`` is followed by
+    ``WAIT 1`` on its primary, and the replica holds the new namespace
+    version when ``bump`` returns (a failover would otherwise send readers
+    back to the keys it orphaned)."""
+    _reset_stats(replica_cluster)
+    with Cache(_url(replica_cluster), prefix=key_prefix, timeout=1.0) as cache:
+        version = cache.bump("user")
+        counter = f"{cache.engine.head}!ns:user"
+        primary = replica_cluster.primary_for(counter).port
+        assert _waits(replica_cluster)[primary] >= 1
+        replica = redis.Redis(
+            host="127.0.0.1", port=_replica_of(replica_cluster, primary),
+            socket_timeout=1,
+        )  # fmt: skip
+        try:
+            replica.execute_command("READONLY")
+            assert int(replica.get(counter) or 0) == version
+        finally:
+            replica.close()
+        assert cache.stats().errors == {}
+
+
 def test_too_few_replicas_queue_the_invalidation(
     replica_cluster: ClusterInfo, key_prefix: str
 ) -> None:

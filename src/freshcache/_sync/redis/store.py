@@ -760,31 +760,33 @@ class RedisStore:
                         other += f"~{number}"
                     other += remainder
                     deletions.append(("DEL", other, lease_key(other)))
-        counts = self._cluster_deletions(client, deletions)
+        counts = self._cluster_writes(client, deletions)
         return sum(counts[:mine])
 
-    def _cluster_deletions(
-        self, client: Any, deletions: Sequence[tuple[str, str, str]]
+    def _cluster_writes(
+        self, client: Any, commands: Sequence[tuple[str, ...]]
     ) -> list[int]:
-        """``DEL key lease`` commands on a cluster, under one deadline for all
-        their replies. With ``invalidation_replicas`` (of the URL; by default
-        1 where the primary has a replica connected) each primary's share is followed by
-        ``WAIT`` on its connection (``LazyCluster.replicated``): a
-        failover then cannot lose a deletion that returned, since the
-        cluster promotes a replica that has it, if one does (Redis promotes
-        the replica with the most of the old primary's writes). Too few
-        replicas in time: a transient error (retried, then queued)."""
+        """An invalidation's writes on a cluster (``DEL key lease``, or a
+        bump's ``INCR``s), each command on one slot, under one deadline for
+        all their replies. With ``invalidation_replicas`` (of the URL; by
+        default 1 where the primary has a replica connected) each primary's
+        share is followed by ``WAIT`` on its connection
+        (``LazyCluster.replicated``): a failover then cannot lose a
+        write that returned, since the cluster promotes a replica that has
+        it, if one does (Redis promotes the replica with the most of the old
+        primary's writes). Too few replicas in time: a transient error
+        (retried, then queued)."""
         replicas = self.endpoint.cluster_replicas
         with deadline(self._attempt):  # one for all the replies
             if replicas == 0:
                 pipe = client.pipeline(transaction=False)
-                for command in deletions:
+                for command in commands:
                     pipe.execute_command(*command)
                 counts: list[int] = pipe.execute()
                 return counts
             try:
                 replies: list[int] = client.replicated(
-                    deletions, replicas=replicas, wait_ms=self._replica_wait_ms
+                    commands, replicas=replicas, wait_ms=self._replica_wait_ms
                 )
             except UnreplicatedError as exc:
                 self._metrics.error("failover:unreplicated")
@@ -798,7 +800,7 @@ class RedisStore:
         def attempt(client: Redis) -> list[int]:
             if self._cluster:
                 deletions = [("DEL", key, lease_key(key)) for key in keys]
-                return self._cluster_deletions(client, deletions)
+                return self._cluster_writes(client, deletions)
             pipe = client.pipeline(transaction=False)  # a connection of its own
             for key in keys:  # not ``delete``: a cluster pipeline refuses two keys
                 pipe.execute_command("DEL", key, lease_key(key))  # type: ignore[no-untyped-call,unused-ignore]
@@ -877,14 +879,22 @@ class RedisStore:
         ``bump``): the registry read, then an INCR per other live version,
         then this version's, last (its reply is the attempt's answer; an
         attempt that failed part-way and is retried bumps some versions
-        twice, which orphans their keys once more, nothing else)."""
+        twice, which orphans their keys once more, nothing else). Each
+        waits for a replica like an invalidation's deletions
+        (``_cluster_writes``): a bump lost in a failover would send readers
+        back to the keys it orphaned."""
         versions = self._live_versions(
             keys=[self._live_key], args=[self._version], client=client
         )
-        for v in versions:
-            v = v.decode() if isinstance(v, bytes) else v
-            client.incr(namespace_version_key(f"{self._prefix}:{v}:", namespace))
-        return int(client.incr(namespace_version_key(self._head, namespace)))
+        names = [v.decode() if isinstance(v, bytes) else v for v in versions]
+        others = [
+            ("INCR", namespace_version_key(f"{self._prefix}:{v}:", namespace))
+            for v in names
+        ]
+        if others:
+            self._cluster_writes(client, others)
+        mine = ("INCR", namespace_version_key(self._head, namespace))
+        return int((self._cluster_writes(client, [mine]))[0])
 
     def version(self, namespace: str, *, hard: bool = False) -> int:
         """The namespace's version; ``hard``: for an invalidation, on its path."""
