@@ -7,8 +7,9 @@ move back.
 
 Asserted: 0 caller errors on reads; 0 reads staler than the bound (a read
 that began more than the bound after an invalidation returned True saw
-the value before it; the bound is the L1's ``max_staleness`` for the
-reader with L1, 0 for the one without); every slot ends on its new owner;
+the value before it; the bound is ``max_staleness``, 0.1 s, for the
+reader with L1 and for the one without, whose concurrent callers share
+reads in flight); every slot ends on its new owner;
 0 keys stale once it is quiet, read by a new cache, by one without L1 and
 by the reader's L1 once its bus has caught up (every invalidation that
 returned True held; the ones that returned False were queued and landed).

@@ -270,3 +270,23 @@ def test_python_dash_m_runs_the_command_line(module: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: freshcache demo")
     assert "--processes" in done.stdout
+
+
+def test_demo_on_a_redis_cluster_with_sqlite(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``freshcache demo --redis redis+cluster://...`` on a cluster of its own
+    (``tests/cluster.py``), the database a SQLite file: every phase runs,
+    0 stale reads (``_run``), 0 acknowledged writes lost, the nodes named
+    without credentials."""
+    from tests.cluster import own_redis_cluster
+
+    with own_redis_cluster(nodes=3) as cluster:
+        url = f"redis+cluster://{','.join(cluster.addresses)}/"
+        out, _ = _run(capsys, "--redis", url)
+    assert f"L1 + Redis {url}" in out.replace("\n", "")
+    assert "SQLite" in out
+    phase = re.search(r"write-behind: ([\d,]+) writes at .* lost: (\d+)", out)
+    assert phase is not None, out
+    assert int(phase.group(1).replace(",", "")) > 0
+    assert phase.group(2) == "0"

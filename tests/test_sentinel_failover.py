@@ -6,7 +6,8 @@ replica is promoted.
 Asserted: 0 caller errors on reads (they fall back to the loader); 0 reads
 staler than the bound once the new primary serves (a read that began more
 than the bound after an invalidation returned True saw the value before
-it; the bound is the L1's ``max_staleness``, 0 without L1); 0 keys stale
+it; the bound is ``max_staleness``, 0.1 s, for the reader with L1 and for
+the one without, whose concurrent callers share reads in flight); 0 keys stale
 once it is quiet, in Redis and in the reader's L1 once its bus caught up
 (every invalidation that returned True held on the new primary; the ones
 that returned False were queued and landed later); 0 acknowledged

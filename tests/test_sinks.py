@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,18 @@ def test_sqlite_sink(sqlite_path: Path) -> None:
     assert sink.is_permanent(caught.value)
     assert "c" not in _sqlite_rows(sqlite_path)
     sink.close()
+
+
+def test_sqlite_sink_closed_from_another_thread(sqlite_path: Path) -> None:
+    """A worker applies on its own thread; whoever stops it closes the sink
+    (``freshcache demo --redis`` did, and failed: SQLite's default refuses a
+    connection made on another thread)."""
+    sink = SQLiteSink(sqlite_path, table="t")
+    worker = threading.Thread(target=sink.apply, args=([_w("a", 1)],))
+    worker.start()
+    worker.join()
+    assert _sqlite_rows(sqlite_path) == {"a": (1, "a-1")}
+    sink.close()  # on this thread
 
 
 def test_sqlalchemy_sink_on_sqlite(sqlite_path: Path) -> None:

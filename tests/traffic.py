@@ -128,9 +128,11 @@ class History:
             self._reads.append((reader, key, began, value))
 
     def staler(self, bounds: Mapping[str, float], after: float = -1.0) -> list[Any]:
-        """``(reader, key, began, returned, newest version due)`` for each read
-        that began after ``after`` and returned a version older than one whose
-        invalidation returned more than the reader's bound before it began."""
+        """``(reader, key, returned, newest version due, how long before the
+        read began the first newer version's invalidation returned)`` for
+        each read that began after ``after`` and returned a version older than
+        one whose invalidation returned more than the reader's bound before
+        it began."""
         due: dict[str, tuple[list[float], list[int]]] = {}
         for key, entries in self._current.items():
             entries.sort()
@@ -146,7 +148,9 @@ class History:
             times, newest = due[key]
             i = bisect.bisect_left(times, began - bounds[reader])
             if i and newest[i - 1] > value:
-                found.append((reader, key, began, value, newest[i - 1]))
+                first = bisect.bisect_right(newest, value)  # newest grows
+                late = round(began - times[first], 4)
+                found.append((reader, key, value, newest[i - 1], late))
         return found
 
     def reads(self, after: float = -1.0) -> int:
@@ -303,9 +307,8 @@ class Workload:
         }
 
     def staler(self, after: float = -1.0) -> list[Any]:
-        """Reads staler than their reader's bound (its L1's, else 0)."""
-        bounds = {
-            name: cache.engine.bound if cache.engine.l1 is not None else 0.0
-            for name, cache in self.readers.items()
-        }
+        """Reads staler than their cache's bound (``max_staleness``): with L1,
+        what L1 may serve; without, what a read that joined another
+        caller's read in flight (single flight) may return."""
+        bounds = {name: cache.engine.bound for name, cache in self.readers.items()}
         return self.history.staler(bounds, after)

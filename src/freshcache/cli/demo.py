@@ -42,9 +42,16 @@ from freshcache.cli._demo_workers import Pool
 
 
 def _where_redis(url: str) -> str:
-    """host:port/db, never the password."""
+    """scheme, hosts and path, never the credentials: ``host:port/db`` for
+    one Redis, ``redis+cluster://h1:p1,h2:p2/`` (or ``redis+sentinel://``)
+    for several nodes."""
     parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+    hosts = parts.netloc.rpartition("@")[2]
+    if parts.scheme in ("redis", "rediss", "unix") and "," not in hosts:
+        return (
+            f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+        )
+    return f"{parts.scheme}://{hosts}{parts.path}"
 
 
 def _clear(url: str, version: str, console: Console) -> bool:

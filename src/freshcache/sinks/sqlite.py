@@ -44,9 +44,12 @@ class SQLiteSink:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            # Made on the worker's thread, closed by whoever stops it: one
+            # worker uses a sink at a time, so the connection is never shared.
             self._conn = sqlite3.connect(
-                self._path, timeout=self._timeout, isolation_level=None
-            )
+                self._path, timeout=self._timeout, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
         return self._conn
 
     def apply(self, writes: Sequence[Write]) -> None:
