@@ -10,6 +10,7 @@ configuration errors; and ``import freshcache`` imports no Django.
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ from django.test.utils import (  # noqa: E402
     teardown_test_environment,
 )
 
+from freshcache import AsyncCache  # noqa: E402
 from freshcache.contrib.django import FreshCache, close_all, invalidate_on_save  # noqa: E402
 from tests.django_app import views  # noqa: E402
 from tests.django_app.models import Product  # noqa: E402
@@ -123,6 +125,24 @@ def test_async_views_are_cached_across_event_loops(backend: FreshCache) -> None:
     assert views.RENDERS["product_async"] == 1
     backend.cache.invalidate_tags("product:3")
     assert asyncio.run(fetch()) != first
+
+
+def test_event_loops_that_ended_leave_no_cache_behind(backend: FreshCache) -> None:
+    """Under WSGI, Django runs each async view in a loop of its own: each
+    gets an AsyncCache, which must not outlive it."""
+
+    async def once() -> Any:
+        await backend.aset("k", 1)
+        return await backend.aget("k")
+
+    def alive() -> int:
+        gc.collect()
+        return sum(type(o) is AsyncCache for o in gc.get_objects())
+
+    before = alive()
+    for _ in range(5):
+        assert asyncio.run(once()) == 1
+    assert alive() - before <= 1  # the last loop's, until the next call
 
 
 def test_invalidate_on_save_runs_after_the_commit(backend: FreshCache) -> None:

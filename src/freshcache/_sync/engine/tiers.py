@@ -777,9 +777,9 @@ class Engine:
             with self._updating:
                 current = MISS if self.l1 is None else self.l1.get(full)
                 change = decide(current)
-                if change is not None:
-                    self._store_change(full, change, None)
-                return change is not None
+                if change is None:
+                    return False
+                return bool(self._store_change(full, change, None))
         self._listen()
         for _ in range(MAX_SWAPS):
             watched = self.pending.watch()
@@ -792,21 +792,25 @@ class Engine:
             change = decide(current)
             if change is None:
                 return False
-            if self._store_change(full, change, expected):
-                return True
+            stored = self._store_change(full, change, expected)
+            if stored is not False:
+                return bool(stored)
             self.metrics.count("update_retry")
         raise TransientStoreError("the key kept changing during a read-modify-write")
 
-    def _store_change(self, full: str, change: Change, expected: bytes | None) -> bool:
-        """``update``'s write, as ``put`` does one: False when the key no
-        longer holds ``expected``."""
+    def _store_change(
+        self, full: str, change: Change, expected: bytes | None
+    ) -> bool | None:
+        """``update``'s write, as ``put`` does one: True when stored, False
+        when the key no longer holds ``expected``, None when the value is not
+        cacheable (counted; raised with ``strict``): nothing changes then."""
         encoded = None
         if not change.remove:
             encoded = self.entries.encode(
                 full, change.value, change.lifetime, 0.0, change.tags
             )
-            if encoded is None:  # not cacheable (counted): drop the old value
-                change = change._replace(remove=True)
+            if encoded is None:
+                return None
         self._drop_local([full])
         snapshot = self._snapshot(full)
         if self.l2 is not None and self.leases is not None:

@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import math
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -54,9 +53,7 @@ class _Shared:
         self.options = options
         self.lock = threading.Lock()
         self._sync: Cache | None = None
-        self._per_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncCache
-        ] = weakref.WeakKeyDictionary()
+        self._per_loop: dict[asyncio.AbstractEventLoop, AsyncCache] = {}
 
     def sync(self) -> Cache:
         cache = self._sync
@@ -75,6 +72,10 @@ class _Shared:
         cache = self._per_loop.get(loop)
         if cache is None:
             with self.lock:
+                # A closed loop's cache closed with it (freshcache closes an
+                # AsyncCache's connections when its loop ends): forget it.
+                for old in [old for old in self._per_loop if old.is_closed()]:
+                    del self._per_loop[old]
                 cache = self._per_loop.get(loop)
                 if cache is None:
                     cache = AsyncCache(self.location, **self.options)
@@ -84,7 +85,7 @@ class _Shared:
     def close(self) -> None:
         with self.lock:
             sync, self._sync = self._sync, None
-            self._per_loop = weakref.WeakKeyDictionary()
+            self._per_loop = {}
         if sync is not None:
             sync.close()
 

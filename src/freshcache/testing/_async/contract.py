@@ -180,6 +180,13 @@ class AsyncCacheContract:
         assert await cache.add("k", "third") is True
         assert await cache.get("k") == "third"
 
+    async def test_add_of_an_unserializable_value_stores_nothing(
+        self, cache: AsyncCache
+    ) -> None:
+        assert await cache.add("k", Opaque()) is False
+        assert await cache.get("k") is MISS
+        assert await cache.add("k", 1) is True
+
     async def test_incr_adds_and_keeps_the_expiry(
         self, cache: AsyncCache, clock: FakeClock
     ) -> None:

@@ -176,6 +176,11 @@ class CacheContract:
         assert cache.add("k", "third") is True
         assert cache.get("k") == "third"
 
+    def test_add_of_an_unserializable_value_stores_nothing(self, cache: Cache) -> None:
+        assert cache.add("k", Opaque()) is False
+        assert cache.get("k") is MISS
+        assert cache.add("k", 1) is True
+
     def test_incr_adds_and_keeps_the_expiry(
         self, cache: Cache, clock: FakeClock
     ) -> None:
