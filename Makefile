@@ -10,14 +10,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-EXTRAS := --extra cli --extra msgpack --extra pydantic --extra postgres --extra sqlalchemy
+EXTRAS := --extra cli --extra msgpack --extra pydantic --extra postgres --extra sqlalchemy \
+	--extra django
 # Never download a Python: use the one named by PYTHON.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
 
 .PHONY: demo test check lint format unasync services bench clean lock \
-	test-latest test-oldest
+	test-latest test-oldest django-suite
 
 $(UV): scripts/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,7 +39,7 @@ demo: $(VENV)/.demo
 
 ## make test: lint, types, generated-code check, and the whole suite on real
 ## servers, with the locked versions
-test: $(VENV)/.dev services check
+test: $(VENV)/.dev services check django-suite
 	FRESHCACHE_REQUIRE_SERVERS=1 $(PY) -m pytest
 
 ## make test-latest: the suite with the newest versions pyproject.toml allows
@@ -46,8 +47,8 @@ test: $(VENV)/.dev services check
 test-latest: $(UV) services
 	$(UV) venv --quiet --allow-existing .venv-latest
 	VIRTUAL_ENV=.venv-latest $(UV) pip install --quiet --refresh --upgrade \
-		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy]' --group dev
-	VIRTUAL_ENV=.venv-latest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich)=='
+		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,django]' --group dev
+	VIRTUAL_ENV=.venv-latest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|django)=='
 	FRESHCACHE_REQUIRE_SERVERS=1 .venv-latest/bin/python -m pytest -p no:cacheprovider
 
 ## make test-oldest: the suite with the lowest versions pyproject.toml allows
@@ -57,10 +58,15 @@ test-oldest: $(UV) services
 	$(UV) pip compile --quiet --resolution lowest-direct --all-extras \
 		pyproject.toml -o .venv-oldest/lowest.txt
 	VIRTUAL_ENV=.venv-oldest $(UV) pip install --quiet --reinstall-package freshcache \
-		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy]' --group dev \
+		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,django]' --group dev \
 		-c .venv-oldest/lowest.txt
-	VIRTUAL_ENV=.venv-oldest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich)=='
+	VIRTUAL_ENV=.venv-oldest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|django)=='
 	FRESHCACHE_REQUIRE_SERVERS=1 .venv-oldest/bin/python -m pytest -p no:cacheprovider
+
+## make django-suite: Django's own cache tests for the installed Django, from
+## its sdist, checked against uv.lock's hash (docs/django.md)
+django-suite: $(VENV)/.dev
+	$(PY) scripts/django_suite.py
 
 ## make lock: re-resolve uv.lock after a change to pyproject.toml
 ## (`make lock ARGS=--upgrade` moves every pin to the newest allowed)
@@ -90,4 +96,4 @@ bench: $(VENV)/.dev services
 	$(PY) -m bench hits
 
 clean:
-	rm -rf $(VENV) .venv-latest .venv-oldest $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-latest .venv-oldest $(TOOLS) .django-suite .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -42,6 +42,7 @@ from freshcache._core.sentinels import (
     ttl_seconds,
 )
 from freshcache._core.tagging import TagSource, check_tag
+from freshcache._core.updates import Change, added, incremented, touched
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder
@@ -401,6 +402,73 @@ class AsyncCache:
         except StoreError:
             return False
         return await self._engine.put(items, lifetime)
+
+    async def add(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: TTL | Unset = UNSET,
+        stale_ttl: TTL | Unset = UNSET,
+        tags: Iterable[str] = (),
+    ) -> bool:
+        """Store ``value`` only if no fresh value is cached under ``key``:
+        True if stored. Atomic in Redis (a compare-and-set): of concurrent
+        ``add`` calls in any processes, one stores, and ``add`` never
+        overwrites a value another write stored meanwhile. False too when
+        the value is not cacheable or Redis cannot be reached (``StoreError``
+        is not raised: the caller did not get its value stored, as when
+        another ``add`` won)."""
+        change = Change(
+            value,
+            self._lifetimes(ttl, stale_ttl),
+            tuple(check_tag(t) for t in tags),
+        )
+        try:
+            full, _ = await self._resolve(key)
+            return await self._engine.update(
+                full, lambda current: added(current, change)
+            )
+        except StoreError:
+            return False
+
+    async def incr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to the ``int`` cached under ``key`` and return the
+        sum, keeping the value's expiry and tags. Atomic in Redis: concurrent
+        ``incr`` calls in any processes never lose one. Raises ``KeyError``
+        when no fresh value is cached, ``TypeError`` when the value is not
+        an ``int``, and ``StoreError`` when Redis cannot be reached (unlike
+        a read, it has no value to fall back on)."""
+        now = self._now
+        result: list[int] = []
+
+        def decide(current: Any) -> Change:
+            try:
+                change = incremented(current, delta, now())
+            except KeyError:
+                raise KeyError(key) from None
+            result[:] = [change.value]
+            return change
+
+        full, _ = await self._resolve(key)
+        await self._engine.update(full, decide)
+        return result[0]
+
+    async def touch(
+        self, key: str, *, ttl: TTL | Unset = UNSET, stale_ttl: TTL | Unset = UNSET
+    ) -> bool:
+        """Give the fresh value cached under ``key`` a new lifetime from now
+        (``ttl=None``: no expiry; unset: the cache's default), keeping its
+        value and tags. False when none is cached or Redis cannot be
+        reached."""
+        lifetime = self._lifetimes(ttl, stale_ttl)
+        try:
+            full, _ = await self._resolve(key)
+            return await self._engine.update(
+                full, lambda current: touched(current, lifetime)
+            )
+        except StoreError:
+            return False
 
     async def _writebehind_entry(
         self, key: str, value: Any, ttl: TTL | Unset, stale_ttl: TTL | Unset

@@ -70,6 +70,26 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+# KEYS: data, lease. ARGV: the bytes read before ('' : the key was absent),
+# the new value, px (0: no expiry; -1: remove the key). A read-modify-write's
+# write (add, incr, touch): only if the key still holds exactly what was read
+# (1), else 0 and nothing changes (the caller reads again). Like PUT, it
+# revokes any fill lease, so a loader that started earlier cannot overwrite
+# it; the SET comes first (see FILL).
+SWAP: Final = """
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[1] then return 0 end
+if ARGV[3] == '-1' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 # KEYS: lease. ARGV: token. Give a lease back without filling.
 RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -20,6 +20,7 @@ from freshcache._core.entry import Entry
 from freshcache._core.freshness import Lifetime
 from freshcache._core.sentinels import MISS, Miss
 from freshcache._core.tagging import TagSource
+from freshcache._core.updates import Change
 from freshcache._inproc.generations import Snapshot
 
 BYPASS = "disabled_bypass"
@@ -75,4 +76,14 @@ class AsyncDisabledEngine(AsyncEngine):
         """Nothing is stored: False, as for an enabled write that was not
         cached (nothing is encoded either)."""
         self.check_open()
+        return False
+
+    async def update(
+        self, full: str, decide: Callable[[Entry | Miss], Change | None]
+    ) -> bool:
+        """Nothing is cached, so ``decide`` sees ``MISS`` (an ``incr`` raises
+        ``KeyError``) and nothing is stored: False."""
+        self.check_open()
+        self.metrics.count(BYPASS)
+        decide(MISS)
         return False

@@ -318,6 +318,7 @@ class AsyncRedisStore:
         self._acquire = script(client, lua.ACQUIRE)
         self._fill = script(client, lua.FILL)
         self._put = script(client, lua.PUT)
+        self._swap = script(client, lua.SWAP)
         self._release = script(client, lua.RELEASE)
         self._renew = script(client, lua.RENEW)
         self._register = script(client, lua.REGISTER)
@@ -604,6 +605,29 @@ class AsyncRedisStore:
                 pipe, self._put, [key, lease_key(key)], [data, _px_arg(ttl)]
             )
         await self._run("set_many", self._whole, pipe.execute)
+
+    async def read(self, key: str) -> tuple[bytes | None, Hit | Miss]:
+        """The bytes under ``key`` as they are (None: absent) and their entry
+        (``MISS``: absent or undecodable), for a read-modify-write (``swap``).
+        Bytes too long to read are removed first, and read as absent."""
+        data = await self._run("get", self._client.getrange, key, 0, self._longest)
+        if not data:
+            return None, MISS
+        if len(data) > self._longest:
+            self._metrics.error("decode:oversize")
+            await self._run("delete", self._client.unlink, key)
+            return None, MISS
+        return data, self._decode(key, data)
+
+    async def swap(
+        self, key: str, expected: bytes | None, data: bytes | None, ttl: float | None
+    ) -> bool:
+        """Replace what ``read`` returned with ``data`` (None: remove the key)
+        only if ``key`` still holds exactly ``expected`` (None: nothing),
+        revoking any fill lease; False when another write came between."""
+        args = [expected or b"", data or b"", -1 if data is None else _px_arg(ttl)]
+        swapped = await self._run("swap", self._swap, [key, lease_key(key)], args)
+        return bool(swapped)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key`` for ``ttl`` seconds (kept alive while

@@ -37,6 +37,7 @@ from freshcache._concurrency import (
     LoopOwner,
     SingleFlight,
     invoke,
+    lock,
 )
 from freshcache._core.clock import Clock
 from freshcache._core.codec.envelope import Codec
@@ -49,11 +50,17 @@ from freshcache._core.layout import bus_channel, ping_channel
 from freshcache._core.sentinels import MISS, Miss
 from freshcache._core.staleness import Local, local_verdict
 from freshcache._core.tagging import TagSource, render_tags
+from freshcache._core.updates import MAX_SWAPS, Change
 from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
-from freshcache.errors import CacheClosedError, RevivalError, StoreError
+from freshcache.errors import (
+    CacheClosedError,
+    RevivalError,
+    StoreError,
+    TransientStoreError,
+)
 from freshcache.metrics import Metrics, StatsRecorder
 
 if TYPE_CHECKING:
@@ -165,6 +172,7 @@ class Engine:
             on_first_handler=self._listen,
         )
         self._listening = False
+        self._updating = lock()  # the embedded tier's read-modify-writes
         self.flights = SingleFlight()
         self._background = Background()
         self.refreshing: set[str] = set()  # refreshes under way here (decorator reads)
@@ -751,6 +759,81 @@ class Engine:
                 self.metrics.error("bus_publish")
                 sent = False
         return sent and len(encoded) == len(items)
+
+    def update(
+        self, full: str, decide: Callable[[Entry | Miss], Change | None]
+    ) -> bool:
+        """A read-modify-write of one key, atomic across processes: read it,
+        ``decide`` what to store from its fresh entry (or ``MISS``), and store
+        that only if the key still holds what was read (else read again).
+        False when ``decide`` said nothing; ``decide``'s exceptions propagate;
+        ``StoreError`` when Redis cannot be read or written, or the key kept
+        changing under us (``MAX_SWAPS`` attempts).
+
+        Without Redis the update runs under a lock of this cache's: atomic
+        against this cache's other updates, not against a concurrent ``put``."""
+        self.check_open()
+        if self.l2 is None:
+            with self._updating:
+                current = MISS if self.l1 is None else self.l1.get(full)
+                change = decide(current)
+                if change is None:
+                    return False
+                return bool(self._store_change(full, change, None))
+        self._listen()
+        for _ in range(MAX_SWAPS):
+            watched = self.pending.watch()
+            expected, hit = self.l2.read(full)
+            current = (
+                MISS
+                if hit is MISS
+                else self.usable(full, hit[0], None, watched=watched)
+            )
+            change = decide(current)
+            if change is None:
+                return False
+            stored = self._store_change(full, change, expected)
+            if stored is not False:
+                return bool(stored)
+            self.metrics.count("update_retry")
+        raise TransientStoreError("the key kept changing during a read-modify-write")
+
+    def _store_change(
+        self, full: str, change: Change, expected: bytes | None
+    ) -> bool | None:
+        """``update``'s write, as ``put`` does one: True when stored, False
+        when the key no longer holds ``expected``, None when the value is not
+        cacheable (counted; raised with ``strict``): nothing changes then."""
+        encoded = None
+        if not change.remove:
+            encoded = self.entries.encode(
+                full, change.value, change.lifetime, 0.0, change.tags
+            )
+            if encoded is None:
+                return None
+        self._drop_local([full])
+        snapshot = self._snapshot(full)
+        if self.l2 is not None and self.leases is not None:
+            if encoded is not None and encoded[0].tags:
+                self.l2.register(encoded[0].tags, full, self.leases.tag_ttl(encoded[2]))
+            data, hard = (None, None) if encoded is None else encoded[1:]
+            if not self.l2.swap(full, expected, data, hard):
+                return False
+            try:  # the other live versions' copies of the key are old now
+                self.l2.invalidate([full], own=False)
+            except StoreError as exc:  # retried (ours too) until it lands
+                self.invalidator.retry.queue(exc, keys=(full,))
+        if encoded is not None:
+            entry, data, hard = encoded
+            self._local_fill(full, entry, data, len(data), hard, snapshot, fence=True)
+        elif self.l1 is not None:
+            self.l1.fence([full])
+        if self.l2 is not None:
+            try:
+                self.send(Message(self._origin.id, keys=(full,)))
+            except StoreError:
+                self.metrics.error("bus_publish")
+        return True
 
     def notice(self, fulls: Sequence[str]) -> bytes:
         """The bus message that drops ``fulls`` from every other process's L1,

@@ -166,6 +166,60 @@ class AsyncCacheContract:
         assert await cache.set_many({"x:1": 1, "x:2": None}) is True
         assert await cache.get_many(["x:1", "x:2", "x:3"]) == {"x:1": 1, "x:2": None}
 
+    # -- read-modify-writes: add, incr, touch ----------------------------
+
+    async def test_add_stores_only_where_nothing_is(
+        self, cache: AsyncCache, clock: FakeClock
+    ) -> None:
+        assert await cache.add("k", "first", ttl=10) is True
+        assert await cache.add("k", "second") is False
+        assert await cache.get("k") == "first"
+        assert await cache.add("none", None) is True
+        assert await cache.add("none", 1) is False  # a cached None is there
+        clock.advance(10.1)  # an expired value is nothing
+        assert await cache.add("k", "third") is True
+        assert await cache.get("k") == "third"
+
+    async def test_add_of_an_unserializable_value_stores_nothing(
+        self, cache: AsyncCache
+    ) -> None:
+        assert await cache.add("k", Opaque()) is False
+        assert await cache.get("k") is MISS
+        assert await cache.add("k", 1) is True
+
+    async def test_incr_adds_and_keeps_the_expiry(
+        self, cache: AsyncCache, clock: FakeClock
+    ) -> None:
+        await cache.set("n", 41, ttl=10)
+        assert await cache.incr("n") == 42
+        assert await cache.incr("n", -50) == -8
+        assert await cache.get("n") == -8
+        clock.advance(10.1)
+        assert await cache.get("n") is MISS
+
+    async def test_incr_refuses_what_is_not_a_cached_int(
+        self, cache: AsyncCache
+    ) -> None:
+        with pytest.raises(KeyError):
+            await cache.incr("absent")
+        for value in (None, "1", 1.0, True):
+            await cache.set("v", value)
+            with pytest.raises(TypeError):
+                await cache.incr("v")
+            assert await cache.get("v") == value
+
+    async def test_touch_gives_a_new_lifetime(
+        self, cache: AsyncCache, clock: FakeClock
+    ) -> None:
+        await cache.set("k", ["v"], ttl=10)
+        assert await cache.touch("k", ttl=30) is True
+        clock.advance(20)
+        assert await cache.get("k") == ["v"]
+        assert await cache.touch("k", ttl=None) is True
+        clock.advance(3600)
+        assert await cache.get("k") == ["v"]
+        assert await cache.touch("absent", ttl=5) is False
+
     # -- time ------------------------------------------------------------
 
     async def test_soft_ttl_expires_on_the_clock(

@@ -162,6 +162,54 @@ class CacheContract:
         assert cache.set_many({"x:1": 1, "x:2": None}) is True
         assert cache.get_many(["x:1", "x:2", "x:3"]) == {"x:1": 1, "x:2": None}
 
+    # -- read-modify-writes: add, incr, touch ----------------------------
+
+    def test_add_stores_only_where_nothing_is(
+        self, cache: Cache, clock: FakeClock
+    ) -> None:
+        assert cache.add("k", "first", ttl=10) is True
+        assert cache.add("k", "second") is False
+        assert cache.get("k") == "first"
+        assert cache.add("none", None) is True
+        assert cache.add("none", 1) is False  # a cached None is there
+        clock.advance(10.1)  # an expired value is nothing
+        assert cache.add("k", "third") is True
+        assert cache.get("k") == "third"
+
+    def test_add_of_an_unserializable_value_stores_nothing(self, cache: Cache) -> None:
+        assert cache.add("k", Opaque()) is False
+        assert cache.get("k") is MISS
+        assert cache.add("k", 1) is True
+
+    def test_incr_adds_and_keeps_the_expiry(
+        self, cache: Cache, clock: FakeClock
+    ) -> None:
+        cache.set("n", 41, ttl=10)
+        assert cache.incr("n") == 42
+        assert cache.incr("n", -50) == -8
+        assert cache.get("n") == -8
+        clock.advance(10.1)
+        assert cache.get("n") is MISS
+
+    def test_incr_refuses_what_is_not_a_cached_int(self, cache: Cache) -> None:
+        with pytest.raises(KeyError):
+            cache.incr("absent")
+        for value in (None, "1", 1.0, True):
+            cache.set("v", value)
+            with pytest.raises(TypeError):
+                cache.incr("v")
+            assert cache.get("v") == value
+
+    def test_touch_gives_a_new_lifetime(self, cache: Cache, clock: FakeClock) -> None:
+        cache.set("k", ["v"], ttl=10)
+        assert cache.touch("k", ttl=30) is True
+        clock.advance(20)
+        assert cache.get("k") == ["v"]
+        assert cache.touch("k", ttl=None) is True
+        clock.advance(3600)
+        assert cache.get("k") == ["v"]
+        assert cache.touch("absent", ttl=5) is False
+
     # -- time ------------------------------------------------------------
 
     def test_soft_ttl_expires_on_the_clock(

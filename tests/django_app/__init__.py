@@ -1,0 +1,1 @@
+"""A small Django app for the contrib tests: a model, views, URLs."""
