@@ -78,6 +78,10 @@ class ClusterInfo:
         port = self.slot_owners()[key_slot(key.encode())]
         return next(node for node in self.nodes if node.port == port)
 
+    def primaries(self) -> list[int]:
+        """The ports of the nodes that serve slots now (not the replicas)."""
+        return sorted(set(self.slot_owners().values()))
+
     @property
     def ports(self) -> list[int]:
         return [node.port for node in self.nodes]

@@ -107,8 +107,11 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def redis_cluster(redis_url: str) -> Iterator[ClusterInfo]:
-    """A private three-primary Redis Cluster (``tests/cluster.py``), shared by
-    the session; skips (or fails in CI) without ``redis-server``."""
+    """A private Redis Cluster of three primaries with a replica each
+    (``tests/cluster.py``), shared by the session; skips (or fails in CI)
+    without ``redis-server``. Its ``cluster-node-timeout`` is the default
+    15 s, not the failover tests' 1 s: a node stalled by a loaded machine
+    must not be failed over in the middle of a test."""
     import shutil
 
     for binary in ("redis-server", "redis-cli"):
@@ -118,7 +121,9 @@ def redis_cluster(redis_url: str) -> Iterator[ClusterInfo]:
         from tests.cluster import own_redis_cluster
     except ImportError:  # tests/ is not a package
         from cluster import own_redis_cluster  # type: ignore[no-redef]
-    with own_redis_cluster(nodes=3) as info:
+    with own_redis_cluster(
+        nodes=3, replicas=1, args=["--cluster-node-timeout", "15000"]
+    ) as info:
         yield info
 
 

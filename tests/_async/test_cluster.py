@@ -45,7 +45,8 @@ class TestL1OverCluster(AsyncCacheContract):
 def nodes(redis_cluster: ClusterInfo) -> Iterator[dict[int, redis.Redis]]:
     """A plain client per primary, by port; their error counters reset."""
     direct = {
-        port: redis.Redis(host="127.0.0.1", port=port) for port in redis_cluster.ports
+        port: redis.Redis(host="127.0.0.1", port=port)
+        for port in redis_cluster.primaries()
     }
     try:
         for node in direct.values():

@@ -68,7 +68,8 @@ def url(redis_cluster: ClusterInfo) -> str:
 def nodes(redis_cluster: ClusterInfo) -> Iterator[dict[int, redis.Redis]]:
     """A plain client per node, by port; their statistics reset."""
     direct = {
-        port: redis.Redis(host="127.0.0.1", port=port) for port in redis_cluster.ports
+        port: redis.Redis(host="127.0.0.1", port=port)
+        for port in redis_cluster.primaries()
     }
     try:
         for node in direct.values():
@@ -110,7 +111,9 @@ async def test_a_whole_cycle_spans_every_primary_and_no_command_spans_slots(
     partitions = 6
     streams = [cluster_stream_key(key_prefix, "q", i, partitions) for i in range(6)]
     owners = redis_cluster.slot_owners()
-    assert {owners[key_slot(s.encode())] for s in streams} == set(redis_cluster.ports)
+    assert {owners[key_slot(s.encode())] for s in streams} == set(
+        redis_cluster.primaries()
+    )
     keys = [f"user:{n}" for n in range(60)]
     async with AsyncCache(url, prefix=key_prefix, timeout=1.0) as cache:
         wb = cache.write_behind(name="q", partitions=partitions, max_backlog=6 * 40)
@@ -297,13 +300,13 @@ async def test_replicas_wait_on_the_streams_primary(
     url: str, redis_cluster: ClusterInfo, nodes: dict[int, redis.Redis],
     key_prefix: str,
 ) -> None:  # fmt: skip
-    """``replicas=1`` sends ``WAIT`` to the primary of the stream, on the
-    connection of the append; this cluster has no replica, so the put
-    raises (queued, but not safe from a failover)."""
+    """``replicas=N`` sends ``WAIT`` to the primary of the stream, on the
+    connection of the append; this cluster has one replica per primary, so
+    a put asking for 2 raises (queued, but not safe from a failover)."""
     stream = cluster_stream_key(key_prefix, "q", 0, 1)
     owner = _owner_of(redis_cluster, stream)
     async with AsyncCache(url, prefix=key_prefix, timeout=1.0) as cache:
-        wb = cache.write_behind(name="q", partitions=1, replicas=1,
+        wb = cache.write_behind(name="q", partitions=1, replicas=2,
                                 replica_timeout=0.05)  # fmt: skip
         await wb.start()
         for node in nodes.values():
