@@ -10,7 +10,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-EXTRAS := --extra cli --extra msgpack --extra pydantic --extra postgres --extra sqlalchemy
+EXTRAS := --extra cli --extra msgpack --extra pydantic --extra postgres --extra sqlalchemy \
+	--extra prometheus
 # Never download a Python: use the one named by PYTHON.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
@@ -46,8 +47,8 @@ test: $(VENV)/.dev services check
 test-latest: $(UV) services
 	$(UV) venv --quiet --allow-existing .venv-latest
 	VIRTUAL_ENV=.venv-latest $(UV) pip install --quiet --refresh --upgrade \
-		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy]' --group dev
-	VIRTUAL_ENV=.venv-latest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich)=='
+		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,prometheus]' --group dev
+	VIRTUAL_ENV=.venv-latest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|prometheus.client)=='
 	FRESHCACHE_REQUIRE_SERVERS=1 .venv-latest/bin/python -m pytest -p no:cacheprovider
 
 ## make test-oldest: the suite with the lowest versions pyproject.toml allows
@@ -57,9 +58,9 @@ test-oldest: $(UV) services
 	$(UV) pip compile --quiet --resolution lowest-direct --all-extras \
 		pyproject.toml -o .venv-oldest/lowest.txt
 	VIRTUAL_ENV=.venv-oldest $(UV) pip install --quiet --reinstall-package freshcache \
-		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy]' --group dev \
+		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,prometheus]' --group dev \
 		-c .venv-oldest/lowest.txt
-	VIRTUAL_ENV=.venv-oldest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich)=='
+	VIRTUAL_ENV=.venv-oldest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|prometheus.client)=='
 	FRESHCACHE_REQUIRE_SERVERS=1 .venv-oldest/bin/python -m pytest -p no:cacheprovider
 
 ## make lock: re-resolve uv.lock after a change to pyproject.toml
