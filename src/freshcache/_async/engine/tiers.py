@@ -648,7 +648,7 @@ class AsyncEngine:
                 self.metrics.miss(Tier.L1, namespace)
         led: list[bool] = []
 
-        async def read_or_load() -> tuple[Entry | None, Any, list[Count]]:
+        async def read_or_load() -> tuple[Entry | None, Any, list[Count], bool]:
             led.append(True)
             return await self._read_or_load(
                 full, namespace, loader, lifetime, tags, reviver, asked
@@ -658,10 +658,13 @@ class AsyncEngine:
         # returned before now - bound has been applied here (each one detaches
         # the flights it covers); otherwise that read may predate one.
         join = self._verdict(self.bound) is not Local.REFUSE
-        read, value, counted = await self.flights.run(full, read_or_load, join=join)
+        flight = await self.flights.run(full, read_or_load, join=join)
+        read, value, counted, failed = flight
         if not led:  # joined another caller's read (or load): count it as ours
             for tier, outcome in counted:
                 count_outcome(self.metrics, tier, namespace, outcome)
+        if failed:  # the loader raised: every caller of the flight raises it
+            raise value
         if read is None:
             return value
         return self._served(full, namespace, loader, lifetime, tags, read)
@@ -670,20 +673,26 @@ class AsyncEngine:
         self, full: str, namespace: str, loader: Callable[[], Any],
         lifetime: Lifetime, tags: Sequence[str | TagSource], reviver: Reviver,
         asked: bool,
-    ) -> tuple[Entry | None, Any, list[Count]]:  # fmt: skip
-        """``(entry, value, counted)`` of a read; ``(None, value, counted)``
-        of a load; ``counted``: the outcomes past L1 the read counted."""
+    ) -> tuple[Entry | None, Any, list[Count], bool]:  # fmt: skip
+        """``(entry, value, counted, False)`` of a read; ``(None, value,
+        counted, False)`` of a load, ``(None, error, counted, True)`` of a
+        load that raised ``error``; ``counted``: the outcomes past L1 the
+        read counted, for the callers that joined it (who raise the error
+        too, counted as they should be)."""
         counted: list[Count] = []
         entry, snapshot = await self.lookup(
             full, namespace, reviver, local_checked=True, stale_ok=True,
             asked=asked, counted=counted,
         )  # fmt: skip
         if entry is MISS:
-            value = await self._load(
-                full, namespace, loader, lifetime, tags, snapshot, reviver
-            )
-            return None, value, counted
-        return entry, entry.value, counted
+            try:
+                value = await self._load(
+                    full, namespace, loader, lifetime, tags, snapshot, reviver
+                )
+            except Exception as exc:
+                return None, exc, counted, True
+            return None, value, counted, False
+        return entry, entry.value, counted, False
 
     def _served(
         self, full: str, namespace: str, loader: Callable[[], Any],
