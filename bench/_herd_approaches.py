@@ -174,7 +174,7 @@ def _fc_counts(cache: Any) -> dict[str, int]:
     """freshcache's own counts: final misses (callers that found no value),
     its event counts, its errors, its loads."""
     stats = cache.stats()
-    counts = {"found_no_value": stats.misses.get("all", 0), "loads_here": stats.loads}
+    counts = {"found_no_value": stats.lookups.misses, "loads_here": stats.loads}
     counts |= dict(stats.counts)
     counts |= {f"error:{name}": n for name, n in stats.errors.items()}
     return counts

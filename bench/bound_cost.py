@@ -66,8 +66,8 @@ def _run(
         machine="loaded" if loaded else "quiet",
         bound="100 ms" if bounded else "off",
         reads=report.check.reads,
-        l1_hits=report.counts.get("hit:memory", 0),
-        refused=report.counts.get("l1_refused", 0),
+        l1_hits=report.counts.get("hit:l1", 0),
+        refused=report.counts.get("bypass:l1:stale_bound", 0),
         stale=report.check.stale_at(BOUND),
         seconds=seconds,
     )
@@ -110,6 +110,6 @@ def run(*, redis_url: str, seconds: float, markdown: bool) -> int:
     print(
         f"\n{seconds:.0f} s per run; loaded: a busy-loop process per core "
         f"({os.cpu_count()}) and one worker at a time frozen for 300 ms; "
-        "L1 share = hits['memory'] / reads."
+        "L1 share = stats().l1.hits / reads."
     )
     return 0

@@ -4,7 +4,9 @@ Targets P1-P3 (docs/performance.md), each reported as a ratio to a baseline
 measured in the same run:
 
 * P1  L1 hit through the decorator: sync vs ``functools.lru_cache``, async
-  vs ``await`` of a trivial coroutine.
+  vs ``await`` of a trivial coroutine; diagnostic rows with each Prometheus
+  exporter on (``freshcache.contrib.prometheus``: the one-process collector,
+  and multiprocess mode's copying thread), to compare with the row with none.
 * P2  L2 (Redis) hit through the decorator vs a raw redis-py GET +
   ``json.loads`` (sync and async).
 * P3  asyncio throughput, 100 tasks doing L2 hits vs raw ``redis.asyncio``
@@ -184,6 +186,38 @@ def _fc_prefix() -> str:
     return f"fcbench{os.getpid()}"
 
 
+def export(stack: ExitStack | AsyncExitStack, cache: Any, how: str | None) -> None:
+    """Export ``cache`` to Prometheus for the rows that measure exporters:
+    ``"collector"`` (one process: read at scrape), ``"multiprocess"``
+    (prometheus-client's multiprocess mode: a thread copies the stats into
+    its files every second). The hit path is the same code either way."""
+    if how is None:
+        return
+    import shutil
+    import tempfile
+
+    from freshcache.contrib.prometheus import MULTIPROC_VARIABLE, instrument
+
+    if how == "collector":
+        from prometheus_client import CollectorRegistry
+
+        stack.callback(instrument(cache, registry=CollectorRegistry()).close)
+        return
+    folder = tempfile.mkdtemp(prefix="fcbench-prom-")
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    os.environ[MULTIPROC_VARIABLE] = folder
+    try:
+        stack.callback(instrument(cache, name=f"bench{id(cache)}").close)
+    finally:
+        del os.environ[MULTIPROC_VARIABLE]
+
+
+EXPORTERS = {
+    "freshcache + Prometheus, multiprocess (diagnostic)": "multiprocess",
+    "freshcache + Prometheus collector (diagnostic)": "collector",
+}
+
+
 def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
     """The P1-sync rows; with ``redis_url`` also L1 over Redis, with the
     staleness bound's check and without it (what the check costs a hit)."""
@@ -193,12 +227,13 @@ def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
         return functools.lru_cache(maxsize=128)(make_loader(counter)), counter
 
     def freshcache(
-        stack: ExitStack, **kwargs: Any
+        stack: ExitStack, exporter: str | None = None, **kwargs: Any
     ) -> tuple[Callable[[Any], Any], Counter]:
         from freshcache import Cache
 
         cache = Cache(prefix=_fc_prefix(), version="v1", **kwargs)
         stack.callback(cache.close)
+        export(stack, cache, exporter)
         counter = Counter()
         counter.stats = cache.stats
         return cache.cached("user:{user_id}", ttl=TTL)(make_loader(counter)), counter
@@ -250,9 +285,13 @@ def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
         stack.callback(fn._cache.close)
         return fn, counter
 
+    def exported(how: str) -> Factory:
+        return functools.partial(freshcache, exporter=how)
+
     return {
         "functools.lru_cache (baseline)": lru,
         "freshcache Cache() @cached": freshcache,
+        **{name: exported(how) for name, how in EXPORTERS.items()},
         "freshcache, NullMetrics (diagnostic)": freshcache_null,
         "cachetools.cached(LRUCache)": cachetools_lru,
         "cachetools.cached(TTLCache)": cachetools_ttl,
@@ -294,11 +333,14 @@ def async_l1_candidates(redis_url: str | None = None) -> dict[str, L1Factory]:
 
         return f, None
 
-    async def freshcache(stack: AsyncExitStack, **kwargs: Any) -> tuple[Any, Counter]:
+    async def freshcache(
+        stack: AsyncExitStack, exporter: str | None = None, **kwargs: Any
+    ) -> tuple[Any, Counter]:
         from freshcache import AsyncCache
 
         cache = AsyncCache(prefix=_fc_prefix(), version="v1", **kwargs)
         stack.push_async_callback(cache.aclose)
+        export(stack, cache, exporter)
         counter = Counter()
         counter.stats = cache.stats
         return cache.cached("user:{user_id}", ttl=TTL)(make_aloader(counter)), counter
@@ -348,9 +390,13 @@ def async_l1_candidates(redis_url: str | None = None) -> dict[str, L1Factory]:
         stack.callback(fn._cache.close)
         return fn, counter
 
+    def exported(how: str) -> L1Factory:
+        return functools.partial(freshcache, exporter=how)
+
     rows: dict[str, L1Factory] = {
         "await trivial coroutine (baseline)": trivial,
         "freshcache AsyncCache() @cached": freshcache,
+        **{name: exported(how) for name, how in EXPORTERS.items()},
         "freshcache, NullMetrics (diagnostic)": freshcache_null,
         "cashews mem:// @cache": cashews_mem,
         "aiocache @cached(SimpleMemoryCache)": aiocache_mem,

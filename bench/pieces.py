@@ -91,7 +91,7 @@ def l1(*, repeats: int) -> None:
                 lambda _: now() < entry.fresh_until, USER_ID
             ),
             "metrics.hit(tier, namespace)": sync_loop(
-                lambda _: hit("memory", namespace), USER_ID
+                lambda _: hit("l1", namespace), USER_ID
             ),
         }
     except Exception as exc:

@@ -28,6 +28,6 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     else:
         stats = cache.stats()
         body["bus_connect"] = stats.counts.get("bus_connect", 0)
-        body["l1_hits"] = stats.hits.get("memory", 0)
+        body["l1_hits"] = stats.l1.hits
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps(body).encode()]

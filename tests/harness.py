@@ -339,7 +339,10 @@ class FreshClient:
         stats = self.cache.stats()
         out = dict(stats.counts)
         out.update({f"error:{k}": v for k, v in stats.errors.items()})
-        out.update({f"hit:{k}": v for k, v in stats.hits.items()})
+        out["hit:l1"] = stats.l1.hits
+        out["hit:redis"] = stats.redis.hits
+        for tier, lookups in (("l1", stats.l1), ("redis", stats.redis)):
+            out.update({f"bypass:{tier}:{r}": n for r, n in lookups.bypasses.items()})
         out["loads"] = stats.loads
         return out
 

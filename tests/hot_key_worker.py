@@ -63,7 +63,7 @@ def _run(
         ) as cache:  # fmt: skip
             warm_up(cache)
             cache.get(KEY)  # learns the namespace version, once the bus is up
-            misses = cache.stats().misses.get("all", 0)
+            misses = cache.stats().lookups.misses
             barrier.wait(BARRIER_TIMEOUT)
 
             def reader() -> None:
@@ -91,7 +91,7 @@ def _run(
             for worker in workers:
                 worker.join()
             stats = cache.stats()
-            result.found_no_value = stats.misses.get("all", 0) - misses
+            result.found_no_value = stats.lookups.misses - misses
             result.loads = stats.loads
             result.counts = dict(stats.counts)
     finally:

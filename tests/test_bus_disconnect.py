@@ -57,7 +57,7 @@ def count(cache: Cache, name: str) -> int:
 
 
 def memory_hits(cache: Cache) -> int:
-    return cache.stats().hits.get("memory", 0)
+    return cache.stats().l1.hits
 
 
 def kill_buses(url: str) -> int:

@@ -118,10 +118,10 @@ def test_cluster_failover_under_traffic(key_prefix: str) -> None:
             wait_until_current(observer)
             resubscribed = observer.stats().counts.get("bus_connect", 0)
             before = observer.get_or_load(seen_key, lambda: 0)
-            l1_hits = observer.stats().hits.get("memory", 0)
+            l1_hits = observer.stats().l1.hits
             l1_served = (
                 observer.get(seen_key) == before == 0
-                and observer.stats().hits.get("memory", 0) == l1_hits + 1
+                and observer.stats().l1.hits == l1_hits + 1
             )
             assert writer.invalidate(seen_key)  # the row is 1 now
             bus_seen = False

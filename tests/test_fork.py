@@ -63,7 +63,7 @@ def _child(cache: Cache, name: str, start_at: float, writes: Any, out: Any) -> N
     stop.set()
     reader.join()
     stats = cache.stats()
-    out.put((name, reads, dict(stats.counts), stats.hits.get("memory", 0)))
+    out.put((name, reads, dict(stats.counts), stats.l1.hits))
 
 
 WRITERS = ("parent", "child-1", "child-2", "stranger")

@@ -2,61 +2,92 @@
 
 from __future__ import annotations
 
-from freshcache.metrics import BUCKETS, CacheStats, Latency, NullMetrics, StatsRecorder
+import math
+
+from freshcache.metrics import (
+    BUCKETS,
+    Bypass,
+    CacheStats,
+    Latency,
+    Lookups,
+    NullMetrics,
+    StatsRecorder,
+    Tier,
+)
 
 
 def test_fresh_recorder_snapshot_is_empty_and_safe() -> None:
     stats = StatsRecorder().snapshot()
     assert stats.hit_rate == 0.0
-    assert stats.requests == 0
+    assert stats.lookups.total == 0
     assert stats.latency == {}
+    assert stats == CacheStats()
 
 
-def test_hits_misses_by_tier_and_namespace() -> None:
+def test_lookups_by_tier_outcome_and_namespace() -> None:
     rec = StatsRecorder()
-    rec.hit("memory", "user")
+    rec.hit("l1", "user")  # an L1 hit
+    rec.miss("l1", "user")  # an L1 miss, then a Redis hit
     rec.hit("redis", "user")
-    rec.miss("memory", "team")
+    rec.miss("l1", "team")  # missed everywhere
     rec.miss("redis", "team")
-    rec.miss("all", "team")
+    rec.miss("cache", "team")
+    rec.bypass("l1", "team", Bypass.STALE_BOUND)  # L1 refused, Redis down
+    rec.bypass("redis", "team", Bypass.CIRCUIT_OPEN)
+    rec.bypass("cache", "team", Bypass.CIRCUIT_OPEN)
     stats = rec.snapshot()
-    assert stats.hits == {"memory": 1, "redis": 1}
-    assert stats.misses == {"memory": 1, "redis": 1, "all": 1}
-    assert stats.hits_by_namespace == {"user": 2}
-    assert stats.misses_by_namespace == {"team": 1}
-    assert stats.requests == 3
-    assert stats.hit_rate == 2 / 3
+    assert stats.lookups == Lookups(2, 1, {"circuit_open": 1})
+    assert stats.lookups.total == 4
+    assert stats.hit_rate == 0.5
+    assert stats.l1 == Lookups(1, 2, {"stale_bound": 1})
+    assert stats.redis == Lookups(1, 1, {"circuit_open": 1})
+    assert stats.namespaces["user"].lookups == Lookups(hits=2)
+    assert stats.namespaces["user"].redis == Lookups(hits=1)
+    assert stats.namespaces["team"].lookups.bypassed == 1
+    assert stats.namespaces["team"].l1.total == 2
+    assert list(stats.lookups.bypasses) == ["circuit_open"]  # plain str keys
+    assert Tier.L1 == "l1"
+    assert Tier.CACHE == "cache"
 
 
 def test_loads_evictions_errors_latency() -> None:
     rec = StatsRecorder()
     rec.load("user", 0.002, failed=False)
     rec.load("user", 0.5, failed=True)
-    rec.eviction("memory", "bytes")
+    rec.eviction("l1", "bytes")
     rec.error("transient")
     rec.error("transient")
     stats = rec.snapshot()
     assert (stats.loads, stats.load_errors) == (2, 1)
     assert stats.load_seconds == 0.502
-    assert stats.evictions == {"memory:bytes": 1}
+    assert stats.evictions == {"l1:bytes": 1}
     assert stats.errors == {"transient": 2}
-    assert stats.latency["load"].count == 2
-    assert stats.latency["load"].quantile(0.5) == 0.0025
-    assert stats.latency["load"].quantile(1.0) == 0.5
+    load = stats.latency["load"]
+    assert load.count == 2
+    assert math.isclose(load.sum, 0.502)
+    assert load.quantile(0.5) == 0.0025
+    assert load.quantile(1.0) == 0.5
+    assert load.p50 == 0.0025
+    assert load.p99 == 0.5
+    assert load.bounds == BUCKETS
+    assert dict(load.buckets)[0.0025] == 1
 
 
 def test_latency_quantiles() -> None:
     assert Latency().quantile(0.99) is None
+    assert Latency().mean is None
     counts = [0] * len(BUCKETS)
     counts[0] = 99
     counts[-1] = 1
-    latency = Latency(tuple(counts))
+    latency = Latency(tuple(counts), sum=20.0)
     assert latency.quantile(0.5) == BUCKETS[0]
     assert latency.quantile(1.0) == float("inf")
+    assert latency.mean == 0.2
 
 
 def test_null_metrics_record_nothing() -> None:
     null = NullMetrics()
-    null.hit("memory", "x")
+    null.hit("l1", "x")
+    null.bypass("cache", "x", Bypass.DISABLED)
     null.load("x", 1.0, failed=False)
     assert null.snapshot() == CacheStats()

@@ -30,7 +30,10 @@ PUBLIC = {
     "ValueTooLargeError", "RevivalError", "StoreError", "TransientStoreError",
     "BacklogFullError", "CapacityStoreError", "ConfigStoreError",
     "UnsafeRedisError", "PermanentWriteError", "CacheClosedError",
+    "CircuitOpenError",
     "CacheStats", "Latency", "Metrics", "NullMetrics", "StatsRecorder",
+    "BUCKETS", "Bypass", "ErrorClass", "Event", "Lookups", "NamespaceStats",
+    "Outcome", "Tier",
     "Sink", "CallableSink",
 }  # fmt: skip
 

@@ -31,6 +31,7 @@ from freshcache.errors import (
     BacklogFullError,
     CacheClosedError,
     CapacityStoreError,
+    CircuitOpenError,
     ConfigStoreError,
     FreshcacheError,
     PermanentWriteError,
@@ -44,13 +45,28 @@ from freshcache.errors import (
 )
 
 # Health
-from freshcache.metrics import CacheStats, Latency, Metrics, NullMetrics, StatsRecorder
+from freshcache.metrics import (
+    BUCKETS,
+    Bypass,
+    CacheStats,
+    ErrorClass,
+    Event,
+    Latency,
+    Lookups,
+    Metrics,
+    NamespaceStats,
+    NullMetrics,
+    Outcome,
+    StatsRecorder,
+    Tier,
+)
 
 # Write-behind sinks
 from freshcache.sinks.base import Sink
 from freshcache.sinks.callable import CallableSink
 
 __all__ = [
+    "BUCKETS",
     "L1",
     "MISS",
     "TTL",
@@ -62,19 +78,26 @@ __all__ = [
     "AsyncWriteBehindWorker",
     "AsyncWriteThrough",
     "BacklogFullError",
+    "Bypass",
     "Cache",
     "CacheClosedError",
     "CacheStats",
     "CachedFunction",
     "CallableSink",
     "CapacityStoreError",
+    "CircuitOpenError",
     "Clock",
     "ConfigStoreError",
+    "ErrorClass",
+    "Event",
     "Events",
     "FreshcacheError",
     "Latency",
+    "Lookups",
     "Metrics",
+    "NamespaceStats",
     "NullMetrics",
+    "Outcome",
     "PermanentWriteError",
     "RevivalError",
     "SerializationError",
@@ -82,6 +105,7 @@ __all__ = [
     "StatsRecorder",
     "StoreError",
     "SystemClock",
+    "Tier",
     "TransientStoreError",
     "UnsafeRedisError",
     "UnstableKeyError",

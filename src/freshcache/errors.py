@@ -9,6 +9,7 @@ The hierarchy::
     │   └── RevivalError               cached data no longer fits the annotated type
     ├── StoreError                     a cache server failed (never escapes a read)
     │   ├── TransientStoreError        connection, timeout, loading, open circuit
+    │   │   ├── CircuitOpenError       the breaker refused the call: Redis failed lately
     │   │   └── BacklogFullError       the write-behind queue is full (put refused)
     │   ├── CapacityStoreError         the server is out of memory
     │   └── ConfigStoreError           auth, ACL, WRONGTYPE: a misconfiguration
@@ -56,6 +57,11 @@ class TransientStoreError(StoreError):
     """Connection refused, timeout, server loading, or the circuit is open."""
 
     kind = "transient"
+
+
+class CircuitOpenError(TransientStoreError):
+    """The circuit breaker refused the call: Redis failed recently, and the
+    cache does not pay the deadline again until a probe succeeds."""
 
 
 class CapacityStoreError(StoreError):

@@ -1,9 +1,18 @@
-"""Metrics: a small protocol, a no-op sink, and the built-in stats recorder.
+"""Metrics: the protocol a cache reports to, its names, and the stats it keeps.
 
 The cache reports every event to one ``Metrics`` object. The default,
 ``StatsRecorder``, keeps counters in memory so that ``cache.stats()`` works
-out of the box; ``NullMetrics`` turns recording off; an integration (for
-example Prometheus) implements the same protocol.
+out of the box; ``NullMetrics`` turns recording off; an exporter (for
+example ``freshcache.contrib.prometheus``) reads ``cache.stats()``, or
+implements the same protocol.
+
+Every lookup (a key read by ``get``, ``get_many``, ``get_or_load`` or a
+cached function) is counted exactly once as a hit, a miss or a bypass, in
+each tier it reached (``l1``, ``redis``) and for the cache as a whole
+(``cache``), by namespace. Every other name a cache counts is defined here,
+once: ``Event`` (``stats().counts``), ``ErrorClass`` (``stats().errors``),
+``Bypass`` (why a lookup skipped a tier). Names are ``snake_case``; a ``:``
+separates a family from its detail (``decode:checksum``).
 
 Labels are tiers, namespaces, causes and error classes: never keys or values.
 """
@@ -15,20 +24,132 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Final, Protocol
 
-# Latency buckets: upper bounds in seconds, 25 us to 10 s.
 BUCKETS: Final = (
     0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, float("inf"),
 )  # fmt: skip
+"""Latency histogram buckets: upper bounds in seconds, 25 us to 10 s, then +inf."""
+
+
+class Tier(StrEnum):
+    """Where a lookup was answered, missed or skipped.
+
+    ``CACHE`` is the cache as a whole: a lookup's final outcome.
+    """
+
+    L1 = "l1"
+    REDIS = "redis"
+    CACHE = "cache"
+
+
+class Outcome(StrEnum):
+    """What a lookup found in a tier (or in the cache as a whole)."""
+
+    HIT = "hit"
+    MISS = "miss"
+    BYPASS = "bypass"
+
+
+class Bypass(StrEnum):
+    """Why a lookup skipped a tier, or the whole cache."""
+
+    DISABLED = "disabled"  # enabled=False / FRESHCACHE_ENABLED=0 (cache)
+    STALE_BOUND = "stale_bound"  # L1 could not prove max_staleness (l1)
+    CIRCUIT_OPEN = "circuit_open"  # the breaker refused the call (redis, cache)
+    UNAVAILABLE = "unavailable"  # Redis failed to answer (redis, cache)
+
+
+class Event(StrEnum):
+    """Names of ``stats().counts``: things that happened, counted."""
+
+    BUS_CONNECT = "bus_connect"
+    BUS_DISCONNECT = "bus_disconnect"
+    BUS_GAP = "bus_gap"  # a ping back while an older one never came: L1 dropped
+    EARLY_REFRESH = "early_refresh"
+    FILL_SKIPPED_LEASE_LOST = "fill_skipped:lease_lost"
+    FILL_SKIPPED_TAG_INVALIDATED = "fill_skipped:tag_invalidated"
+    FILL_SKIPPED_WRITE_PENDING = "fill_skipped:write_pending"
+    INVALIDATION_ATTEMPT_FAILED = "invalidation_attempt_failed"
+    INVALIDATION_GAVE_UP = "invalidation_gave_up"
+    INVALIDATIONS_ABANDONED = "invalidations_abandoned"
+    INVALIDATIONS_ESCALATED = "invalidations_escalated"
+    INVALIDATIONS_OVERFLOW = "invalidations_overflow"
+    INVALIDATIONS_QUEUED = "invalidations_queued"
+    INVALIDATIONS_RECEIVED = "invalidations_received"
+    INVALIDATIONS_RETRIED = "invalidations_retried"
+    INVALIDATIONS_SENT = "invalidations_sent"
+    L1_FILL_SKIPPED = "l1_fill_skipped"
+    L1_STALE_WHEN_DOWN = "l1_stale_when_down"
+    LEASE_BUSY = "lease_busy"
+    LEASE_TAKEOVER = "lease_takeover"
+    LEASE_UNSURE_RELEASE = "lease_unsure_release"
+    LEASE_WAIT_SERVED = "lease_wait_served"
+    LEASE_WAIT_TIMEOUT = "lease_wait_timeout"
+    PENDING_BYPASS = "pending_bypass"
+    REFRESH_SKIPPED_LEASE_BUSY = "refresh_skipped:lease_busy"
+    REFRESH_SKIPPED_REFRESHED = "refresh_skipped:refreshed"
+    SWR_SERVED_STALE = "swr_served_stale"
+    UPDATE_RETRY = "update_retry"  # add/incr/touch: the key changed meanwhile
+    VERSION_LAPSED = "version_lapsed"
+    WRITE_THROUGH_QUEUED = "write_through_queued"
+    WRITEBEHIND_APPLIED = "writebehind:applied"
+    WRITEBEHIND_DEAD_LETTERED = "writebehind:dead_lettered"
+    WRITEBEHIND_ENQUEUED = "writebehind:enqueued"
+    WRITEBEHIND_LAST_TRY = "writebehind:last_try"
+    WRITEBEHIND_REDELIVERED = "writebehind:redelivered"
+
+
+class ErrorClass(StrEnum):
+    """Names of ``stats().errors``; a family (``DECODE``, ``CLUSTER``,
+    ``FAILOVER``, ``WRITEBEHIND``, ``WRITEBEHIND_WORKER``) takes a detail
+    after ``:`` (``decode:checksum``). Redis errors count under their class:
+    ``transient``, ``capacity``, ``config`` (``freshcache.errors``)."""
+
+    ACL = "acl"
+    BUS_APPLY = "bus_apply"
+    BUS_DECODE = "bus_decode"
+    BUS_DISCONNECT = "bus_disconnect"
+    BUS_LISTENER = "bus_listener"
+    BUS_PING = "bus_ping"
+    BUS_PUBLISH = "bus_publish"
+    CIRCUIT_OPEN = "circuit_open"
+    CLUSTER = "cluster"
+    CONFIG = "config"
+    DECODE = "decode"
+    EVENT_HANDLER = "event_handler"
+    FAILOVER = "failover"
+    INVALIDATION_RETRY = "invalidation_retry"
+    LIVE_REFRESH = "live_refresh"
+    OVERSIZE = "oversize"
+    POOL_WAIT = "pool_wait"
+    REFRESH = "refresh"
+    SERIALIZE = "serialize"
+    WRITEBEHIND = "writebehind"
+    WRITEBEHIND_SINK = "writebehind_sink"
+    WRITEBEHIND_WORKER = "writebehind_worker"
+
+    def detail(self, detail: str) -> str:
+        """``family:detail``: ``ErrorClass.DECODE.detail("checksum")``."""
+        return f"{self.value}:{detail}"
 
 
 class Metrics(Protocol):
-    """Where a cache reports what happens. Every method must be cheap."""
+    """Where a cache reports what happens. Every method must be cheap (the
+    hit path calls ``hit``); none may raise.
+
+    Per lookup, the cache calls, in this order, for each tier it reached:
+    ``hit(tier, ns)`` (and stops: the lookup is a hit), ``miss(tier, ns)``
+    or ``bypass(tier, ns, reason)``; then, if no tier hit, once
+    ``miss(Tier.CACHE, ns)`` (some tier was asked) or ``bypass(Tier.CACHE,
+    ns, reason)`` (none was: the cache is disabled, Redis out of reach).
+    """
 
     def hit(self, tier: str, namespace: str) -> None: ...
     def miss(self, tier: str, namespace: str) -> None: ...
+    def bypass(self, tier: str, namespace: str, reason: str) -> None: ...
     def load(self, namespace: str, seconds: float, *, failed: bool) -> None: ...
     def eviction(self, tier: str, cause: str) -> None: ...
     def error(self, kind: str) -> None: ...
@@ -40,57 +161,124 @@ class Metrics(Protocol):
 
 @dataclass(frozen=True)
 class Latency:
-    """A latency histogram: counts per bucket upper bound (seconds)."""
+    """A latency histogram: ``counts[i]`` observations at most ``bounds[i]``
+    seconds (and above ``bounds[i - 1]``); ``sum`` is their total."""
 
     counts: tuple[int, ...] = (0,) * len(BUCKETS)
+    sum: float = 0.0
+    bounds: tuple[float, ...] = BUCKETS
 
     @property
     def count(self) -> int:
         return sum(self.counts)
 
+    @property
+    def buckets(self) -> tuple[tuple[float, int], ...]:
+        """``(upper bound in seconds, observations in that bucket)`` pairs."""
+        return tuple(zip(self.bounds, self.counts, strict=True))
+
+    @property
+    def mean(self) -> float | None:
+        total = self.count
+        return self.sum / total if total else None
+
     def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding quantile ``q``; None if empty."""
+        """Upper bound (seconds) of the bucket holding quantile ``q`` (0 to 1):
+        the true quantile is at most this. None if empty."""
         total = self.count
         if total == 0:
             return None
         rank = q * total
         seen = 0
-        for bound, n in zip(BUCKETS, self.counts, strict=True):
+        for bound, n in zip(self.bounds, self.counts, strict=True):
             seen += n
             if seen >= rank:
                 return bound
-        return BUCKETS[-1]  # pragma: no cover
+        return self.bounds[-1]  # pragma: no cover
+
+    @property
+    def p50(self) -> float | None:
+        return self.quantile(0.50)
+
+    @property
+    def p90(self) -> float | None:
+        return self.quantile(0.90)
+
+    @property
+    def p99(self) -> float | None:
+        return self.quantile(0.99)
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """Lookups counted by outcome: each one once."""
+
+    hits: int = 0
+    misses: int = 0
+    bypasses: Mapping[str, int] = field(default_factory=dict)  # by ``Bypass`` reason
+
+    @property
+    def bypassed(self) -> int:
+        return sum(self.bypasses.values())
+
+    @property
+    def total(self) -> int:
+        """``hits + misses + bypassed``."""
+        return self.hits + self.misses + self.bypassed
+
+    @property
+    def hit_rate(self) -> float:
+        """``hits / total``; 0.0 before any lookup."""
+        total = self.total
+        return self.hits / total if total else 0.0
+
+    def __add__(self, other: Lookups) -> Lookups:
+        bypasses = dict(self.bypasses)
+        for reason, n in other.bypasses.items():
+            bypasses[reason] = bypasses.get(reason, 0) + n
+        return Lookups(self.hits + other.hits, self.misses + other.misses, bypasses)
+
+
+@dataclass(frozen=True)
+class NamespaceStats:
+    """The lookups of one namespace: as a whole, and per tier reached."""
+
+    lookups: Lookups = Lookups()  # every lookup once: hit in some tier, miss, bypass
+    l1: Lookups = Lookups()  # the lookups that reached L1
+    redis: Lookups = Lookups()  # the lookups that reached Redis (L1 did not answer)
 
 
 @dataclass(frozen=True)
 class CacheStats:
-    """A snapshot of what a cache has done since it was created."""
+    """A snapshot of what a cache has done since it was created (or forked).
 
-    hits: Mapping[str, int] = field(default_factory=dict)  # by tier
-    misses: Mapping[str, int] = field(default_factory=dict)  # by tier
-    hits_by_namespace: Mapping[str, int] = field(default_factory=dict)
-    misses_by_namespace: Mapping[str, int] = field(default_factory=dict)
-    loads: int = 0
-    load_errors: int = 0
-    load_seconds: float = 0.0
+    ``lookups`` counts every lookup once: ``hits`` (answered by a tier),
+    ``misses`` (asked, not found: the loader ran or the default came back)
+    and ``bypasses`` by reason (the cache was not asked: disabled, Redis
+    out of reach). ``l1`` and ``redis`` count the lookups that reached each
+    tier, so ``l1.total == lookups.total - lookups.bypassed`` with an L1, and
+    ``redis.total == l1.total - l1.hits`` over Redis.
+    """
+
+    lookups: Lookups = Lookups()
+    l1: Lookups = Lookups()
+    redis: Lookups = Lookups()
+    namespaces: Mapping[str, NamespaceStats] = field(default_factory=dict)
+    loads: int = 0  # loader calls
+    load_errors: int = 0  # loader calls that raised
+    load_seconds: float = 0.0  # time spent in loaders
     evictions: Mapping[str, int] = field(default_factory=dict)  # "tier:cause"
-    errors: Mapping[str, int] = field(default_factory=dict)  # by class
-    counts: Mapping[str, int] = field(default_factory=dict)  # other events, by name
+    errors: Mapping[str, int] = field(default_factory=dict)  # by ``ErrorClass``
+    counts: Mapping[str, int] = field(default_factory=dict)  # by ``Event``
     latency: Mapping[str, Latency] = field(default_factory=dict)  # by operation
     pending_invalidations: int = 0  # queued for retry: Redis did not take them
     oldest_pending_seconds: float = 0.0  # how long the queue has been non-empty
     gauges: Mapping[str, float] = field(default_factory=dict)  # last value, by name
 
     @property
-    def requests(self) -> int:
-        """Lookups answered: a hit in any tier or a final miss."""
-        return sum(self.hits.values()) + self.misses.get("all", 0)
-
-    @property
     def hit_rate(self) -> float:
-        """Share of lookups answered from a tier; 0.0 before any lookup."""
-        total = self.requests
-        return sum(self.hits.values()) / total if total else 0.0
+        """``lookups.hit_rate``: the share of lookups a tier answered."""
+        return self.lookups.hit_rate
 
 
 class NullMetrics:
@@ -102,6 +290,9 @@ class NullMetrics:
         pass
 
     def miss(self, tier: str, namespace: str) -> None:
+        pass
+
+    def bypass(self, tier: str, namespace: str, reason: str) -> None:
         pass
 
     def load(self, namespace: str, seconds: float, *, failed: bool) -> None:
@@ -126,6 +317,9 @@ class NullMetrics:
         return CacheStats()
 
 
+_SUM = len(BUCKETS)  # a histogram's list: one count per bucket, then the sum
+
+
 class StatsRecorder:
     """In-memory counters behind ``cache.stats()`` (the default).
 
@@ -142,13 +336,14 @@ class StatsRecorder:
         # tier -> namespace -> count: no tuple built per event (hot path).
         self._hits: defaultdict[str, defaultdict[str, int]] = defaultdict(_counter)
         self._misses: defaultdict[str, defaultdict[str, int]] = defaultdict(_counter)
+        self._bypasses: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self._loads = 0
         self._load_errors = 0
         self._load_seconds = 0.0
         self._evictions: defaultdict[str, int] = defaultdict(int)
         self._errors: defaultdict[str, int] = defaultdict(int)
         self._counts: defaultdict[str, int] = defaultdict(int)
-        self._latency: dict[str, list[int]] = {}
+        self._latency: dict[str, list[float]] = {}
         self._gauges: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -157,6 +352,9 @@ class StatsRecorder:
 
     def miss(self, tier: str, namespace: str) -> None:
         self._misses[tier][namespace] += 1
+
+    def bypass(self, tier: str, namespace: str, reason: str) -> None:
+        self._bypasses[tier, namespace, reason] += 1
 
     def load(self, namespace: str, seconds: float, *, failed: bool) -> None:
         self._loads += 1
@@ -178,8 +376,9 @@ class StatsRecorder:
         counts = self._latency.get(operation)
         if counts is None:
             with self._lock:
-                counts = self._latency.setdefault(operation, [0] * len(BUCKETS))
+                counts = self._latency.setdefault(operation, [0.0] * (_SUM + 1))
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        counts[_SUM] += seconds
 
     def gauge(self, name: str, value: float) -> None:
         self._gauges[name] = value
@@ -187,18 +386,43 @@ class StatsRecorder:
     def snapshot(self) -> CacheStats:
         hits = {tier: dict(c) for tier, c in list(self._hits.items())}
         misses = {tier: dict(c) for tier, c in list(self._misses.items())}
+        bypasses = list(self._bypasses.items())
+        names = {ns for by_ns in (*hits.values(), *misses.values()) for ns in by_ns}
+        names.update(ns for (_, ns, _), _ in bypasses)
+
+        def lookups(tier: str, namespace: str) -> Lookups:
+            if tier == Tier.CACHE:
+                hit = sum(by_ns.get(namespace, 0) for by_ns in hits.values())
+            else:
+                hit = hits.get(tier, {}).get(namespace, 0)
+            reasons = {
+                str(reason): n
+                for (t, ns, reason), n in bypasses
+                if t == tier and ns == namespace
+            }
+            return Lookups(hit, misses.get(tier, {}).get(namespace, 0), reasons)
+
+        namespaces = {
+            ns: NamespaceStats(
+                lookups(Tier.CACHE, ns), lookups(Tier.L1, ns), lookups(Tier.REDIS, ns)
+            )
+            for ns in sorted(names)
+        }
         return CacheStats(
-            hits={tier: sum(c.values()) for tier, c in hits.items()},
-            misses={tier: sum(c.values()) for tier, c in misses.items()},
-            hits_by_namespace=_merge(hits.values()),
-            misses_by_namespace=dict(misses.get("all", {})),
+            lookups=_total(s.lookups for s in namespaces.values()),
+            l1=_total(s.l1 for s in namespaces.values()),
+            redis=_total(s.redis for s in namespaces.values()),
+            namespaces=namespaces,
             loads=self._loads,
             load_errors=self._load_errors,
             load_seconds=self._load_seconds,
             evictions=dict(self._evictions),
             errors=dict(self._errors),
             counts=dict(self._counts),
-            latency={op: Latency(tuple(c)) for op, c in list(self._latency.items())},
+            latency={
+                op: Latency(tuple(int(n) for n in c[:_SUM]), c[_SUM])
+                for op, c in list(self._latency.items())
+            },
             gauges=dict(self._gauges),
         )
 
@@ -207,9 +431,8 @@ def _counter() -> defaultdict[str, int]:
     return defaultdict(int)
 
 
-def _merge(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    out: defaultdict[str, int] = defaultdict(int)
-    for by_namespace in counts:
-        for namespace, n in by_namespace.items():
-            out[namespace] += n
-    return dict(out)
+def _total(parts: Iterable[Lookups]) -> Lookups:
+    total = Lookups()
+    for part in parts:
+        total += part
+    return total

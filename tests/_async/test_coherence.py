@@ -47,7 +47,7 @@ async def test_an_invalidation_reaches_the_other_l1(
     await wait_for_count(b, "invalidations_received", received + 1)  # a's message
     assert await b.get("user:1") == "v1"
     assert await b.get("user:1") == "v1"
-    assert b.stats().hits["memory"] >= 1  # now served from b's L1
+    assert b.stats().l1.hits >= 1  # now served from b's L1
     await a.set("user:1", "v2")  # read-your-writes in a at once...
     assert await a.get("user:1") == "v2"
 
@@ -74,9 +74,9 @@ async def test_invalidation_removes_one_key_not_the_whole_l1(
     assert await b.get_many(["k:1", "k:2"]) == {"k:1": 1, "k:2": 2}
     await a.invalidate("k:1")
     await wait_for_count(b, "invalidations_received", received + 2)
-    hits_before = b.stats().hits.get("memory", 0)
+    hits_before = b.stats().l1.hits
     assert await b.get("k:2") == 2
-    assert b.stats().hits["memory"] == hits_before + 1  # k:2 stayed in b's L1
+    assert b.stats().l1.hits == hits_before + 1  # k:2 stayed in b's L1
 
 
 async def test_tags_from_arguments_and_results(
@@ -240,7 +240,7 @@ async def test_l1_copy_mode_isolates_callers(
         first = await cache.get("k")
         first["items"].append(2)  # a caller mutates what it got
         assert await cache.get("k") == {"items": [1]}
-        assert cache.stats().hits["memory"] >= 1
+        assert cache.stats().l1.hits >= 1
 
 
 async def test_l1_never_outlives_freshness_or_its_cap(
@@ -257,9 +257,9 @@ async def test_l1_never_outlives_freshness_or_its_cap(
         clock.advance(2.5)
         assert await cache.get("short") is MISS  # never past the value's TTL
         clock.advance(3)  # 5.5 s: past L1's own cap
-        hits = cache.stats().hits.get("redis", 0)
+        hits = cache.stats().redis.hits
         assert await cache.get("long") == 2
-        assert cache.stats().hits["redis"] == hits + 1  # from Redis, not L1
+        assert cache.stats().redis.hits == hits + 1  # from Redis, not L1
 
 
 async def test_without_a_bus_l1_serves_nothing(
@@ -276,9 +276,9 @@ async def test_without_a_bus_l1_serves_nothing(
         for _ in range(3):
             assert await cache.get("k") == 1
         stats = cache.stats()
-        assert stats.hits.get("memory", 0) == 0
-        assert stats.hits["redis"] == 3
-        assert stats.counts["l1_refused"] >= 3
+        assert stats.l1.hits == 0
+        assert stats.redis.hits == 3
+        assert stats.l1.bypasses["stale_bound"] >= 3
 
 
 async def test_l1_stops_serving_once_the_watermark_is_older_than_the_bound(
@@ -296,16 +296,16 @@ async def test_l1_stops_serving_once_the_watermark_is_older_than_the_bound(
         await cache.set("k", 1)
         assert await cache.get("k") == 1
         assert await cache.get("k") == 1
-        hits = cache.stats().hits.get("memory", 0)
+        hits = cache.stats().l1.hits
         assert hits >= 1
         bus = cache.engine.bus
         bus.watermark = clock.monotonic() - 0.6  # as if no ping came back since
         assert await cache.get("k") == 1
-        assert cache.stats().hits.get("memory", 0) == hits  # refused: Redis
-        assert cache.stats().counts["l1_refused"] >= 1
+        assert cache.stats().l1.hits == hits  # refused: Redis
+        assert cache.stats().l1.bypasses["stale_bound"] >= 1
         await wait_until_current(cache)  # the next ping back
         assert await cache.get("k") == 1
-        assert cache.stats().hits["memory"] == hits + 1
+        assert cache.stats().l1.hits == hits + 1
 
 
 @pytest.mark.parametrize("grace", [0.0, 2.0])
@@ -324,7 +324,7 @@ async def test_serve_stale_when_down_is_bounded_and_counted(
         await cache.set("k", 1)
         assert await cache.get("k") == 1
         assert await cache.get("k") == 1
-        memory = cache.stats().hits.get("memory", 0)
+        memory = cache.stats().l1.hits
         assert memory >= 1
         bus = cache.engine.bus
         bus.connected = False  # as the listener marks a dropped connection
@@ -332,14 +332,14 @@ async def test_serve_stale_when_down_is_bounded_and_counted(
         assert await cache.get("k") == 1
         stats = cache.stats()
         if grace:
-            assert stats.hits["memory"] == memory + 1
+            assert stats.l1.hits == memory + 1
             assert stats.counts["l1_stale_when_down"] >= 1
         else:
-            assert stats.hits.get("memory", 0) == memory
+            assert stats.l1.hits == memory
             assert "l1_stale_when_down" not in stats.counts
         clock.advance(2.0)  # 3 s: past the bound plus the grace
         assert await cache.get("k") == 1
-        assert cache.stats().hits.get("memory", 0) == stats.hits.get("memory", 0)
+        assert cache.stats().l1.hits == stats.l1.hits
         bus.connected = True
 
 
@@ -357,7 +357,7 @@ async def test_l1_hits_cost_no_round_trip(pair: tuple[AsyncCache, AsyncCache]) -
     for _ in range(10):
         assert await user(1) == 1
     after = a.stats()
-    assert after.hits["memory"] == before.hits["memory"] + 10
+    assert after.l1.hits == before.l1.hits + 10
     assert after.latency == before.latency  # not one Redis operation
 
 

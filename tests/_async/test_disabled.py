@@ -18,7 +18,7 @@ from freshcache import L1, MISS, AsyncCache, CacheClosedError
 from freshcache._concurrency import AsyncFlag
 from tests._async.waiting import WAIT, run_in_background
 
-BYPASS = "disabled_bypass"
+BYPASS = "disabled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ async def cache(
 
 
 def bypasses(cache: AsyncCache) -> int:
-    return cache.stats().counts.get(BYPASS, 0)
+    return cache.stats().lookups.bypasses.get(BYPASS, 0)
 
 
 async def test_nothing_is_built_that_could_connect(cache: AsyncCache) -> None:
@@ -69,10 +69,11 @@ async def test_reads_miss_and_count_bypasses(cache: AsyncCache) -> None:
     assert await cache.get("user:1", returns=User) is MISS
     assert await cache.get_many(["user:1", "user:2", "user:1"]) == {}
     stats = cache.stats()
-    assert stats.counts[BYPASS] == 5  # each distinct key looked up counts
-    assert stats.requests == 0  # nothing was asked of a tier: no hit, no miss
-    assert stats.hits == {}
-    assert stats.misses == {}
+    assert stats.lookups.bypasses == {BYPASS: 5}  # each distinct key looked up
+    assert stats.lookups.total == 5  # counted: a bypass, not traffic gone
+    assert stats.hit_rate == 0.0
+    assert (stats.lookups.hits, stats.lookups.misses) == (0, 0)
+    assert stats.l1.total == stats.redis.total == 0  # no tier was asked
 
 
 async def test_get_or_load_loads_on_every_call(cache: AsyncCache) -> None:

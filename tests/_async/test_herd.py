@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from freshcache import AsyncCache
+from freshcache import L1, AsyncCache
 from freshcache._concurrency import AsyncFlag
 from tests._async.waiting import (
     WAIT,
@@ -162,7 +162,7 @@ async def test_concurrent_reads_of_one_key_share_one_redis_read(
             return await original(full)
 
         monkeypatch.setattr(store, "get", get)
-        hits = cache.stats().hits.get("redis", 0)
+        hits = cache.stats().redis.hits
         results: list[Any] = []
 
         async def call() -> None:
@@ -179,7 +179,7 @@ async def test_concurrent_reads_of_one_key_share_one_redis_read(
             await worker.join(WAIT)
         assert results == ["cached"] * 6
         assert len(reads) == 1, reads
-        assert cache.stats().hits.get("redis", 0) == hits + 6
+        assert cache.stats().redis.hits == hits + 6
         assert cache.stats().loads == 0
         assert await cache.get_or_load("hot", lambda: "loaded") == "cached"
         assert len(reads) == 2  # the flight ended: a new caller reads anew
@@ -224,3 +224,58 @@ async def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
         assert results == ["loaded"] * 6
         assert reads == ["team"]
         assert cache.stats().loads == 1
+
+
+async def _stampede(
+    cache: AsyncCache, key: str, *, fail: bool, monkeypatch: Any
+) -> list[Any]:
+    """Six callers of ``key`` at once: one loads (slowly), five join it."""
+    loading, go = AsyncFlag(), AsyncFlag()
+
+    async def slow_loader() -> str:
+        loading.set()
+        assert await go.wait(WAIT)
+        if fail:
+            raise LookupError("the database said no")
+        return "loaded once"
+
+    results: list[Any] = []
+
+    async def call() -> None:
+        try:
+            results.append(await cache.get_or_load(key, slow_loader))
+        except LookupError as exc:
+            results.append(str(exc))
+
+    joins = JoinCounter()
+    monkeypatch.setattr(cache.engine.flights, "_calls", joins)
+    leader = await run_in_background(call)
+    assert await loading.wait(WAIT)
+    followers = [await run_in_background(call) for _ in range(5)]
+    await wait_for_joiners(joins, 5)
+    go.set()
+    for worker in [leader, *followers]:
+        await worker.join(WAIT)
+    return results
+
+
+async def test_callers_that_join_a_load_are_counted_and_get_its_error(
+    redis_url: str, key_prefix: str, redis_cleanup: None, monkeypatch: Any
+) -> None:
+    """Six callers share one load; each is one lookup in the stats (a miss
+    in L1, in Redis and in the cache), whether the load returns or raises."""
+    async with AsyncCache(redis_url, prefix=key_prefix, l1=L1(), timeout=1.0) as cache:
+        await cache.get("warm:up")
+        await wait_until_listening(cache)
+        for fail, expected in ((False, "loaded once"), (True, "the database said no")):
+            before = cache.stats()
+            results = await _stampede(
+                cache, f"hot:{fail}", fail=fail, monkeypatch=monkeypatch
+            )
+            assert results == [expected] * 6
+            after = cache.stats()
+            assert after.loads - before.loads == 1
+            assert after.lookups.misses - before.lookups.misses == 6
+            assert after.l1.misses - before.l1.misses == 6
+            assert after.redis.misses - before.redis.misses == 6
+            assert after.lookups.total - before.lookups.total == 6

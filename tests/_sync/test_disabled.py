@@ -19,7 +19,7 @@ from freshcache import L1, MISS, Cache, CacheClosedError
 from freshcache._concurrency import Flag
 from tests._sync.waiting import WAIT, run_in_background
 
-BYPASS = "disabled_bypass"
+BYPASS = "disabled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ def cache(request: pytest.FixtureRequest, silent_url: str) -> Iterator[Cache]:
 
 
 def bypasses(cache: Cache) -> int:
-    return cache.stats().counts.get(BYPASS, 0)
+    return cache.stats().lookups.bypasses.get(BYPASS, 0)
 
 
 def test_nothing_is_built_that_could_connect(cache: Cache) -> None:
@@ -68,10 +68,11 @@ def test_reads_miss_and_count_bypasses(cache: Cache) -> None:
     assert cache.get("user:1", returns=User) is MISS
     assert cache.get_many(["user:1", "user:2", "user:1"]) == {}
     stats = cache.stats()
-    assert stats.counts[BYPASS] == 5  # each distinct key looked up counts
-    assert stats.requests == 0  # nothing was asked of a tier: no hit, no miss
-    assert stats.hits == {}
-    assert stats.misses == {}
+    assert stats.lookups.bypasses == {BYPASS: 5}  # each distinct key looked up
+    assert stats.lookups.total == 5  # counted: a bypass, not traffic gone
+    assert stats.hit_rate == 0.0
+    assert (stats.lookups.hits, stats.lookups.misses) == (0, 0)
+    assert stats.l1.total == stats.redis.total == 0  # no tier was asked
 
 
 def test_get_or_load_loads_on_every_call(cache: Cache) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overl
 from freshcache._async.decorator import AsyncCachedFunction, wrap
 from freshcache._async.engine.disabled import AsyncDisabledEngine
 from freshcache._async.engine.events import AsyncEvents
-from freshcache._async.engine.tiers import AsyncEngine
+from freshcache._async.engine.tiers import AsyncEngine, bypass_reason
 from freshcache._async.writebehind.producer import (
     AsyncWriteBehind,
     Prepared,
@@ -45,7 +45,7 @@ from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.updates import Change, added, incremented, touched
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
-from freshcache.metrics import CacheStats, Metrics, StatsRecorder
+from freshcache.metrics import CacheStats, Metrics, StatsRecorder, Tier
 
 if TYPE_CHECKING:
     from freshcache._async.redis.connect import Client
@@ -217,7 +217,7 @@ class AsyncCache:
         store nothing and return False; invalidations, ``bump`` and ``clear``
         change nothing and report success; ``events.publish`` runs this
         process's handlers only. Every lookup is counted in
-        ``stats().counts["disabled_bypass"]`` and every loader call in
+        ``stats().lookups.bypasses["disabled"]`` and every loader call in
         ``loads``. ``write_behind`` raises (its queue holds writes on their
         way to the database). A disabled process does not invalidate other
         processes' caches: never run one beside enabled processes that share
@@ -270,8 +270,8 @@ class AsyncCache:
         checkers."""
         try:
             full, namespace = await self._resolve(key)
-        except StoreError:
-            self._metrics.miss("all", _namespace(key))
+        except StoreError as exc:
+            self._metrics.bypass(Tier.CACHE, _namespace(key), bypass_reason(exc))
             return default
         entry, _ = await self._engine.lookup(
             full, namespace, make_reviver(returns), local_checked=False
@@ -286,8 +286,8 @@ class AsyncCache:
         for key in dict.fromkeys(keys):
             try:
                 wanted[key] = await self._resolve(key)
-            except StoreError:
-                self._metrics.miss("all", _namespace(key))
+            except StoreError as exc:
+                self._metrics.bypass(Tier.CACHE, _namespace(key), bypass_reason(exc))
         entries = await self._engine.lookup_many(
             list(wanted.values()), make_reviver(returns)
         )
@@ -345,8 +345,8 @@ class AsyncCache:
         tag_list = _tag_sources(tags)
         try:
             full, namespace = await self._resolve(key)
-        except StoreError:
-            self._metrics.miss("all", _namespace(key))
+        except StoreError as exc:
+            self._metrics.bypass(Tier.CACHE, _namespace(key), bypass_reason(exc))
             loaded: T = await ainvoke(loader)
             return loaded
         value: T = await self._engine.serve(
@@ -668,8 +668,10 @@ class AsyncCache:
     # -- health and lifecycle ---------------------------------------------
 
     def stats(self) -> CacheStats:
-        """Hits and misses per tier and namespace, loads, evictions, errors,
-        latency, and the invalidations waiting to be retried."""
+        """What this cache did since it was made (or forked): every lookup
+        once as a hit, miss or bypass, per tier and namespace; loads,
+        evictions, errors, counted events, latency histograms, gauges, and
+        the invalidations waiting to be retried (``CacheStats``)."""
         engine = self._engine
         return dataclasses.replace(
             self._metrics.snapshot(),
@@ -678,7 +680,7 @@ class AsyncCache:
         )
 
     def _on_local_evict(self, cause: str) -> None:
-        self._metrics.eviction("memory", cause)
+        self._metrics.eviction(Tier.L1, cause)
 
     def after_fork(self) -> None:
         """In a child process just forked by something Python's ``os.fork``

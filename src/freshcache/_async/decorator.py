@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._async.engine.disabled import AsyncDisabledEngine
+from freshcache._async.engine.tiers import bypass_reason
 from freshcache._concurrency import acheck_function
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.freshness import Lifetime
@@ -16,6 +17,7 @@ from freshcache._core.layout import versioned
 from freshcache._core.sentinels import MISS
 from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
+from freshcache.metrics import Tier
 
 if TYPE_CHECKING:
     from freshcache._async.engine.tiers import AsyncEngine
@@ -83,7 +85,8 @@ def wrap(
         if version is None or not engine.versions_current():
             try:
                 version = await engine.versions.get(namespace)
-            except StoreError:  # unknown and out of reach: bypass the cache
+            except StoreError as exc:  # unknown and out of reach: bypass the cache
+                engine.metrics.bypass(Tier.CACHE, namespace, bypass_reason(exc))
                 return await func(*args, **kwargs)
         full = versioned(head, namespace, version, base)
         loader = functools.partial(func, *args, **kwargs)
@@ -115,6 +118,7 @@ def wrap(
         local_get = local.get
         now = engine.now
         hit = engine.metrics.hit
+        l1_tier = Tier.L1.value  # a plain str: the cheapest dict key
         count = engine.metrics.count
         refreshing = engine.refreshing
         miss = MISS
@@ -136,11 +140,11 @@ def wrap(
             if entry is miss:
                 return await fill(key, args, kwargs, True)
             if now() < entry.early_from:  # fresh, and too early for XFetch
-                hit("memory", namespace)
+                hit(l1_tier, namespace)
                 value: R = entry.value  # no typing.cast: a call on the hot path
                 return value
             if full in refreshing:  # its refresh is under way here: serve it
-                hit("memory", namespace)
+                hit(l1_tier, namespace)
                 if now() >= entry.fresh_until:
                     count("swr_served_stale")
                 served: R = entry.value

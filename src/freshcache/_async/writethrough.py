@@ -31,6 +31,7 @@ from freshcache._concurrency import AsyncShield, acheck_function
 from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.templates import KeyTemplate
+from freshcache.metrics import Event
 
 if TYPE_CHECKING:
     from freshcache._async.decorator import AsyncCachedFunction
@@ -148,7 +149,7 @@ class AsyncWriteThrough:
             landed = await cache.invalidate_tags(*self._tags) and landed
         self.landed = landed
         if not landed:  # queued and retried: the commit stands
-            self._metrics.count("write_through_queued")
+            self._metrics.count(Event.WRITE_THROUGH_QUEUED)
 
 
 def writes(

@@ -12,7 +12,7 @@ from freshcache._core.codec.envelope import Codec
 from freshcache._core.entry import NO_STALE_WINDOW, Entry
 from freshcache._core.freshness import Lifetime, jitter_ttl, lifetimes
 from freshcache.errors import SerializationError, ValueTooLargeError
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ class EntryEncoder:
         try:
             return entry, self._codec.encode(full, entry), hard
         except ValueTooLargeError:
-            self._metrics.error("oversize")
+            self._metrics.error(ErrorClass.OVERSIZE)
             if self._strict:
                 raise
         except SerializationError as exc:
-            self._metrics.error("serialize")
+            self._metrics.error(ErrorClass.SERIALIZE)
             log.warning(
                 "freshcache: not caching a value of type %s: %s",
                 type(value).__name__,

@@ -18,7 +18,7 @@ from freshcache._core.sentinels import MISS, Miss
 from freshcache._inproc.generations import Generations, Snapshot
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import RevivalError
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics
 
 
 class LocalTier:
@@ -54,15 +54,17 @@ class LocalTier:
         *,
         stale_ok: bool = False,
         reviver: Callable[[Any], Any] | None = None,
+        bounded: bool = True,
     ) -> Entry | Miss:
         """A fresh entry (a decoded copy in copy mode, revived by ``reviver``),
         or ``MISS``; with ``stale_ok``, also one past ``fresh_until`` that the
         store still holds (inside its stale window). Outside copy mode the
-        entry holds the object that was stored, already of its type."""
+        entry holds the object that was stored, already of its type.
+        ``bounded=False``: the caller has just checked the staleness bound."""
         entry: Entry | Miss = self.store.get(full)
         if entry is MISS:
             return MISS
-        if self._over_redis and not self._current():  # the staleness bound
+        if bounded and self._over_redis and not self._current():  # the bound
             return MISS
         now = self._now()
         if now >= entry.fresh_until and not (stale_ok and now < entry.stale_until):
@@ -70,7 +72,7 @@ class LocalTier:
         if self.copy:
             decoded = self._codec.decode(full, entry.value)
             if isinstance(decoded, Undecodable):  # damaged in memory: drop it
-                self._metrics.error(f"decode:{decoded.reason}")
+                self._metrics.error(ErrorClass.DECODE.detail(decoded.reason))
                 self.drop([full])
                 return MISS
             if reviver is None:
@@ -78,7 +80,7 @@ class LocalTier:
             try:
                 return decoded._replace(value=reviver(decoded.value))
             except RevivalError:
-                self._metrics.error("decode:revive")
+                self._metrics.error(ErrorClass.DECODE.detail("revive"))
                 return MISS
         return entry
 
@@ -108,7 +110,7 @@ class LocalTier:
             full, snapshot, lambda: store.set(full, value, ttl=ttl, size=size),
             fence=fence,
         ):  # fmt: skip
-            self._metrics.count("l1_fill_skipped")
+            self._metrics.count(Event.L1_FILL_SKIPPED)
 
     def fence(self, fulls: Sequence[str]) -> None:
         """No read that took its snapshot of ``fulls`` before now fills them."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overl
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.engine.disabled import DisabledEngine
 from freshcache._sync.engine.events import Events
-from freshcache._sync.engine.tiers import Engine
+from freshcache._sync.engine.tiers import Engine, bypass_reason
 from freshcache._sync.writebehind.producer import (
     WriteBehind,
     Prepared,
@@ -46,7 +46,7 @@ from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.updates import Change, added, incremented, touched
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
-from freshcache.metrics import CacheStats, Metrics, StatsRecorder
+from freshcache.metrics import CacheStats, Metrics, StatsRecorder, Tier
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.connect import Client
@@ -218,7 +218,7 @@ class Cache:
         store nothing and return False; invalidations, ``bump`` and ``clear``
         change nothing and report success; ``events.publish`` runs this
         process's handlers only. Every lookup is counted in
-        ``stats().counts["disabled_bypass"]`` and every loader call in
+        ``stats().lookups.bypasses["disabled"]`` and every loader call in
         ``loads``. ``write_behind`` raises (its queue holds writes on their
         way to the database). A disabled process does not invalidate other
         processes' caches: never run one beside enabled processes that share
@@ -269,8 +269,8 @@ class Cache:
         checkers."""
         try:
             full, namespace = self._resolve(key)
-        except StoreError:
-            self._metrics.miss("all", _namespace(key))
+        except StoreError as exc:
+            self._metrics.bypass(Tier.CACHE, _namespace(key), bypass_reason(exc))
             return default
         entry, _ = self._engine.lookup(
             full, namespace, make_reviver(returns), local_checked=False
@@ -283,8 +283,8 @@ class Cache:
         for key in dict.fromkeys(keys):
             try:
                 wanted[key] = self._resolve(key)
-            except StoreError:
-                self._metrics.miss("all", _namespace(key))
+            except StoreError as exc:
+                self._metrics.bypass(Tier.CACHE, _namespace(key), bypass_reason(exc))
         entries = self._engine.lookup_many(list(wanted.values()), make_reviver(returns))
         return {
             key: entry.value
@@ -314,8 +314,8 @@ class Cache:
         tag_list = _tag_sources(tags)
         try:
             full, namespace = self._resolve(key)
-        except StoreError:
-            self._metrics.miss("all", _namespace(key))
+        except StoreError as exc:
+            self._metrics.bypass(Tier.CACHE, _namespace(key), bypass_reason(exc))
             loaded: T = invoke(loader)
             return loaded
         value: T = self._engine.serve(
@@ -633,8 +633,10 @@ class Cache:
     # -- health and lifecycle ---------------------------------------------
 
     def stats(self) -> CacheStats:
-        """Hits and misses per tier and namespace, loads, evictions, errors,
-        latency, and the invalidations waiting to be retried."""
+        """What this cache did since it was made (or forked): every lookup
+        once as a hit, miss or bypass, per tier and namespace; loads,
+        evictions, errors, counted events, latency histograms, gauges, and
+        the invalidations waiting to be retried (``CacheStats``)."""
         engine = self._engine
         return dataclasses.replace(
             self._metrics.snapshot(),
@@ -643,7 +645,7 @@ class Cache:
         )
 
     def _on_local_evict(self, cause: str) -> None:
-        self._metrics.eviction("memory", cause)
+        self._metrics.eviction(Tier.L1, cause)
 
     def after_fork(self) -> None:
         """In a child process just forked by something Python's ``os.fork``

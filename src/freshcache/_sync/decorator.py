@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from freshcache._sync.engine.disabled import DisabledEngine
+from freshcache._sync.engine.tiers import bypass_reason
 from freshcache._concurrency import check_function
 from freshcache._core.codec.revival import make_reviver
 from freshcache._core.freshness import Lifetime
@@ -17,6 +18,7 @@ from freshcache._core.layout import versioned
 from freshcache._core.sentinels import MISS
 from freshcache._core.templates import KeyTemplate
 from freshcache.errors import StoreError
+from freshcache.metrics import Tier
 
 if TYPE_CHECKING:
     from freshcache._sync.engine.tiers import Engine
@@ -84,7 +86,8 @@ def wrap(
         if version is None or not engine.versions_current():
             try:
                 version = engine.versions.get(namespace)
-            except StoreError:  # unknown and out of reach: bypass the cache
+            except StoreError as exc:  # unknown and out of reach: bypass the cache
+                engine.metrics.bypass(Tier.CACHE, namespace, bypass_reason(exc))
                 return func(*args, **kwargs)
         full = versioned(head, namespace, version, base)
         loader = functools.partial(func, *args, **kwargs)
@@ -116,6 +119,7 @@ def wrap(
         local_get = local.get
         now = engine.now
         hit = engine.metrics.hit
+        l1_tier = Tier.L1.value  # a plain str: the cheapest dict key
         count = engine.metrics.count
         refreshing = engine.refreshing
         miss = MISS
@@ -137,11 +141,11 @@ def wrap(
             if entry is miss:
                 return fill(key, args, kwargs, True)
             if now() < entry.early_from:  # fresh, and too early for XFetch
-                hit("memory", namespace)
+                hit(l1_tier, namespace)
                 value: R = entry.value  # no typing.cast: a call on the hot path
                 return value
             if full in refreshing:  # its refresh is under way here: serve it
-                hit("memory", namespace)
+                hit(l1_tier, namespace)
                 if now() >= entry.fresh_until:
                     count("swr_served_stale")
                 served: R = entry.value

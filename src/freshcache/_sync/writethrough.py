@@ -32,6 +32,7 @@ from freshcache._concurrency import Shield, check_function
 from freshcache._core.sentinels import MISS, TTL, UNSET, Unset, ttl_seconds
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.templates import KeyTemplate
+from freshcache.metrics import Event
 
 if TYPE_CHECKING:
     from freshcache._sync.decorator import CachedFunction
@@ -149,7 +150,7 @@ class WriteThrough:
             landed = cache.invalidate_tags(*self._tags) and landed
         self.landed = landed
         if not landed:  # queued and retried: the commit stands
-            self._metrics.count("write_through_queued")
+            self._metrics.count(Event.WRITE_THROUGH_QUEUED)
 
 
 def writes(

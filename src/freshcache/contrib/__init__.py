@@ -1,2 +1,5 @@
-"""Integrations with frameworks, each behind its own extra; they use
-freshcache's public names only, and ``import freshcache`` imports none."""
+"""Integrations with other libraries, each behind its own extra.
+
+They use freshcache's public names only, and ``import freshcache`` imports
+none of them (nor the libraries they need).
+"""

@@ -1,9 +1,9 @@
 """The engine of a disabled cache (``enabled=False``).
 
 It has no tiers: nothing is built that could connect to Redis, and nothing
-is kept in memory. Every read is a load of the source, counted as
-``disabled_bypass`` (one per key looked up) so that the load on the source
-with and without the cache can be compared; every write stores nothing.
+is kept in memory. Every read is a load of the source, counted as a bypass
+of the cache (``Bypass.DISABLED``, one per key looked up) so that the load
+on the source with and without the cache can be compared; every write stores nothing.
 Invalidations go through the base engine, which, with no tier and no Redis,
 drops nothing and sends nothing. The facade builds this engine instead of
 ``AsyncEngine``, so the enabled engine's paths carry no check for it.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from freshcache._async.engine.tiers import NO_SNAPSHOT, AsyncEngine, Reviver
+from freshcache._async.engine.tiers import NO_SNAPSHOT, AsyncEngine, Count, Reviver
 from freshcache._concurrency import ainvoke
 from freshcache._core.entry import Entry
 from freshcache._core.freshness import Lifetime
@@ -22,8 +22,7 @@ from freshcache._core.sentinels import MISS, Miss
 from freshcache._core.tagging import TagSource
 from freshcache._core.updates import Change
 from freshcache._inproc.generations import Snapshot
-
-BYPASS = "disabled_bypass"
+from freshcache.metrics import Bypass, Tier
 
 
 class AsyncDisabledEngine(AsyncEngine):
@@ -33,7 +32,7 @@ class AsyncDisabledEngine(AsyncEngine):
         """``loader()``, counted as a bypass and timed as a load (its errors
         propagate, counted as load errors), as an enabled miss would be."""
         self.check_open()
-        self.metrics.count(BYPASS)
+        self.metrics.bypass(Tier.CACHE, namespace, Bypass.DISABLED)
         mono = self.mono
         started = mono()
         try:
@@ -46,18 +45,19 @@ class AsyncDisabledEngine(AsyncEngine):
 
     async def lookup(
         self, full: str, namespace: str, reviver: Reviver, *,
-        local_checked: bool, stale_ok: bool = False,
+        local_checked: bool, stale_ok: bool = False, asked: bool = False,
+        counted: list[Count] | None = None,
     ) -> tuple[Entry | Miss, Snapshot]:  # fmt: skip
         self.check_open()
-        self.metrics.count(BYPASS)
+        self.metrics.bypass(Tier.CACHE, namespace, Bypass.DISABLED)
         return MISS, NO_SNAPSHOT
 
     async def lookup_many(
         self, wanted: Sequence[tuple[str, str]], reviver: Reviver
     ) -> list[Entry | Miss]:
         self.check_open()
-        for _ in wanted:
-            self.metrics.count(BYPASS)
+        for _, namespace in wanted:
+            self.metrics.bypass(Tier.CACHE, namespace, Bypass.DISABLED)
         return [MISS] * len(wanted)
 
     async def serve(
@@ -82,8 +82,8 @@ class AsyncDisabledEngine(AsyncEngine):
         self, full: str, decide: Callable[[Entry | Miss], Change | None]
     ) -> bool:
         """Nothing is cached, so ``decide`` sees ``MISS`` (an ``incr`` raises
-        ``KeyError``) and nothing is stored: False."""
+        ``KeyError``) and nothing is stored: False (a write: not a lookup,
+        so not counted, as ``put``)."""
         self.check_open()
-        self.metrics.count(BYPASS)
         decide(MISS)
         return False

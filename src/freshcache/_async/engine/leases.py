@@ -30,7 +30,7 @@ from freshcache._core.clock import Clock
 from freshcache._core.entry import Entry, Hit
 from freshcache._core.loadtimes import LoadTimes
 from freshcache.errors import StoreError
-from freshcache.metrics import Metrics
+from freshcache.metrics import Event, Metrics
 
 if TYPE_CHECKING:
     from freshcache._async.redis.store import AsyncRedisStore
@@ -108,7 +108,7 @@ class AsyncLeases:
             if tags:
                 await self._l2.register(tags, full, self.tag_ttl(hard))
                 if await self._l2.epoch() != epoch:
-                    self._metrics.count("fill_skipped:tag_invalidated")
+                    self._metrics.count(Event.FILL_SKIPPED_TAG_INVALIDATED)
                     await self._l2.release(full, token)
                     return False
         except StoreError:  # no fill will come: nobody may wait for one
@@ -124,7 +124,9 @@ class AsyncLeases:
         if stored == 1:
             return True
         self._metrics.count(
-            "fill_skipped:write_pending" if stored == 2 else "fill_skipped:lease_lost"
+            Event.FILL_SKIPPED_WRITE_PENDING
+            if stored == 2
+            else Event.FILL_SKIPPED_LEASE_LOST
         )
         return False
 
@@ -155,11 +157,11 @@ class AsyncLeases:
                 except StoreError:
                     return None, None, 0
                 if not busy:
-                    self._metrics.count("lease_takeover")
+                    self._metrics.count(Event.LEASE_TAKEOVER)
                     return None, token, epoch
                 left = deadline - self._clock.monotonic()
                 if left <= 0:
-                    self._metrics.count("lease_wait_timeout")
+                    self._metrics.count(Event.LEASE_WAIT_TIMEOUT)
                     return None, None, 0
                 await woken.wait(min(random.uniform(delay / 2, delay), left))
                 delay = min(2 * delay, WAIT_MAX_POLL)

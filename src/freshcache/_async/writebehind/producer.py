@@ -46,7 +46,7 @@ from freshcache._core.streams import (
     version_of,
 )
 from freshcache.errors import UnsafeRedisError
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class AsyncWriteBehind:
         )
         self._checked_at = time.monotonic()
         if verdict.refusals:
-            self._metrics.error("writebehind:unsafe_settings")
+            self._metrics.error(ErrorClass.WRITEBEHIND.detail("unsafe_settings"))
             raise UnsafeRedisError(
                 "freshcache will not queue writes: "
                 + "; ".join(verdict.refusals)
@@ -260,12 +260,14 @@ class AsyncWriteBehind:
                 self._replica_wait_ms,
             )
         except Exception as exc:
-            self._metrics.error(f"writebehind:{getattr(exc, 'kind', 'error')}")
+            self._metrics.error(
+                ErrorClass.WRITEBEHIND.detail(getattr(exc, "kind", "error"))
+            )
             raise
         finally:  # after the script, which may have run even if we got no reply
             self._host.written(fulls)
         for _ in ids:
-            self._metrics.count("writebehind:enqueued")
+            self._metrics.count(Event.WRITEBEHIND_ENQUEUED)
         self._metrics.latency("writebehind_put", time.perf_counter() - started)
         return {key: version_of(i) for key, i in zip(values, ids, strict=True)}
 

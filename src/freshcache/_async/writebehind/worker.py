@@ -50,7 +50,7 @@ from freshcache._core.streams import (
     too_many_deliveries,
 )
 from freshcache.errors import StoreError
-from freshcache.metrics import Metrics, NullMetrics
+from freshcache.metrics import ErrorClass, Event, Metrics, NullMetrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class AsyncWriteBehindWorker:
                 pause = 0.05
             except StoreError as exc:
                 log.warning("freshcache worker: Redis failed: %s", exc)
-                self._metrics.error(f"writebehind_worker:{exc.kind}")
+                self._metrics.error(ErrorClass.WRITEBEHIND_WORKER.detail(exc.kind))
                 await self._stopping.wait(pause)
                 pause = min(pause * 2, 1.0)
                 continue
@@ -160,7 +160,7 @@ class AsyncWriteBehindWorker:
             self.totals.redelivered += len(reclaimed)
             await self._store.count("redelivered", len(reclaimed))
         for raw, delivered in reclaimed:
-            self._metrics.count("writebehind:redelivered")
+            self._metrics.count(Event.WRITEBEHIND_REDELIVERED)
             item = _decode(raw)
             if isinstance(item, Malformed):
                 await self._dead_letter(item, f"malformed entry: {item.reason}")
@@ -192,7 +192,7 @@ class AsyncWriteBehindWorker:
             await ainvoke(lambda: self._sink.apply(batch))
         except Exception as exc:
             self.totals.failures += 1
-            self._metrics.error("writebehind_sink")
+            self._metrics.error(ErrorClass.WRITEBEHIND_SINK)
             if self._sink.is_permanent(exc):
                 await self._isolate(writes, deliveries)
                 return
@@ -241,7 +241,7 @@ class AsyncWriteBehindWorker:
             )  # fmt: skip
             await self._store.last_try_done(write.entry_id)
             return
-        self._metrics.count("writebehind:last_try")
+        self._metrics.count(Event.WRITEBEHIND_LAST_TRY)
         await self._isolate([write], {write.entry_id: delivered})
         await self._store.last_try_done(write.entry_id)
 
@@ -266,7 +266,7 @@ class AsyncWriteBehindWorker:
         self.totals.coalesced += len(writes) - applied
         now = time.time()
         for write in writes:
-            self._metrics.count("writebehind:applied")
+            self._metrics.count(Event.WRITEBEHIND_APPLIED)
             self._metrics.latency("writebehind_lag", max(0.0, now - _enqueued(write)))
 
     async def _dead_letter(
@@ -282,7 +282,7 @@ class AsyncWriteBehindWorker:
         )
         await self._store.dead_letter(item, reason)
         self.totals.dead_lettered += 1
-        self._metrics.count("writebehind:dead_lettered")
+        self._metrics.count(Event.WRITEBEHIND_DEAD_LETTERED)
 
     async def stats(self) -> WriteBehindStats:
         """The queue's backlog, pending, lag and every worker's totals; also

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from freshcache._concurrency import invoke
 from freshcache._core.events import Message, Origin, encode
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Metrics
 
 log = logging.getLogger(__name__)
 Handler = TypeVar("Handler", bound=Callable[[Any], Any])
@@ -72,5 +72,5 @@ class Events:
             try:
                 invoke(functools.partial(handler, payload))
             except Exception:
-                self._metrics.error("event_handler")
+                self._metrics.error(ErrorClass.EVENT_HANDLER)
                 log.exception("freshcache: handler for event %r raised", name)

@@ -31,7 +31,7 @@ from freshcache._core.clock import Clock
 from freshcache._core.entry import Entry, Hit
 from freshcache._core.loadtimes import LoadTimes
 from freshcache.errors import StoreError
-from freshcache.metrics import Metrics
+from freshcache.metrics import Event, Metrics
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.store import RedisStore
@@ -109,7 +109,7 @@ class Leases:
             if tags:
                 self._l2.register(tags, full, self.tag_ttl(hard))
                 if self._l2.epoch() != epoch:
-                    self._metrics.count("fill_skipped:tag_invalidated")
+                    self._metrics.count(Event.FILL_SKIPPED_TAG_INVALIDATED)
                     self._l2.release(full, token)
                     return False
         except StoreError:  # no fill will come: nobody may wait for one
@@ -125,7 +125,9 @@ class Leases:
         if stored == 1:
             return True
         self._metrics.count(
-            "fill_skipped:write_pending" if stored == 2 else "fill_skipped:lease_lost"
+            Event.FILL_SKIPPED_WRITE_PENDING
+            if stored == 2
+            else Event.FILL_SKIPPED_LEASE_LOST
         )
         return False
 
@@ -156,11 +158,11 @@ class Leases:
                 except StoreError:
                     return None, None, 0
                 if not busy:
-                    self._metrics.count("lease_takeover")
+                    self._metrics.count(Event.LEASE_TAKEOVER)
                     return None, token, epoch
                 left = deadline - self._clock.monotonic()
                 if left <= 0:
-                    self._metrics.count("lease_wait_timeout")
+                    self._metrics.count(Event.LEASE_WAIT_TIMEOUT)
                     return None, None, 0
                 woken.wait(min(random.uniform(delay / 2, delay), left))
                 delay = min(2 * delay, WAIT_MAX_POLL)

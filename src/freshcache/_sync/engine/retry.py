@@ -26,7 +26,7 @@ from freshcache._core.layout import versioned
 from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
 from freshcache.errors import ConfigStoreError, StoreError
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.store import RedisStore
@@ -99,7 +99,7 @@ class InvalidationRetry:
         unresolved: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Queue an invalidation that failed with ``error``; retry it later."""
-        self._metrics.count("invalidations_queued")
+        self._metrics.count(Event.INVALIDATIONS_QUEUED)
         if self._since is None:
             self._since = self._mono()
         overflows = self.pending.overflows
@@ -107,7 +107,7 @@ class InvalidationRetry:
             keys=keys, tags=tags, namespaces=namespaces, unresolved=unresolved
         )
         if self.pending.overflows != overflows:
-            self._metrics.count("invalidations_overflow")
+            self._metrics.count(Event.INVALIDATIONS_OVERFLOW)
             log.error("freshcache: invalidation queue full; a flush is queued instead")
         if start and not self._stop.is_set():
             log.warning("freshcache: invalidation queued for retry: %s", error)
@@ -129,18 +129,18 @@ class InvalidationRetry:
         try:
             self._apply(batch)
         except ConfigStoreError as exc:  # refused for good: retrying cannot help
-            self._metrics.error("invalidation_retry")
+            self._metrics.error(ErrorClass.INVALIDATION_RETRY)
             self._refused(batch, exc)
             return False
         except StoreError:
-            self._metrics.error("invalidation_retry")
+            self._metrics.error(ErrorClass.INVALIDATION_RETRY)
             return False
         except Exception:  # a bug must not end the loop with work queued
-            self._metrics.error("invalidation_retry")
+            self._metrics.error(ErrorClass.INVALIDATION_RETRY)
             log.exception("freshcache: invalidation retry failed")
             return False
         self.pending.done(batch)
-        self._metrics.count("invalidations_retried")
+        self._metrics.count(Event.INVALIDATIONS_RETRIED)
         if not self.pending.nonempty and self._since is not None:
             self._metrics.latency("invalidation_to_land", self._mono() - self._since)
             self._since = None
@@ -154,7 +154,7 @@ class InvalidationRetry:
         this process's L1 from filling and land nothing)."""
         if not batch.flush:
             self.pending.collapse()
-            self._metrics.count("invalidations_escalated")
+            self._metrics.count(Event.INVALIDATIONS_ESCALATED)
             log.error(
                 "freshcache: Redis refuses a queued invalidation (%s); "
                 "flushing the cache's keys instead",
@@ -164,7 +164,7 @@ class InvalidationRetry:
         lost = self.pending.abandon()
         self._since = None
         for _ in range(lost):
-            self._metrics.count("invalidations_abandoned")
+            self._metrics.count(Event.INVALIDATIONS_ABANDONED)
         log.error(
             "freshcache: Redis refuses to flush the cache's keys (%s); %d queued "
             "invalidations are dropped and their keys may be served stale from "
@@ -218,7 +218,7 @@ class InvalidationRetry:
         lost = self.pending.abandon()
         self._since = None
         for _ in range(lost):
-            self._metrics.count("invalidations_abandoned")
+            self._metrics.count(Event.INVALIDATIONS_ABANDONED)
         if lost:
             log.error(
                 "freshcache: %d invalidations could not reach Redis before close; "

@@ -57,11 +57,20 @@ from freshcache._inproc.l1 import LocalTier
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import (
     CacheClosedError,
+    CircuitOpenError,
     RevivalError,
     StoreError,
     TransientStoreError,
 )
-from freshcache.metrics import Metrics, StatsRecorder
+from freshcache.metrics import (
+    Bypass,
+    ErrorClass,
+    Event,
+    Metrics,
+    Outcome,
+    StatsRecorder,
+    Tier,
+)
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.bus import RedisBus
@@ -71,6 +80,25 @@ log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
 DEFAULT_STALENESS = 0.1  # seconds: the bound when L1 does not set one
+Count = tuple[Tier, str]  # a tier, and an ``Outcome`` or ``Bypass`` reason in it
+
+
+def bypass_reason(error: StoreError) -> Bypass:
+    """Why a lookup that met ``error`` skipped Redis."""
+    if isinstance(error, CircuitOpenError):
+        return Bypass.CIRCUIT_OPEN
+    return Bypass.UNAVAILABLE
+
+
+def count_outcome(metrics: Metrics, tier: str, namespace: str, outcome: str) -> None:
+    """One outcome of a lookup in ``tier``: ``Outcome.HIT``, ``Outcome.MISS``
+    or a ``Bypass`` reason."""
+    if outcome == Outcome.HIT:
+        metrics.hit(tier, namespace)
+    elif outcome == Outcome.MISS:
+        metrics.miss(tier, namespace)
+    else:
+        metrics.bypass(tier, namespace, outcome)
 
 
 class Engine:
@@ -241,14 +269,23 @@ class Engine:
         """May L1 serve now? Only while this process knows it has applied every
         invalidation that returned more than ``bound`` ago (the bus's
         watermark); or, in the degraded mode, while the bus is down and the
-        watermark is at most ``stale_when_down`` older than that (counted)."""
+        watermark is at most ``stale_when_down`` older than that. Counts
+        nothing: a lookup asks ``local_open``."""
+        return self._verdict(self.bound) is not Local.REFUSE
+
+    def local_open(self, namespace: str) -> bool:
+        """``current`` for a lookup of ``namespace``, counted: a refusal is an
+        L1 bypass (``stale_bound``), the degraded mode ``l1_stale_when_down``.
+        The embedded cache's L1 is the cache: always open."""
+        if self.l2 is None:
+            return True
         verdict = self._verdict(self.bound)
         if verdict is Local.SERVE:
             return True
         if verdict is Local.DEGRADED:
-            self.metrics.count("l1_stale_when_down")
+            self.metrics.count(Event.L1_STALE_WHEN_DOWN)
             return True
-        self.metrics.count("l1_refused")
+        self.metrics.bypass(Tier.L1, namespace, Bypass.STALE_BOUND)
         return False
 
     def versions_current(self) -> bool:
@@ -259,7 +296,7 @@ class Engine:
     def bus_connected(self) -> None:
         """(Re)subscribed. Messages sent while we were away are lost: drop what
         L1 holds and cancel every L1 fill that began before (its snapshot)."""
-        self.metrics.count("bus_connect")
+        self.metrics.count(Event.BUS_CONNECT)
         self.versions.forget()
         self.flush_local()
 
@@ -267,7 +304,7 @@ class Engine:
         """Nothing to drop: without pings back the watermark stops, and L1
         stops serving within the bound (``current``); the flush comes when
         the bus is back, since messages sent meanwhile are lost."""
-        self.metrics.count("bus_disconnect")
+        self.metrics.count(Event.BUS_DISCONNECT)
 
     def bus_gap(self) -> None:
         """A ping came back while an older one never did: messages may have
@@ -298,7 +335,7 @@ class Engine:
         self.check_open()
         if self.l2 is not None:
             self.bus.publish(message, hard=True)
-            self.metrics.count("invalidations_sent")
+            self.metrics.count(Event.INVALIDATIONS_SENT)
 
     def apply(self, message: Message) -> None:
         """A message from another process."""
@@ -306,7 +343,7 @@ class Engine:
             self.leases.wake(message.fills)
         if message.fills and not (message.keys or message.tags or message.flush):
             return  # a fill notice, not an invalidation
-        self.metrics.count("invalidations_received")
+        self.metrics.count(Event.INVALIDATIONS_RECEIVED)
         if message.flush:
             self.flush_local()
         if message.keys:  # another version's keys: the same keys here
@@ -372,58 +409,80 @@ class Engine:
 
     def lookup(
         self, full: str, namespace: str, reviver: Reviver, *,
-        local_checked: bool, stale_ok: bool = False,
+        local_checked: bool, stale_ok: bool = False, asked: bool = False,
+        counted: list[Count] | None = None,
     ) -> tuple[Entry | Miss, Snapshot]:  # fmt: skip
         """A fresh entry (or, with ``stale_ok``, one still inside its stale
         window) from the first tier that has one, and the snapshot taken
-        before the tiers were read (for a later fill)."""
+        before the tiers were read (for a later fill).
+
+        Counted once per tier reached, then once for the cache if no tier
+        hit (``Metrics``). ``local_checked``: the caller has read (or
+        skipped) L1 and counted it; ``asked``: it did read it. ``counted``
+        collects what this lookup counted past L1, for the callers that
+        joined it (``serve``)."""
         self.check_open()
         snapshot = self._snapshot(full)
-        if self.l1 is not None:
-            entry = (
-                MISS
-                if local_checked
-                else self.l1.get(full, stale_ok=stale_ok, reviver=reviver)
-            )
+        if self.l1 is not None and not local_checked and self.local_open(namespace):
+            asked = True
+            entry = self.l1.get(full, stale_ok=stale_ok, reviver=reviver, bounded=False)
             if entry is not MISS:
-                self.metrics.hit("memory", namespace)
+                self.metrics.hit(Tier.L1, namespace)
                 return entry, snapshot
-            self.metrics.miss("memory", namespace)
+            self.metrics.miss(Tier.L1, namespace)
         if self.l2 is not None:
             self._listen()
             watched = self.pending.watch()
             try:
                 hit: Hit | Miss = self.l2.get(full)
-            except StoreError:
-                hit = MISS
+            except StoreError as exc:
+                reason = bypass_reason(exc)
+                self._count(counted, Tier.REDIS, namespace, reason)
+                final = Outcome.MISS if asked else reason
+                self._count(counted, Tier.CACHE, namespace, final)
+                return MISS, snapshot
             if hit is not MISS:
                 entry = self.usable(
                     full, hit[0], reviver, stale_ok=stale_ok, watched=watched
                 )
                 if entry is not MISS:
-                    self.metrics.hit("redis", namespace)
+                    self._count(counted, Tier.REDIS, namespace, Outcome.HIT)
                     self._local_fill(full, entry, None, hit[1], None, snapshot)
                     return entry, snapshot
-            self.metrics.miss("redis", namespace)
-        self.metrics.miss("all", namespace)
+            self._count(counted, Tier.REDIS, namespace, Outcome.MISS)
+        self._count(counted, Tier.CACHE, namespace, Outcome.MISS)
         return MISS, snapshot
+
+    def _count(
+        self, counted: list[Count] | None, tier: Tier, namespace: str, outcome: str
+    ) -> None:
+        """Count one outcome of a lookup in ``tier``: ``Outcome.HIT``,
+        ``Outcome.MISS``, or a ``Bypass`` reason; and note it in ``counted``."""
+        if counted is not None:
+            counted.append((tier, outcome))
+        count_outcome(self.metrics, tier, namespace, outcome)
 
     def lookup_many(
         self, wanted: Sequence[tuple[str, str]], reviver: Reviver
     ) -> list[Entry | Miss]:
         """``lookup`` for many ``(full, namespace)`` pairs: one round trip to L2."""
         self.check_open()
+        metrics = self.metrics
         found: list[Entry | Miss] = [MISS] * len(wanted)
         snapshots = [self._snapshot(full) for full, _ in wanted]
         remaining = list(range(len(wanted)))
+        asked = [False] * len(wanted)  # L1 was read for it (not bypassed)
         if self.l1 is not None:
             for i in list(remaining):
                 full, namespace = wanted[i]
-                entry = self.l1.get(full, reviver=reviver)
+                if not self.local_open(namespace):
+                    continue
+                asked[i] = True
+                entry = self.l1.get(full, reviver=reviver, bounded=False)
                 if entry is MISS:
-                    self.metrics.miss("memory", namespace)
+                    metrics.miss(Tier.L1, namespace)
                 else:
-                    self.metrics.hit("memory", namespace)
+                    metrics.hit(Tier.L1, namespace)
                     found[i] = entry
                     remaining.remove(i)
         if remaining and self.l2 is not None:
@@ -431,8 +490,16 @@ class Engine:
             watched = self.pending.watch()  # as in lookup: a retry landing now
             try:
                 hits = self.l2.get_many([wanted[i][0] for i in remaining])
-            except StoreError:
-                hits = [MISS] * len(remaining)
+            except StoreError as exc:
+                reason = bypass_reason(exc)
+                for i in remaining:
+                    namespace = wanted[i][1]
+                    metrics.bypass(Tier.REDIS, namespace, reason)
+                    count_outcome(
+                        metrics, Tier.CACHE, namespace,
+                        Outcome.MISS if asked[i] else reason,
+                    )  # fmt: skip
+                return found
             for i, hit in zip(list(remaining), hits, strict=True):
                 full, namespace = wanted[i]
                 entry = (
@@ -441,15 +508,15 @@ class Engine:
                     else self.usable(full, hit[0], reviver, watched=watched)
                 )
                 if entry is MISS:
-                    self.metrics.miss("redis", namespace)
+                    metrics.miss(Tier.REDIS, namespace)
                     continue
-                self.metrics.hit("redis", namespace)
+                metrics.hit(Tier.REDIS, namespace)
                 found[i] = entry
                 remaining.remove(i)
                 assert hit is not MISS
                 self._local_fill(full, entry, None, hit[1], None, snapshots[i])
         for i in remaining:
-            self.metrics.miss("all", wanted[i][1])
+            metrics.miss(Tier.CACHE, wanted[i][1])
         return found
 
     def usable(
@@ -469,14 +536,14 @@ class Engine:
         if (pending.nonempty and pending.covers(full, entry.tags)) or (
             pending.landed_since(watched)  # read before a retry landed
         ):
-            self.metrics.count("pending_bypass")  # Redis may still hold it
+            self.metrics.count(Event.PENDING_BYPASS)  # Redis may still hold it
             return MISS
         if reviver is None:
             return entry
         try:
             return entry._replace(value=reviver(entry.value))
         except RevivalError:  # a miss for this caller; others may read it
-            self.metrics.error("decode:revive")
+            self.metrics.error(ErrorClass.DECODE.detail("revive"))
             return MISS
 
     # -- loads ----------------------------------------------------------------
@@ -512,7 +579,7 @@ class Engine:
             if not self.pending.nonempty:
                 token, epoch, busy = self._lease(full, namespace, bool(tags))
         if busy:
-            self.metrics.count("lease_busy")
+            self.metrics.count(Event.LEASE_BUSY)
             assert self.leases is not None
             stored, token, epoch = self.leases.wait_for_fill(
                 full, namespace, bool(tags)
@@ -520,7 +587,7 @@ class Engine:
             if stored is not None:
                 filled = self.usable(full, stored, reviver)
                 if filled is not MISS:  # else: filled, but unusable: load
-                    self.metrics.count("lease_wait_served")
+                    self.metrics.count(Event.LEASE_WAIT_SERVED)
                     self._local_fill(full, filled, None, 0, None, snapshot)
                     return filled.value
         return self._run_and_fill(
@@ -576,30 +643,35 @@ class Engine:
         process's fill and one read of it): in a stampede, a process reads
         Redis once, not once per caller."""
         self.check_open()
-        if self.l1 is not None and not local_checked:
-            entry = self.l1.get(full, stale_ok=True, reviver=reviver)
-            if entry is not MISS:
-                self.metrics.hit("memory", namespace)
-                return self._served(full, namespace, loader, lifetime, tags, entry)
-            local_checked = True  # the lookup counts the L1 miss
+        asked = local_checked  # the decorator read L1 (a miss, not yet counted)
+        if self.l1 is not None:
+            if not local_checked and self.local_open(namespace):
+                asked = True
+                entry = self.l1.get(full, stale_ok=True, reviver=reviver, bounded=False)
+                if entry is not MISS:
+                    self.metrics.hit(Tier.L1, namespace)
+                    return self._served(full, namespace, loader, lifetime, tags, entry)
+            if asked:
+                self.metrics.miss(Tier.L1, namespace)
         led: list[bool] = []
 
-        def read_or_load() -> tuple[Entry | None, Any, str]:
+        def read_or_load() -> tuple[Entry | None, Any, list[Count], bool]:
             led.append(True)
             return self._read_or_load(
-                full, namespace, loader, lifetime, tags, reviver, local_checked
+                full, namespace, loader, lifetime, tags, reviver, asked
             )
 
         # Join a read already in flight only while every invalidation that
         # returned before now - bound has been applied here (each one detaches
         # the flights it covers); otherwise that read may predate one.
         join = self._verdict(self.bound) is not Local.REFUSE
-        read, value, tier = self.flights.run(full, read_or_load, join=join)
+        flight = self.flights.run(full, read_or_load, join=join)
+        read, value, counted, failed = flight
         if not led:  # joined another caller's read (or load): count it as ours
-            if tier:
-                self.metrics.hit(tier, namespace)
-            else:
-                self.metrics.miss("all", namespace)
+            for tier, outcome in counted:
+                count_outcome(self.metrics, tier, namespace, outcome)
+        if failed:  # the loader raised: every caller of the flight raises it
+            raise value
         if read is None:
             return value
         return self._served(full, namespace, loader, lifetime, tags, read)
@@ -607,18 +679,27 @@ class Engine:
     def _read_or_load(
         self, full: str, namespace: str, loader: Callable[[], Any],
         lifetime: Lifetime, tags: Sequence[str | TagSource], reviver: Reviver,
-        local_checked: bool,
-    ) -> tuple[Entry | None, Any, str]:  # fmt: skip
-        """``(entry, value, tier)`` of a read; ``(None, value, "")`` of a load."""
+        asked: bool,
+    ) -> tuple[Entry | None, Any, list[Count], bool]:  # fmt: skip
+        """``(entry, value, counted, False)`` of a read; ``(None, value,
+        counted, False)`` of a load, ``(None, error, counted, True)`` of a
+        load that raised ``error``; ``counted``: the outcomes past L1 the
+        read counted, for the callers that joined it (who raise the error
+        too, counted as they should be)."""
+        counted: list[Count] = []
         entry, snapshot = self.lookup(
-            full, namespace, reviver, local_checked=local_checked, stale_ok=True
-        )
+            full, namespace, reviver, local_checked=True, stale_ok=True,
+            asked=asked, counted=counted,
+        )  # fmt: skip
         if entry is MISS:
-            value = self._load(
-                full, namespace, loader, lifetime, tags, snapshot, reviver
-            )
-            return None, value, ""
-        return entry, entry.value, "redis"
+            try:
+                value = self._load(
+                    full, namespace, loader, lifetime, tags, snapshot, reviver
+                )
+            except Exception as exc:
+                return None, exc, counted, True
+            return None, value, counted, False
+        return entry, entry.value, counted, False
 
     def _served(
         self, full: str, namespace: str, loader: Callable[[], Any],
@@ -628,10 +709,10 @@ class Engine:
         stale, or (XFetch) if it is due for an early one."""
         now = self.now()
         if now >= entry.fresh_until:
-            self.metrics.count("swr_served_stale")
+            self.metrics.count(Event.SWR_SERVED_STALE)
             self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         elif refresh_early(entry, now, self._rng, self._beta):
-            self.metrics.count("early_refresh")
+            self.metrics.count(Event.EARLY_REFRESH)
             self._refresh_later(full, namespace, loader, lifetime, tags, entry)
         return entry.value
 
@@ -661,10 +742,10 @@ class Engine:
             snapshot = self._snapshot(full)
             token, epoch, busy = self._lease(full, namespace, bool(tags))
             if busy:
-                self.metrics.count("refresh_skipped:lease_busy")
+                self.metrics.count(Event.REFRESH_SKIPPED_LEASE_BUSY)
                 return  # another process is refreshing it
             if self._refreshed_since(full, seen):
-                self.metrics.count("refresh_skipped:refreshed")
+                self.metrics.count(Event.REFRESH_SKIPPED_REFRESHED)
                 self._release(full, token)
                 if self.l2 is not None and self.l1 is not None:
                     self.l1.drop([full])  # stale here: the next read takes Redis's
@@ -673,7 +754,7 @@ class Engine:
                 full, namespace, loader, lifetime, tags, snapshot, token, epoch
             )
         except Exception as exc:  # the stale value is served until its hard expiry
-            self.metrics.error("refresh")
+            self.metrics.error(ErrorClass.REFRESH)
             # the class only: the loader's message can quote a row
             log.warning(
                 "freshcache: background refresh failed: %s.%s",
@@ -756,7 +837,7 @@ class Engine:
             try:
                 self.send(Message(self._origin.id, keys=tuple(fulls)))
             except StoreError:
-                self.metrics.error("bus_publish")
+                self.metrics.error(ErrorClass.BUS_PUBLISH)
                 sent = False
         return sent and len(encoded) == len(items)
 
@@ -795,7 +876,7 @@ class Engine:
             stored = self._store_change(full, change, expected)
             if stored is not False:
                 return bool(stored)
-            self.metrics.count("update_retry")
+            self.metrics.count(Event.UPDATE_RETRY)
         raise TransientStoreError("the key kept changing during a read-modify-write")
 
     def _store_change(
@@ -832,13 +913,13 @@ class Engine:
             try:
                 self.send(Message(self._origin.id, keys=(full,)))
             except StoreError:
-                self.metrics.error("bus_publish")
+                self.metrics.error(ErrorClass.BUS_PUBLISH)
         return True
 
     def notice(self, fulls: Sequence[str]) -> bytes:
         """The bus message that drops ``fulls`` from every other process's L1,
         for a script to PUBLISH in the same step as its write (write-behind)."""
-        self.metrics.count("invalidations_sent")
+        self.metrics.count(Event.INVALIDATIONS_SENT)
         return encode_message(Message(self._origin.id, keys=tuple(fulls)))
 
     def written(self, fulls: Sequence[str]) -> None:

@@ -58,7 +58,7 @@ from freshcache._core.clock import Clock
 from freshcache._core.events import Message, Origin, decode, encode
 from freshcache._core.pings import Pings
 from freshcache.errors import StoreError
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics
 
 log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
@@ -188,20 +188,20 @@ class RedisBus:
         try:
             self._store.publish(self._ping_channel, b"%d" % number)
         except StoreError:
-            self._metrics.error("bus_ping")
+            self._metrics.error(ErrorClass.BUS_PING)
 
     def _pinged(self, data: Any) -> None:
         """Our ping came back: everything published before it was applied."""
         try:
             seq = int(data)
         except (TypeError, ValueError):
-            self._metrics.error("bus_decode")
+            self._metrics.error(ErrorClass.BUS_DECODE)
             return
         sent, gap = self._pings.back(seq)
         if sent is None:  # sent before a reconnect, or not ours
             return
         if gap:  # messages may have been lost: drop what they covered
-            self._metrics.count("bus_gap")
+            self._metrics.count(Event.BUS_GAP)
             self._on_gap()
         if sent > self.watermark:
             self.watermark = sent
@@ -237,11 +237,11 @@ class RedisBus:
                     self._refused(exc)
                 elif self.connected:
                     log.warning("freshcache: bus connection lost: %s", exc)
-                    self._metrics.error("bus_disconnect")
+                    self._metrics.error(ErrorClass.BUS_DISCONNECT)
                 self._lost()
             except Exception:  # a bug of ours: never a silent, dead listener
                 log.exception("freshcache: bus listener failed; reconnecting")
-                self._metrics.error("bus_listener")
+                self._metrics.error(ErrorClass.BUS_LISTENER)
                 self._lost()
             finally:
                 try:
@@ -257,8 +257,8 @@ class RedisBus:
         """The ACL refuses the subscription (SUBSCRIBE, or the channels):
         counted each time, logged at ERROR at most once a minute. L1 serves
         nothing meanwhile (no watermark), so the cache is slower, not wrong."""
-        self._metrics.error("config")
-        self._metrics.error("acl")
+        self._metrics.error(ErrorClass.CONFIG)
+        self._metrics.error(ErrorClass.ACL)
         now = time.monotonic()
         if now - self._refused_at >= _LOUD_EVERY:
             self._refused_at = now
@@ -289,14 +289,14 @@ class RedisBus:
             return
         message = decode(raw["data"])
         if message is None:
-            self._metrics.error("bus_decode")
+            self._metrics.error(ErrorClass.BUS_DECODE)
             return
         if message.origin == self._origin.id:
             return  # applied before it was published
         try:
             self._on_message(message)
         except StoreError:
-            self._metrics.error("bus_apply")
+            self._metrics.error(ErrorClass.BUS_APPLY)
         except Exception:  # the listener lives on; the message is counted
             log.exception("freshcache: bus message could not be applied")
-            self._metrics.error("bus_apply")
+            self._metrics.error(ErrorClass.BUS_APPLY)

@@ -100,11 +100,12 @@ from freshcache._core.sentinels import MISS, Miss
 from freshcache.errors import (
     CacheClosedError,
     CapacityStoreError,
+    CircuitOpenError,
     ConfigStoreError,
     StoreError,
     TransientStoreError,
 )
-from freshcache.metrics import Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -426,12 +427,12 @@ class RedisStore:
             self._joins.run("live", self._join)
         breaker = self._breaker
         if not breaker.healthy and not breaker.allow(self._clock.monotonic()):
-            self._metrics.error("circuit_open")
-            raise TransientStoreError("circuit open: Redis failed recently")
+            self._metrics.error(ErrorClass.CIRCUIT_OPEN)
+            raise CircuitOpenError("circuit open: Redis failed recently")
         started = time.perf_counter()
         try:
             if not self._slots.acquire(self._timeout):
-                self._metrics.error("pool_wait")
+                self._metrics.error(ErrorClass.POOL_WAIT)
                 raise TransientStoreError(
                     "no Redis connection free within the deadline"
                 )
@@ -490,7 +491,7 @@ class RedisStore:
                 error = classify(exc)
                 self._metrics.error(error.kind)
                 if refused_by_acl(exc):
-                    self._metrics.error("acl")
+                    self._metrics.error(ErrorClass.ACL)
                 if sign := failover_sign(exc):
                     self._metrics.error(sign)
                 delay = retry_delay(
@@ -499,9 +500,9 @@ class RedisStore:
                 )  # fmt: skip
                 left = deadline - self._clock.monotonic()
                 if not isinstance(error, TransientStoreError) or left <= delay:
-                    self._metrics.count("invalidation_gave_up")
+                    self._metrics.count(Event.INVALIDATION_GAVE_UP)
                     raise error from exc
-                self._metrics.count("invalidation_attempt_failed")
+                self._metrics.count(Event.INVALIDATION_ATTEMPT_FAILED)
                 failures += 1
                 sleep(delay)
                 continue
@@ -519,7 +520,7 @@ class RedisStore:
             result = attempt(one)
             acked = one.wait(self._replicas, self._replica_wait_ms)
         if int(acked) < self._replicas:
-            self._metrics.error("failover:unreplicated")
+            self._metrics.error(ErrorClass.FAILOVER.detail("unreplicated"))
             raise TransientStoreError(
                 f"an invalidation reached {acked} of {self._replicas} replicas "
                 "in time; it is retried, then queued"
@@ -530,7 +531,7 @@ class RedisStore:
         """A Redis Cluster error counts as ``errors["cluster:<name>"]`` too."""
         name = cluster_error(exc) if self._cluster else None
         if name is not None:
-            self._metrics.error(f"cluster:{name}")
+            self._metrics.error(ErrorClass.CLUSTER.detail(name))
 
     def _failed(
         self, error: StoreError, *, acl: bool = False, sign: str | None = None
@@ -540,7 +541,7 @@ class RedisStore:
             self._metrics.error(sign)
         now = self._clock.monotonic()
         if acl:
-            self._metrics.error("acl")
+            self._metrics.error(ErrorClass.ACL)
         if acl or isinstance(error, CapacityStoreError):
             # Out of memory, or a command the ACL refuses: Redis answered, at
             # once, and still serves what it allows. The breaker stays closed
@@ -559,7 +560,7 @@ class RedisStore:
             return MISS
         decoded = self._codec.decode(key, data)
         if isinstance(decoded, Undecodable):
-            self._metrics.error(f"decode:{decoded.reason}")
+            self._metrics.error(ErrorClass.DECODE.detail(decoded.reason))
             return MISS
         return decoded, len(data)
 
@@ -609,7 +610,7 @@ class RedisStore:
         if not data:
             return None, MISS
         if len(data) > self._longest:
-            self._metrics.error("decode:oversize")
+            self._metrics.error(ErrorClass.DECODE.detail("oversize"))
             self._run("delete", self._client.unlink, key)
             return None, MISS
         return data, self._decode(key, data)
@@ -658,7 +659,7 @@ class RedisStore:
         if answer == 0:
             return None
         if answer == -1:  # too long to read: removed, so the lease is free now
-            self._metrics.error("decode:oversize")
+            self._metrics.error(ErrorClass.DECODE.detail("oversize"))
             if again:
                 return self.acquire_or_get(key, ttl, again=False)
             raise TransientStoreError("oversized values keep appearing under the key")
@@ -701,7 +702,7 @@ class RedisStore:
         self._renewals.drop(key, token)
         if self._closed:
             return  # the lease expires by itself
-        self._metrics.count("lease_unsure_release")
+        self._metrics.count(Event.LEASE_UNSURE_RELEASE)
         self._background.submit(lambda: self.release(key, token))
 
     def invalidate(self, keys: Sequence[str], *, own: bool = True) -> int:
@@ -813,7 +814,7 @@ class RedisStore:
                     commands, replicas=replicas, wait_ms=self._replica_wait_ms
                 )
             except UnreplicatedError as exc:
-                self._metrics.error("failover:unreplicated")
+                self._metrics.error(ErrorClass.FAILOVER.detail("unreplicated"))
                 raise TransientStoreError(f"{exc}; it is retried, then queued") from exc
             return replies
 
@@ -833,7 +834,7 @@ class RedisStore:
             with deadline(self._attempt):  # one for all the replies
                 counts: list[int] = pipe.execute()
             if self._replicas and int(counts.pop()) < self._replicas:
-                self._metrics.error("failover:unreplicated")
+                self._metrics.error(ErrorClass.FAILOVER.detail("unreplicated"))
                 raise TransientStoreError("a tag's deletes reached too few replicas")
             return counts
 
@@ -936,7 +937,7 @@ class RedisStore:
         reads of it bypass the cache and fills that need it are not stored."""
         value = read_counter(stored)
         if value is None:
-            self._metrics.error(f"decode:{what}")
+            self._metrics.error(ErrorClass.DECODE.detail(what))
             raise StoreError(f"the {what} counter in Redis is not a number")
         return value
 
@@ -1075,7 +1076,7 @@ class RedisStore:
         server = int(seconds) + int(micros) / 1e6
         self.server_time.sample(sent, server, self._mono() - started)
         if mark is not None:
-            self._metrics.count("version_lapsed")
+            self._metrics.count(Event.VERSION_LAPSED)
             log.warning(
                 "freshcache: version %r of prefix %r was not live for a while; "
                 "invalidations made by other versions meanwhile did not reach "
@@ -1099,7 +1100,7 @@ class RedisStore:
             except CacheClosedError:
                 return
             except StoreError:
-                self._metrics.error("live_refresh")
+                self._metrics.error(ErrorClass.LIVE_REFRESH)
 
     def _others(self) -> list[str]:
         """The other live versions of this prefix (on the invalidation path)."""

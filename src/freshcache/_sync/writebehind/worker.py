@@ -51,7 +51,7 @@ from freshcache._core.streams import (
     too_many_deliveries,
 )
 from freshcache.errors import StoreError
-from freshcache.metrics import Metrics, NullMetrics
+from freshcache.metrics import ErrorClass, Event, Metrics, NullMetrics
 from freshcache.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class WriteBehindWorker:
                 pause = 0.05
             except StoreError as exc:
                 log.warning("freshcache worker: Redis failed: %s", exc)
-                self._metrics.error(f"writebehind_worker:{exc.kind}")
+                self._metrics.error(ErrorClass.WRITEBEHIND_WORKER.detail(exc.kind))
                 self._stopping.wait(pause)
                 pause = min(pause * 2, 1.0)
                 continue
@@ -161,7 +161,7 @@ class WriteBehindWorker:
             self.totals.redelivered += len(reclaimed)
             self._store.count("redelivered", len(reclaimed))
         for raw, delivered in reclaimed:
-            self._metrics.count("writebehind:redelivered")
+            self._metrics.count(Event.WRITEBEHIND_REDELIVERED)
             item = _decode(raw)
             if isinstance(item, Malformed):
                 self._dead_letter(item, f"malformed entry: {item.reason}")
@@ -191,7 +191,7 @@ class WriteBehindWorker:
             invoke(lambda: self._sink.apply(batch))
         except Exception as exc:
             self.totals.failures += 1
-            self._metrics.error("writebehind_sink")
+            self._metrics.error(ErrorClass.WRITEBEHIND_SINK)
             if self._sink.is_permanent(exc):
                 self._isolate(writes, deliveries)
                 return
@@ -240,7 +240,7 @@ class WriteBehindWorker:
             )  # fmt: skip
             self._store.last_try_done(write.entry_id)
             return
-        self._metrics.count("writebehind:last_try")
+        self._metrics.count(Event.WRITEBEHIND_LAST_TRY)
         self._isolate([write], {write.entry_id: delivered})
         self._store.last_try_done(write.entry_id)
 
@@ -265,7 +265,7 @@ class WriteBehindWorker:
         self.totals.coalesced += len(writes) - applied
         now = time.time()
         for write in writes:
-            self._metrics.count("writebehind:applied")
+            self._metrics.count(Event.WRITEBEHIND_APPLIED)
             self._metrics.latency("writebehind_lag", max(0.0, now - _enqueued(write)))
 
     def _dead_letter(
@@ -281,7 +281,7 @@ class WriteBehindWorker:
         )
         self._store.dead_letter(item, reason)
         self.totals.dead_lettered += 1
-        self._metrics.count("writebehind:dead_lettered")
+        self._metrics.count(Event.WRITEBEHIND_DEAD_LETTERED)
 
     def stats(self) -> WriteBehindStats:
         """The queue's backlog, pending, lag and every worker's totals; also
