@@ -289,3 +289,30 @@ def own_redis_cluster(
             _create_with_cli(cli, info, replicas)
         _wait_until_ok(info, READY_TIMEOUT, replicas)
         yield info
+
+
+@contextmanager
+def primary_clients(info: ClusterInfo) -> Iterator[dict[int, redis.Redis]]:
+    """A plain client per primary, by port, with its statistics reset
+    (``CONFIG RESETSTAT``); closed on the way out."""
+    direct = {
+        port: redis.Redis(host="127.0.0.1", port=port) for port in info.primaries()
+    }
+    try:
+        for node in direct.values():
+            node.config_resetstat()
+        yield direct
+    finally:
+        for node in direct.values():
+            node.close()
+
+
+def refused(nodes: dict[int, redis.Redis], error: str) -> int:
+    """How many commands ``nodes`` refused with ``error`` (``INFO
+    errorstats``) since their statistics were reset."""
+    total = 0
+    for node in nodes.values():
+        stats: dict[str, object] = node.info("errorstats")
+        entry = stats.get(f"errorstat_{error}", {})
+        total += int(entry.get("count", 0)) if isinstance(entry, dict) else 0
+    return total

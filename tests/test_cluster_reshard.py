@@ -117,14 +117,9 @@ def test_resharding_under_traffic(key_prefix: str) -> None:
 
         print(
             f"\nresharding {len(slots)} slots {source} -> {target} and back "
-            f"({moved} keys migrated): reads {len(work.read_errors)} caller "
-            f"errors; invalidations {work.invalidations[True]} True, "
-            f"{work.invalidations[False]} False (queued); write-through "
-            f"{work.written_through[True]} landed, {work.written_through[False]} "
-            f"queued; {pending} pending after quiet; reads staler than the bound "
-            f"{len(staler)} of {work.history.reads()}; stale after quiet "
-            f"{len(stale)}; bus messages sent {sent}, received {received}; "
-            f"errors {errors}"
+            f"({moved} keys migrated): {work.summary({})}; {pending} pending "
+            f"after quiet; stale after quiet {len(stale)}; bus messages sent "
+            f"{sent}, received {received}; errors {errors}"
         )
         assert work.read_errors == []
         assert pending == 0

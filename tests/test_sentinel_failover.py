@@ -70,25 +70,15 @@ def test_failover_under_traffic(key_prefix: str) -> None:
                 caches = {"fresh": fresh, "reader": reader, "plain": plain}
                 stale = stale_reads(caches, KEYS, work.db)
             up = killed + (served_again or 0.0)
-            staler = work.staler()
             staler_after = work.staler(after=up)
             errors = {"reader": reader.stats().errors, "writer": writer.stats().errors}
 
         print(
             f"\nfailover {old.port} -> {new_port}: Redis hits again "
             f"{served_again if served_again is None else round(served_again, 2)} "
-            f"s after the kill; reads {len(work.read_errors)} caller errors; "
-            f"invalidations {work.invalidations[True]} True, "
-            f"{work.invalidations[False]} False (queued); write-through "
-            f"{work.written_through[True]} landed, {work.written_through[False]} "
-            f"queued; {pending} pending after quiet; reads staler than the "
-            f"bound {len(staler_after)} of {work.history.reads(after=up)} after "
-            f"the new primary was up ({len(staler)} of {work.history.reads()} "
-            f"in all); stale after quiet {len(stale)}; write-behind "
-            f"acknowledged/lost: default {len(work.acked['default'])}/"
-            f"{len(lost['default'])} (refused {work.refused['default']}), "
-            f"replicas=1 {len(work.acked['strict'])}/{len(lost['strict'])} "
-            f"(refused {work.refused['strict']}); errors {errors}"
+            f"s after the kill (the new primary up at {up:.2f}); "
+            f"{work.summary(lost, after=up)}; {pending} pending after quiet; "
+            f"stale after quiet {len(stale)}; errors {errors}"
         )
         assert work.read_errors == []
         assert pending == 0

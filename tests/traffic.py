@@ -312,3 +312,30 @@ class Workload:
         caller's read in flight (single flight) may return."""
         bounds = {name: cache.engine.bound for name, cache in self.readers.items()}
         return self.history.staler(bounds, after)
+
+    def summary(self, lost: Mapping[str, Sequence[str]], after: float = -1.0) -> str:
+        """What the traffic did, for the test's report: caller errors,
+        invalidations and write-throughs by outcome, reads staler than the
+        bound (after ``after``, and in all), and per write-behind queue the
+        acknowledged and ``lost`` writes."""
+        parts = [
+            f"reads {len(self.read_errors)} caller errors",
+            f"invalidations {self.invalidations[True]} True, "
+            f"{self.invalidations[False]} False (queued)",
+            f"write-through {self.written_through[True]} landed, "
+            f"{self.written_through[False]} queued",
+            f"reads staler than the bound {len(self.staler(after))} of "
+            f"{self.history.reads(after)}"
+            + (
+                f" after {after:.2f} ({len(self.staler())} of "
+                f"{self.history.reads()} in all)"
+                if after >= 0
+                else ""
+            ),
+        ]
+        parts += [
+            f"write-behind {name}: {len(self.acked[name])} acknowledged, "
+            f"{len(lost[name])} lost, {self.refused[name]} refused"
+            for name in self.queues
+        ]
+        return "; ".join(parts)

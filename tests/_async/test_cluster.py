@@ -22,7 +22,7 @@ from freshcache._concurrency import AsyncFlag
 from freshcache._core.layout import bus_channel
 from freshcache.testing.contract import AsyncCacheContract
 from tests._async.waiting import WAIT, wait_until_listening
-from tests.cluster import ClusterInfo
+from tests.cluster import ClusterInfo, primary_clients, refused
 
 
 class TestCluster(AsyncCacheContract):
@@ -43,18 +43,8 @@ class TestL1OverCluster(AsyncCacheContract):
 
 @pytest.fixture
 def nodes(redis_cluster: ClusterInfo) -> Iterator[dict[int, redis.Redis]]:
-    """A plain client per primary, by port; their error counters reset."""
-    direct = {
-        port: redis.Redis(host="127.0.0.1", port=port)
-        for port in redis_cluster.primaries()
-    }
-    try:
-        for node in direct.values():
-            node.config_resetstat()
+    with primary_clients(redis_cluster) as direct:
         yield direct
-    finally:
-        for node in direct.values():
-            node.close()
 
 
 def _stored(nodes: dict[int, redis.Redis], prefix: str) -> dict[int, set[str]]:
@@ -63,15 +53,6 @@ def _stored(nodes: dict[int, redis.Redis], prefix: str) -> dict[int, set[str]]:
         port: {k.decode() for k in node.scan_iter(match=f"*{prefix}*", count=1000)}
         for port, node in nodes.items()
     }
-
-
-def _refused(nodes: dict[int, redis.Redis], error: str) -> int:
-    """How many commands the nodes refused with ``error`` since the reset."""
-    total = 0
-    for node in nodes.values():
-        stats: dict[str, Any] = node.info("errorstats")
-        total += int(stats.get(f"errorstat_{error}", {}).get("count", 0))
-    return total
 
 
 async def test_multi_key_operations_span_every_node_without_a_cross_slot_command(
@@ -105,7 +86,7 @@ async def test_multi_key_operations_span_every_node_without_a_cross_slot_command
         left = set().union(*_stored(nodes, key_prefix).values())
         assert all("!" in key for key in left), f"data keys left: {left}"
         assert cache.stats().errors == {}
-    assert _refused(nodes, "CROSSSLOT") == 0
+    assert refused(nodes, "CROSSSLOT") == 0
 
 
 async def test_invalidation_and_bump_reach_every_live_version(
@@ -137,7 +118,7 @@ async def test_invalidation_and_bump_reach_every_live_version(
         assert await new.get("org:1") is MISS, "v1's tag invalidation reached v2"
         assert old.stats().errors == {}
         assert new.stats().errors == {}
-    assert _refused(nodes, "CROSSSLOT") == 0
+    assert refused(nodes, "CROSSSLOT") == 0
 
 
 async def test_the_bus_reaches_every_process_whichever_node_owns_the_key(

@@ -32,7 +32,7 @@ from freshcache import (
 )
 from freshcache._core.layout import cluster_stream_key
 from tests._async.waiting import WAIT, run_in_background
-from tests.cluster import ClusterInfo
+from tests.cluster import ClusterInfo, primary_clients, refused
 
 pytestmark = pytest.mark.redis
 
@@ -66,26 +66,8 @@ def url(redis_cluster: ClusterInfo) -> str:
 
 @pytest.fixture
 def nodes(redis_cluster: ClusterInfo) -> Iterator[dict[int, redis.Redis]]:
-    """A plain client per node, by port; their statistics reset."""
-    direct = {
-        port: redis.Redis(host="127.0.0.1", port=port)
-        for port in redis_cluster.primaries()
-    }
-    try:
-        for node in direct.values():
-            node.config_resetstat()
+    with primary_clients(redis_cluster) as direct:
         yield direct
-    finally:
-        for node in direct.values():
-            node.close()
-
-
-def _refused(nodes: dict[int, redis.Redis], error: str) -> int:
-    total = 0
-    for node in nodes.values():
-        stats: dict[str, Any] = node.info("errorstats")
-        total += int(stats.get(f"errorstat_{error}", {}).get("count", 0))
-    return total
 
 
 def _command_calls(nodes: dict[int, redis.Redis], command: str) -> dict[int, int]:
@@ -145,7 +127,7 @@ async def test_a_whole_cycle_spans_every_primary_and_no_command_spans_slots(
         await wb.aclose()
         expected = {"writebehind:backlog_full": 1, "writebehind_sink": 1}
         assert cache.stats().errors == expected  # the two refusals above only
-    assert _refused(nodes, "CROSSSLOT") == 0
+    assert refused(nodes, "CROSSSLOT") == 0
 
 
 async def test_a_worker_fleet_shares_the_partitions(url: str, key_prefix: str) -> None:
@@ -197,7 +179,7 @@ async def test_an_applied_write_reaches_the_other_deployed_version(
         assert await new.get("item:1") is MISS
         assert await old.get("item:1") == "new"
         await wb.aclose()
-    assert _refused(nodes, "CROSSSLOT") == 0
+    assert refused(nodes, "CROSSSLOT") == 0
 
 
 async def test_a_batch_larger_than_lua_can_unpack_is_acknowledged(

@@ -33,7 +33,7 @@ from freshcache import (
 )
 from freshcache._core.layout import cluster_stream_key
 from tests._sync.waiting import WAIT, run_in_background
-from tests.cluster import ClusterInfo
+from tests.cluster import ClusterInfo, primary_clients, refused
 
 pytestmark = pytest.mark.redis
 
@@ -67,26 +67,8 @@ def url(redis_cluster: ClusterInfo) -> str:
 
 @pytest.fixture
 def nodes(redis_cluster: ClusterInfo) -> Iterator[dict[int, redis.Redis]]:
-    """A plain client per node, by port; their statistics reset."""
-    direct = {
-        port: redis.Redis(host="127.0.0.1", port=port)
-        for port in redis_cluster.primaries()
-    }
-    try:
-        for node in direct.values():
-            node.config_resetstat()
+    with primary_clients(redis_cluster) as direct:
         yield direct
-    finally:
-        for node in direct.values():
-            node.close()
-
-
-def _refused(nodes: dict[int, redis.Redis], error: str) -> int:
-    total = 0
-    for node in nodes.values():
-        stats: dict[str, Any] = node.info("errorstats")
-        total += int(stats.get(f"errorstat_{error}", {}).get("count", 0))
-    return total
 
 
 def _command_calls(nodes: dict[int, redis.Redis], command: str) -> dict[int, int]:
@@ -146,7 +128,7 @@ def test_a_whole_cycle_spans_every_primary_and_no_command_spans_slots(
         wb.close()
         expected = {"writebehind:backlog_full": 1, "writebehind_sink": 1}
         assert cache.stats().errors == expected  # the two refusals above only
-    assert _refused(nodes, "CROSSSLOT") == 0
+    assert refused(nodes, "CROSSSLOT") == 0
 
 
 def test_a_worker_fleet_shares_the_partitions(url: str, key_prefix: str) -> None:
@@ -198,7 +180,7 @@ def test_an_applied_write_reaches_the_other_deployed_version(
         assert new.get("item:1") is MISS
         assert old.get("item:1") == "new"
         wb.close()
-    assert _refused(nodes, "CROSSSLOT") == 0
+    assert refused(nodes, "CROSSSLOT") == 0
 
 
 def test_a_batch_larger_than_lua_can_unpack_is_acknowledged(
