@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 BUCKETS: Final = (
     0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -416,15 +416,24 @@ class StatsRecorder:
             loads=self._loads,
             load_errors=self._load_errors,
             load_seconds=self._load_seconds,
-            evictions=dict(self._evictions),
-            errors=dict(self._errors),
-            counts=dict(self._counts),
+            evictions=_plain(self._evictions),
+            errors=_plain(self._errors),
+            counts=_plain(self._counts),
             latency={
-                op: Latency(tuple(int(n) for n in c[:_SUM]), c[_SUM])
+                str(op): Latency(tuple(int(n) for n in c[:_SUM]), c[_SUM])
                 for op, c in list(self._latency.items())
             },
-            gauges=dict(self._gauges),
+            gauges=_plain(self._gauges),
         )
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _plain(counted: Mapping[str, _N]) -> dict[str, _N]:
+    """A copy keyed by plain strings (the recorder is handed enum members,
+    which are strings too, but print and pickle as their enum)."""
+    return {str(name): n for name, n in list(counted.items())}
 
 
 def _counter() -> defaultdict[str, int]:
