@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.cluster import ClusterNode
@@ -316,3 +317,18 @@ def refused(nodes: dict[int, redis.Redis], error: str) -> int:
         entry = stats.get(f"errorstat_{error}", {})
         total += int(entry.get("count", 0)) if isinstance(entry, dict) else 0
     return total
+
+
+def raw_client(url: str, **options: Any) -> Any:
+    """A plain redis-py client of ``url``: ``Redis``, or for a
+    ``redis+cluster://`` URL a ``RedisCluster`` of its nodes."""
+    scheme = "redis+cluster://"
+    if not url.startswith(scheme):
+        return redis.Redis.from_url(url, **options)
+    credentials, _, nodes = url[len(scheme) :].rstrip("/").rpartition("@")
+    startup = [
+        ClusterNode(host, int(port))
+        for host, port in (node.rsplit(":", 1) for node in nodes.split(","))
+    ]
+    password = credentials.partition(":")[2] or None
+    return redis.RedisCluster(startup_nodes=startup, password=password, **options)

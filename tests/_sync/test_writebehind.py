@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import redis
-from redis.cluster import ClusterNode
 
 from freshcache import (
     L1,
@@ -41,6 +40,7 @@ from freshcache._core.layout import (
     writebehind_stream_key,
 )
 from tests._sync.waiting import WAIT, run_in_background
+from tests.cluster import raw_client
 from tests.servers import AOF_ALWAYS, delete_prefix, free_port, own_redis_server
 
 pytestmark = pytest.mark.redis
@@ -61,19 +61,6 @@ def server(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[str]:
     url = request.getfixturevalue("redis_url")
     yield url
     delete_prefix(url, key_prefix)
-
-
-def raw_client(url: str, **options: Any) -> Any:
-    """A plain redis-py client of ``url`` (a cluster's: ``RedisCluster``)."""
-    if not url.startswith(CLUSTER):
-        return redis.Redis.from_url(url, **options)
-    credentials, _, nodes = url[len(CLUSTER) :].rstrip("/").rpartition("@")
-    startup = [
-        ClusterNode(host, int(port))
-        for host, port in (node.rsplit(":", 1) for node in nodes.split(","))
-    ]
-    password = credentials.partition(":")[2] or None
-    return redis.RedisCluster(startup_nodes=startup, password=password, **options)
 
 
 def stream_key(url: str, prefix: str, name: str, partition: int, of: int) -> str:
