@@ -1,0 +1,304 @@
+"""Models and the race harness for tests/test_sqlalchemy_contrib.py.
+
+Models are made per test module with unique table names (``make_models``).
+The race harness (``race``) spawns worker processes, each with reader
+threads that read users and team member lists through freshcache (L1 over
+Redis, loaders that pause to widen the race windows) and a writer thread
+that changes users through the ORM and commits, with no manual
+invalidation: only the ``Tracker``, when ``tracked`` is on. Once every
+writer has stopped and the machine has been quiet for a while, each worker
+reads every key through its own cache, and the parent through a new one
+(Redis only): a value that differs from the database is a stale key.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ForeignKey, create_engine, select
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
+
+from freshcache import L1, MISS, Cache
+from freshcache.contrib.sqlalchemy import Tracker
+
+
+def sqlalchemy_url(dsn: str, *, driver: str = "psycopg") -> str:
+    """``postgresql://...`` as SQLAlchemy's ``postgresql+psycopg://...``
+    (psycopg 3, sync and async)."""
+    return "postgresql+" + driver + "://" + dsn.split("://", 1)[1]
+
+
+@dataclass
+class Models:
+    base: Any
+    team: Any
+    user: Any
+
+
+def make_models(suffix: str) -> Models:
+    class Base(DeclarativeBase):
+        pass
+
+    class Team(Base):
+        __tablename__ = f"fc_teams_{suffix}"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str]
+        users: Mapped[list[User]] = relationship(
+            back_populates="team", cascade="all, delete-orphan"
+        )
+
+    class User(Base):
+        __tablename__ = f"fc_users_{suffix}"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        version: Mapped[int] = mapped_column(default=0)
+        team_id: Mapped[int | None] = mapped_column(ForeignKey(Team.id))
+        team: Mapped[Team | None] = relationship(back_populates="users")
+
+    return Models(Base, Team, User)
+
+
+def track_users(tracker: Tracker, models: Models) -> None:
+    """The declarations every test uses: a user feeds ``user:{id}`` and the
+    tag of its team; a team feeds ``team-name:{id}``."""
+    tracker.track(models.user, keys=["user:{id}"], tags=["team:{team_id}"])
+    tracker.track(models.team, keys=["team-name:{id}"])
+
+
+# -- the race harness -------------------------------------------------------------
+
+
+@dataclass
+class RaceConfig:
+    url: str  # SQLAlchemy URL
+    redis_url: str
+    prefix: str
+    suffix: str  # table names
+    tracked: bool
+    users: int = 40
+    teams: int = 4
+    readers: int = 3
+    duration: float = 4.0
+    quiet: float = 1.5  # seconds with no writer before the final check
+    seed: int = 0
+
+
+@dataclass
+class WorkerResult:
+    reads: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    stale_keys: int = 0
+    queued: int = 0
+    fills_refused: int = 0  # fills a lease or generation refused: races caught
+    errors: list[str] = field(default_factory=list)
+
+
+def _user_row(session: Session, models: Models, uid: int) -> dict[str, Any]:
+    user = session.get(models.user, uid)
+    assert user is not None
+    return {"version": user.version, "team_id": user.team_id}
+
+
+def _members(session: Session, models: Models, tid: int) -> list[int]:
+    user = models.user
+    found = session.scalars(
+        select(user.id).where(user.team_id == tid).order_by(user.id)
+    )
+    return list(found)
+
+
+def truth(config: RaceConfig, models: Models, session: Session) -> dict[str, Any]:
+    """Every key the readers cache, with the database's value now."""
+    want: dict[str, Any] = {}
+    for uid in range(1, config.users + 1):
+        want[f"user:{uid}"] = _user_row(session, models, uid)
+    for tid in range(1, config.teams + 1):
+        want[f"members:{tid}"] = _members(session, models, tid)
+    return want
+
+
+def stale_keys(cache: Cache, want: dict[str, Any]) -> int:
+    return sum(1 for key, value in want.items() if cache.get(key) not in (MISS, value))
+
+
+def race_worker(
+    config: RaceConfig, index: int, barrier: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    result = WorkerResult()
+    try:
+        _race(config, index, barrier, result)
+    except Exception:
+        result.errors.append(traceback.format_exc())
+    results.put(result)
+
+
+def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) -> None:
+    models = make_models(config.suffix)
+    engine = create_engine(config.url, pool_size=config.readers + 2)
+    make_session = sessionmaker(engine)
+    cache = Cache(config.redis_url, prefix=config.prefix, l1=L1(), timeout=1.0)
+    tracker = Tracker(cache)
+    if config.tracked:
+        track_users(tracker, models)
+        tracker.attach(make_session)
+    stop = threading.Event()
+    lock = threading.Lock()
+    rng = random.Random(config.seed * 100 + index)
+
+    def pause(r: random.Random) -> None:
+        if r.random() < 0.5:
+            time.sleep(r.uniform(0.0, 0.01))
+
+    def read_loop(seed: int) -> None:
+        r = random.Random(seed)
+        reads = 0
+        while not stop.is_set():
+            if r.random() < 0.7:
+                uid = r.randint(1, config.users)
+
+                def load_user(uid: int = uid) -> dict[str, Any]:
+                    pause(r)
+                    with make_session() as s:
+                        row = _user_row(s, models, uid)
+                    pause(r)  # the row read, not stored yet: the race window
+                    return row
+
+                cache.get_or_load(f"user:{uid}", load_user)
+            else:
+                tid = r.randint(1, config.teams)
+
+                def load_members(tid: int = tid) -> list[int]:
+                    pause(r)
+                    with make_session() as s:
+                        members = _members(s, models, tid)
+                    pause(r)
+                    return members
+
+                cache.get_or_load(f"members:{tid}", load_members, tags=[f"team:{tid}"])
+            reads += 1
+            time.sleep(r.uniform(0.0, 0.001))  # leave the writer the GIL
+        with lock:
+            result.reads += reads
+
+    def write_loop() -> None:
+        while not stop.is_set():
+            uid = rng.randint(1, config.users)
+            with make_session() as s, s.begin():
+                user = s.get(models.user, uid, with_for_update=True)
+                assert user is not None
+                user.version += 1
+                if rng.random() < 0.5:
+                    user.team_id = rng.randint(1, config.teams)
+                if rng.random() < 0.2:  # a savepoint that rolls back
+                    nested = s.begin_nested()
+                    user.version += 1000
+                    s.flush()
+                    nested.rollback()
+                if rng.random() < 0.1:
+                    s.rollback()
+                    result.rollbacks += 1
+                    continue
+            result.commits += 1
+            time.sleep(rng.uniform(0.0, 0.005))
+
+    threads = [
+        threading.Thread(target=read_loop, args=(config.seed * 1000 + index * 10 + i,))
+        for i in range(config.readers)
+    ]
+    barrier.wait()
+    for t in threads:
+        t.start()
+    writer = threading.Thread(target=write_loop)
+    writer.start()
+    time.sleep(config.duration)
+    stop.set()
+    writer.join()
+    for t in threads:
+        t.join()
+    barrier.wait()  # every writer in every process has stopped
+    time.sleep(config.quiet)
+    with make_session() as s:
+        want = truth(config, models, s)
+    result.stale_keys = stale_keys(cache, want)
+    result.queued = tracker.queued
+    counts = cache.stats().counts
+    result.fills_refused = sum(n for k, n in counts.items() if "skipped" in k)
+    tracker.close()
+    cache.close()
+    engine.dispose()
+
+
+@dataclass
+class RaceReport:
+    workers: list[WorkerResult]
+    stale_keys_redis: int  # seen by a new cache in the parent, Redis only
+
+    @property
+    def reads(self) -> int:
+        return sum(w.reads for w in self.workers)
+
+    @property
+    def commits(self) -> int:
+        return sum(w.commits for w in self.workers)
+
+    @property
+    def stale_keys_workers(self) -> int:
+        return sum(w.stale_keys for w in self.workers)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for w in self.workers for e in w.errors]
+
+    def summary(self) -> str:
+        return (
+            f"reads {self.reads}, commits {self.commits}, rollbacks "
+            f"{sum(w.rollbacks for w in self.workers)}, stale keys: workers "
+            f"{self.stale_keys_workers}, Redis {self.stale_keys_redis}, queued "
+            f"{sum(w.queued for w in self.workers)}, fills refused "
+            f"{sum(w.fills_refused for w in self.workers)}"
+        )
+
+
+def race(config: RaceConfig, models: Models, processes: int = 2) -> RaceReport:
+    """Run the harness over tables already made and filled (``fill``)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    workers = [
+        context.Process(target=race_worker, args=(config, i, barrier, results))
+        for i in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    found = [results.get(timeout=config.duration + 120) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    engine = create_engine(config.url)
+    with Session(engine) as s:
+        want = truth(config, models, s)
+    engine.dispose()
+    with Cache(config.redis_url, prefix=config.prefix, timeout=1.0) as cache:
+        redis_stale = stale_keys(cache, want)
+    return RaceReport(found, redis_stale)
+
+
+def fill(session: Session, models: Models, users: int, teams: int) -> None:
+    for tid in range(1, teams + 1):
+        session.add(models.team(id=tid, name=f"team {tid}"))
+    session.flush()
+    for uid in range(1, users + 1):
+        session.add(models.user(id=uid, name=f"user {uid}", team_id=1 + uid % teams))
