@@ -4,7 +4,8 @@ Models are made per test module with unique table names (``make_models``).
 The race harness (``race``) spawns worker processes, each with reader
 threads that read users and team member lists through freshcache (L1 over
 Redis, loaders that pause to widen the race windows) and a writer thread
-that changes users through the ORM and commits, with no manual
+that changes users through the ORM (a sync ``Session`` in one process, an
+``AsyncSession`` in the other) and commits, with no manual
 invalidation: only the ``Tracker`` in mode ``tracked``. Once every
 writer has stopped and the machine has been quiet for a while, each worker
 reads every key through its own cache, and the parent through a new one
@@ -13,6 +14,7 @@ reads every key through its own cache, and the parent through a new one
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import random
 import threading
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ForeignKey, create_engine, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -31,7 +34,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from freshcache import L1, MISS, Cache
+from freshcache import L1, MISS, AsyncCache, Cache
 from freshcache.contrib.sqlalchemy import Tracker
 
 
@@ -88,7 +91,7 @@ class RaceConfig:
     prefix: str
     suffix: str  # table names
     mode: str  # "tracked", "untracked", or "before_commit": a naive writer
-    # that invalidates by hand after its flush, then spends 0-10 ms more in
+    # that invalidates by hand after its flush, then spends 5-15 ms more in
     # its transaction before the commit
     users: int = 40
     teams: int = 4
@@ -196,6 +199,14 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
         with lock:
             result.reads += reads
 
+    def guarded(loop: Any, *args: Any) -> None:
+        try:
+            loop(*args)
+        except Exception:
+            with lock:
+                result.errors.append(traceback.format_exc())
+            stop.set()
+
     def write_loop() -> None:
         while not stop.is_set():
             uid = rng.randint(1, config.users)
@@ -219,18 +230,72 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
                     s.flush()
                     cache.invalidate(f"user:{uid}")
                     cache.invalidate_tags(*{f"team:{old_team}", f"team:{user.team_id}"})
-                    time.sleep(rng.uniform(0.0, 0.01))
+                    time.sleep(rng.uniform(0.005, 0.015))
             result.commits += 1
             time.sleep(rng.uniform(0.0, 0.005))
 
+    async def async_write_loop() -> None:
+        """The same writes through an AsyncSession, tracked by a Tracker
+        over an AsyncCache (attached to this session class only)."""
+
+        class AsyncTracked(Session):
+            pass
+
+        engine = create_async_engine(config.url)
+        make = async_sessionmaker(engine, sync_session_class=AsyncTracked)
+        async with AsyncCache(
+            config.redis_url, prefix=config.prefix, l1=L1(), timeout=1.0
+        ) as acache:
+            with Tracker(acache) as atracker:
+                if config.mode == "tracked":
+                    track_users(atracker, models)
+                    atracker.attach(AsyncTracked)
+                while not stop.is_set():
+                    uid = rng.randint(1, config.users)
+                    async with make() as s, s.begin():
+                        user = await s.get(models.user, uid, with_for_update=True)
+                        assert user is not None
+                        old_team = user.team_id
+                        user.version += 1
+                        if rng.random() < 0.5:
+                            user.team_id = rng.randint(1, config.teams)
+                        new_team = user.team_id  # expired by the savepoint's rollback
+                        if rng.random() < 0.2:
+                            nested = await s.begin_nested()
+                            user.version += 1000
+                            await s.flush()
+                            await nested.rollback()
+                        if rng.random() < 0.1:
+                            await s.rollback()
+                            result.rollbacks += 1
+                            continue
+                        if config.mode == "before_commit":
+                            await s.flush()
+                            await acache.invalidate(f"user:{uid}")
+                            await acache.invalidate_tags(
+                                *{f"team:{old_team}", f"team:{new_team}"}
+                            )
+                            await asyncio.sleep(rng.uniform(0.005, 0.015))
+                    result.commits += 1
+                    await asyncio.sleep(rng.uniform(0.0, 0.005))
+                result.queued += atracker.queued
+        await engine.dispose()
+
     threads = [
-        threading.Thread(target=read_loop, args=(config.seed * 1000 + index * 10 + i,))
+        threading.Thread(
+            target=guarded, args=(read_loop, config.seed * 1000 + index * 10 + i)
+        )
         for i in range(config.readers)
     ]
     barrier.wait()
     for t in threads:
         t.start()
-    writer = threading.Thread(target=write_loop)
+    if index % 2:  # every other process writes through AsyncSession
+        writer = threading.Thread(
+            target=guarded, args=(asyncio.run, async_write_loop())
+        )
+    else:
+        writer = threading.Thread(target=guarded, args=(write_loop,))
     writer.start()
     time.sleep(config.duration)
     stop.set()
@@ -242,7 +307,7 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
     with make_session() as s:
         want = truth(config, models, s)
     result.stale_keys = stale_keys(cache, want)
-    result.queued = tracker.queued
+    result.queued += tracker.queued
     counts = cache.stats().counts
     result.fills_refused = sum(n for k, n in counts.items() if "skipped" in k)
     tracker.close()

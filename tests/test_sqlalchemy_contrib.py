@@ -524,8 +524,8 @@ def test_race_harness_two_processes(
         suffix=suffix,
         mode=mode,
         seed=seed,
-        # Its stale keys come from races only: 2 to 11 in Redis in 4 s
-        # runs, so it runs longer, never to show none.
+        # Its stale keys come from races only (7 to 16 in Redis in six runs
+        # of 6 s): it runs longer than the others, never to show none.
         duration=6.0 if mode == "before_commit" else 4.0,
     )
     engine = create_engine(config.url)

@@ -372,9 +372,16 @@ class Tracker:
         keys, tags = options.get(KEYS_OPTION), options.get(TAGS_OPTION)
         if keys is None and tags is None:
             table = getattr(execute.statement, "table", None)
-            if table is not None and table in self._tables:
+            mapper = execute.bind_mapper
+            tracked_class = mapper is not None and any(
+                cls in self._declarations for cls in mapper.class_.__mro__
+            )
+            if tracked_class or (table is not None and table in self._tables):
+                name = getattr(table, "name", "")
+                if mapper is not None:
+                    name = mapper.class_.__name__
                 raise UntrackedWriteError(
-                    f"a bulk {_verb(execute)} on {table.name!r} bypasses the unit of "
+                    f"a bulk {_verb(execute)} on {name!r} bypasses the unit of "
                     "work: freshcache cannot see the rows it changes. Load and "
                     f"change the objects, or say what it invalidates with "
                     f".execution_options({KEYS_OPTION}=[...], {TAGS_OPTION}=[...])"
