@@ -74,6 +74,27 @@ def make_models(suffix: str) -> Models:
     return Models(Base, Team, User)
 
 
+def make_animals(suffix: str) -> tuple[Any, Any, Any]:
+    """A tracked base class and a joined-table subclass: (base, Animal, Dog)."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Animal(Base):
+        __tablename__ = f"fc_animals_{suffix}"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str]
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "a"}  # noqa: RUF012
+
+    class Dog(Animal):
+        __tablename__ = f"fc_dogs_{suffix}"
+        id: Mapped[int] = mapped_column(ForeignKey(Animal.id), primary_key=True)
+        barks: Mapped[int] = mapped_column(default=0)
+        __mapper_args__ = {"polymorphic_identity": "dog"}  # noqa: RUF012
+
+    return Base, Animal, Dog
+
+
 def track_users(tracker: Tracker, models: Models) -> None:
     """The declarations every test uses: a user feeds ``user:{id}`` and the
     tag of its team; a team feeds ``team-name:{id}``."""

@@ -299,6 +299,30 @@ def test_a_bulk_statement_is_refused_unless_it_says_what_it_invalidates(
     assert cache.get("members:2") is not MISS
 
 
+def test_bulk_statements_on_a_subclass_of_a_tracked_class_are_refused(
+    engine: Any, cache: Cache
+) -> None:
+    """Joined-table inheritance: ``update(Dog)`` writes the subclass's own
+    table, which the tracked class's mapper does not list."""
+    base, animal, dog = sqlalchemy_support.make_animals(uuid.uuid4().hex[:10])
+    Animal, Dog = animal, dog  # noqa: N806
+    base.metadata.create_all(engine)
+    try:
+        with Tracker(cache) as tracker:
+            tracker.track(Animal, keys=["animal:{id}"])
+            tracker.attach(Session)
+            with Session(engine) as s, s.begin():
+                s.add(Dog(id=1))
+            cache.set("animal:1", "stale")
+            with Session(engine) as s, s.begin():
+                with pytest.raises(UntrackedWriteError, match="'Dog'"):
+                    s.execute(update(Dog).values(barks=2))
+                s.get(Dog, 1).barks = 3  # type: ignore[union-attr]
+            assert cache.get("animal:1") is MISS  # the subclass's row, tracked
+    finally:
+        base.metadata.drop_all(engine)
+
+
 def test_sessions_of_other_targets_are_left_alone(
     engine: Any, models: Models, rows: None, cache: Cache
 ) -> None:
