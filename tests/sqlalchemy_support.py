@@ -117,7 +117,8 @@ class RaceConfig:
     users: int = 40
     teams: int = 4
     readers: int = 3
-    duration: float = 4.0
+    commits: int = 150  # per writer: the run ends when each has committed this
+    min_reads: int = 100  # per reader thread, at least
     quiet: float = 1.5  # seconds with no writer before the final check
     seed: int = 0
 
@@ -129,6 +130,8 @@ class WorkerResult:
     rollbacks: int = 0
     stale_keys: int = 0
     queued: int = 0
+    failed: int = 0  # commits whose invalidation raised (tracker.failed)
+    stale: list[str] = field(default_factory=list)  # key: cached != truth
     fills_refused: int = 0  # fills a lease or generation refused: races caught
     errors: list[str] = field(default_factory=list)
 
@@ -157,6 +160,15 @@ def truth(config: RaceConfig, models: Models, session: Session) -> dict[str, Any
     return want
 
 
+def stale_list(cache: Cache, want: dict[str, Any]) -> list[str]:
+    found = []
+    for key, value in want.items():
+        cached = cache.get(key)
+        if cached not in (MISS, value):
+            found.append(f"{key}: cached {cached!r}, database {value!r}")
+    return found
+
+
 def stale_keys(cache: Cache, want: dict[str, Any]) -> int:
     return sum(1 for key, value in want.items() if cache.get(key) not in (MISS, value))
 
@@ -181,7 +193,8 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
     if config.mode == "tracked":
         track_users(tracker, models)
         tracker.attach(make_session)
-    stop = threading.Event()
+    stop = threading.Event()  # set by an error
+    writer_done = threading.Event()
     lock = threading.Lock()
     rng = random.Random(config.seed * 100 + index)
 
@@ -193,6 +206,8 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
         r = random.Random(seed)
         reads = 0
         while not stop.is_set():
+            if writer_done.is_set() and reads >= config.min_reads:
+                break
             if r.random() < 0.7:
                 uid = r.randint(1, config.users)
 
@@ -229,7 +244,7 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
             stop.set()
 
     def write_loop() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and result.commits < config.commits:
             uid = rng.randint(1, config.users)
             with make_session() as s, s.begin():
                 user = s.get(models.user, uid, with_for_update=True)
@@ -271,7 +286,7 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
                 if config.mode == "tracked":
                     track_users(atracker, models)
                     atracker.attach(AsyncTracked)
-                while not stop.is_set():
+                while not stop.is_set() and result.commits < config.commits:
                     uid = rng.randint(1, config.users)
                     async with make() as s, s.begin():
                         user = await s.get(models.user, uid, with_for_update=True)
@@ -300,6 +315,7 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
                     result.commits += 1
                     await asyncio.sleep(rng.uniform(0.0, 0.005))
                 result.queued += atracker.queued
+                result.failed += atracker.failed
         await engine.dispose()
 
     threads = [
@@ -318,9 +334,8 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
     else:
         writer = threading.Thread(target=guarded, args=(write_loop,))
     writer.start()
-    time.sleep(config.duration)
-    stop.set()
     writer.join()
+    writer_done.set()
     for t in threads:
         t.join()
     barrier.wait()  # every writer in every process has stopped
@@ -329,6 +344,8 @@ def _race(config: RaceConfig, index: int, barrier: Any, result: WorkerResult) ->
         want = truth(config, models, s)
     result.stale_keys = stale_keys(cache, want)
     result.queued += tracker.queued
+    result.failed += tracker.failed
+    result.stale = stale_list(cache, want)
     counts = cache.stats().counts
     result.fills_refused = sum(n for k, n in counts.items() if "skipped" in k)
     tracker.close()
@@ -362,7 +379,8 @@ class RaceReport:
             f"reads {self.reads}, commits {self.commits}, rollbacks "
             f"{sum(w.rollbacks for w in self.workers)}, stale keys: workers "
             f"{self.stale_keys_workers}, Redis {self.stale_keys_redis}, queued "
-            f"{sum(w.queued for w in self.workers)}, fills refused "
+            f"{sum(w.queued for w in self.workers)}, failed "
+            f"{sum(w.failed for w in self.workers)}, fills refused "
             f"{sum(w.fills_refused for w in self.workers)}"
         )
 
@@ -378,7 +396,7 @@ def race(config: RaceConfig, models: Models, processes: int = 2) -> RaceReport:
     ]
     for w in workers:
         w.start()
-    found = [results.get(timeout=config.duration + 120) for _ in workers]
+    found = [results.get(timeout=900) for _ in workers]
     for w in workers:
         w.join(timeout=30)
     engine = create_engine(config.url)
