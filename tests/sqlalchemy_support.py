@@ -84,6 +84,7 @@ def make_animals(suffix: str) -> tuple[Any, Any, Any]:
         __tablename__ = f"fc_animals_{suffix}"
         id: Mapped[int] = mapped_column(primary_key=True)
         kind: Mapped[str]
+        name: Mapped[str] = mapped_column(default="a")
         __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "a"}  # noqa: RUF012
 
     class Dog(Animal):

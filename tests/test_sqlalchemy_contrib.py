@@ -309,7 +309,7 @@ def test_bulk_statements_on_a_subclass_of_a_tracked_class_are_refused(
     base.metadata.create_all(engine)
     try:
         with Tracker(cache) as tracker:
-            tracker.track(Animal, keys=["animal:{id}"])
+            tracker.track(Animal, keys=["animal:{id}", "animal-name:{name}"])
             tracker.attach(Session)
             with Session(engine) as s, s.begin():
                 s.add(Dog(id=1))
@@ -319,6 +319,13 @@ def test_bulk_statements_on_a_subclass_of_a_tracked_class_are_refused(
                     s.execute(update(Dog).values(barks=2))
                 s.get(Dog, 1).barks = 3  # type: ignore[union-attr]
             assert cache.get("animal:1") is MISS  # the subclass's row, tracked
+            with Session(engine) as s:
+                dog = s.get(Dog, 1)
+                s.commit()  # expired
+                cache.set("animal-name:a", "stale")
+                dog.name = "rex"  # type: ignore[union-attr]  # loads the old name
+                s.commit()
+            assert cache.get("animal-name:a") is MISS  # the old row's key
     finally:
         base.metadata.drop_all(engine)
 

@@ -213,7 +213,13 @@ class Tracker:
         # The value an update replaces must be known even if the attribute
         # was expired when it was set: load it then (active history).
         for attribute in attributes:
-            self._listen(getattr(cls, attribute), "set", _keep, active_history=True)
+            self._listen(
+                getattr(cls, attribute),
+                "set",
+                _keep,
+                active_history=True,
+                propagate=True,  # subclasses' attributes too
+            )
         if first:
             self._listen(cls, "after_insert", self._after_insert, propagate=True)
             self._listen(cls, "after_update", self._after_update, propagate=True)
