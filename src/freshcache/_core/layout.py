@@ -27,6 +27,12 @@ def tag_key(head: str, tag: str) -> str:
     return f"{head}!tag:{tag}"
 
 
+def taken_key(tag_set: str) -> str:
+    """Where a tag invalidation keeps the members it took from ``tag_set``
+    until their deletions are done (the ``TAKE`` script), in its slot."""
+    return "{" + tag_set + "}:taken"
+
+
 def epoch_key(head: str) -> str:
     """Counter bumped by every tag invalidation (a fill with tags checks it)."""
     return f"{head}!epoch"

@@ -123,6 +123,28 @@ end
 return 1
 """
 
+# KEYS: tag set, its taken set ("{tag set}:taken", the same slot). A tag
+# invalidation's first step: move every member of the tag set into the taken
+# set, and return the taken set's members (with those an earlier invalidation
+# took but did not finish). The tag set is then empty, so a fill that
+# registers its key again from here on (after the epoch bump: a fresh value)
+# stays registered; the taken set keeps what is being deleted until the
+# deletions are done (``SREM`` of exactly those members), so a failure
+# part-way leaves them for the next invalidation of the tag. The taken set
+# lives as long as the tag set would have (its members' entries), never less.
+TAKE: Final = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl ~= -2 then
+  local before = redis.call('PTTL', KEYS[2])
+  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if ttl ~= -1 and before ~= -1 then
+    redis.call('PEXPIRE', KEYS[2], math.max(ttl, before))
+  end
+end
+return redis.call('SMEMBERS', KEYS[2])
+"""
+
 # KEYS: per write: data, lease, stream, pending write. ARGV: backlog limit,
 # bus channel, bus message, pending marker px, then per write: envelope ('' :
 # not cacheable, drop the key), px, key, JSON value, the cache's head, the

@@ -91,6 +91,7 @@ from freshcache._core.layout import (
     pending_key,
     read_counter,
     tag_key,
+    taken_key,
 )
 from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.renewals import RETRY, Renewals
@@ -328,6 +329,7 @@ class AsyncRedisStore:
         self._live_versions = script(hard, lua.LIVE_VERSIONS)
         self._invalidate = script(hard, lua.INVALIDATE)
         self._bump = script(hard, lua.BUMP)
+        self._take = script(hard, lua.TAKE)
 
     def _connect_cluster(self) -> None:
         """New cluster clients (made on their first command). redis-py's
@@ -865,11 +867,14 @@ class AsyncRedisStore:
 
     async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Under this version and every other live one: bump the epoch, then
-        per tag: read its members, delete them with their leases, and only
-        then remove exactly those members from the set. A failure part-way
-        leaves the set intact, so a retry finds every member; a key
-        registered meanwhile stays registered. Each version's tag sets hold
-        its own keys. Returns the members."""
+        per tag: take its members (``TAKE``: moved into the tag's taken set,
+        the tag set left empty), delete them with their leases, and only
+        then remove exactly those members from the taken set. A failure
+        part-way leaves them there, so a retry (or the next invalidation of
+        the tag) finds every member; a key registered again meanwhile (a
+        fill after the epoch bump) goes into the empty tag set and stays
+        registered. Each version's tag sets hold its own keys. Returns the
+        members."""
         heads = [self._head] + [
             f"{self._prefix}:{v}:" for v in await self._others()
         ]  # a version registering later has loaded nothing from before
@@ -877,15 +882,23 @@ class AsyncRedisStore:
         for head in heads:
             await self._run_hard("epoch", functools.partial(_incr, epoch_key(head)))
             for tag in tags:  # each tag set is in its own slot
-                key = tag_key(head, tag)
-                raw = await self._run_hard("tag", functools.partial(_members, key))
+                tag_set = tag_key(head, tag)
+                raw = await self._run_hard(
+                    "tag", functools.partial(self._take_members, tag_set)
+                )
                 members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
                 if not members:
                     continue
                 await self._delete_keys([m for m in members if m not in done])
                 done.update(members)
-                await self._run_hard("tag", functools.partial(_remove, key, members))
+                await self._run_hard(
+                    "tag", functools.partial(_remove, taken_key(tag_set), members)
+                )
         return sorted(done)
+
+    def _take_members(self, tag_set: str, client: Any) -> Awaitable[Any]:
+        """``TAKE``: the tag set's members, moved into its taken set."""
+        return self._take(keys=[tag_set, taken_key(tag_set)], client=client)  # type: ignore[no-any-return,unused-ignore]
 
     # -- namespace versions -------------------------------------------------
 
@@ -1152,10 +1165,6 @@ class AsyncRedisStore:
 
 def _incr(key: str, client: Redis) -> Awaitable[Any]:
     return client.incr(key)  # type: ignore[no-any-return,unused-ignore]
-
-
-def _members(key: str, client: Redis) -> Awaitable[Any]:
-    return client.smembers(key)  # type: ignore[no-any-return,unused-ignore]
 
 
 def _remove(key: str, members: list[str], client: Redis) -> Awaitable[Any]:
