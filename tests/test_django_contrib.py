@@ -27,7 +27,6 @@ django_support.configure()
 from django.core.cache import caches  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.db import transaction  # noqa: E402
-from django.db.models.signals import post_delete, post_save  # noqa: E402
 from django.test import RequestFactory, override_settings  # noqa: E402
 from django.test.utils import (  # noqa: E402
     setup_databases,
@@ -180,8 +179,26 @@ def test_invalidate_on_save_runs_after_the_commit(backend: FreshCache) -> None:
         with pytest.raises(Product.DoesNotExist):
             _get("/p/", views.product, pk=pk)
     finally:
-        post_save.disconnect(receiver, sender=Product)
-        post_delete.disconnect(receiver, sender=Product)
+        receiver.disconnect()
+
+
+def test_invalidate_on_save_drops_what_the_old_row_fed(backend: FreshCache) -> None:
+    """A rename drops the key of the old name too (read on ``pre_save``),
+    after the commit; without the old row, "by-name:chair" would stay."""
+    receiver = invalidate_on_save(Product, keys=lambda p: [f"by-name:{p.name}"])
+    try:
+        item = Product.objects.create(name="chair", price=20)
+        backend.set("by-name:chair", item.pk)
+        backend.set("by-name:table", "someone else's")
+        with transaction.atomic():
+            item.name = "table"
+            item.save()
+            assert backend.get("by-name:chair") == item.pk  # not committed yet
+        assert backend.get("by-name:chair") is None
+        assert backend.get("by-name:table") is None
+        item.delete()
+    finally:
+        receiver.disconnect()
 
 
 def test_get_or_set_with_a_callable_is_a_single_flight(backend: FreshCache) -> None:
