@@ -150,6 +150,42 @@ def test_tags_invalidate_and_async_views(app: Any) -> None:
     assert flask_app.config["calls"].count("async") == 1
 
 
+def test_concurrent_identical_requests_run_the_view_once(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    import threading
+
+    gate = threading.Event()
+    calls: list[int] = []
+    app = Flask(__name__)
+    app.config["FRESHCACHE_URL"] = redis_url
+    app.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix}
+    ext = FreshCache(app)
+
+    @app.get("/slow")
+    @ext.cached(60)
+    def slow() -> str:
+        calls.append(1)
+        gate.wait(60)
+        return "done"
+
+    bodies: list[bytes] = []
+
+    def get() -> None:
+        bodies.append(app.test_client().get("/slow").data)
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # let them reach the cache; a late one is a hit anyway
+    gate.set()
+    for thread in threads:
+        thread.join(60)
+    ext.teardown(app)
+    assert bodies == [b"done"] * 8
+    assert calls == [1]
+
+
 def test_teardown_closes_a_built_cache_and_keeps_a_given_one(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -186,6 +186,42 @@ def test_a_plain_starlette_endpoint(cache: AsyncCache) -> None:
     assert calls == ["a"]
 
 
+async def test_concurrent_identical_requests_run_the_endpoint_once(
+    cache: AsyncCache,
+) -> None:
+    import asyncio
+
+    import httpx2
+
+    calls: list[int] = []
+    gate = asyncio.Event()
+    app = FastAPI()
+
+    @app.get("/slow/{n}")
+    @cached(60, cache=cache)
+    async def slow(n: int) -> dict[str, int]:
+        calls.append(n)
+        await gate.wait()
+        return {"n": n}
+
+    async def release() -> None:
+        for _ in range(50):  # let the other requests reach the cache
+            await asyncio.sleep(0)
+        gate.set()
+
+    transport = httpx2.ASGITransport(app=app)
+    async with (
+        cache,
+        httpx2.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        replies = await asyncio.gather(
+            *(client.get("/slow/1") for _ in range(20)), release()
+        )
+    bodies = {r.content for r in replies[:20]}
+    assert bodies == {b'{"n":1}'}
+    assert calls == [1]  # a late request is a hit: the count holds either way
+
+
 def test_get_cache_without_the_lifespan_says_what_to_do() -> None:
     app = FastAPI()
 
