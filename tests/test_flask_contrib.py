@@ -4,9 +4,6 @@ Redis)."""
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import runpy
 import subprocess
 import sys
 import time
@@ -15,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from freshcache import Cache, CacheClosedError
 
@@ -221,67 +216,14 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
-@pytest.fixture
-def worker(
-    redis_url: str, key_prefix: str, database_url: str, redis_cleanup: None
-) -> Iterator[Any]:
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(
-        target=web_worker.serve,
-        args=(theirs, "flask_app.py", (redis_url, database_url, key_prefix)),
-    )
-    process.start()
-    assert ours.poll(60), "the worker did not start"
-    assert ours.recv() == "ready"
-
-    def get(path: str, headers: dict[str, str] | None = None) -> Any:
-        ours.send((path, headers or {}))
-        assert ours.poll(60), "the worker did not answer"
-        return ours.recv()
-
-    try:
-        yield get
-    finally:
-        ours.send(None)
-        ours.poll(30)
-        process.join(30)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
 def test_a_commit_in_one_process_refreshes_another_workers_response(
-    worker: Any, redis_url: str, key_prefix: str, database_url: str
+    redis_url: str, key_prefix: str, database_url: str, redis_cleanup: None
 ) -> None:
-    module = runpy.run_path(str(EXAMPLES / "flask_app.py"))
-    engine = create_engine(database_url)
-    module["Base"].metadata.create_all(engine)
-    with Session(engine) as session:
-        session.add(module["Product"](id=1, name="kettle", price=2500))
-        session.commit()
-    status, headers, body = worker("/products/1")
-    assert status == 200
-    assert json.loads(body)["price"] == 2500
-    etag = headers["ETag"]
-    assert worker("/products/1", {"If-None-Match": etag})[0] == 304
-    with Cache(redis_url, prefix=key_prefix) as writer:
-        sessions = sessionmaker(engine)
-        module["track_products"](writer).attach(sessions)
-        with sessions() as session:
-            session.get(module["Product"], 1).price = 2200
-            session.commit()
-    engine.dispose()
-    # The worker's L1 may serve the old response for its staleness bound
-    # (100 ms): ask until it has gone, however long that takes.
-    for _ in range(600):
-        status, headers, body = worker("/products/1", {"If-None-Match": etag})
-        if status != 304:
-            break
-        time.sleep(0.05)
-    assert status == 200
-    assert json.loads(body)["price"] == 2200
-    assert headers["ETag"] != etag
+    args = (redis_url, database_url, key_prefix)
+    with web_worker.running("flask_app.py", args) as get:
+        web_worker.a_commit_refreshes_the_worker(
+            get, "flask_app.py", redis_url, key_prefix, database_url
+        )
 
 
 def test_the_flask_example_runs(redis_url: str) -> None:

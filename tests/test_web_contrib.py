@@ -4,21 +4,14 @@ process refreshing another worker's cached response (real Redis)."""
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import runpy
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from freshcache import AsyncCache, Cache
+from freshcache import AsyncCache
 
 try:
     from tests import web_worker
@@ -248,79 +241,14 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
-@pytest.fixture
-def worker(
-    request: pytest.FixtureRequest, redis_url: str, key_prefix: str,
-    database_url: str, redis_cleanup: None,
-) -> Iterator[Any]:  # fmt: skip
-    example = request.param
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(
-        target=web_worker.serve,
-        args=(theirs, example, (redis_url, database_url, key_prefix)),
-    )
-    process.start()
-    assert ours.poll(60), "the worker did not start"
-    assert ours.recv() == "ready"
-
-    def get(path: str, headers: dict[str, str] | None = None) -> Any:
-        ours.send((path, headers or {}))
-        assert ours.poll(60), "the worker did not answer"
-        return ours.recv()
-
-    try:
-        yield get
-    finally:
-        ours.send(None)
-        ours.poll(30)
-        process.join(30)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-def _seed(database_url: str, module: dict[str, Any]) -> None:
-    engine = create_engine(database_url)
-    module["Base"].metadata.create_all(engine)
-    with Session(engine) as session:
-        session.add(module["Product"](id=1, name="kettle", price=2500))
-        session.commit()
-    engine.dispose()
-
-
-@pytest.mark.parametrize("worker", ["fastapi_app.py"], indirect=True)
 def test_a_commit_in_one_process_refreshes_another_workers_response(
-    worker: Any, redis_url: str, key_prefix: str, database_url: str
+    redis_url: str, key_prefix: str, database_url: str, redis_cleanup: None
 ) -> None:
-    module = runpy.run_path(str(EXAMPLES / "fastapi_app.py"))
-    _seed(database_url, module)
-    status, headers, body = worker("/products/1")
-    assert status == 200
-    assert json.loads(body)["price"] == 2500
-    etag = headers["etag"]
-    assert worker("/products/1", {"If-None-Match": etag})[0] == 304
-    # The writer: this process, its own cache on the same Redis, an ORM
-    # session watched by the Tracker (no manual invalidation).
-    engine = create_engine(database_url)
-    with Cache(redis_url, prefix=key_prefix) as writer:
-        sessions = sessionmaker(engine)
-        module["track_products"](writer).attach(sessions)
-        with sessions() as session:
-            session.get(module["Product"], 1).price = 2200
-            session.commit()
-    engine.dispose()
-    # The worker's L1 may serve the old response for its staleness bound
-    # (100 ms) after the invalidation: ask until it has gone, however long
-    # a loaded machine takes to get there.
-    for _ in range(600):
-        status, headers, body = worker("/products/1", {"If-None-Match": etag})
-        if status != 304:
-            break
-        time.sleep(0.05)
-    assert status == 200
-    assert json.loads(body)["price"] == 2200
-    assert headers["etag"] != etag
+    args = (redis_url, database_url, key_prefix)
+    with web_worker.running("fastapi_app.py", args) as get:
+        web_worker.a_commit_refreshes_the_worker(
+            get, "fastapi_app.py", redis_url, key_prefix, database_url
+        )
 
 
 def test_the_fastapi_example_runs(redis_url: str) -> None:
