@@ -26,7 +26,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from opentelemetry.trace import SpanKind, StatusCode
 
-from freshcache import AsyncCache, Cache, CacheStats, NullTracing, SpanName
+from freshcache import (
+    MISS,
+    AsyncCache,
+    Cache,
+    CacheStats,
+    CallableSink,
+    NullTracing,
+    SpanName,
+)
 from freshcache.contrib.otel import (
     INSTRUMENTS,
     OtelHistograms,
@@ -35,6 +43,7 @@ from freshcache.contrib.otel import (
     observations,
 )
 from freshcache.sinks.sqlite import SQLiteSink
+from freshcache.testing import FakeClock
 
 pytestmark = pytest.mark.redis
 
@@ -534,3 +543,115 @@ print(json.dumps({{"imported": imported, "spans": len(exporter.get_finished_span
         "spans": 0,
         "loads": 1,
     }
+
+
+async def test_a_background_refresh_is_a_refresh_load_under_its_request(
+    redis_url: str, key_prefix: str, redis_cleanup: None, telemetry: Telemetry,
+    fake_clock: FakeClock,
+) -> None:  # fmt: skip
+    """A stale read returns at once and refreshes in a task of its own: its
+    load span says ``refresh`` and is the child of the request that served
+    the stale value."""
+    tracer = telemetry.tracers.get_tracer("app")
+    tracing = OtelTracing(tracer_provider=telemetry.tracers)
+    loaded: list[int] = []
+
+    async def loader() -> int:
+        loaded.append(1)
+        return len(loaded)
+
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, tracing=tracing, clock=fake_clock,
+        ttl=10, stale_ttl=60,
+    ) as cache:  # fmt: skip
+        assert await cache.get_or_load("user:1", loader) == 1
+        fake_clock.advance(11)  # stale, inside the stale window
+        with tracer.start_as_current_span("request") as request:
+            assert await cache.get_or_load("user:1", loader) == 1  # at once
+        for _ in range(500):  # the refresh runs in the background
+            if len(telemetry.spans()) >= 5:
+                break
+            await asyncio.sleep(0.01)
+    spans = telemetry.spans()
+    refresh = [s for s in spans if s.name == "freshcache.load"][1]
+    assert dict(refresh.attributes or {}) == {
+        "freshcache.namespace": "user",
+        "freshcache.load.reason": "refresh",
+    }
+    assert refresh.parent is not None
+    assert refresh.parent.span_id == request.get_span_context().span_id
+    fills = [s for s in spans if s.name == "freshcache.fill"]
+    assert [(s.attributes or {})["freshcache.fill.outcome"] for s in fills] == [
+        "stored",
+        "stored",
+    ]
+
+
+def test_a_fill_after_an_invalidation_is_skipped(
+    redis_url: str, key_prefix: str, redis_cleanup: None, telemetry: Telemetry
+) -> None:
+    """An invalidation that lands while the loader runs revokes the lease:
+    the fill span says ``skipped`` (and the invalidation's span is a child
+    of the load's, where it ran)."""
+    tracing = OtelTracing(tracer_provider=telemetry.tracers)
+    with Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+
+        def loader() -> str:
+            cache.invalidate("user:5")  # a write committed meanwhile
+            return "old"
+
+        assert cache.get_or_load("user:5", loader) == "old"
+        assert cache.get("user:5") is MISS  # not stored
+    invalidate, load, fill = telemetry.spans()
+    assert invalidate.name == "freshcache.invalidate"
+    assert invalidate.parent is not None
+    assert invalidate.parent.span_id == load.context.span_id
+    assert (fill.attributes or {})["freshcache.fill.outcome"] == "skipped"
+
+
+def test_a_failed_batch_is_retried_with_its_error_class(
+    redis_url: str, key_prefix: str, redis_cleanup: None, telemetry: Telemetry
+) -> None:
+    """The sink fails once (the database restarting), then applies: two
+    batch spans, ``retry`` with ``error.type`` and status ``ERROR``, then
+    ``applied``; never the sink's message."""
+    failures = [ConnectionError(f"row {SECRET}: database restarting")]
+    applied: list[int] = []
+
+    def apply(writes: Any) -> None:
+        if failures:
+            raise failures.pop()
+        applied.append(len(writes))
+
+    tracing = OtelTracing(tracer_provider=telemetry.tracers)
+    with Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+        wb = cache.write_behind(name="q")
+        try:
+            wb.put("user:1", {"name": SECRET})
+            worker = wb.worker(CallableSink(apply), block=0, claim_idle=0.01)
+            for _ in range(200):  # a retry after claim_idle: 2 or 3 rounds
+                worker.run_once()
+                if applied:
+                    break
+            worker.close()
+        finally:
+            wb.close()
+    batches = [s for s in telemetry.spans() if s.name == SpanName.WRITEBEHIND_BATCH]
+    assert [dict(s.attributes or {}) for s in batches] == [
+        {
+            "freshcache.writebehind.queue": "q",
+            "messaging.batch.message_count": 1,
+            "freshcache.writebehind.applied": 1,
+            "error.type": "ConnectionError",
+            "freshcache.writebehind.outcome": "retry",
+        },
+        {
+            "freshcache.writebehind.queue": "q",
+            "messaging.batch.message_count": 1,
+            "freshcache.writebehind.applied": 1,
+            "freshcache.writebehind.outcome": "applied",
+        },
+    ]
+    assert batches[0].status.status_code is StatusCode.ERROR
+    assert not batches[0].status.description
+    assert batches[1].status.status_code is StatusCode.UNSET
