@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 EXTRAS := --extra cli --extra msgpack --extra pydantic --extra postgres --extra sqlalchemy \
-	--extra django --extra prometheus --extra fastapi --extra flask
+	--extra django --extra prometheus --extra fastapi --extra flask --extra otel
 # Never download a Python: use the one named by PYTHON.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
@@ -47,8 +47,8 @@ test: $(VENV)/.dev services check django-suite
 test-latest: $(UV) services
 	$(UV) venv --quiet --allow-existing .venv-latest
 	VIRTUAL_ENV=.venv-latest $(UV) pip install --quiet --refresh --upgrade \
-		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,django,prometheus,fastapi,flask]' --group dev
-	VIRTUAL_ENV=.venv-latest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|django|prometheus.client|fastapi|starlette|flask|werkzeug)=='
+		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,django,prometheus,fastapi,flask,otel]' --group dev
+	VIRTUAL_ENV=.venv-latest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|django|prometheus.client|fastapi|starlette|flask|werkzeug|opentelemetry.api|opentelemetry.sdk)=='
 	FRESHCACHE_REQUIRE_SERVERS=1 .venv-latest/bin/python -m pytest -p no:cacheprovider
 
 ## make test-oldest: the suite with the lowest versions pyproject.toml allows
@@ -58,9 +58,9 @@ test-oldest: $(UV) services
 	$(UV) pip compile --quiet --resolution lowest-direct --all-extras \
 		pyproject.toml -o .venv-oldest/lowest.txt
 	VIRTUAL_ENV=.venv-oldest $(UV) pip install --quiet --reinstall-package freshcache \
-		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,django,prometheus,fastapi,flask]' --group dev \
+		-e '.[cli,msgpack,pydantic,postgres,sqlalchemy,django,prometheus,fastapi,flask,otel]' --group dev \
 		-c .venv-oldest/lowest.txt
-	VIRTUAL_ENV=.venv-oldest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|django|prometheus.client|fastapi|starlette|flask|werkzeug)=='
+	VIRTUAL_ENV=.venv-oldest $(UV) pip list --format freeze | grep -iE '^(redis|hiredis|orjson|msgpack|pydantic|psycopg|sqlalchemy|rich|django|prometheus.client|fastapi|starlette|flask|werkzeug|opentelemetry.api|opentelemetry.sdk)=='
 	FRESHCACHE_REQUIRE_SERVERS=1 .venv-oldest/bin/python -m pytest -p no:cacheprovider
 
 ## make django-suite: Django's own cache tests for the installed Django, from

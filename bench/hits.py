@@ -6,7 +6,9 @@ measured in the same run:
 * P1  L1 hit through the decorator: sync vs ``functools.lru_cache``, async
   vs ``await`` of a trivial coroutine; diagnostic rows with each Prometheus
   exporter on (``freshcache.contrib.prometheus``: the one-process collector,
-  and multiprocess mode's copying thread), to compare with the row with none.
+  and multiprocess mode's copying thread) and with OpenTelemetry on
+  (``freshcache.contrib.otel``: observable instruments and spans, and with
+  latency histograms too), to compare with the row with none.
 * P2  L2 (Redis) hit through the decorator vs a raw redis-py GET +
   ``json.loads`` (sync and async).
 * P3  asyncio throughput, 100 tasks doing L2 hits vs raw ``redis.asyncio``
@@ -193,6 +195,9 @@ def export(stack: ExitStack | AsyncExitStack, cache: Any, how: str | None) -> No
     its files every second). The hit path is the same code either way."""
     if how is None:
         return
+    if how.startswith("otel"):
+        export_otel(stack, cache)
+        return
     import shutil
     import tempfile
 
@@ -212,9 +217,51 @@ def export(stack: ExitStack | AsyncExitStack, cache: Any, how: str | None) -> No
         del os.environ[MULTIPROC_VARIABLE]
 
 
+def export_options(how: str | None) -> dict[str, Any]:
+    """The cache's options for the OpenTelemetry rows, made before it:
+    ``"otel"`` traces through ``OtelTracing`` (an SDK tracer provider with
+    an in-memory exporter); ``"otel-histograms"`` also records latency
+    histograms (``OtelHistograms``, on an SDK meter provider)."""
+    if how not in ("otel", "otel-histograms"):
+        return {}
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
+
+    from freshcache.contrib.otel import OtelHistograms, OtelTracing
+
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    options: dict[str, Any] = {"tracing": OtelTracing(tracer_provider=tracers)}
+    if how == "otel-histograms":
+        meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        options["metrics"] = OtelHistograms(meter_provider=meters)
+    return options
+
+
+def export_otel(stack: ExitStack | AsyncExitStack, cache: Any) -> None:
+    """``instrument``: observable instruments on an SDK meter provider whose
+    in-memory reader collects when asked (as a periodic reader would, at its
+    own pace: the hit path is the same code either way)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from freshcache.contrib.otel import instrument
+
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    stack.callback(instrument(cache, meter_provider=meters).close)
+    stack.callback(meters.shutdown)
+
+
 EXPORTERS = {
     "freshcache + Prometheus, multiprocess (diagnostic)": "multiprocess",
     "freshcache + Prometheus collector (diagnostic)": "collector",
+    "freshcache + OpenTelemetry metrics and spans (diagnostic)": "otel",
+    "freshcache + OpenTelemetry, histograms too (diagnostic)": "otel-histograms",
 }
 
 
@@ -231,7 +278,8 @@ def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
     ) -> tuple[Callable[[Any], Any], Counter]:
         from freshcache import Cache
 
-        cache = Cache(prefix=_fc_prefix(), version="v1", **kwargs)
+        options = export_options(exporter) | kwargs
+        cache = Cache(prefix=_fc_prefix(), version="v1", **options)
         stack.callback(cache.close)
         export(stack, cache, exporter)
         counter = Counter()
@@ -338,7 +386,8 @@ def async_l1_candidates(redis_url: str | None = None) -> dict[str, L1Factory]:
     ) -> tuple[Any, Counter]:
         from freshcache import AsyncCache
 
-        cache = AsyncCache(prefix=_fc_prefix(), version="v1", **kwargs)
+        options = export_options(exporter) | kwargs
+        cache = AsyncCache(prefix=_fc_prefix(), version="v1", **options)
         stack.push_async_callback(cache.aclose)
         export(stack, cache, exporter)
         counter = Counter()
@@ -673,13 +722,17 @@ def sync_l2_candidates(target: RedisTarget, pool_size: int) -> dict[str, Factory
 
         return fn, None
 
-    def freshcache(stack: ExitStack) -> tuple[Callable[[Any], Any], Counter]:
+    def freshcache(
+        stack: ExitStack, exporter: str | None = None
+    ) -> tuple[Callable[[Any], Any], Counter]:
         from freshcache import Cache
 
         cache = Cache(
-            target.url, prefix=prefix, version="v1", max_connections=pool_size
-        )
+            target.url, prefix=prefix, version="v1", max_connections=pool_size,
+            **export_options(exporter),
+        )  # fmt: skip
         stack.callback(cache.close)
+        export(stack, cache, exporter)
         counter = Counter()
         counter.stats = cache.stats
         return cache.cached("user:{user_id}", ttl=TTL)(make_loader(counter)), counter
@@ -706,6 +759,9 @@ def sync_l2_candidates(target: RedisTarget, pool_size: int) -> dict[str, Factory
     return {
         "raw redis-py GET + json.loads (baseline)": raw_json,
         "freshcache Cache(redis) @cached": freshcache,
+        "freshcache Cache(redis) + OpenTelemetry histograms (diagnostic)": (
+            functools.partial(freshcache, exporter="otel-histograms")
+        ),
         "raw redis-py GET + orjson.loads (diagnostic)": raw_orjson,
         "raw GET + json.loads on freshcache's redis client (diagnostic)": raw_fc_client,
         "dogpile.cache redis region": dogpile_redis,

@@ -70,3 +70,29 @@ def test_writebehind_example_runs(redis_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "cache: {'visits': 93}" in result.stdout
     assert "database: 10 rows; applied 100 writes, backlog 0" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["in-process", "redis"])
+def test_otel_example_runs(where: str, request: pytest.FixtureRequest) -> None:
+    url = [] if where == "in-process" else [request.getfixturevalue("redis_url")]
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "otel_app.py"), *url],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    spans = [line.split(":")[0] for line in lines if line.startswith("span ")]
+    assert spans == [
+        "span SELECT users (child)",  # the loader's query, inside the load
+        "span freshcache.load (child)",
+        "span freshcache.fill (child)",
+        "span GET /users/1",
+        "span GET /users/1 again",  # a hit: no cache span under it
+        "span freshcache.invalidate",
+    ]
+    assert (
+        "metric freshcache.lookups {'freshcache.namespace': 'user', "
+        "'freshcache.outcome': 'hit'} = 1"
+    ) in lines
+    assert "metric freshcache.loads {} = 1" in lines

@@ -35,6 +35,7 @@ PUBLIC = {
     "BUCKETS", "Bypass", "ErrorClass", "Event", "Lookups", "NamespaceStats",
     "Outcome", "Tier",
     "Sink", "CallableSink",
+    "NullTracing", "Span", "SpanName", "Tracing",
 }  # fmt: skip
 
 

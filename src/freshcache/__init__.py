@@ -65,6 +65,9 @@ from freshcache.metrics import (
 from freshcache.sinks.base import Sink
 from freshcache.sinks.callable import CallableSink
 
+# Tracing
+from freshcache.tracing import NullTracing, Span, SpanName, Tracing
+
 __all__ = [
     "BUCKETS",
     "L1",
@@ -97,15 +100,19 @@ __all__ = [
     "Metrics",
     "NamespaceStats",
     "NullMetrics",
+    "NullTracing",
     "Outcome",
     "PermanentWriteError",
     "RevivalError",
     "SerializationError",
     "Sink",
+    "Span",
+    "SpanName",
     "StatsRecorder",
     "StoreError",
     "SystemClock",
     "Tier",
+    "Tracing",
     "TransientStoreError",
     "UnsafeRedisError",
     "UnstableKeyError",

@@ -47,6 +47,13 @@ from freshcache._core.updates import Change, added, incremented, touched
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder, Tier
+from freshcache.tracing import (
+    Attribute,
+    AttributeValue,
+    InvalidationOutcome,
+    SpanName,
+    Tracing,
+)
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.connect import Client
@@ -118,6 +125,7 @@ class Cache:
         ttl_jitter: float = 0.0,
         strict: bool = False,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
         clock: Clock = SYSTEM_CLOCK,
         enabled: bool | None = None,
     ) -> None:
@@ -203,6 +211,7 @@ class Cache:
             max_staleness=(L1() if l1 is None else l1).max_staleness,
             stale_when_down=0.0 if l1 is None else l1.serve_stale_when_down,
             owner=owner,
+            tracing=tracing,
         )
 
     @property
@@ -463,10 +472,28 @@ class Cache:
         meanwhile this process serves none of the keys. It does not raise
         for Redis: the commit before it stands either way.
         """
-        fulls = self._fulls_or_queue(keys)
-        if fulls is None:
-            return False
-        return self._engine.invalidator.invalidate(fulls) is not None
+        with self._engine.tracing.span(
+            SpanName.INVALIDATE, self._invalidation_attributes(keys)
+        ) as span:
+            fulls = self._fulls_or_queue(keys)
+            landed = (
+                fulls is not None
+                and self._engine.invalidator.invalidate(fulls) is not None
+            )
+            span.set_attribute(Attribute.INVALIDATION_OUTCOME, _outcome(landed))
+            return landed
+
+    def _invalidation_attributes(
+        self, keys: tuple[str, ...] | list[str]
+    ) -> dict[str, AttributeValue]:
+        """A span's attributes for invalidating ``keys``: how many, their
+        namespace when they share one (never the keys)."""
+        attributes = self._engine.store_attributes()
+        attributes[Attribute.INVALIDATION_KEYS] = len(keys)
+        namespaces = {_namespace(k) for k in keys if isinstance(k, str)}
+        if len(namespaces) == 1:
+            attributes[Attribute.NAMESPACE] = namespaces.pop()
+        return attributes
 
     def _fulls_or_queue(self, keys: Iterable[str]) -> list[str] | None:
         """The full keys; None when a namespace version is unknown and Redis
@@ -482,27 +509,55 @@ class Cache:
     def delete(self, key: str) -> bool:
         """Remove one key from every tier (as ``invalidate``); True if Redis
         or L1 held it (when Redis cannot tell: if L1 did)."""
-        fulls = self._fulls_or_queue([key])
-        if fulls is None:
-            return False
-        local = self._engine.l1
-        held = local is not None and local.get(fulls[0]) is not MISS
-        removed = self._engine.invalidator.invalidate(fulls)
-        return bool(removed) or held
+        with self._engine.tracing.span(
+            SpanName.INVALIDATE, self._invalidation_attributes([key])
+        ) as span:
+            fulls = self._fulls_or_queue([key])
+            if fulls is None:
+                span.set_attribute(
+                    Attribute.INVALIDATION_OUTCOME, InvalidationOutcome.QUEUED
+                )
+                return False
+            local = self._engine.l1
+            held = local is not None and local.get(fulls[0]) is not MISS
+            removed = self._engine.invalidator.invalidate(fulls)
+            span.set_attribute(
+                Attribute.INVALIDATION_OUTCOME, _outcome(removed is not None)
+            )
+            return bool(removed) or held
 
     def invalidate_tags(self, *tags: str) -> bool:
         """Remove every key stored with any of ``tags``, in every tier and
         process; True when Redis took it, False when it is queued (as
         ``invalidate``)."""
         checked = [check_tag(t) for t in tags]
-        return self._engine.invalidator.invalidate_tags(checked)
+        attributes = self._engine.store_attributes()
+        attributes[Attribute.INVALIDATION_TAGS] = len(checked)
+        with self._engine.tracing.span(SpanName.INVALIDATE_TAGS, attributes) as span:
+            landed = self._engine.invalidator.invalidate_tags(checked)
+            span.set_attribute(Attribute.INVALIDATION_OUTCOME, _outcome(landed))
+            return landed
 
     def bump(self, namespace: str) -> int:
         """Start a new version of ``namespace``: its keys are orphaned in O(1)
         (they expire by TTL). Returns the new version. Raises ``StoreError``
         when Redis cannot take it within the invalidation budget (there is
         no version to return): it is queued and retried all the same."""
-        return self._engine.invalidator.bump(escape(namespace))
+        escaped = escape(namespace)
+        attributes = self._engine.store_attributes()
+        attributes[Attribute.NAMESPACE] = escaped
+        with self._engine.tracing.span(SpanName.BUMP, attributes) as span:
+            try:
+                version = self._engine.invalidator.bump(escaped)
+            except StoreError:
+                span.set_attribute(
+                    Attribute.INVALIDATION_OUTCOME, InvalidationOutcome.QUEUED
+                )
+                raise
+            span.set_attribute(
+                Attribute.INVALIDATION_OUTCOME, InvalidationOutcome.LANDED
+            )
+            return version
 
     def write_through(
         self,
@@ -567,6 +622,7 @@ class Cache:
             entry=self._writebehind_entry,
             notice=self._writebehind_notice,
             written=self._engine.written,
+            tracing=self._engine.tracing,
         )
         return WriteBehind(
             host, name=name, partitions=partitions, max_backlog=max_backlog,
@@ -681,6 +737,10 @@ class Cache:
         ]
         shown = "+".join(tiers) if self._enabled else "disabled"
         return f"<{type(self).__name__} {shown} {self._head!r}>"
+
+
+def _outcome(landed: bool) -> InvalidationOutcome:
+    return InvalidationOutcome.LANDED if landed else InvalidationOutcome.QUEUED
 
 
 def _tag_sources(

@@ -23,6 +23,7 @@ from freshcache._core.tagging import TagSource
 from freshcache._core.updates import Change
 from freshcache._inproc.generations import Snapshot
 from freshcache.metrics import Bypass, Tier
+from freshcache.tracing import Attribute, LoadReason, SpanName
 
 
 class AsyncDisabledEngine(AsyncEngine):
@@ -36,7 +37,14 @@ class AsyncDisabledEngine(AsyncEngine):
         mono = self.mono
         started = mono()
         try:
-            value = await ainvoke(loader)
+            with self.tracing.span(
+                SpanName.LOAD,
+                {
+                    Attribute.NAMESPACE: namespace,
+                    Attribute.LOAD_REASON: LoadReason.DISABLED,
+                },
+            ):
+                value = await ainvoke(loader)
         except BaseException:
             self.metrics.load(namespace, mono() - started, failed=True)
             raise

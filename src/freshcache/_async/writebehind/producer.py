@@ -48,6 +48,7 @@ from freshcache._core.streams import (
 from freshcache.errors import UnsafeRedisError
 from freshcache.metrics import ErrorClass, Event, Metrics
 from freshcache.sinks.base import Sink
+from freshcache.tracing import Tracing
 
 if TYPE_CHECKING:
     from freshcache._async.redis.connect import Endpoint
@@ -85,6 +86,7 @@ class WriteBehindHost:
     entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Awaitable[Prepared]]
     notice: Callable[[list[str]], tuple[str, bytes]]
     written: Callable[[list[str]], None]
+    tracing: Tracing | None = None  # the cache's: its workers' batch spans
 
 
 class AsyncWriteBehind:
@@ -314,8 +316,11 @@ class AsyncWriteBehind:
 
     def worker(self, sink: Sink, **options: Any) -> AsyncWriteBehindWorker:
         """A worker for this queue in this process, counting into this cache's
-        stats (``freshcache worker`` runs one in a process of its own)."""
+        stats and tracing through its ``tracing`` (``freshcache worker`` runs
+        one in a process of its own)."""
         from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
+
+        options.setdefault("tracing", self._host.tracing)
 
         return AsyncWriteBehindWorker(
             self.endpoint,

@@ -24,6 +24,7 @@ from freshcache._core.tagging import TagSource
 from freshcache._core.updates import Change
 from freshcache._inproc.generations import Snapshot
 from freshcache.metrics import Bypass, Tier
+from freshcache.tracing import Attribute, LoadReason, SpanName
 
 
 class DisabledEngine(Engine):
@@ -37,7 +38,14 @@ class DisabledEngine(Engine):
         mono = self.mono
         started = mono()
         try:
-            value = invoke(loader)
+            with self.tracing.span(
+                SpanName.LOAD,
+                {
+                    Attribute.NAMESPACE: namespace,
+                    Attribute.LOAD_REASON: LoadReason.DISABLED,
+                },
+            ):
+                value = invoke(loader)
         except BaseException:
             self.metrics.load(namespace, mono() - started, failed=True)
             raise

@@ -71,6 +71,16 @@ from freshcache.metrics import (
     StatsRecorder,
     Tier,
 )
+from freshcache.tracing import (
+    REDIS,
+    Attribute,
+    AttributeValue,
+    FillOutcome,
+    LoadReason,
+    NullTracing,
+    SpanName,
+    Tracing,
+)
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.bus import RedisBus
@@ -130,8 +140,10 @@ class Engine:
         max_staleness: float | None = DEFAULT_STALENESS,
         stale_when_down: float = 0.0,
         owner: LoopOwner,
+        tracing: Tracing | None = None,
     ) -> None:
         self.head = head
+        self.tracing: Tracing = NullTracing() if tracing is None else tracing
         self.prefix = prefix
         self.closed = False
         self._channel = bus_channel(prefix)
@@ -598,12 +610,19 @@ class Engine:
         self, full: str, namespace: str, loader: Callable[[], Any],
         lifetime: Lifetime, tags: Sequence[str | TagSource],
         snapshot: Snapshot, token: str | None, epoch: int,
+        reason: LoadReason = LoadReason.MISS,
     ) -> Any:  # fmt: skip
-        """Run the loader, then fill every tier the lease (if any) allows."""
+        """Run the loader, then fill every tier the lease (if any) allows
+        (a span around each: ``freshcache.load``, ``freshcache.fill``)."""
+        tracing = self.tracing
         started = self._clock.monotonic()
         try:
-            value = invoke(loader)
-            rendered = render_tags(tags, value)
+            with tracing.span(
+                SpanName.LOAD,
+                {Attribute.NAMESPACE: namespace, Attribute.LOAD_REASON: reason},
+            ):
+                value = invoke(loader)
+                rendered = render_tags(tags, value)
         except BaseException:
             self.metrics.load(namespace, self._clock.monotonic() - started, failed=True)
             self._release(full, token)
@@ -614,18 +633,38 @@ class Engine:
             self.leases.times.record(namespace, delta)
         if value is None and lifetime.negative is not None:
             lifetime = Lifetime(lifetime.negative)  # "not found", briefly
-        encoded = self.entries.encode(full, value, lifetime, delta, rendered)
-        if encoded is None:
-            self._release(full, token)
-            return value
-        entry, data, hard = encoded
-        if self.leases is not None:
-            fills = Message(self._origin.id, fills=(full,))  # wakes other processes
-            notice = (self._channel, encode_message(fills))
-            if not self.leases.fill(full, token, epoch, data, hard, rendered, notice):
+        with tracing.span(SpanName.FILL, self._fill_attributes(namespace)) as span:
+            encoded = self.entries.encode(full, value, lifetime, delta, rendered)
+            if encoded is None:
+                span.set_attribute(Attribute.FILL_OUTCOME, FillOutcome.UNCACHEABLE)
+                self._release(full, token)
                 return value
-        self._local_fill(full, entry, data, len(data), hard, snapshot)
+            entry, data, hard = encoded
+            if self.leases is not None:
+                fills = Message(self._origin.id, fills=(full,))  # wakes others
+                notice = (self._channel, encode_message(fills))
+                if not self.leases.fill(
+                    full, token, epoch, data, hard, rendered, notice
+                ):
+                    span.set_attribute(Attribute.FILL_OUTCOME, FillOutcome.SKIPPED)
+                    return value
+            self._local_fill(full, entry, data, len(data), hard, snapshot)
+            span.set_attribute(Attribute.FILL_OUTCOME, FillOutcome.STORED)
         return value
+
+    def _fill_attributes(self, namespace: str) -> dict[str, AttributeValue]:
+        if self.l2 is None:
+            return {Attribute.NAMESPACE: namespace, Attribute.TIER: Tier.L1.value}
+        return {
+            Attribute.NAMESPACE: namespace,
+            Attribute.TIER: Tier.REDIS.value,
+            Attribute.DB_SYSTEM_NAME: REDIS,
+        }
+
+    def store_attributes(self) -> dict[str, AttributeValue]:
+        """Attributes of a span that writes to this cache's tiers: with
+        Redis, ``db.system.name``."""
+        return {} if self.l2 is None else {Attribute.DB_SYSTEM_NAME: REDIS}
 
     # -- stale-while-revalidate and early refresh ----------------------------
 
@@ -751,8 +790,9 @@ class Engine:
                     self.l1.drop([full])  # stale here: the next read takes Redis's
                 return
             self._run_and_fill(
-                full, namespace, loader, lifetime, tags, snapshot, token, epoch
-            )
+                full, namespace, loader, lifetime, tags, snapshot, token, epoch,
+                LoadReason.REFRESH,
+            )  # fmt: skip
         except Exception as exc:  # the stale value is served until its hard expiry
             self.metrics.error(ErrorClass.REFRESH)
             # the class only: the loader's message can quote a row

@@ -49,6 +49,7 @@ from freshcache._core.streams import (
 from freshcache.errors import UnsafeRedisError
 from freshcache.metrics import ErrorClass, Event, Metrics
 from freshcache.sinks.base import Sink
+from freshcache.tracing import Tracing
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.connect import Endpoint
@@ -86,6 +87,7 @@ class WriteBehindHost:
     entry: Callable[[str, Any, TTL | Unset, TTL | Unset], Prepared]
     notice: Callable[[list[str]], tuple[str, bytes]]
     written: Callable[[list[str]], None]
+    tracing: Tracing | None = None  # the cache's: its workers' batch spans
 
 
 class WriteBehind:
@@ -315,8 +317,11 @@ class WriteBehind:
 
     def worker(self, sink: Sink, **options: Any) -> WriteBehindWorker:
         """A worker for this queue in this process, counting into this cache's
-        stats (``freshcache worker`` runs one in a process of its own)."""
+        stats and tracing through its ``tracing`` (``freshcache worker`` runs
+        one in a process of its own)."""
         from freshcache._sync.writebehind.worker import WriteBehindWorker
+
+        options.setdefault("tracing", self._host.tracing)
 
         return WriteBehindWorker(
             self.endpoint,

@@ -53,6 +53,15 @@ from freshcache._core.streams import (
 from freshcache.errors import StoreError
 from freshcache.metrics import ErrorClass, Event, Metrics, NullMetrics
 from freshcache.sinks.base import Sink
+from freshcache.tracing import (
+    Attribute,
+    AttributeValue,
+    BatchOutcome,
+    NullTracing,
+    Span,
+    SpanName,
+    Tracing,
+)
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.connect import Endpoint, Source
@@ -69,6 +78,9 @@ class WriteBehindWorker:
 
     ``on_commit``, if given, is called right after each database commit and
     before its acknowledgement (tests use it to crash in that window).
+    ``tracing`` opens a ``freshcache.writebehind.batch`` span around each
+    batch: the sink's apply (its database spans are children) and the
+    acknowledgement.
     """
 
     def __init__(
@@ -87,6 +99,7 @@ class WriteBehindWorker:
         timeout: float = 2.0,
         metrics: Metrics | None = None,
         on_commit: Callable[[], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         check_number(partitions, "partitions", low=1, high=MAX_PARTITIONS, integer=True)
         check_number(batch_size, "batch_size", low=1, high=1_000_000, integer=True)
@@ -121,6 +134,8 @@ class WriteBehindWorker:
         self._pause = _FIRST_PAUSE  # after a failed apply, grows to claim_idle
         self._gauged_at = -GAUGE_EVERY
         self._on_commit = on_commit
+        self._name = name
+        self._tracing: Tracing = NullTracing() if tracing is None else tracing
 
     def stop(self) -> None:
         """Stop after the batch in hand (safe from a signal handler)."""
@@ -187,24 +202,43 @@ class WriteBehindWorker:
 
     def _apply(self, writes: list[Write], deliveries: dict[str, int]) -> None:
         batch = coalesce(writes)
+        attributes: dict[str, AttributeValue] = {
+            Attribute.QUEUE: self._name,
+            Attribute.BATCH_COUNT: len(writes),
+            Attribute.APPLIED: len(batch),
+        }
+        with self._tracing.span(SpanName.WRITEBEHIND_BATCH, attributes) as span:
+            applied = self._apply_batch(writes, batch, deliveries, span)
+        if not applied:  # left pending: reclaimed after claim_idle; back off
+            self._stopping.wait(self._pause)
+            self._pause = min(self._pause * 2, self._claim_idle_ms / 1000)
+
+    def _apply_batch(
+        self, writes: list[Write], batch: list[Write], deliveries: dict[str, int],
+        span: Span,
+    ) -> bool:  # fmt: skip
+        """Apply ``batch`` (``writes`` coalesced) and acknowledge ``writes``;
+        False when the sink failed transiently (the caller backs off)."""
         try:
             invoke(lambda: self._sink.apply(batch))
         except Exception as exc:
             self.totals.failures += 1
             self._metrics.error(ErrorClass.WRITEBEHIND_SINK)
+            span.record_error(exc)
             if self._sink.is_permanent(exc):
+                span.set_attribute(Attribute.BATCH_OUTCOME, BatchOutcome.ISOLATED)
                 self._isolate(writes, deliveries)
-                return
+                return True
+            span.set_attribute(Attribute.BATCH_OUTCOME, BatchOutcome.RETRY)
             # the class only: a database's message can quote the row
             log.warning("freshcache worker: sink failed, will retry: %s", _kind(exc))
             self._store.forgive(writes, self.consumer)  # not their fault
-            # left pending: reclaimed after claim_idle; meanwhile, back off
-            self._stopping.wait(self._pause)
-            self._pause = min(self._pause * 2, self._claim_idle_ms / 1000)
-            return
+            return False
         self._pause = _FIRST_PAUSE
         self._committed()
         self._acknowledge(writes, len(batch))
+        span.set_attribute(Attribute.BATCH_OUTCOME, BatchOutcome.APPLIED)
+        return True
 
     def _isolate(self, writes: list[Write], deliveries: dict[str, int]) -> None:
         """A batch failed permanently: apply each key's writes alone, newest
