@@ -130,3 +130,14 @@ def test_field_names_do_not_collide_with_log_record_attributes() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
     assert not set(FIELDS) & set(vars(record))
     assert all(name.startswith("freshcache_") for name in FIELDS)
+
+
+def test_a_write_or_malformed_entry_repr_shows_no_value() -> None:
+    from freshcache import Write
+    from freshcache._core.streams import Malformed
+
+    write = Write("user:1", '{"token": "fc-canary-2b9e"}', 1, "1-0")
+    assert "canary" not in repr(write)
+    assert "user:1" in repr(write)
+    bad = Malformed("1-0", "s", "no version", {"p": "fc-canary-2b9e"})
+    assert "canary" not in repr(bad)

@@ -10,7 +10,7 @@ from typing import Any
 from freshcache._core.codec.envelope import Codec
 from freshcache._core.entry import NO_STALE_WINDOW, Entry
 from freshcache._core.freshness import Lifetime, jitter_ttl, lifetimes
-from freshcache._core.logs import LogEvent, namespace_of
+from freshcache._core.logs import LogEvent, error_name, namespace_of
 from freshcache._inproc.logs import Log
 from freshcache.errors import SerializationError, ValueTooLargeError
 from freshcache.metrics import ErrorClass, Metrics
@@ -70,12 +70,15 @@ class EntryEncoder:
         self, full: str, value: Any, kind: ErrorClass, exc: SerializationError
     ) -> None:
         """Log a value that is not cached: its type and the codec's reason
-        (the codec's messages name types and sizes, never a value)."""
+        (its own messages name types and sizes, never a value; an error
+        raised by a serializer, which may be the value's own code, by class
+        only)."""
+        cause = exc.__cause__
         self._log.warning(
             LogEvent.VALUE_NOT_CACHED,
             "not caching a value of type %s: %s",
             type(value).__name__,
-            exc,
+            exc if cause is None else error_name(cause),
             namespace=namespace_of(full, self._head),
             error_class=kind.value,
         )
