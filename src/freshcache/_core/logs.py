@@ -100,7 +100,13 @@ class Repeats:
         seen = self._kinds.get(kind)
         if seen is None:
             if len(self._kinds) >= self._max_kinds:
-                del self._kinds[next(iter(self._kinds))]
+                # Under threads without a lock another thread may be here
+                # too: a log decision must never raise into a cache call.
+                try:
+                    oldest = next(iter(self._kinds), None)
+                except RuntimeError:  # changed size meanwhile
+                    oldest = None
+                self._kinds.pop(oldest, None)
             self._kinds[kind] = [now, 0]
             return True, 0
         if now - seen[0] >= interval:

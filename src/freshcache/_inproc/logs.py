@@ -83,6 +83,7 @@ class Log:
         repeat: bool | None = None,
         every: float | None = None,
         exc_info: Any = None,
+        stacklevel: int = 2,
     ) -> bool:
         """Log ``msg % args`` at ``level`` unless held back; True if logged."""
         logger = self.logger
@@ -104,17 +105,19 @@ class Log:
             ERROR_CLASS: error_class,
             REPEATED: held,
         }
-        logger.log(level, msg, *args, extra=extra, exc_info=exc_info, stacklevel=3)
+        logger.log(
+            level, msg, *args, extra=extra, exc_info=exc_info, stacklevel=stacklevel
+        )
         return True
 
     def debug(self, event: LogEvent, msg: str, *args: object, **fields: Any) -> bool:
-        return self.emit(logging.DEBUG, event, msg, *args, **fields)
+        return self.emit(logging.DEBUG, event, msg, *args, stacklevel=3, **fields)
 
     def info(self, event: LogEvent, msg: str, *args: object, **fields: Any) -> bool:
-        return self.emit(logging.INFO, event, msg, *args, **fields)
+        return self.emit(logging.INFO, event, msg, *args, stacklevel=3, **fields)
 
     def warning(self, event: LogEvent, msg: str, *args: object, **fields: Any) -> bool:
-        return self.emit(logging.WARNING, event, msg, *args, **fields)
+        return self.emit(logging.WARNING, event, msg, *args, stacklevel=3, **fields)
 
     def error(self, event: LogEvent, msg: str, *args: object, **fields: Any) -> bool:
-        return self.emit(logging.ERROR, event, msg, *args, **fields)
+        return self.emit(logging.ERROR, event, msg, *args, stacklevel=3, **fields)
