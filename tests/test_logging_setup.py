@@ -59,3 +59,42 @@ def test_no_module_logs_under_its_own_module_name() -> None:
         if "basicConfig" in text and "cli" not in path.parts:
             found.append(f"{path.relative_to(SRC)}: basicConfig")
     assert found == []
+
+
+def test_a_log_holds_repeats_back_and_reports_their_count() -> None:
+    """``Log`` on a fake clock: one record, then after the interval one that
+    says how many were held back, in its message and its fields."""
+    import logging
+
+    from freshcache._core.logs import LogEvent
+    from freshcache._inproc.logs import Log
+    from freshcache.testing import FakeClock
+
+    clock = FakeClock()
+    log = Log("redis", tier="redis", now=clock.monotonic)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("freshcache.redis")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        for _ in range(30):
+            log.warning(LogEvent.DECODE_ERROR, "bad entry (%s)", "checksum",
+                        error_class="decode:checksum")  # fmt: skip
+            clock.advance(0.5)
+        log.info(LogEvent.CIRCUIT_CLOSED, "closed")  # INFO: never held back
+        log.info(LogEvent.CIRCUIT_CLOSED, "closed")
+    finally:
+        logger.removeHandler(handler)
+    warnings = [r for r in seen if r.levelno == logging.WARNING]
+    assert [r.freshcache_repeated for r in warnings] == [0, 19]  # type: ignore[attr-defined]
+    assert warnings[1].getMessage() == (
+        "bad entry (checksum) (repeated 19 times in the last 10 s)"
+    )
+    assert warnings[1].freshcache_error_class == "decode:checksum"  # type: ignore[attr-defined]
+    assert warnings[0].filename == "test_logging_setup.py"  # the caller's line
+    assert len([r for r in seen if r.levelno == logging.INFO]) == 2

@@ -326,7 +326,7 @@ class AsyncRedisStore:
         self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = AsyncBackground()
         # Loud errors: once a minute per class; others: once per 10 s per kind.
-        self._log = Log("redis", tier=Tier.REDIS, now=clock.monotonic)
+        self._log = Log("redis", tier=Tier.REDIS.value, now=clock.monotonic)
         self._circuit = Transitions(initial=BreakerState.CLOSED)
         self._opened_at = 0.0
 
