@@ -364,3 +364,18 @@ def test_private_namespaces_is_a_collection_of_names() -> None:
         AsyncCache(private_namespaces=[""])
     cache = AsyncCache(private_namespaces=["session"])
     assert cache.redact("session:x").startswith("session:<redacted:")
+
+
+def test_a_cached_function_can_mark_its_namespace_private() -> None:
+    cache = AsyncCache()
+
+    @cache.cached("token:{token}", private=True)
+    async def check(token: str) -> bool:
+        return True
+
+    @cache.cached("user:{user_id}")
+    async def user(user_id: int) -> int:
+        return user_id
+
+    assert cache.redact(check.key(CANARY)).startswith("token:<redacted:")
+    assert cache.redact(user.key(1)) == "user:1"

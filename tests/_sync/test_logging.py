@@ -365,3 +365,18 @@ def test_private_namespaces_is_a_collection_of_names() -> None:
         Cache(private_namespaces=[""])
     cache = Cache(private_namespaces=["session"])
     assert cache.redact("session:x").startswith("session:<redacted:")
+
+
+def test_a_cached_function_can_mark_its_namespace_private() -> None:
+    cache = Cache()
+
+    @cache.cached("token:{token}", private=True)
+    def check(token: str) -> bool:
+        return True
+
+    @cache.cached("user:{user_id}")
+    def user(user_id: int) -> int:
+        return user_id
+
+    assert cache.redact(check.key(CANARY)).startswith("token:<redacted:")
+    assert cache.redact(user.key(1)) == "user:1"

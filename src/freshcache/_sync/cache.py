@@ -43,6 +43,7 @@ from freshcache._core.sentinels import (
     ttl_seconds,
 )
 from freshcache._core.tagging import TagSource, check_tag
+from freshcache._core.templates import KeyTemplate
 from freshcache._core.updates import Change, added, incremented, touched
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
@@ -619,6 +620,7 @@ class Cache:
         tags: Iterable[str | TagSource] = (),
         negative_ttl: TTL = None,
         namespace: str | None = None,
+        private: bool = False,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a function whose result is cached under ``template``.
 
@@ -631,11 +633,18 @@ class Cache:
         ``namespace``. ``tags`` are templates rendered from the arguments
         (``"team:{team_id}"``) or callables given the result. The decorated
         function gains ``.key(...)`` and ``.invalidate(...)``.
+        ``private=True`` adds the function's namespace to this cache's
+        ``private_namespaces`` (its keys are redacted: ``redact``).
         """
         lifetime = self._lifetimes(ttl, stale_ttl, negative_ttl)  # checked here
         tag_list = _tag_sources(tags, templates=True)
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+            if private:
+                compiled = KeyTemplate.compile(
+                    template, func, head=self._head, namespace=namespace
+                )
+                self._private = self._private | {compiled.namespace}
             return wrap(
                 self._engine, func, template, lifetime=lifetime, tags=tag_list,
                 invalidate_key=self.invalidate, namespace=namespace,
