@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import traceback
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -17,8 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 try:
-    from tests import servers
+    from tests import hygiene, servers
 except ImportError:  # tests/ is not a package: pytest put tests/ on sys.path
+    import hygiene  # type: ignore[no-redef]
     import servers  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
@@ -34,9 +34,12 @@ os.environ.pop("FRESHCACHE_ENABLED", None)
 # Every test's Redis URL carries a password (as user ``default``: while that
 # user has no password Redis takes any, given with a user name; the bare
 # one-argument AUTH is refused), and every record freshcache logs in
-# the whole run, at every level, is searched for it: a password never reaches
-# a log. Tests that plant values of their own (test_log_hygiene) search for
-# those too.
+# the whole run, at every level, is searched for it, for any URL with a
+# password in it, and for the canary that tests put in the values and the
+# private keys they plant (``tests/hygiene.py``): its message, arguments,
+# formatted traceback (every chained exception) and structured fields.
+# Tests that plant values of their own (test_log_hygiene, test_logging)
+# search for those too.
 SUITE_PASSWORD = "pw-suite-9d4c"
 
 
@@ -56,22 +59,20 @@ def _secrets() -> set[str]:
 
 
 class _LogWatch(logging.Handler):
-    """Keeps every freshcache log record that holds a secret."""
+    """Keeps every freshcache log record that holds a secret, a canary or a
+    URL with a password."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.secrets = _secrets()
         self.leaks: list[str] = []
+        self.records = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:  # a bad format: not ours to judge here
-            text = str(record.msg)
-        if record.exc_info and record.exc_info[1] is not None:
-            text += "".join(traceback.format_exception(record.exc_info[1]))
-        if any(secret in text for secret in self.secrets):
-            self.leaks.append(f"{record.name} {record.levelname}: {text[:300]}")
+        self.records += 1
+        text = hygiene.record_text(record)
+        if found := hygiene.leaks(text, self.secrets):
+            self.leaks.append(f"{record.name} {record.levelname} {found}: {text[:300]}")
 
 
 _WATCH = _LogWatch()
@@ -85,7 +86,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _WATCH.leaks:
-        print("\nfreshcache logged a password:\n" + "\n".join(_WATCH.leaks[:20]))
+        print(
+            "\nfreshcache logged a password, a canary or a URL with a password:\n"
+            + "\n".join(_WATCH.leaks[:20])
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -31,13 +31,17 @@ from freshcache import (
 from freshcache._concurrency import asleep
 from freshcache._core.layout import bus_channel
 from tests._async.waiting import wait_until_listening
+from tests.hygiene import CANARY
 from tests.servers import own_redis_server
 
 pytestmark = pytest.mark.redis
 
 PASSWORD = "pw-SECRET-5b1e"
-VALUE = "SECRET-VALUE-7f3a"  # cached values
-ROW = "SECRET-ROW-c29d"  # what the database (a loader, a sink) says about a row
+# (with the canary: conftest's check of the whole run looks for them too)
+VALUE = f"SECRET-VALUE-7f3a-{CANARY}"  # cached values
+ROW = (
+    f"SECRET-ROW-c29d-{CANARY}"  # what the database (a loader, a sink) says about a row
+)
 MARKERS = (PASSWORD, VALUE, ROW)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -29,6 +28,7 @@ from freshcache._core.events import Origin
 from freshcache._core.freshness import Lifetime
 from freshcache._core.keys import KeyBuilder, check_raw_key, escape
 from freshcache._core.layout import bus_channel, versioned
+from freshcache._core.logs import redact_key
 from freshcache._core.sentinels import (
     MAX_CONNECTIONS,
     MAX_TIMEOUT,
@@ -42,6 +42,7 @@ from freshcache._core.sentinels import (
     ttl_seconds,
 )
 from freshcache._core.tagging import TagSource, check_tag
+from freshcache._core.templates import KeyTemplate
 from freshcache._core.updates import Change, added, incremented, touched
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from freshcache._async.redis.connect import Client
     from freshcache._async.redis.store import AsyncRedisStore
 
-log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -101,6 +101,11 @@ class AsyncCache:
     not given) disables the cache, with the same API: every read loads,
     every write stores nothing, and nothing connects to Redis (see
     ``enabled``).
+
+    ``private_namespaces={"session", "token"}``: keys of these namespaces
+    (their parts can be secrets: a session id, a token) appear in
+    freshcache's log records and exception messages only as
+    ``namespace:<redacted:hash>`` (``redact``; ``docs/logging.md``).
     """
 
     def __init__(
@@ -127,8 +132,10 @@ class AsyncCache:
         tracing: Tracing | None = None,
         clock: Clock = SYSTEM_CLOCK,
         enabled: bool | None = None,
+        private_namespaces: Iterable[str] = (),
     ) -> None:
         self._enabled = resolve_enabled(enabled, os.environ.get(ENABLED_VARIABLE))
+        self._private = _private(private_namespaces)
         self._keys = KeyBuilder(prefix, version)
         self._head = self._keys.head
         if client is not None and url is not None:
@@ -242,6 +249,13 @@ class AsyncCache:
         ``key("user", 1, "profile")`` is ``"user:1:profile"``.
         """
         return self._keys.key(namespace, *parts, **named)[len(self._head) :]
+
+    def redact(self, key: str) -> str:
+        """``key`` (as given to this cache, or a full key) as freshcache's
+        log records and exception messages show it: itself, or, in a
+        namespace of ``private_namespaces``, ``namespace:<redacted:hash>``
+        (an 8-hex-digit hash: records about one key can be matched up)."""
+        return redact_key(key, self._private, self._head)
 
     def _base(self, key: str) -> str:
         if not isinstance(key, str) or not key:
@@ -455,7 +469,7 @@ class AsyncCache:
             try:
                 change = incremented(current, delta, now())
             except KeyError:
-                raise KeyError(key) from None
+                raise KeyError(self.redact(key)) from None
             result[:] = [change.value]
             return change
 
@@ -697,6 +711,7 @@ class AsyncCache:
         tags: Iterable[str | TagSource] = (),
         negative_ttl: TTL = None,
         namespace: str | None = None,
+        private: bool = False,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorate a function whose result is cached under ``template``.
 
@@ -709,11 +724,18 @@ class AsyncCache:
         ``namespace``. ``tags`` are templates rendered from the arguments
         (``"team:{team_id}"``) or callables given the result. The decorated
         function gains ``.key(...)`` and ``.invalidate(...)``.
+        ``private=True`` adds the function's namespace to this cache's
+        ``private_namespaces`` (its keys are redacted: ``redact``).
         """
         lifetime = self._lifetimes(ttl, stale_ttl, negative_ttl)  # checked here
         tag_list = _tag_sources(tags, templates=True)
 
         def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
+            if private:
+                compiled = KeyTemplate.compile(
+                    template, func, head=self._head, namespace=namespace
+                )
+                self._private = self._private | {compiled.namespace}
             return wrap(
                 self._engine, func, template, lifetime=lifetime, tags=tag_list,
                 invalidate_key=self.invalidate, namespace=namespace,
@@ -776,6 +798,21 @@ class AsyncCache:
 
 def _outcome(landed: bool) -> InvalidationOutcome:
     return InvalidationOutcome.LANDED if landed else InvalidationOutcome.QUEUED
+
+
+def _private(namespaces: Iterable[str]) -> frozenset[str]:
+    """``private_namespaces``, as they appear in keys (escaped)."""
+    if isinstance(namespaces, str):
+        raise TypeError("private_namespaces is a collection of namespaces, not one str")
+    found = set()
+    for namespace in namespaces:
+        if not isinstance(namespace, str) or not namespace:
+            raise TypeError(
+                "a private namespace is a non-empty str, not "
+                + type(namespace).__name__
+            )
+        found.add(escape(namespace))
+    return frozenset(found)
 
 
 def _tag_sources(

@@ -17,7 +17,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from freshcache._core.layout import versioned
@@ -74,7 +74,7 @@ class Write:
     """One write on its way to the database."""
 
     key: str  # the key as the application gave it ("user:1")
-    payload: str  # the value as JSON text
+    payload: str = field(repr=False)  # the value as JSON text: never in a repr
     version: int  # grows per key; the sink keeps the highest
     entry_id: str  # where it came from: its stream entry
     stream: str = ""  # and its stream
@@ -97,7 +97,7 @@ class Malformed:
     entry_id: str
     stream: str
     reason: str
-    fields: Mapping[str, str]
+    fields: Mapping[str, str] = field(repr=False)  # may hold a value
 
 
 def _text(raw: str | bytes) -> str:

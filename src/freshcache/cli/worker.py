@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from freshcache import WriteBehindWorker
+from freshcache import StoreError, WriteBehindWorker
 from freshcache.cli._secrets import POSTGRES, REDIS, SQLALCHEMY, UsageError
 from freshcache.sinks.base import Sink
 
@@ -159,7 +159,10 @@ def run(
 
     reporter = threading.Thread(target=report_loop, name="report", daemon=True)
     reporter.start()
-    log.info("worker %s started on %s:!wb:%s", worker.consumer, args.prefix, args.name)
+    log.info(
+        "worker %s started on %s:!wb:%s", worker.consumer, args.prefix, args.name,
+        extra=_fields("worker_started"),
+    )  # fmt: skip
     # (the crash test waits for this line: the signal handlers are in place)
     started = time.monotonic()
     try:
@@ -172,17 +175,33 @@ def run(
         worker.consumer,
         time.monotonic() - started,
         totals,
+        extra=_fields("worker_stopped"),
     )
     _report(worker)
     worker.close()
     return 0
 
 
+def _fields(event: str, error_class: str | None = None) -> dict[str, object]:
+    """The structured fields of every freshcache record (docs/logging.md)."""
+    return {
+        "freshcache_event": event,
+        "freshcache_tier": "writebehind",
+        "freshcache_namespace": None,
+        "freshcache_error_class": error_class,
+        "freshcache_repeated": 0,
+    }
+
+
 def _report(worker: WriteBehindWorker) -> None:
     try:
         stats = worker.stats()
     except Exception as exc:  # the report must never stop the worker
-        log.warning("cannot read the queue's state: %s", exc)
+        shown = exc if isinstance(exc, StoreError) else type(exc).__name__
+        log.warning(
+            "cannot read the queue's state: %s", shown,
+            extra=_fields("worker_report_failed", type(exc).__name__),
+        )  # fmt: skip
         return
     log.info(
         "lag %.3f s, backlog %d, pending %d, applied %d, redelivered %d, "
@@ -193,4 +212,5 @@ def _report(worker: WriteBehindWorker) -> None:
         stats.applied,
         stats.redelivered,
         stats.dead_lettered,
+        extra=_fields("worker_report"),
     )

@@ -13,7 +13,6 @@ left is reported (logged at ERROR and counted), never silently dropped.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -22,15 +21,15 @@ from freshcache._async.engine.versions import AsyncVersions
 from freshcache._concurrency import AsyncFlag, AsyncWorker
 from freshcache._core.events import Message, Origin
 from freshcache._core.layout import versioned
+from freshcache._core.logs import LogEvent, failure, namespace_of
 from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
+from freshcache._inproc.logs import Log
 from freshcache.errors import ConfigStoreError, StoreError
 from freshcache.metrics import ErrorClass, Event, Metrics
 
 if TYPE_CHECKING:
     from freshcache._async.redis.store import AsyncRedisStore
-
-log = logging.getLogger(__name__)
 
 
 class AsyncTiers(Protocol):
@@ -70,6 +69,7 @@ class AsyncInvalidationRetry:
         self._rng = random.Random()
         self._stop = AsyncFlag()
         self._worker: AsyncWorker | None = None
+        self._log = Log("engine", tier="redis", now=mono)
 
     def reset(self) -> None:
         """A new event loop, or a forked child: the retry loop belonged to the
@@ -107,9 +107,19 @@ class AsyncInvalidationRetry:
         )
         if self.pending.overflows != overflows:
             self._metrics.count(Event.INVALIDATIONS_OVERFLOW)
-            log.error("freshcache: invalidation queue full; a flush is queued instead")
+            self._log.error(
+                LogEvent.INVALIDATION_OVERFLOW,
+                "invalidation queue full; a flush is queued instead",
+                error_class=error.kind,
+            )
         if start and not self._stop.is_set():
-            log.warning("freshcache: invalidation queued for retry: %s", error)
+            self._log.warning(
+                LogEvent.INVALIDATION_QUEUED,
+                "invalidation queued for retry: %s",
+                error,
+                error_class=error.kind,
+                namespace=self._namespace(keys, namespaces, unresolved),
+            )
             self._worker = AsyncWorker(self._loop, name="freshcache-retry")
             self._worker.start()
 
@@ -134,9 +144,14 @@ class AsyncInvalidationRetry:
         except StoreError:
             self._metrics.error(ErrorClass.INVALIDATION_RETRY)
             return False
-        except Exception:  # a bug must not end the loop with work queued
+        except Exception as exc:  # a bug must not end the loop with work queued
             self._metrics.error(ErrorClass.INVALIDATION_RETRY)
-            log.exception("freshcache: invalidation retry failed")
+            self._log.error(
+                LogEvent.INVALIDATION_RETRY_BUG,
+                "invalidation retry failed (%s)",
+                failure(exc),
+                error_class=ErrorClass.INVALIDATION_RETRY.value,
+            )
             return False
         self.pending.done(batch)
         self._metrics.count(Event.INVALIDATIONS_RETRIED)
@@ -154,23 +169,40 @@ class AsyncInvalidationRetry:
         if not batch.flush:
             self.pending.collapse()
             self._metrics.count(Event.INVALIDATIONS_ESCALATED)
-            log.error(
-                "freshcache: Redis refuses a queued invalidation (%s); "
+            self._log.error(
+                LogEvent.INVALIDATION_ESCALATED,
+                "Redis refuses a queued invalidation (%s); "
                 "flushing the cache's keys instead",
                 exc,
+                error_class=exc.kind,
             )
             return
         lost = self.pending.abandon()
         self._since = None
         for _ in range(lost):
             self._metrics.count(Event.INVALIDATIONS_ABANDONED)
-        log.error(
-            "freshcache: Redis refuses to flush the cache's keys (%s); %d queued "
+        self._log.error(
+            LogEvent.INVALIDATION_DROPPED,
+            "Redis refuses to flush the cache's keys (%s); %d queued "
             "invalidations are dropped and their keys may be served stale from "
             "Redis until their TTL",
             exc,
             lost,
+            error_class=exc.kind,
         )
+
+    def _namespace(
+        self,
+        keys: tuple[str, ...],
+        namespaces: tuple[str, ...],
+        unresolved: tuple[tuple[str, str], ...],
+    ) -> str | None:
+        """The namespace a queued invalidation is about, for its record:
+        None when it is about none (tags) or several."""
+        found = {namespace_of(key, self._head) for key in keys}
+        found.update(namespaces)
+        found.update(namespace for _, namespace in unresolved)
+        return found.pop() if len(found) == 1 else None
 
     def oldest_age(self) -> float:
         """Seconds since the queue last went from empty to non-empty (0 when
@@ -219,8 +251,10 @@ class AsyncInvalidationRetry:
         for _ in range(lost):
             self._metrics.count(Event.INVALIDATIONS_ABANDONED)
         if lost:
-            log.error(
-                "freshcache: %d invalidations could not reach Redis before close; "
+            self._log.error(
+                LogEvent.INVALIDATION_DROPPED,
+                "%d invalidations could not reach Redis before close; "
                 "their keys may be served stale until their TTL",
                 lost,
+                repeat=False,
             )

@@ -20,7 +20,6 @@ The protocol (docs/coherence.md has the sequence diagrams):
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from freshcache._core.events import Message, Origin
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
 from freshcache._core.layout import bus_channel, ping_channel
+from freshcache._core.logs import LogEvent, error_name
 from freshcache._core.sentinels import MISS, Miss
 from freshcache._core.staleness import Local, local_verdict
 from freshcache._core.tagging import TagSource, render_tags
@@ -53,6 +53,7 @@ from freshcache._core.updates import MAX_SWAPS, Change
 from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
+from freshcache._inproc.logs import Log
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import (
     CacheClosedError,
@@ -85,7 +86,6 @@ if TYPE_CHECKING:
     from freshcache._async.redis.bus import AsyncRedisBus
     from freshcache._async.redis.store import AsyncRedisStore
 
-log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
 DEFAULT_STALENESS = 0.1  # seconds: the bound when L1 does not set one
@@ -200,8 +200,9 @@ class AsyncEngine:
             else AsyncLeases(l2, metrics=metrics, clock=clock, ttl=lease_ttl)
         )
         self.entries = EntryEncoder(
-            codec, metrics=metrics, now=now, strict=strict, jitter=jitter
+            codec, metrics=metrics, now=now, strict=strict, jitter=jitter, head=head
         )
+        self._log = Log("engine", now=clock.monotonic)
         self._origin = origin
         self.versions = AsyncVersions(
             l2, current=self.versions_current, listen=self._listen
@@ -799,10 +800,12 @@ class AsyncEngine:
         except Exception as exc:  # the stale value is served until its hard expiry
             self.metrics.error(ErrorClass.REFRESH)
             # the class only: the loader's message can quote a row
-            log.warning(
-                "freshcache: background refresh failed: %s.%s",
-                type(exc).__module__,
-                type(exc).__qualname__,
+            self._log.warning(
+                LogEvent.REFRESH_FAILED,
+                "background refresh failed: %s; the stale value is served",
+                error_name(exc),
+                namespace=namespace,
+                error_class=ErrorClass.REFRESH.value,
             )
         finally:
             self.refreshing.discard(full)

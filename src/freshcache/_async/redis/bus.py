@@ -55,11 +55,12 @@ from freshcache._async.redis.store import (
 from freshcache._concurrency import AsyncFlag, AsyncLoopOwner, AsyncWorker
 from freshcache._core.clock import Clock
 from freshcache._core.events import Message, Origin, decode, encode
+from freshcache._core.logs import LogEvent, failure
 from freshcache._core.pings import Pings
+from freshcache._inproc.logs import Log
 from freshcache.errors import StoreError
 from freshcache.metrics import ErrorClass, Event, Metrics
 
-log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
 _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
 # A link that went dead without a reset (a dropped route, a paused server)
@@ -116,7 +117,8 @@ class AsyncRedisBus:
         self._pings = Pings()  # sent, not back yet
         self._numbers = itertools.count(1)  # next() is atomic: pings are unique
         self.connected = False
-        self._refused_at = -math.inf  # when an ACL refusal was last logged
+        self._log = Log("bus", tier="bus", now=clock.monotonic)
+        self._was_lost = False  # a reconnection is INFO, the first connection DEBUG
         # Every invalidation that returned before this (monotonic) time has
         # been applied here; -inf: nothing is known.
         self.watermark = -math.inf
@@ -235,11 +237,23 @@ class AsyncRedisBus:
                 if refused_by_acl(exc):  # retried, but never silently
                     self._refused(exc)
                 elif self.connected:
-                    log.warning("freshcache: bus connection lost: %s", exc)
+                    self._was_lost = True
+                    self._log.warning(
+                        LogEvent.BUS_LOST,
+                        "bus connection lost (%s); L1 serves nothing until it is back",
+                        classify(exc),
+                        error_class=ErrorClass.BUS_DISCONNECT.value,
+                    )
                     self._metrics.error(ErrorClass.BUS_DISCONNECT)
                 self._lost()
-            except Exception:  # a bug of ours: never a silent, dead listener
-                log.exception("freshcache: bus listener failed; reconnecting")
+            except Exception as exc:  # a bug of ours: never a silent, dead listener
+                self._was_lost = True
+                self._log.error(
+                    LogEvent.BUS_BUG,
+                    "bus listener failed (%s); reconnecting",
+                    failure(exc),
+                    error_class=ErrorClass.BUS_LISTENER.value,
+                )
                 self._metrics.error(ErrorClass.BUS_LISTENER)
                 self._lost()
             finally:
@@ -258,13 +272,13 @@ class AsyncRedisBus:
         nothing meanwhile (no watermark), so the cache is slower, not wrong."""
         self._metrics.error(ErrorClass.CONFIG)
         self._metrics.error(ErrorClass.ACL)
-        now = time.monotonic()
-        if now - self._refused_at >= _LOUD_EVERY:
-            self._refused_at = now
-            log.error(
-                "freshcache: the invalidation bus cannot subscribe: %s",
-                classify(exc),
-            )
+        self._log.error(
+            LogEvent.BUS_REFUSED,
+            "the invalidation bus cannot subscribe: %s",
+            classify(exc),
+            error_class=ErrorClass.ACL.value,
+            every=_LOUD_EVERY,
+        )
 
     def _silence(self) -> float:
         """How long the connection may stay silent: until subscribed, the
@@ -280,6 +294,13 @@ class AsyncRedisBus:
             else:  # the invalidation channel: flush
                 self.connected = True
                 self._on_connect()
+                self._log.emit(
+                    logging.INFO if self._was_lost else logging.DEBUG,
+                    LogEvent.BUS_CONNECTED,
+                    "bus %s",
+                    "reconnected" if self._was_lost else "connected",
+                )
+                self._was_lost = False
             return
         if kind != "message":
             return
@@ -289,6 +310,11 @@ class AsyncRedisBus:
         message = decode(raw["data"])
         if message is None:
             self._metrics.error(ErrorClass.BUS_DECODE)
+            self._log.warning(
+                LogEvent.BUS_DECODE_ERROR,
+                "a bus message is not one of ours: ignored",
+                error_class=ErrorClass.BUS_DECODE.value,
+            )
             return
         if message.origin == self._origin.id:
             return  # applied before it was published
@@ -296,6 +322,11 @@ class AsyncRedisBus:
             await self._on_message(message)
         except StoreError:
             self._metrics.error(ErrorClass.BUS_APPLY)
-        except Exception:  # the listener lives on; the message is counted
-            log.exception("freshcache: bus message could not be applied")
+        except Exception as exc:  # the listener lives on; the message is counted
+            self._log.error(
+                LogEvent.BUS_BUG,
+                "a bus message could not be applied (%s)",
+                failure(exc),
+                error_class=ErrorClass.BUS_APPLY.value,
+            )
             self._metrics.error(ErrorClass.BUS_APPLY)

@@ -16,7 +16,6 @@ nothing per partition.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from freshcache._concurrency import AsyncLoopOwner, asleep
 from freshcache._core.entry import px
+from freshcache._core.logs import LogEvent
 from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import (
     MAX_TIMEOUT,
@@ -45,6 +45,7 @@ from freshcache._core.streams import (
     partition_of,
     version_of,
 )
+from freshcache._inproc.logs import Log
 from freshcache.errors import UnsafeRedisError
 from freshcache.metrics import ErrorClass, Event, Metrics
 from freshcache.sinks.base import Sink
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from freshcache._async.redis.connect import Endpoint
     from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 
-log = logging.getLogger(__name__)
+_log = Log("writebehind", tier="writebehind")
 _FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
 
 
@@ -177,7 +178,10 @@ class AsyncWriteBehind:
         may evict the queue."""
         verdict = await self._check()
         for warning in verdict.warnings:
-            log.warning("freshcache write-behind %r: %s", self.name, warning)
+            _log.warning(
+                LogEvent.WRITEBEHIND_SETTINGS, "write-behind %r: %s", self.name,
+                warning, repeat=False,
+            )  # fmt: skip
         await self._store.prepare()
         self.verdict = verdict
         return verdict
@@ -238,8 +242,10 @@ class AsyncWriteBehind:
         elif time.monotonic() - self._checked_at >= self._recheck:
             verdict = await self._check()  # raises if the queue may be evicted
             if self.verdict.durable and not verdict.durable:
-                log.warning("freshcache write-behind %r: %s", self.name,
-                            "; ".join(verdict.warnings))  # fmt: skip
+                _log.warning(
+                    LogEvent.WRITEBEHIND_SETTINGS, "write-behind %r: %s",
+                    self.name, "; ".join(verdict.warnings), repeat=False,
+                )  # fmt: skip
             self.verdict = verdict
         started = time.perf_counter()
         soft = self._ttl if ttl is UNSET else ttl

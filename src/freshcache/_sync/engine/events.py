@@ -13,15 +13,15 @@ it never stops the listener or the other handlers.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from freshcache._concurrency import invoke
 from freshcache._core.events import Message, Origin, encode
+from freshcache._core.logs import LogEvent, failure
+from freshcache._inproc.logs import Log
 from freshcache.metrics import ErrorClass, Metrics
 
-log = logging.getLogger(__name__)
 Handler = TypeVar("Handler", bound=Callable[[Any], Any])
 
 
@@ -38,6 +38,7 @@ class Events:
     ) -> None:
         self._origin = origin
         self._metrics = metrics
+        self._log = Log("engine")
         self._send = send
         self._on_first_handler = on_first_handler
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
@@ -71,6 +72,14 @@ class Events:
         for handler in list(self._handlers.get(name, ())):
             try:
                 invoke(functools.partial(handler, payload))
-            except Exception:
+            except Exception as exc:
                 self._metrics.error(ErrorClass.EVENT_HANDLER)
-                log.exception("freshcache: handler for event %r raised", name)
+                # where, not what: the message can quote the payload
+                self._log.error(
+                    LogEvent.EVENT_HANDLER_FAILED,
+                    "handler %s for event %r raised %s",
+                    getattr(handler, "__qualname__", type(handler).__qualname__),
+                    name,
+                    failure(exc),
+                    error_class=ErrorClass.EVENT_HANDLER.value,
+                )

@@ -21,7 +21,6 @@ The protocol (docs/coherence.md has the sequence diagrams):
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from freshcache._core.events import Message, Origin
 from freshcache._core.events import encode as encode_message
 from freshcache._core.freshness import Lifetime, refresh_early
 from freshcache._core.layout import bus_channel, ping_channel
+from freshcache._core.logs import LogEvent, error_name
 from freshcache._core.sentinels import MISS, Miss
 from freshcache._core.staleness import Local, local_verdict
 from freshcache._core.tagging import TagSource, render_tags
@@ -54,6 +54,7 @@ from freshcache._core.updates import MAX_SWAPS, Change
 from freshcache._inproc.encoder import EntryEncoder
 from freshcache._inproc.generations import Snapshot
 from freshcache._inproc.l1 import LocalTier
+from freshcache._inproc.logs import Log
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import (
     CacheClosedError,
@@ -86,7 +87,6 @@ if TYPE_CHECKING:
     from freshcache._sync.redis.bus import RedisBus
     from freshcache._sync.redis.store import RedisStore
 
-log = logging.getLogger(__name__)
 Reviver = Callable[[Any], Any] | None
 NO_SNAPSHOT = Snapshot((0, 0))  # without an L1 there is nothing to guard
 DEFAULT_STALENESS = 0.1  # seconds: the bound when L1 does not set one
@@ -201,8 +201,9 @@ class Engine:
             else Leases(l2, metrics=metrics, clock=clock, ttl=lease_ttl)
         )
         self.entries = EntryEncoder(
-            codec, metrics=metrics, now=now, strict=strict, jitter=jitter
+            codec, metrics=metrics, now=now, strict=strict, jitter=jitter, head=head
         )
+        self._log = Log("engine", now=clock.monotonic)
         self._origin = origin
         self.versions = Versions(l2, current=self.versions_current, listen=self._listen)
         self.events = Events(
@@ -796,10 +797,12 @@ class Engine:
         except Exception as exc:  # the stale value is served until its hard expiry
             self.metrics.error(ErrorClass.REFRESH)
             # the class only: the loader's message can quote a row
-            log.warning(
-                "freshcache: background refresh failed: %s.%s",
-                type(exc).__module__,
-                type(exc).__qualname__,
+            self._log.warning(
+                LogEvent.REFRESH_FAILED,
+                "background refresh failed: %s; the stale value is served",
+                error_name(exc),
+                namespace=namespace,
+                error_class=ErrorClass.REFRESH.value,
             )
         finally:
             self.refreshing.discard(full)

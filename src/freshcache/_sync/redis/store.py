@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import random
 import secrets
@@ -94,10 +93,12 @@ from freshcache._core.layout import (
     tag_key,
     taken_key,
 )
+from freshcache._core.logs import LogEvent, Transitions, namespace_of, scrub
 from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.renewals import RETRY, Renewals
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
+from freshcache._inproc.logs import Log
 from freshcache.errors import (
     CacheClosedError,
     CapacityStoreError,
@@ -106,9 +107,8 @@ from freshcache.errors import (
     StoreError,
     TransientStoreError,
 )
-from freshcache.metrics import ErrorClass, Event, Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics, Tier
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LOUD_EVERY = 60.0  # seconds between repeated loud logs of one error class
 _HARD_CONNECTIONS = 4  # the invalidation path's own pool
@@ -116,6 +116,12 @@ _HARD_BACKOFF = (0.01, 0.2)  # an invalidation's retry_delay: first, cap (s)
 
 
 ACL_HINT = "docs/security.md lists the ACL rules per feature"
+
+
+def _reply(message: str) -> str:
+    """The server's reply in a redis-py message (after a pipeline's
+    "Command # N (...) of pipeline caused error: ")."""
+    return message.rpartition("of pipeline caused error: ")[2]
 
 
 def refused_by_acl(exc: BaseException) -> bool:
@@ -126,7 +132,7 @@ def refused_by_acl(exc: BaseException) -> bool:
     # Inside a script Redis 7.0 answers ERR, not NOPERM: "The user executing
     # the script can't run this command or subcommand" (or "can't access at
     # least one of the keys", "can't publish to the channel").
-    message = str(exc)
+    message = _reply(str(exc))
     return isinstance(exc, ResponseError) and message.startswith(
         ("NOPERM", "The user executing the script can't")
     )
@@ -186,37 +192,51 @@ def cluster_error(exc: BaseException) -> str | None:
     return None
 
 
+def scrubbed(exc: BaseException) -> str:
+    """``str(exc)`` without what no record or message may show (a URL's
+    password, the command and arguments redis-py quotes in a pipeline's
+    error: ``_core/logs.scrub``). The exception's own message is scrubbed
+    in place too: it is kept as the ``__cause__`` of the error raised, and
+    a traceback would print it."""
+    text = str(exc)
+    clean = scrub(text)
+    if clean != text and exc.args and isinstance(exc.args[0], str):
+        exc.args = (scrub(exc.args[0]), *exc.args[1:])
+    return clean
+
+
 def classify(exc: BaseException) -> StoreError:
-    """Map a redis-py (or socket) exception to freshcache's error classes."""
+    """Map a redis-py (or socket) exception to freshcache's error classes.
+    The message says what redis-py said, scrubbed (``scrubbed``)."""
     if isinstance(exc, StoreError):
         return exc
+    message = scrubbed(exc)
     cluster = cluster_error(exc)
     if cluster == "crossslot":
         return ConfigStoreError(
-            f"Redis Cluster refused a command whose keys span slots ({exc})"
+            f"Redis Cluster refused a command whose keys span slots ({message})"
         )
     if cluster is not None:
-        return TransientStoreError(f"Redis Cluster: {exc}")
+        return TransientStoreError(f"Redis Cluster: {message}")
     if refused_by_acl(exc):
         return ConfigStoreError(
-            f"Redis ACL refused a command ({exc}): the user freshcache "
+            f"Redis ACL refused a command ({message}): the user freshcache "
             "connects as lacks a permission it needs (the server's ACL LOG "
             f"names it); {ACL_HINT}"
         )
     if isinstance(exc, AuthenticationError | AuthorizationError):
-        return ConfigStoreError(f"{type(exc).__name__}: {exc}")
+        return ConfigStoreError(f"{type(exc).__name__}: {message}")
     if isinstance(exc, OutOfMemoryError):
-        return CapacityStoreError(str(exc))
+        return CapacityStoreError(message)
     if isinstance(exc, ReadOnlyError):  # a demoted primary: failing over
-        return TransientStoreError(f"READONLY {exc}")
+        return TransientStoreError(f"READONLY {message}")
     if isinstance(exc, ResponseError):
-        message = str(exc)
-        if message.startswith("OOM"):
+        if _reply(message).startswith("OOM"):
             return CapacityStoreError(message)
-        if message.startswith(("LOADING", "BUSY", "TRYAGAIN", "READONLY")):
+        if _reply(message).startswith(("LOADING", "BUSY", "TRYAGAIN", "READONLY")):
             return TransientStoreError(message)
         return ConfigStoreError(message)  # WRONGTYPE, NOSCRIPT, unknown command...
-    return TransientStoreError(f"{type(exc).__name__}: {exc}")
+    return TransientStoreError(f"{type(exc).__name__}: {message}")
 
 
 def _px_arg(ttl: float | None) -> int:
@@ -306,7 +326,10 @@ class RedisStore:
         self._closed = False
         self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = Background()
-        self._loud_at: dict[str, float] = {}
+        # Loud errors: once a minute per class; others: once per 10 s per kind.
+        self._log = Log("redis", tier=Tier.REDIS.value, now=clock.monotonic)
+        self._circuit = Transitions(initial=BreakerState.CLOSED)
+        self._opened_at = 0.0
 
     def _register_scripts(self) -> None:
         """The scripts, on the clients they run on (again on a cluster's new
@@ -459,7 +482,7 @@ class RedisStore:
             breaker.abandon()
             raise
         if not breaker.healthy:
-            breaker.success()
+            self._closed_circuit()
         self._metrics.latency(operation, time.perf_counter() - started)
         return result
 
@@ -549,20 +572,62 @@ class RedisStore:
             # once, and still serves what it allows. The breaker stays closed
             # (or closes): opening it would stop the reads that work, and
             # hide the refusal behind "circuit open".
-            self._breaker.success()
+            self._closed_circuit()
         elif self._breaker.failure(now):
-            log.warning("freshcache: Redis circuit opened after %s", error)
-        loud = isinstance(error, ConfigStoreError | CapacityStoreError)
-        if loud and now - self._loud_at.get(error.kind, -math.inf) >= _LOUD_EVERY:
-            self._loud_at[error.kind] = now
-            log.error("freshcache: Redis %s error: %s", error.kind, error)
+            self._opened_circuit(error, now)
+        if isinstance(error, ConfigStoreError | CapacityStoreError):
+            self._log.error(
+                LogEvent.STORE_ERROR, "Redis %s error: %s", error.kind, error,
+                error_class=ErrorClass.ACL.value if acl else error.kind,
+                every=_LOUD_EVERY,
+            )  # fmt: skip
+
+    def _opened_circuit(self, error: StoreError, now: float) -> None:
+        """The breaker (re)opened: logged once per transition from closed
+        (a failed probe reopening it is DEBUG)."""
+        if self._circuit.changed("circuit", BreakerState.OPEN):
+            self._opened_at = now
+            self._log.warning(
+                LogEvent.CIRCUIT_OPENED,
+                "Redis circuit opened after %s; reads go to the loader until "
+                "a probe succeeds",
+                error,
+                error_class=error.kind,
+                repeat=False,
+            )
+        else:
+            self._log.debug(
+                LogEvent.CIRCUIT_OPENED,
+                "Redis circuit stays open: %s",
+                error,
+                error_class=error.kind,
+            )
+
+    def _closed_circuit(self) -> None:
+        self._breaker.success()
+        if self._circuit.changed("circuit", BreakerState.CLOSED):
+            self._log.info(
+                LogEvent.CIRCUIT_CLOSED,
+                "Redis circuit closed: Redis answers again after %.1f s",
+                self._clock.monotonic() - self._opened_at,
+                repeat=False,
+            )
 
     def _decode(self, key: str, data: bytes | None) -> Hit | Miss:
         if data is None:
             return MISS
         decoded = self._codec.decode(key, data)
         if isinstance(decoded, Undecodable):
-            self._metrics.error(ErrorClass.DECODE.detail(decoded.reason))
+            kind = ErrorClass.DECODE.detail(decoded.reason)
+            self._metrics.error(kind)
+            self._log.warning(
+                LogEvent.DECODE_ERROR,
+                "an entry in Redis is not one this cache can trust (%s): a miss; "
+                "it is removed",
+                decoded.reason,
+                namespace=namespace_of(key, self._head),
+                error_class=kind,
+            )
             return MISS
         return decoded, len(data)
 
@@ -1090,8 +1155,9 @@ class RedisStore:
         self.server_time.sample(sent, server, self._mono() - started)
         if mark is not None:
             self._metrics.count(Event.VERSION_LAPSED)
-            log.warning(
-                "freshcache: version %r of prefix %r was not live for a while; "
+            self._log.warning(
+                LogEvent.VERSION_LAPSED,
+                "version %r of prefix %r was not live for a while; "
                 "invalidations made by other versions meanwhile did not reach "
                 "its keys, so they are deleted before it reads Redis",
                 self._version,

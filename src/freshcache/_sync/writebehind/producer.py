@@ -17,7 +17,6 @@ nothing per partition.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from freshcache._concurrency import LoopOwner, sleep
 from freshcache._core.entry import px
+from freshcache._core.logs import LogEvent
 from freshcache._core.persistence import Verdict, judge
 from freshcache._core.sentinels import (
     MAX_TIMEOUT,
@@ -46,6 +46,7 @@ from freshcache._core.streams import (
     partition_of,
     version_of,
 )
+from freshcache._inproc.logs import Log
 from freshcache.errors import UnsafeRedisError
 from freshcache.metrics import ErrorClass, Event, Metrics
 from freshcache.sinks.base import Sink
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from freshcache._sync.redis.connect import Endpoint
     from freshcache._sync.writebehind.worker import WriteBehindWorker
 
-log = logging.getLogger(__name__)
+_log = Log("writebehind", tier="writebehind")
 _FLUSH_POLL = (0.005, 0.1)  # seconds: flush polls from the first to the second
 
 
@@ -178,7 +179,10 @@ class WriteBehind:
         may evict the queue."""
         verdict = self._check()
         for warning in verdict.warnings:
-            log.warning("freshcache write-behind %r: %s", self.name, warning)
+            _log.warning(
+                LogEvent.WRITEBEHIND_SETTINGS, "write-behind %r: %s", self.name,
+                warning, repeat=False,
+            )  # fmt: skip
         self._store.prepare()
         self.verdict = verdict
         return verdict
@@ -239,8 +243,10 @@ class WriteBehind:
         elif time.monotonic() - self._checked_at >= self._recheck:
             verdict = self._check()  # raises if the queue may be evicted
             if self.verdict.durable and not verdict.durable:
-                log.warning("freshcache write-behind %r: %s", self.name,
-                            "; ".join(verdict.warnings))  # fmt: skip
+                _log.warning(
+                    LogEvent.WRITEBEHIND_SETTINGS, "write-behind %r: %s",
+                    self.name, "; ".join(verdict.warnings), repeat=False,
+                )  # fmt: skip
             self.verdict = verdict
         started = time.perf_counter()
         soft = self._ttl if ttl is UNSET else ttl

@@ -28,7 +28,6 @@ RETRYCOUNT 0``): an outage never dead-letters an acknowledged write.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -37,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from freshcache._concurrency import Flag, invoke
+from freshcache._core.logs import LogEvent, error_name
 from freshcache._core.sentinels import MAX_TIMEOUT, MAX_TTL_SECONDS, check_number
 from freshcache._core.streams import (
     MAX_PARTITIONS,
@@ -50,6 +50,7 @@ from freshcache._core.streams import (
     decode_entry,
     too_many_deliveries,
 )
+from freshcache._inproc.logs import Log
 from freshcache.errors import StoreError
 from freshcache.metrics import ErrorClass, Event, Metrics, NullMetrics
 from freshcache.sinks.base import Sink
@@ -66,8 +67,6 @@ from freshcache.tracing import (
 if TYPE_CHECKING:
     from freshcache._sync.redis.connect import Endpoint, Source
     from freshcache._sync.redis.streams import RawEntry
-
-log = logging.getLogger(__name__)
 
 _FIRST_PAUSE = 0.05  # seconds
 GAUGE_EVERY = 1.0  # seconds between refreshes of the queue's gauges
@@ -129,6 +128,7 @@ class WriteBehindWorker:
         self._max_deliveries = max_deliveries
         self._metrics: Metrics = metrics or NullMetrics()
         self._stopping = Flag()
+        self._log = Log("worker", tier="writebehind")
         self._prepared = False
         self.totals = WorkerTotals()
         self._pause = _FIRST_PAUSE  # after a failed apply, grows to claim_idle
@@ -151,8 +151,15 @@ class WriteBehindWorker:
                 handled = self.run_once()
                 pause = 0.05
             except StoreError as exc:
-                log.warning("freshcache worker: Redis failed: %s", exc)
-                self._metrics.error(ErrorClass.WRITEBEHIND_WORKER.detail(exc.kind))
+                kind = ErrorClass.WRITEBEHIND_WORKER.detail(exc.kind)
+                self._log.warning(
+                    LogEvent.WORKER_REDIS_FAILED,
+                    "Redis failed: %s; retried",
+                    exc,
+                    tier="redis",
+                    error_class=kind,
+                )
+                self._metrics.error(kind)
                 self._stopping.wait(pause)
                 pause = min(pause * 2, 1.0)
                 continue
@@ -231,7 +238,14 @@ class WriteBehindWorker:
                 return True
             span.set_attribute(Attribute.BATCH_OUTCOME, BatchOutcome.RETRY)
             # the class only: a database's message can quote the row
-            log.warning("freshcache worker: sink failed, will retry: %s", _kind(exc))
+            self._log.warning(
+                LogEvent.SINK_FAILED,
+                "sink failed, will retry: %s",
+                _kind(exc),
+                tier="sink",
+                namespace=_namespace(writes),
+                error_class=ErrorClass.WRITEBEHIND_SINK.value,
+            )
             self._store.forgive(writes, self.consumer)  # not their fault
             return False
         self._pause = _FIRST_PAUSE
@@ -307,11 +321,15 @@ class WriteBehindWorker:
     ) -> None:
         """Move ``item`` to the dead letters with ``reason`` (kept in Redis,
         beside the entry); the log shows ``shown`` (by default the reason)."""
-        log.warning(
-            "freshcache worker: dead-lettering entry %s of %s: %s",
+        self._log.warning(
+            LogEvent.DEAD_LETTERED,
+            "dead-lettering entry %s of %s: %s",
             item.entry_id,
             item.stream,
             reason if shown is None else shown,
+            namespace=item.namespace if isinstance(item, Write) else None,
+            error_class=ErrorClass.WRITEBEHIND_SINK.value,
+            repeat=False,  # each one: the data is set aside
         )
         self._store.dead_letter(item, reason)
         self.totals.dead_lettered += 1
@@ -348,4 +366,10 @@ def _kind(exc: BaseException) -> str:
     """What a log may say about a sink's exception: its class, never its
     message (a database's message can quote the row: "Failing row
     contains ...")."""
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return error_name(exc)
+
+
+def _namespace(writes: Sequence[Write]) -> str | None:
+    """The one namespace of a batch's writes (None: several)."""
+    found = {w.namespace for w in writes}
+    return found.pop() if len(found) == 1 else None

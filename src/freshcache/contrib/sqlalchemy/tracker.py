@@ -50,7 +50,19 @@ from freshcache import AsyncCache, Cache, FreshcacheError
 
 __all__ = ["Tracker", "UntrackedWriteError"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("freshcache.contrib.sqlalchemy")
+
+
+def _fields(event: str, error_class: str | None = None) -> dict[str, object]:
+    """The structured fields of every freshcache record (docs/logging.md)."""
+    return {
+        "freshcache_event": event,
+        "freshcache_tier": "redis",
+        "freshcache_namespace": None,
+        "freshcache_error_class": error_class,
+        "freshcache_repeated": 0,
+    }
+
 
 Source = str | Callable[[Mapping[str, Any]], Iterable[str]]
 """A template of the row's attributes (``"user:{id}"``), or a function of a
@@ -445,6 +457,7 @@ class Tracker:
                 type(exc).__name__,
                 len(keys),
                 len(tags),
+                extra=_fields("commit_invalidation_failed", type(exc).__name__),
             )
             return
         with self._lock:
@@ -456,6 +469,7 @@ class Tracker:
                 "%d tags queued for retry (stats().pending_invalidations)",
                 len(keys),
                 len(tags),
+                extra=_fields("invalidation_queued"),
             )
 
 
