@@ -67,6 +67,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import version as _version
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -100,7 +101,7 @@ __all__ = [
 ]
 
 SCOPE: Final = "freshcache"  # the instrumentation scope's name
-_VERSION: Final = "0.1.0"
+_VERSION: Final = _version("freshcache")  # the installed distribution's
 
 CACHE: Final = "freshcache.cache"
 NAMESPACE: Final = Attribute.NAMESPACE.value
