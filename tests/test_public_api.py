@@ -35,6 +35,8 @@ PUBLIC = {
     "BUCKETS", "Bypass", "ErrorClass", "Event", "Lookups", "NamespaceStats",
     "Outcome", "Tier",
     "Sink", "CallableSink",
+    "AsyncLive", "Live", "EnvelopeHeader", "KeyInfo", "L1View", "LiveStats",
+    "ProcessStats",
 }  # fmt: skip
 
 

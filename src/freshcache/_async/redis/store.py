@@ -97,6 +97,7 @@ from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.renewals import RETRY, Renewals
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
+from freshcache._inproc.live import lease_token
 from freshcache.errors import (
     CacheClosedError,
     CapacityStoreError,
@@ -306,6 +307,8 @@ class AsyncRedisStore:
         self._longest = codec.max_value_bytes  # GETRANGE's end: one byte more
         self._background = AsyncBackground()
         self._loud_at: dict[str, float] = {}
+        # Who takes leases here (the live view's process id; set by the engine).
+        self.holder: Callable[[], str] = _unknown
 
     def _register_scripts(self) -> None:
         """The scripts, on the clients they run on (again on a cluster's new
@@ -632,11 +635,17 @@ class AsyncRedisStore:
         swapped = await self._run("swap", self._swap, [key, lease_key(key)], args)
         return bool(swapped)
 
+    def _token(self) -> str:
+        """A new lease token, naming this process (``holder``) and the time
+        (the server's clock) for ``inspect``."""
+        now = self._clock.time() + self.server_time.offset
+        return lease_token(self.holder(), now, secrets.token_hex(8))
+
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key`` for ``ttl`` seconds (kept alive while
         this process holds it, ``_core/renewals.py``): a token, or None if
         someone holds it."""
-        token = secrets.token_hex(16)
+        token = self._token()
         sent = self._mono()
         taken = await self._run(
             "lease", self._client.set, lease_key(key), token, None,
@@ -653,7 +662,7 @@ class AsyncRedisStore:
     ) -> str | Hit | None:
         """A miss's second look: the entry if someone filled ``key`` since,
         else the lease's token if it was free, else None (it is held)."""
-        token = secrets.token_hex(16)
+        token = self._token()
         sent = self._mono()
         answer = await self._run(
             "lease", self._acquire, [key, lease_key(key)],
@@ -1058,6 +1067,35 @@ class AsyncRedisStore:
             (found,) = found.values()
         return int(found), list(batch)
 
+    # -- the live view (stats, inspect, keys) ---------------------------------
+
+    async def command(self, name: str, *args: Any) -> Any:
+        """One plain Redis command for the live view (``SET`` of a stats
+        snapshot, ``GET``, ``PTTL``, ``HGETALL``...), under the deadline and
+        the breaker, raising ``StoreError``. Not gated on the registry of
+        live versions: reading diagnostics does not make a version live."""
+        return await self._run(name, getattr(self._client, name), *args, gated=False)
+
+    async def scan_all(self, pattern: str, limit: int | None = None) -> list[str]:
+        """The keys matching ``pattern`` (SCAN MATCH, never KEYS), on every
+        primary of a cluster; at most ``limit`` (None: all), in no order."""
+        found: list[str] = []
+        nodes: list[Any] = [None]
+        if self._cluster:
+            nodes = await self._run("scan", self._client.primaries, gated=False)
+        for node in nodes:
+            cursor = 0
+            while True:
+                cursor, batch = await self._run(
+                    "scan", self._scan, node, cursor, pattern, gated=False
+                )
+                found += [k.decode("utf-8", "replace") for k in batch]
+                if limit is not None and len(found) >= limit:
+                    return found[:limit]
+                if cursor == 0:
+                    break
+        return found
+
     # -- keeping held leases alive --------------------------------------------
 
     def _hold(self, key: str, token: str, life: float, sent: float) -> None:
@@ -1161,6 +1199,10 @@ class AsyncRedisStore:
         self._closed = True  # final: no call reconnects
         await self._client.aclose()
         await self._hard.aclose()
+
+
+def _unknown() -> str:
+    return "unknown"
 
 
 def _incr(key: str, client: Redis) -> Awaitable[Any]:
