@@ -708,7 +708,9 @@ class AsyncCache:
         base = self._base(key)
         namespace = _namespace(key)
         engine = self._engine
-        info = KeyInfo(key, base, namespace, l1=self._peek_local(base))
+        info = KeyInfo(
+            key, base, namespace, l1=self._peek_local(base), read_at=self._now()
+        )
         if engine.l2 is None:
             return info
         try:

@@ -133,6 +133,8 @@ class KeyInfo:
     L1 entries other processes reported (``freshcache inspect``). ``value``
     is the decoded value only when asked (``with_value=True``), else
     ``MISS``. ``error``: Redis could not be asked (the rest is then empty).
+    ``read_at``: when (the Redis server's clock, as this process estimates
+    it), so that ages can be shown.
     """
 
     key: str
@@ -153,6 +155,7 @@ class KeyInfo:
     processes: Mapping[str, L1View] = field(default_factory=dict)
     value: Any = MISS
     error: str | None = None
+    read_at: float = 0.0  # when it was read (the Redis server's clock)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``value`` left out unless it was asked for)."""
