@@ -158,7 +158,7 @@ def run_stats(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            console = Console(width=None if sys.stdout.isatty() else 160)
+            console = Console(width=None if sys.stdout.isatty() else 200)
             if args.once:
                 live, speed = _read(cache, min(args.interval, 1.0))
                 console.print(render(live, speed))
@@ -196,7 +196,7 @@ def render(live: LiveStats, speed: dict[str, float | None]) -> Any:
     def table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table:
         t = Table(title=title, title_justify="left")
         for i, column in enumerate(columns):
-            t.add_column(column, justify="left" if i == 0 else "right")
+            t.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
         for row in rows:
             t.add_row(*row)
         return t
