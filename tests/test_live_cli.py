@@ -87,7 +87,8 @@ def test_stats_once_shows_each_process_and_the_total(
     assert "total (2 processes)" in out
     assert "namespaces (all processes)" in out
     assert "write-behind" in out  # queue q, with its backlog
-    assert "secret-value" not in out and "queued-value" not in out
+    assert "secret-value" not in out
+    assert "queued-value" not in out
 
 
 def test_stats_json(workload: tuple[str, str], redis_url: str, key_prefix: str) -> None:
@@ -117,7 +118,8 @@ def test_inspect_a_key_in_both_processes_l1(
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"redis key      {key_prefix}:v1:user:1" in out
-    assert "envelope       json" in out and "check crc-32" in out
+    assert "envelope       json" in out
+    assert "check crc-32" in out
     assert "tags           team:7" in out
     for process in workload:
         assert f"L1 {process}  held, fresh" in out
@@ -126,14 +128,16 @@ def test_inspect_a_key_in_both_processes_l1(
     result = cli("inspect", "user:1", "--json", url=redis_url, prefix=key_prefix)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["in_redis"] is True and info["undecodable"] is None
+    assert info["in_redis"] is True
+    assert info["undecodable"] is None
     assert info["header"]["codec"] == "json"
     assert info["header"]["fresh_until"] > info["header"]["created_at"]
     assert info["tags"] == ["team:7"]
     assert info["namespace_version"] == 0
     assert set(info["processes"]) == set(workload)
     assert all(v["present"] for v in info["processes"].values())
-    assert "value" not in info and "secret-value" not in result.stdout
+    assert "value" not in info
+    assert "secret-value" not in result.stdout
 
 
 def test_inspect_a_key_whose_lease_is_held(
@@ -147,7 +151,8 @@ def test_inspect_a_key_whose_lease_is_held(
     info = json.loads(result.stdout)
     assert info["in_redis"] is False
     assert info["lease_holder"] == holder
-    assert info["lease_age"] >= 0 and info["lease_ttl"] > 0
+    assert info["lease_age"] >= 0
+    assert info["lease_ttl"] > 0
     text = cli("inspect", "slow:1", "--wait", "0", url=redis_url, prefix=key_prefix)
     assert f"fill lease     held by {holder} for " in text.stdout
 
@@ -160,7 +165,8 @@ def test_inspect_a_key_with_a_pending_write(
     )
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["write_pending"] is not None and "-" in info["write_pending"]
+    assert info["write_pending"] is not None
+    assert "-" in info["write_pending"]
     assert info["write_pending_age"] >= 0
     assert info["in_redis"] is True  # write-behind stored the value too
     assert "queued-value" not in result.stdout
@@ -209,7 +215,8 @@ def test_bad_input_does_not_crash_the_commands(
         assert foreign.returncode == 0, foreign.stderr
         info = json.loads(foreign.stdout)
         assert info["in_redis"] is True
-        assert info["undecodable"] == "magic" and info["header"] is None
+        assert info["undecodable"] == "magic"
+        assert info["header"] is None
         text = cli(
             "inspect", "user:foreign", "--wait", "0", url=redis_url, prefix=key_prefix
         )
@@ -223,7 +230,8 @@ def test_bad_input_does_not_crash_the_commands(
         assert "fill lease     none" in unknown.stdout
 
         bad_key = cli("inspect", "", url=redis_url, prefix=key_prefix)
-        assert bad_key.returncode == 2 and "Traceback" not in bad_key.stderr
+        assert bad_key.returncode == 2
+        assert "Traceback" not in bad_key.stderr
     finally:
         raw.close()
 
