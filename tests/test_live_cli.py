@@ -6,16 +6,19 @@ a write-behind write pending. Never a cached value in the output."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from freshcache import Cache
+from freshcache import L1, Cache
+from tests.cluster import ClusterInfo
 
 WORKER = Path(__file__).with_name("live_worker.py")
 WAIT = 60.0  # seconds a step may take before the test fails (a busy box)
@@ -245,3 +248,78 @@ def test_without_redis_the_commands_say_so(key_prefix: str) -> None:
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert "say where Redis is" in result.stderr
+
+
+def test_stats_keys_and_inspect_on_a_redis_cluster(
+    redis_cluster: ClusterInfo, key_prefix: str
+) -> None:
+    """On a cluster every primary is scanned: keys (and snapshots) on every
+    node are found."""
+    url = f"redis+cluster://{','.join(redis_cluster.addresses)}/"
+    with (
+        Cache(url, prefix=key_prefix, l1=L1(), publish_stats=0.2, timeout=1.0) as a,
+        Cache(url, prefix=key_prefix, publish_stats=0.2, timeout=1.0) as b,
+    ):
+        wanted = {f"user:{i}" for i in range(40)}
+        for key in wanted:
+            a.set(key, "v")
+        a.get("user:1")
+        b.get("user:1")
+        deadline = time.monotonic() + WAIT
+        while len(a.live.processes()[0]) < 2:
+            assert time.monotonic() < deadline, "no snapshots published"
+            time.sleep(0.05)
+        owners = {
+            redis_cluster.primary_for(f"{key_prefix}:v1:{k}").port for k in wanted
+        }
+        assert len(owners) > 1  # the keys are spread over primaries
+        result = cli("keys", "--limit", "1000", "--json", url=url, prefix=key_prefix)
+        assert result.returncode == 0, result.stderr
+        assert set(json.loads(result.stdout)) == wanted
+        stats = cli("stats", "--json", "--interval", "0.1", url=url, prefix=key_prefix)
+        assert stats.returncode == 0, stats.stderr
+        ids = {a.engine.process_name(), b.engine.process_name()}
+        assert {p["process"] for p in json.loads(stats.stdout)["processes"]} == ids
+        inspect = cli("inspect", "user:1", "--json", url=url, prefix=key_prefix)
+        assert inspect.returncode == 0, inspect.stderr
+        info = json.loads(inspect.stdout)
+        assert info["in_redis"] is True
+        assert set(info["processes"]) == ids
+        assert info["processes"][a.engine.process_name()]["present"] is True
+        a.clear()
+
+
+def _forked_child(cache: Cache, out: Any) -> None:
+    cache.get("user:1")  # the child's first call: its own bus and publisher
+    deadline = time.monotonic() + WAIT
+    while True:
+        mine = [p for p in cache.live.processes()[0]
+                if p.process == cache.engine.process_name()]  # fmt: skip
+        if (mine and mine[0].stats.lookups.total) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    out.put((cache.engine.process_name(), [p.stats.lookups.total for p in mine]))
+
+
+def test_a_forked_child_publishes_as_a_process_of_its_own(
+    redis_url: str, key_prefix: str, redis_cleanup: None
+) -> None:
+    with Cache(
+        redis_url, prefix=key_prefix, l1=L1(), publish_stats=0.1, timeout=1.0
+    ) as cache:
+        for _ in range(5):
+            cache.get("user:1")  # five lookups in the parent
+        parent = cache.engine.process_name()
+        context = multiprocessing.get_context("fork")
+        out = context.Queue()
+        child = context.Process(target=_forked_child, args=(cache, out))
+        child.start()
+        try:
+            name, published = out.get(timeout=WAIT)
+        finally:
+            child.join(WAIT)
+        assert name != parent
+        assert name.split(":")[1] == str(child.pid)
+        assert published == [1]  # its own stats: one lookup, not the parent's
+        out.close()
+        out.join_thread()

@@ -138,12 +138,14 @@ class AsyncLive:
             ns = glob_escape(escape(namespace))
             patterns = [f"{base}{ns}:*", f"{base}{ns}~*"]
         found: list[str] = []
+        bookkeeping = head + "!"
         for pattern in patterns:
-            for key in await l2.scan_all(pattern):
-                if not key.startswith(head + "!"):
-                    found.append(key[len(head) :])
-                if len(found) >= limit:
-                    return found
+            keys = await l2.scan_all(
+                pattern, limit - len(found), lambda k: not k.startswith(bookkeeping)
+            )
+            found += [key[len(head) :] for key in keys]
+            if len(found) >= limit:
+                break
         return found
 
     async def inspect(self, key: str, *, wait: float = 0.0) -> KeyInfo:

@@ -139,12 +139,14 @@ class Live:
             ns = glob_escape(escape(namespace))
             patterns = [f"{base}{ns}:*", f"{base}{ns}~*"]
         found: list[str] = []
+        bookkeeping = head + "!"
         for pattern in patterns:
-            for key in l2.scan_all(pattern):
-                if not key.startswith(head + "!"):
-                    found.append(key[len(head) :])
-                if len(found) >= limit:
-                    return found
+            keys = l2.scan_all(
+                pattern, limit - len(found), lambda k: not k.startswith(bookkeeping)
+            )
+            found += [key[len(head) :] for key in keys]
+            if len(found) >= limit:
+                break
         return found
 
     def inspect(self, key: str, *, wait: float = 0.0) -> KeyInfo:

@@ -1076,9 +1076,13 @@ class AsyncRedisStore:
         live versions: reading diagnostics does not make a version live."""
         return await self._run(name, getattr(self._client, name), *args, gated=False)
 
-    async def scan_all(self, pattern: str, limit: int | None = None) -> list[str]:
-        """The keys matching ``pattern`` (SCAN MATCH, never KEYS), on every
-        primary of a cluster; at most ``limit`` (None: all), in no order."""
+    async def scan_all(
+        self, pattern: str, limit: int | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:  # fmt: skip
+        """The keys matching ``pattern`` (SCAN MATCH, never KEYS) and ``keep``,
+        on every primary of a cluster; the scan stops at ``limit`` of them
+        (None: all), in no order."""
         found: list[str] = []
         nodes: list[Any] = [None]
         if self._cluster:
@@ -1089,7 +1093,8 @@ class AsyncRedisStore:
                 cursor, batch = await self._run(
                     "scan", self._scan, node, cursor, pattern, gated=False
                 )
-                found += [k.decode("utf-8", "replace") for k in batch]
+                names = (k.decode("utf-8", "replace") for k in batch)
+                found += [k for k in names if keep is None or keep(k)]
                 if limit is not None and len(found) >= limit:
                     return found[:limit]
                 if cursor == 0:

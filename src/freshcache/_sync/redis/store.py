@@ -1059,9 +1059,13 @@ class RedisStore:
         live versions: reading diagnostics does not make a version live."""
         return self._run(name, getattr(self._client, name), *args, gated=False)
 
-    def scan_all(self, pattern: str, limit: int | None = None) -> list[str]:
-        """The keys matching ``pattern`` (SCAN MATCH, never KEYS), on every
-        primary of a cluster; at most ``limit`` (None: all), in no order."""
+    def scan_all(
+        self, pattern: str, limit: int | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:  # fmt: skip
+        """The keys matching ``pattern`` (SCAN MATCH, never KEYS) and ``keep``,
+        on every primary of a cluster; the scan stops at ``limit`` of them
+        (None: all), in no order."""
         found: list[str] = []
         nodes: list[Any] = [None]
         if self._cluster:
@@ -1072,7 +1076,8 @@ class RedisStore:
                 cursor, batch = self._run(
                     "scan", self._scan, node, cursor, pattern, gated=False
                 )
-                found += [k.decode("utf-8", "replace") for k in batch]
+                names = (k.decode("utf-8", "replace") for k in batch)
+                found += [k for k in names if keep is None or keep(k)]
                 if limit is not None and len(found) >= limit:
                     return found[:limit]
                 if cursor == 0:
