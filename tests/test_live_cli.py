@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
 import subprocess
 import sys
 import time
@@ -92,6 +93,25 @@ def test_stats_once_shows_each_process_and_the_total(
     assert "write-behind" in out  # queue q, with its backlog
     assert "secret-value" not in out
     assert "queued-value" not in out
+
+
+def test_stats_refreshes_until_interrupted(
+    workload: tuple[str, str], redis_url: str, key_prefix: str
+) -> None:
+    """Without --once: a table that refreshes every --interval; Ctrl-C ends
+    it (status 130) with the last table shown."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freshcache.cli", "stats", "--redis", redis_url,
+         "--prefix", key_prefix, "--interval", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.0)  # a few refreshes (nothing is asserted about time)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "total (2 processes)" in out
+    for process in workload:
+        assert process in out
 
 
 def test_stats_json(workload: tuple[str, str], redis_url: str, key_prefix: str) -> None:

@@ -171,7 +171,7 @@ def test_the_json_and_the_rows_agree() -> None:
     assert data["unreadable"] == ["x"]
     row = fmt.process_row(a, 170.0)
     assert row[:4] == ["a", "70s", "10", "80.0%"]
-    assert fmt.total_row(live)[0] == "total (1 processes)"
+    assert fmt.total_row(live)[0] == "total (1 process)"
 
 
 def test_inspect_text_never_holds_the_value() -> None:

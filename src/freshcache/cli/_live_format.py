@@ -114,7 +114,8 @@ def total_row(live: LiveStats) -> list[str]:
     ages = [p.watermark_age for p in live.processes if p.watermark_age is not None]
     entries = [p.l1_entries for p in live.processes if p.l1_entries is not None]
     return [
-        f"total ({len(live.processes)} processes)",
+        f"total ({len(live.processes)} process"
+        f"{'' if len(live.processes) == 1 else 'es'})",
         "",
         str(s.lookups.total),
         rate(s.lookups),
