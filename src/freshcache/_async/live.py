@@ -64,17 +64,23 @@ class AsyncLive:
         self._prefix = prefix
         self._inspect = inspect
         self._queue = queue
+        self._sampled = False
 
-    def _redis(self) -> Any:
+    async def _redis(self) -> Any:
+        """The Redis tier, its clock sampled once (times shown and compared
+        across processes are the server's)."""
         l2 = self._engine.l2
         if l2 is None:
             raise ValueError("the live view needs a cache over Redis")
         self._engine.check_open()
+        if not self._sampled:
+            await l2.sample_time()
+            self._sampled = True
         return l2
 
     async def processes(self) -> tuple[list[ProcessStats], list[str]]:
         """Every published snapshot, and the ids of the unreadable ones."""
-        l2 = self._redis()
+        l2 = await self._redis()
         found, unreadable = [], []
         start = len(self._prefix) + len(":!stats:")
         for key in sorted(await l2.scan_all(stats_pattern(self._prefix))):
@@ -91,7 +97,7 @@ class AsyncLive:
     async def queues(self) -> dict[str, WriteBehindStats]:
         """Every write-behind queue of the prefix: backlog, pending, lag and
         the workers' totals, read from its streams."""
-        l2 = self._redis()
+        l2 = await self._redis()
         pattern = glob_escape(self._prefix) + ":!wb:*:meta"
         head = len(writebehind_meta_key(self._prefix, ""))  # prefix:!wb::meta
         found: dict[str, WriteBehindStats] = {}
@@ -129,7 +135,7 @@ class AsyncLive:
         are left out."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        l2 = self._redis()
+        l2 = await self._redis()
         head = self._engine.head
         base = glob_escape(head)
         if namespace is None:
@@ -154,10 +160,10 @@ class AsyncLive:
         its stats: a request is left in Redis, each process answers it on
         its next tick (its L1 view, never the value), and the answers that
         came within ``wait`` are in ``processes``."""
+        l2 = await self._redis()
         info = await self._inspect(key)
         if wait <= 0 or info.error is not None:
             return info
-        l2 = self._redis()
         expected = len((await self.processes())[0])
         request = request_id()
         requests = inspect_requests_key(self._prefix)

@@ -65,12 +65,18 @@ class Live:
         self._prefix = prefix
         self._inspect = inspect
         self._queue = queue
+        self._sampled = False
 
     def _redis(self) -> Any:
+        """The Redis tier, its clock sampled once (times shown and compared
+        across processes are the server's)."""
         l2 = self._engine.l2
         if l2 is None:
             raise ValueError("the live view needs a cache over Redis")
         self._engine.check_open()
+        if not self._sampled:
+            l2.sample_time()
+            self._sampled = True
         return l2
 
     def processes(self) -> tuple[list[ProcessStats], list[str]]:
@@ -155,10 +161,10 @@ class Live:
         its stats: a request is left in Redis, each process answers it on
         its next tick (its L1 view, never the value), and the answers that
         came within ``wait`` are in ``processes``."""
+        l2 = self._redis()
         info = self._inspect(key)
         if wait <= 0 or info.error is not None:
             return info
-        l2 = self._redis()
         expected = len((self.processes())[0])
         request = request_id()
         requests = inspect_requests_key(self._prefix)

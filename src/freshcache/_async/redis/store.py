@@ -1076,6 +1076,15 @@ class AsyncRedisStore:
         live versions: reading diagnostics does not make a version live."""
         return await self._run(name, getattr(self._client, name), *args, gated=False)
 
+    async def sample_time(self) -> None:
+        """Read the server's ``TIME`` once into ``server_time`` (a process
+        that only reads diagnostics never joins the registry of live
+        versions, whose refreshes sample it otherwise)."""
+        started, sent = self._mono(), self._clock.time()
+        seconds, micros = await self.command("time")
+        server = int(seconds) + int(micros) / 1e6
+        self.server_time.sample(sent, server, self._mono() - started)
+
     async def scan_all(
         self, pattern: str, limit: int | None = None,
         keep: Callable[[str], bool] | None = None,

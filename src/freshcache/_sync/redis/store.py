@@ -1059,6 +1059,15 @@ class RedisStore:
         live versions: reading diagnostics does not make a version live."""
         return self._run(name, getattr(self._client, name), *args, gated=False)
 
+    def sample_time(self) -> None:
+        """Read the server's ``TIME`` once into ``server_time`` (a process
+        that only reads diagnostics never joins the registry of live
+        versions, whose refreshes sample it otherwise)."""
+        started, sent = self._mono(), self._clock.time()
+        seconds, micros = self.command("time")
+        server = int(seconds) + int(micros) / 1e6
+        self.server_time.sample(sent, server, self._mono() - started)
+
     def scan_all(
         self, pattern: str, limit: int | None = None,
         keep: Callable[[str], bool] | None = None,
