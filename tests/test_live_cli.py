@@ -218,6 +218,8 @@ def test_bad_input_does_not_crash_the_commands(
         raw.set(f"{key_prefix}:!stats:wrong", b'{"v": 1, "process": 3}', px=60_000)
         raw.set(f"{key_prefix}:v1:user:foreign", b"\x00foreign bytes")
         raw.hset(f"{key_prefix}:!inspect", "junk", b"\x00")  # a garbled request
+        raw.hset(f"{key_prefix}:!wb:odd:meta", "partitions", "0")  # no such queue
+        raw.hset(f"{key_prefix}:!wb:odder:meta", "partitions", "x")
         raw.pexpire(f"{key_prefix}:!inspect", 60_000)
         once = cli(
             "stats", "--once", "--interval", "0.1", url=redis_url, prefix=key_prefix
@@ -231,6 +233,7 @@ def test_bad_input_does_not_crash_the_commands(
             ).stdout
         )
         assert data["unreadable"] == ["garbled", "wrong"]
+        assert set(data["queues"]) == {"q"}  # the odd metas are skipped
 
         foreign = cli(
             "inspect", "user:foreign", "--json", url=redis_url, prefix=key_prefix

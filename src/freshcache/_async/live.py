@@ -106,7 +106,10 @@ class AsyncLive:
             partitions = await l2.command("hget", key, "partitions")
             if not name or partitions is None or not partitions.isdigit():
                 continue
-            queue = self._queue(name, int(partitions))
+            try:  # a partition count freshcache would not write: skipped
+                queue = self._queue(name, int(partitions))
+            except ValueError:
+                continue
             try:
                 found[name] = await queue.stats()
             except (StoreError, ValueError):

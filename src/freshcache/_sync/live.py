@@ -107,7 +107,10 @@ class Live:
             partitions = l2.command("hget", key, "partitions")
             if not name or partitions is None or not partitions.isdigit():
                 continue
-            queue = self._queue(name, int(partitions))
+            try:  # a partition count freshcache would not write: skipped
+                queue = self._queue(name, int(partitions))
+            except ValueError:
+                continue
             try:
                 found[name] = queue.stats()
             except (StoreError, ValueError):
