@@ -11,6 +11,7 @@ from freshcache._concurrency import AsyncFlag
 from freshcache._core.layout import stats_key
 from freshcache._inproc.live import parse_snapshot
 from tests._async.waiting import run_in_background, wait_until
+from tests.servers import own_redis_server
 
 
 def _raw(url: str) -> redis.Redis:
@@ -202,3 +203,30 @@ async def test_inspect_through_the_live_view_asks_every_publishing_process(
         assert view.fresh
         assert await reader.live.keys() == ["user:1"]
         assert await reader.live.keys("team") == []
+
+
+async def test_a_tick_is_one_set_and_one_hgetall(key_prefix: str) -> None:
+    """On a Redis of the test's own: N ticks send N SETs and N HGETALLs (no
+    open inspect request), and nothing else that writes."""
+    with own_redis_server() as server:
+        async with AsyncCache(
+            server.url, prefix=key_prefix, l1=L1(), publish_stats=100.0, timeout=1.0
+        ) as cache:
+            # No read: the publishing loop (and the bus) never start, so the
+            # ticks below are the only ones.
+            publisher = cache.engine.publisher
+            assert publisher is not None
+            raw = _raw(server.url)
+            try:
+                raw.config_resetstat()
+                for _ in range(5):
+                    await publisher.tick()
+                calls = {
+                    name.removeprefix("cmdstat_"): int(stats["calls"])
+                    for name, stats in raw.info("commandstats").items()
+                }
+            finally:
+                raw.close()
+        assert calls.get("set") == 5
+        assert calls.get("hgetall") == 5
+        assert not {"hset", "pexpire", "del", "unlink"} & set(calls)
