@@ -105,7 +105,8 @@ class AsyncCache:
     every write stores nothing, and nothing connects to Redis (see
     ``enabled``).
 
-    ``publish_stats=N`` (seconds; off by default) publishes this process's
+    ``publish_stats=N`` (seconds, above 0 and at most 3600; off by
+    default) publishes this process's
     ``stats()`` to Redis every N seconds for the live view across processes
     (``live``, ``freshcache stats``); the embedded cache does not publish.
     """
