@@ -20,6 +20,7 @@ import redis
 
 from freshcache import L1, Cache
 from tests.cluster import ClusterInfo
+from tests.servers import own_redis_server
 
 WORKER = Path(__file__).with_name("live_worker.py")
 WAIT = 60.0  # seconds a step may take before the test fails (a busy box)
@@ -346,3 +347,25 @@ def test_a_forked_child_publishes_as_a_process_of_its_own(
         assert published == [1]  # its own stats: one lookup, not the parent's
         out.close()
         out.join_thread()
+
+
+def test_keys_scans_and_never_sends_keys(key_prefix: str) -> None:
+    """Counted by the server (commandstats, on a Redis of the test's own)."""
+    with own_redis_server() as server:
+        with Cache(server.url, prefix=key_prefix, timeout=1.0) as cache:
+            for i in range(30):
+                cache.set(f"user:{i}", i)
+        raw = redis.Redis.from_url(server.url)
+        try:
+            raw.config_resetstat()
+            result = cli("keys", "--limit", "100", url=server.url, prefix=key_prefix)
+            assert result.returncode == 0, result.stderr
+            assert len(result.stdout.split()) == 30
+            calls = {
+                name.removeprefix("cmdstat_")
+                for name in raw.info("commandstats")
+            }  # fmt: skip
+        finally:
+            raw.close()
+        assert "scan" in calls
+        assert "keys" not in calls
