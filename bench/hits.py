@@ -291,11 +291,14 @@ def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
 
         return freshcache(stack, metrics=NullMetrics())
 
-    def over_redis(bound: float | None) -> Factory:
+    def over_redis(bound: float | None, publish: float | None = None) -> Factory:
         def make(stack: ExitStack) -> tuple[Callable[[Any], Any], Counter]:
             from freshcache import L1
 
-            return freshcache(stack, url=redis_url, l1=L1(max_staleness=bound))
+            return freshcache(
+                stack, url=redis_url, l1=L1(max_staleness=bound),
+                publish_stats=publish,
+            )  # fmt: skip
 
         return make
 
@@ -349,13 +352,14 @@ def sync_l1_candidates(redis_url: str | None = None) -> dict[str, Factory]:
 
 
 def _over_redis(
-    redis_url: str | None, make: Callable[[float | None], _F]
+    redis_url: str | None, make: Callable[[float | None, float | None], _F]
 ) -> dict[str, _F]:
     if redis_url is None:
         return {}
     return {
-        "freshcache L1() over Redis (diagnostic)": make(0.1),
-        "freshcache L1(max_staleness=None) over Redis (diagnostic)": make(None),
+        "freshcache L1() over Redis (diagnostic)": make(0.1, None),
+        "freshcache L1() over Redis, publish_stats=1 (diagnostic)": make(0.1, 1.0),
+        "freshcache L1(max_staleness=None) over Redis (diagnostic)": make(None, None),
     }
 
 
@@ -399,11 +403,14 @@ def async_l1_candidates(redis_url: str | None = None) -> dict[str, L1Factory]:
 
         return await freshcache(stack, metrics=NullMetrics())
 
-    def over_redis(bound: float | None) -> L1Factory:
+    def over_redis(bound: float | None, publish: float | None = None) -> L1Factory:
         async def make(stack: AsyncExitStack) -> tuple[Any, Counter]:
             from freshcache import L1
 
-            return await freshcache(stack, url=redis_url, l1=L1(max_staleness=bound))
+            return await freshcache(
+                stack, url=redis_url, l1=L1(max_staleness=bound),
+                publish_stats=publish,
+            )  # fmt: skip
 
         return make
 

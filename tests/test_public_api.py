@@ -36,6 +36,8 @@ PUBLIC = {
     "Outcome", "Tier",
     "Sink", "CallableSink",
     "NullTracing", "Span", "SpanName", "Tracing",
+    "AsyncLive", "Live", "EnvelopeHeader", "KeyInfo", "L1View", "LiveStats",
+    "ProcessStats",
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ the helpers for users' tests, ``freshcache.sinks`` the write-behind sinks.
 from freshcache._async.cache import AsyncCache
 from freshcache._async.decorator import AsyncCachedFunction
 from freshcache._async.engine.events import AsyncEvents
+from freshcache._async.live import AsyncLive
 from freshcache._async.writebehind.producer import AsyncWriteBehind
 from freshcache._async.writebehind.worker import AsyncWriteBehindWorker
 from freshcache._async.writethrough import AsyncWriteThrough
@@ -19,9 +20,19 @@ from freshcache._core.config import L1
 from freshcache._core.persistence import Verdict
 from freshcache._core.sentinels import MISS, TTL, UNSET
 from freshcache._core.streams import WorkerTotals, Write, WriteBehindStats
+
+# The live view across processes, and inspect
+from freshcache._inproc.live import (
+    EnvelopeHeader,
+    KeyInfo,
+    L1View,
+    LiveStats,
+    ProcessStats,
+)
 from freshcache._sync.cache import Cache
 from freshcache._sync.decorator import CachedFunction
 from freshcache._sync.engine.events import Events
+from freshcache._sync.live import Live
 from freshcache._sync.writebehind.producer import WriteBehind
 from freshcache._sync.writebehind.worker import WriteBehindWorker
 from freshcache._sync.writethrough import WriteThrough
@@ -77,6 +88,7 @@ __all__ = [
     "AsyncCache",
     "AsyncCachedFunction",
     "AsyncEvents",
+    "AsyncLive",
     "AsyncWriteBehind",
     "AsyncWriteBehindWorker",
     "AsyncWriteThrough",
@@ -91,11 +103,16 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigStoreError",
+    "EnvelopeHeader",
     "ErrorClass",
     "Event",
     "Events",
     "FreshcacheError",
+    "KeyInfo",
+    "L1View",
     "Latency",
+    "Live",
+    "LiveStats",
     "Lookups",
     "Metrics",
     "NamespaceStats",
@@ -103,6 +120,7 @@ __all__ = [
     "NullTracing",
     "Outcome",
     "PermanentWriteError",
+    "ProcessStats",
     "RevivalError",
     "SerializationError",
     "Sink",

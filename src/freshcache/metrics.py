@@ -122,6 +122,7 @@ class ErrorClass(StrEnum):
     EVENT_HANDLER = "event_handler"
     FAILOVER = "failover"
     INVALIDATION_RETRY = "invalidation_retry"
+    LIVE_PUBLISH = "live_publish"  # a live-view stats tick failed
     LIVE_REFRESH = "live_refresh"
     OVERSIZE = "oversize"
     POOL_WAIT = "pool_wait"

@@ -34,6 +34,7 @@ CACHE_NUMBERS: list[tuple[str, list[Any]]] = [
     ("compress_threshold", [-1, 1.5, True, NAN]),
     ("xfetch_beta", [-0.1, NAN, INF, True]),
     ("ttl_jitter", [-0.1, 1, 1.5, NAN, INF, True]),
+    ("publish_stats", [0, -1, NAN, INF, True, 3601]),
 ]
 L1_NUMBERS: list[tuple[str, list[Any]]] = [
     ("max_entries", [0, -1, 1.5, NAN, INF, True]),

@@ -278,3 +278,33 @@ def test_a_refused_subscription_is_logged_and_counted(
         assert cache.stats().counts.get("bus_connect") is None
     logged = [r.getMessage() for r in caplog.records]
     assert any("cannot subscribe" in m and "'subscribe'" in m for m in logged)
+
+
+def test_the_live_view_as_documented_users(
+    user: Callable[..., str], key_prefix: str
+) -> None:
+    """A process publishes its stats with the base rules only; a reader
+    lists, reads and inspects them with the inspect row added."""
+    row = next(k for k in acl.documented() if k.startswith("`freshcache inspect`"))
+    with (
+        Cache(
+            user(key_prefix, (acl.BASE,)), prefix=key_prefix, l1=L1(),
+            publish_stats=0.1, timeout=1.0,
+        ) as a,
+        Cache(user(key_prefix, (acl.BASE, row)), prefix=key_prefix,
+                   timeout=1.0) as reader,
+    ):  # fmt: skip
+        a.set("user:1", "v")
+        a.get("user:1")
+
+        def published() -> bool:
+            return len((reader.live.processes())[0]) == 1
+
+        wait_until(published)
+        live = reader.live.stats()
+        assert live.unreadable == []
+        info = reader.live.inspect("user:1", wait=30)
+        assert info.in_redis
+        assert info.processes[a.engine.process_name()].present
+        assert reader.live.keys() == ["user:1"]
+        assert "live_publish" not in a.stats().errors

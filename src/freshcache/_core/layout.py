@@ -9,6 +9,8 @@ take these names.
 
 from __future__ import annotations
 
+from freshcache._core.keys import glob_escape
+
 
 def lease_key(data_key: str) -> str:
     """The key's fill lease, in the data key's slot."""
@@ -98,6 +100,28 @@ def ping_channel(prefix: str, origin: str) -> str:
     """The channel on which one process pings itself over the bus connection
     (its watermark: see ``_async/redis/bus.py``)."""
     return f"{prefix}:!ping:{origin}"
+
+
+def stats_key(prefix: str, process: str) -> str:
+    """One process's live stats snapshot (the live view), with a TTL of a few
+    publishing periods: a process that dies disappears with it."""
+    return f"{prefix}:!stats:{process}"
+
+
+def stats_pattern(prefix: str) -> str:
+    """The SCAN pattern of every ``stats_key`` of ``prefix`` (glob-escaped)."""
+    return glob_escape(prefix) + ":!stats:*"
+
+
+def inspect_requests_key(prefix: str) -> str:
+    """A hash of request id -> the full key ``freshcache inspect`` asks every
+    publishing process about (each reads it on its publishing tick)."""
+    return f"{prefix}:!inspect"
+
+
+def inspect_replies_key(prefix: str, request: str) -> str:
+    """A hash of process id -> that process's L1 view of the requested key."""
+    return f"{prefix}:!inspect:{request}"
 
 
 def versioned(head: str, namespace: str, version: int, key: str) -> str:

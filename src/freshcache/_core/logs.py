@@ -62,6 +62,7 @@ class LogEvent(enum.StrEnum):
     WORKER_REDIS_FAILED = "worker_redis_failed"
     SINK_FAILED = "sink_failed"
     DEAD_LETTERED = "dead_lettered"
+    LIVE_PUBLISH_FAILED = "live_publish_failed"  # a bug in the live view's tick
 
 
 class Repeats:

@@ -84,6 +84,13 @@ class LocalTier:
                 return MISS
         return entry
 
+    def peek(self, full: str) -> tuple[Entry, float | None] | Miss:
+        """The entry held for ``full`` (its value still encoded in copy mode)
+        and the seconds until L1 drops it, without a hit counted anywhere:
+        for ``inspect``."""
+        found: tuple[Entry, float | None] | Miss = self.store.peek(full)
+        return found
+
     def snapshot(self, full: str) -> Snapshot:
         """Take before reading Redis or loading; give to ``fill``."""
         return self.generations.snapshot(full)

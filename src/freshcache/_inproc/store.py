@@ -132,6 +132,19 @@ class MemoryStore:
             return node.value
         return self._reclaim(key, node)
 
+    def peek(self, key: str) -> tuple[Any, float | None] | Miss:
+        """The value under ``key`` and the seconds until it expires (None:
+        never), without counting a hit for the eviction policy (diagnostics:
+        ``inspect``); ``MISS`` if absent or expired."""
+        node = self._map.get(key)
+        if node is None:
+            return MISS
+        exp = node.expires_at
+        if exp is _NEVER:
+            return node.value, None
+        left = exp - self._now()
+        return MISS if left <= 0 else (node.value, left)
+
     def get_many(self, keys: Sequence[str]) -> list[Any | Miss]:
         get = self.get
         return [get(key) for key in keys]

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, overl
 from freshcache._sync.decorator import CachedFunction, wrap
 from freshcache._sync.engine.disabled import DisabledEngine
 from freshcache._sync.engine.events import Events
+from freshcache._sync.engine.live import (
+    StatsPublisher,
+    inspect_redis,
+    local_view,
+)
 from freshcache._sync.engine.tiers import Engine, bypass_reason
+from freshcache._sync.live import Live
 from freshcache._sync.writebehind.producer import (
     WriteBehind,
     Prepared,
@@ -45,6 +51,7 @@ from freshcache._core.sentinels import (
 from freshcache._core.tagging import TagSource, check_tag
 from freshcache._core.templates import KeyTemplate
 from freshcache._core.updates import Change, added, incremented, touched
+from freshcache._inproc.live import KeyInfo, L1View
 from freshcache._inproc.store import MemoryStore
 from freshcache.errors import StoreError
 from freshcache.metrics import CacheStats, Metrics, StatsRecorder, Tier
@@ -81,6 +88,9 @@ def _scheme(url: str) -> str:
     )
 
 
+_ABSENT: Final = L1View(False)
+
+
 def _namespace(key: str) -> str:
     return key.partition(":")[0]
 
@@ -107,6 +117,10 @@ class Cache:
     (their parts can be secrets: a session id, a token) appear in
     freshcache's log records and exception messages only as
     ``namespace:<redacted:hash>`` (``redact``; ``docs/logging.md``).
+    ``publish_stats=N`` (seconds, above 0 and at most 3600; off by
+    default) publishes this process's
+    ``stats()`` to Redis every N seconds for the live view across processes
+    (``live``, ``freshcache stats``); the embedded cache does not publish.
     """
 
     def __init__(
@@ -134,6 +148,7 @@ class Cache:
         clock: Clock = SYSTEM_CLOCK,
         enabled: bool | None = None,
         private_namespaces: Iterable[str] = (),
+        publish_stats: float | None = None,
     ) -> None:
         self._enabled = resolve_enabled(enabled, os.environ.get(ENABLED_VARIABLE))
         self._private = _private(private_namespaces)
@@ -155,6 +170,8 @@ class Cache:
             high=MAX_CONNECTIONS,
             integer=True,
         )
+        if publish_stats is not None:
+            check_number(publish_stats, "publish_stats", low_open=True, high=3600)
         lease = ttl_seconds(lease_ttl, name="lease_ttl")
         if lease is None:
             raise ValueError("lease_ttl must be a number of seconds")
@@ -164,6 +181,7 @@ class Cache:
             compress_threshold=compress_threshold,
             max_value_bytes=max_value_bytes,
         )
+        self._codec = codec
         self._metrics: Metrics = StatsRecorder() if metrics is None else metrics
         self._clock = clock
         # The wall clock, without a Python frame on the real one (hot path).
@@ -219,6 +237,17 @@ class Cache:
             stale_when_down=0.0 if l1 is None else l1.serve_stale_when_down,
             owner=owner,
             tracing=tracing,
+        )
+        engine = self._engine
+        if publish_stats is not None and remote is not None:
+            engine.publisher = StatsPublisher(
+                remote, prefix=prefix, head=self._head, period=publish_stats,
+                name=engine.process_name, stats=self.stats,
+                extra=engine.live_state, peek=self._peek_published, now=self._now,
+                metrics=self._metrics, owner=owner,
+            )  # fmt: skip
+        self._live = Live(
+            engine, prefix=prefix, inspect=self.inspect, queue=self._queue
         )
 
     @property
@@ -709,6 +738,54 @@ class Cache:
         return decorate
 
     # -- health and lifecycle ---------------------------------------------
+
+    def inspect(self, key: str, *, with_value: bool = False) -> KeyInfo:
+        """What is stored for ``key`` (a diagnostic; ``freshcache inspect``):
+        in Redis, the envelope's header (created, fresh until, stale until,
+        recompute time, codec, size), its tags, the namespace version, the
+        fill lease's holder and age, a pending write-behind mark; and this
+        process's L1 entry. Never the value unless ``with_value`` (then
+        ``value``, else ``MISS``). Bytes this cache cannot decode are
+        reported in ``undecodable``, never raised; Redis out of reach is
+        reported in ``error``. Counts no lookup (``stats()`` is unchanged)."""
+        base = self._base(key)
+        namespace = _namespace(key)
+        engine = self._engine
+        info = KeyInfo(
+            key, base, namespace, l1=self._peek_local(base), read_at=self._now()
+        )
+        if engine.l2 is None:
+            return info
+        try:
+            version = engine.versions.get(namespace)
+            full = versioned(self._head, namespace, version, base)
+            info = dataclasses.replace(
+                info, full_key=full, namespace_version=version,
+                l1=self._peek_local(full),
+            )  # fmt: skip
+            return inspect_redis(
+                engine.l2, self._codec, info, now=self._now(),
+                with_value=with_value,
+            )  # fmt: skip
+        except StoreError as exc:
+            return dataclasses.replace(info, error=f"{type(exc).__name__}: {exc}")
+
+    def _peek_local(self, full: str) -> L1View | None:
+        """This process's L1 entry for ``full``; None: it has no L1."""
+        return local_view(self._engine.l1, full, self._now())
+
+    def _peek_published(self, full: str) -> L1View:
+        return self._peek_local(full) or _ABSENT
+
+    @property
+    def live(self) -> Live:
+        """The live view of every process sharing this cache's prefix: their
+        published stats, the keys in Redis, a key in every L1 (``Live``;
+        processes publish with ``publish_stats=``)."""
+        return self._live
+
+    def _queue(self, name: str, partitions: int) -> WriteBehind:
+        return self.write_behind(name=name, partitions=partitions)
 
     def stats(self) -> CacheStats:
         """What this cache did since it was made (or forked): every lookup

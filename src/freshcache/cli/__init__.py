@@ -1,4 +1,5 @@
-"""The ``freshcache`` command line: ``freshcache demo`` and ``freshcache worker``.
+"""The ``freshcache`` command line: ``freshcache demo``, ``freshcache worker``,
+and the live view: ``freshcache stats``, ``freshcache inspect``, ``freshcache keys``.
 
 The demo needs the ``cli`` extra (rich): ``pip install 'freshcache[cli]'``;
 the worker needs its sink's extra (``postgres``, ``sqlalchemy``) or nothing
@@ -190,7 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     from freshcache.cli import worker
 
     worker.add_parser(commands)
-    for command in (demo, commands.choices["worker"]):
+    from freshcache.cli import live
+
+    viewers = live.add_parsers(commands)
+    for command in (demo, commands.choices["worker"], *viewers):
         command.epilog = _SECRETS_EPILOG
     return parser
 

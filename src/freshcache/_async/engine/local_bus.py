@@ -11,6 +11,7 @@ class LocalBus:
 
     connected = True
     watermark = float("inf")  # one process: every invalidation is applied
+    lag = None  # no pings: nothing travels
 
     def start(self) -> None:
         pass

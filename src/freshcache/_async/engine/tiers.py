@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from freshcache._async.engine.events import AsyncEvents
 from freshcache._async.engine.invalidation import AsyncInvalidator
 from freshcache._async.engine.leases import AsyncLeases
+from freshcache._async.engine.live import AsyncStatsPublisher, ProcessName
 from freshcache._async.engine.local_bus import LocalBus
 from freshcache._async.engine.versions import AsyncVersions
 from freshcache._concurrency import (
@@ -175,6 +176,12 @@ class AsyncEngine:
         self._stale_when_down = stale_when_down
         self.mono = clock.monotonic
         self.l2 = l2
+        # This process in the live view and in lease tokens; the publisher
+        # of its stats, when the cache has one (``publish_stats``).
+        self.process_name = ProcessName(origin)
+        self.publisher: AsyncStatsPublisher | None = None
+        if l2 is not None:
+            l2.holder = self.process_name
         self.l1 = (
             None
             if l1 is None
@@ -271,6 +278,20 @@ class AsyncEngine:
         if not self._listening:
             self._listening = True
             self.bus.start()
+            if self.publisher is not None:
+                self.publisher.start()
+
+    def live_state(self) -> dict[str, Any]:
+        """What the live view publishes besides ``stats()``: L1's size, the
+        bus's state, the watermark's age and the last ping's round trip."""
+        bus = self.bus
+        age = self.mono() - bus.watermark
+        return {
+            "l1_entries": None if self.l1 is None else len(self.l1.store),
+            "bus_connected": bus.connected,
+            "watermark_age": None if math.isinf(age) else max(0.0, age),
+            "bus_lag": bus.lag,
+        }
 
     def _verdict(self, bound: float) -> Local:
         bus = self.bus
@@ -998,6 +1019,8 @@ class AsyncEngine:
         self.owner.check()  # closing from another loop closes nothing of the old
         await self._background.drain(self._lease_ttl)
         await self.invalidator.aclose(self._lease_ttl)
+        if self.publisher is not None:
+            await self.publisher.pause()
         self.closed = True
         await self.bus.aclose()
         if self.l2 is not None:

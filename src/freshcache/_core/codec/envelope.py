@@ -54,7 +54,7 @@ from freshcache._core.codec.typetags import from_plain, to_plain
 from freshcache._core.entry import ALWAYS, Entry
 from freshcache.errors import SerializationError, ValueTooLargeError
 
-__all__ = ["HEADER", "REASONS", "Codec", "Undecodable"]
+__all__ = ["HEADER", "REASONS", "Codec", "Header", "Undecodable", "peek"]
 
 HEADER: Final = struct.Struct(">BBBBdddf8s")
 MAGIC: Final = 0xFC
@@ -350,3 +350,64 @@ def _pickle_dumps(value: object) -> tuple[bytes, int]:
 def _pickle_loads(payload: bytes) -> object:
     # looked up at call time so tests can prove it is never reached unsigned
     return pickle.loads(payload)
+
+
+# -- reading a header without the configuration (diagnostics) -----------------
+
+CODEC_NAMES: Final = {cid: name for name, cid in CODEC_IDS.items()}
+
+
+class Header(NamedTuple):
+    """An envelope's header as ``peek`` reads it, without the value.
+
+    ``check`` says what vouches for it: ``"crc-32"`` (the checksum matches),
+    or ``"unverified"`` (signed with a secret the reader does not have, or
+    damaged). ``tags`` is None when they could not be read."""
+
+    codec: str
+    compressed: bool
+    created_at: float
+    fresh_until: float
+    stale_until: float
+    delta: float
+    size: int
+    check: str
+    tags: tuple[str, ...] | None
+
+
+def peek(data: bytes) -> Header | Undecodable:
+    """The header of the envelope ``data``, for a diagnostic (``inspect``):
+    no key check, no secret, no payload decoded. Never raises."""
+    try:
+        if len(data) < HEADER.size:
+            return _R["magic"] if data and data[0] != MAGIC else _R["truncated"]
+        magic, version, cid, flags, created, fresh, stale, delta, _ = (
+            HEADER.unpack_from(data)
+        )
+        if magic != MAGIC:
+            return _R["magic"]
+        if version != FORMAT_VERSION or flags & ~(COMPRESSED | TAGGED | HAS_TAGS):
+            return _R["format"]
+        if cid not in CODEC_NAMES:
+            return _R["codec"]
+        start = HEADER.size + CRC.size
+        check, offset = "unverified", HEADER.size + MAC_SIZE
+        if len(data) > start:
+            crc = zlib.crc32(data[start:], zlib.crc32(data[: HEADER.size]))
+            if crc == CRC.unpack_from(data, HEADER.size)[0]:
+                check, offset = "crc-32", start
+        tags: tuple[str, ...] | None = ()
+        if flags & HAS_TAGS:
+            size = int.from_bytes(data[offset : offset + 2], "big")
+            raw = data[offset + 2 : offset + 2 + size]
+            try:
+                text = raw.decode() if len(raw) == size else None
+            except UnicodeDecodeError:
+                text = None
+            tags = None if text is None else tuple(text.split(TAG_SEPARATOR))
+        return Header(
+            CODEC_NAMES[cid], bool(flags & COMPRESSED), created, fresh, stale,
+            delta, len(data), check, tags,
+        )  # fmt: skip
+    except Exception:
+        return _R["payload"]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from freshcache._sync.engine.events import Events
 from freshcache._sync.engine.invalidation import Invalidator
 from freshcache._sync.engine.leases import Leases
+from freshcache._sync.engine.live import StatsPublisher, ProcessName
 from freshcache._sync.engine.local_bus import LocalBus
 from freshcache._sync.engine.versions import Versions
 from freshcache._concurrency import (
@@ -176,6 +177,12 @@ class Engine:
         self._stale_when_down = stale_when_down
         self.mono = clock.monotonic
         self.l2 = l2
+        # This process in the live view and in lease tokens; the publisher
+        # of its stats, when the cache has one (``publish_stats``).
+        self.process_name = ProcessName(origin)
+        self.publisher: StatsPublisher | None = None
+        if l2 is not None:
+            l2.holder = self.process_name
         self.l1 = (
             None
             if l1 is None
@@ -270,6 +277,20 @@ class Engine:
         if not self._listening:
             self._listening = True
             self.bus.start()
+            if self.publisher is not None:
+                self.publisher.start()
+
+    def live_state(self) -> dict[str, Any]:
+        """What the live view publishes besides ``stats()``: L1's size, the
+        bus's state, the watermark's age and the last ping's round trip."""
+        bus = self.bus
+        age = self.mono() - bus.watermark
+        return {
+            "l1_entries": None if self.l1 is None else len(self.l1.store),
+            "bus_connected": bus.connected,
+            "watermark_age": None if math.isinf(age) else max(0.0, age),
+            "bus_lag": bus.lag,
+        }
 
     def _verdict(self, bound: float) -> Local:
         bus = self.bus
@@ -989,6 +1010,8 @@ class Engine:
         self.owner.check()  # closing from another loop closes nothing of the old
         self._background.drain(self._lease_ttl)
         self.invalidator.close(self._lease_ttl)
+        if self.publisher is not None:
+            self.publisher.pause()
         self.closed = True
         self.bus.close()
         if self.l2 is not None:

@@ -123,6 +123,7 @@ class RedisBus:
         # Every invalidation that returned before this (monotonic) time has
         # been applied here; -inf: nothing is known.
         self.watermark = -math.inf
+        self.lag: float | None = None  # the last ping's round trip, seconds
 
     def start(self) -> None:
         """Start listening (idempotent; async: needs a running event loop)."""
@@ -142,6 +143,7 @@ class RedisBus:
         self._ping_key = self._ping_channel.encode()
         self.connected = False  # not a disconnection here: never subscribed
         self.watermark = -math.inf
+        self.lag = None
         self._pings.clear()
 
     def _end(self) -> None:
@@ -205,6 +207,7 @@ class RedisBus:
         if gap:  # messages may have been lost: drop what they covered
             self._metrics.count(Event.BUS_GAP)
             self._on_gap()
+        self.lag = self._mono() - sent
         if sent > self.watermark:
             self.watermark = sent
 

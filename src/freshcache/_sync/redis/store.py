@@ -98,6 +98,7 @@ from freshcache._core.policy import Breaker, BreakerState
 from freshcache._core.renewals import RETRY, Renewals
 from freshcache._core.retry import retry_delay
 from freshcache._core.sentinels import MISS, Miss
+from freshcache._inproc.live import lease_token
 from freshcache._inproc.logs import Log
 from freshcache.errors import (
     CacheClosedError,
@@ -330,6 +331,8 @@ class RedisStore:
         self._log = Log("redis", tier=Tier.REDIS.value, now=clock.monotonic)
         self._circuit = Transitions(initial=BreakerState.CLOSED)
         self._opened_at = 0.0
+        # Who takes leases here (the live view's process id; set by the engine).
+        self.holder: Callable[[], str] = _unknown
 
     def _register_scripts(self) -> None:
         """The scripts, on the clients they run on (again on a cluster's new
@@ -692,11 +695,17 @@ class RedisStore:
         swapped = self._run("swap", self._swap, [key, lease_key(key)], args)
         return bool(swapped)
 
+    def _token(self) -> str:
+        """A new lease token, naming this process (``holder``) and the time
+        (the server's clock) for ``inspect``."""
+        now = self._clock.time() + self.server_time.offset
+        return lease_token(self.holder(), now, secrets.token_hex(8))
+
     def acquire(self, key: str, ttl: float) -> str | None:
         """Take the fill lease on ``key`` for ``ttl`` seconds (kept alive while
         this process holds it, ``_core/renewals.py``): a token, or None if
         someone holds it."""
-        token = secrets.token_hex(16)
+        token = self._token()
         sent = self._mono()
         taken = self._run(
             "lease", self._client.set, lease_key(key), token, None,
@@ -713,7 +722,7 @@ class RedisStore:
     ) -> str | Hit | None:
         """A miss's second look: the entry if someone filled ``key`` since,
         else the lease's token if it was free, else None (it is held)."""
-        token = secrets.token_hex(16)
+        token = self._token()
         sent = self._mono()
         answer = self._run(
             "lease", self._acquire, [key, lease_key(key)],
@@ -1106,6 +1115,49 @@ class RedisStore:
             (found,) = found.values()
         return int(found), list(batch)
 
+    # -- the live view (stats, inspect, keys) ---------------------------------
+
+    def command(self, name: str, *args: Any) -> Any:
+        """One plain Redis command for the live view (``SET`` of a stats
+        snapshot, ``GET``, ``PTTL``, ``HGETALL``...), under the deadline and
+        the breaker, raising ``StoreError``. Not gated on the registry of
+        live versions: reading diagnostics does not make a version live."""
+        return self._run(name, getattr(self._client, name), *args, gated=False)
+
+    def sample_time(self) -> None:
+        """Read the server's ``TIME`` once into ``server_time`` (a process
+        that only reads diagnostics never joins the registry of live
+        versions, whose refreshes sample it otherwise)."""
+        started, sent = self._mono(), self._clock.time()
+        seconds, micros = self.command("time")
+        server = int(seconds) + int(micros) / 1e6
+        self.server_time.sample(sent, server, self._mono() - started)
+
+    def scan_all(
+        self, pattern: str, limit: int | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:  # fmt: skip
+        """The keys matching ``pattern`` (SCAN MATCH, never KEYS) and ``keep``,
+        on every primary of a cluster; the scan stops at ``limit`` of them
+        (None: all), in no order."""
+        found: list[str] = []
+        nodes: list[Any] = [None]
+        if self._cluster:
+            nodes = self._run("scan", self._client.primaries, gated=False)
+        for node in nodes:
+            cursor = 0
+            while True:
+                cursor, batch = self._run(
+                    "scan", self._scan, node, cursor, pattern, gated=False
+                )
+                names = (k.decode("utf-8", "replace") for k in batch)
+                found += [k for k in names if keep is None or keep(k)]
+                if limit is not None and len(found) >= limit:
+                    return found[:limit]
+                if cursor == 0:
+                    break
+        return found
+
     # -- keeping held leases alive --------------------------------------------
 
     def _hold(self, key: str, token: str, life: float, sent: float) -> None:
@@ -1206,6 +1258,10 @@ class RedisStore:
         self._closed = True  # final: no call reconnects
         self._client.close()
         self._hard.close()
+
+
+def _unknown() -> str:
+    return "unknown"
 
 
 def _incr(key: str, client: Redis) -> Any:
