@@ -33,7 +33,7 @@ PUBLIC = {
     "CircuitOpenError",
     "CacheStats", "Latency", "Metrics", "NullMetrics", "StatsRecorder",
     "BUCKETS", "Bypass", "ErrorClass", "Event", "Lookups", "NamespaceStats",
-    "Outcome", "Tier",
+    "Outcome", "Tier", "Operation", "Gauge",
     "Sink", "CallableSink",
     "NullTracing", "Span", "SpanName", "Tracing",
     "AsyncLive", "Live", "EnvelopeHeader", "KeyInfo", "L1View", "LiveStats",

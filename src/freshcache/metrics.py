@@ -11,7 +11,8 @@ cached function) is counted exactly once as a hit, a miss or a bypass, in
 each tier it reached (``l1``, ``redis``) and for the cache as a whole
 (``cache``), by namespace. Every other name a cache counts is defined here,
 once: ``Event`` (``stats().counts``), ``ErrorClass`` (``stats().errors``),
-``Bypass`` (why a lookup skipped a tier). Names are ``snake_case``; a ``:``
+``Bypass`` (why a lookup skipped a tier), ``Operation`` (``stats().latency``),
+``Gauge`` (``stats().gauges``). Names are ``snake_case``; a ``:``
 separates a family from its detail (``decode:checksum``).
 
 Labels are tiers, namespaces, causes and error classes: never keys or values.
@@ -135,6 +136,50 @@ class ErrorClass(StrEnum):
     def detail(self, detail: str) -> str:
         """``family:detail``: ``ErrorClass.DECODE.detail("checksum")``."""
         return f"{self.value}:{detail}"
+
+
+class Operation(StrEnum):
+    """Names of ``stats().latency``: what was timed. Redis calls are named by
+    what the cache asked of Redis, not by the command it sent."""
+
+    BUMP = "bump"  # a namespace's version moved on
+    DELETE = "delete"
+    EPOCH = "epoch"  # reading the tag epoch
+    FILL = "fill"  # storing a loaded value under its lease
+    GET = "get"
+    INVALIDATE = "invalidate"
+    INVALIDATION_TO_LAND = "invalidation_to_land"  # queued until Redis took it
+    LEASE = "lease"  # taking a fill lease
+    LIVE = "live"  # the registry of versions deployed (rolling deploys)
+    LIVE_VIEW = "live_view"  # publishing and reading the live view
+    LOAD = "load"  # the loader (the application's code)
+    MGET = "mget"
+    PING = "ping"
+    PUBLISH = "publish"  # a bus message
+    REGISTER = "register"  # tagging a key
+    RELEASE = "release"  # giving a lease back
+    RENEW = "renew"  # renewing held leases
+    SCAN = "scan"
+    SET = "set"
+    SET_MANY = "set_many"
+    SWAP = "swap"  # compare-and-set (add, incr, touch)
+    TAG = "tag"  # invalidating tags
+    VERSION = "version"  # reading a namespace's version
+    WATERMARK_AGE = "watermark_age"  # the L1 staleness watermark, before a ping
+    WRITEBEHIND_LAG = "writebehind_lag"  # enqueued until applied
+    WRITEBEHIND_PUT = "writebehind_put"
+
+
+class Gauge(StrEnum):
+    """Names of ``stats().gauges``: last values (a write-behind queue's, read
+    by ``stats()`` of its producer or worker)."""
+
+    WRITEBEHIND_BACKLOG = "writebehind_backlog"
+    WRITEBEHIND_PENDING = "writebehind_pending"
+    WRITEBEHIND_LAG = "writebehind_lag"
+    WRITEBEHIND_APPLIED = "writebehind_applied"
+    WRITEBEHIND_REDELIVERED = "writebehind_redelivered"
+    WRITEBEHIND_DEAD_LETTERED = "writebehind_dead_lettered"
 
 
 class Metrics(Protocol):
@@ -362,7 +407,7 @@ class StatsRecorder:
         self._load_seconds += seconds
         if failed:
             self._load_errors += 1
-        self.latency("load", seconds)
+        self.latency(Operation.LOAD, seconds)
 
     def eviction(self, tier: str, cause: str) -> None:
         self._evictions[f"{tier}:{cause}"] += 1

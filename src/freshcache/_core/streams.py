@@ -180,13 +180,6 @@ class WriteBehindStats:
     redelivered: int  # entries handed to a worker again (a crash, a failure)
     dead_lettered: int  # entries moved to the dead-letter stream
 
-    def gauges(self) -> dict[str, float]:
-        """The figures as ``cache.stats().gauges`` shows them."""
-        return {
-            f"writebehind_{name}": float(getattr(self, name))
-            for name in ("backlog", "pending", "lag", "applied", "redelivered")
-        } | {"writebehind_dead_lettered": float(self.dead_lettered)}
-
 
 def lag_seconds(oldest_id: str | None, now: float) -> float:
     """Age of the oldest entry not yet applied (0 when there is none)."""

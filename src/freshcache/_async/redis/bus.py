@@ -59,7 +59,7 @@ from freshcache._core.logs import LogEvent, failure
 from freshcache._core.pings import Pings
 from freshcache._inproc.logs import Log
 from freshcache.errors import StoreError
-from freshcache.metrics import ErrorClass, Event, Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics, Operation
 
 _POLL = 0.25  # seconds a read waits before the loop checks for shutdown
 _BACKOFF = (0.05, 0.5)  # reconnect delay bounds, seconds
@@ -187,7 +187,7 @@ class AsyncRedisBus:
         self._pings.sent(number, sent)
         if not self._store.circuit_closed():
             return  # Redis failed: a read probes it; the watermark waits
-        self._metrics.latency("watermark_age", sent - self.watermark)
+        self._metrics.latency(Operation.WATERMARK_AGE, sent - self.watermark)
         try:
             await self._store.publish(self._ping_channel, b"%d" % number)
         except StoreError:

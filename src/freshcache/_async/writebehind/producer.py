@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from freshcache._async.writebehind.worker import record_gauges
 from freshcache._concurrency import AsyncLoopOwner, asleep
 from freshcache._core.entry import px
 from freshcache._core.logs import LogEvent
@@ -47,7 +48,7 @@ from freshcache._core.streams import (
 )
 from freshcache._inproc.logs import Log
 from freshcache.errors import UnsafeRedisError
-from freshcache.metrics import ErrorClass, Event, Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics, Operation
 from freshcache.sinks.base import Sink
 from freshcache.tracing import Tracing
 
@@ -276,7 +277,7 @@ class AsyncWriteBehind:
             self._host.written(fulls)
         for _ in ids:
             self._metrics.count(Event.WRITEBEHIND_ENQUEUED)
-        self._metrics.latency("writebehind_put", time.perf_counter() - started)
+        self._metrics.latency(Operation.WRITEBEHIND_PUT, time.perf_counter() - started)
         return {key: version_of(i) for key, i in zip(values, ids, strict=True)}
 
     async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -299,8 +300,7 @@ class AsyncWriteBehind:
         """Backlog, pending, lag, and the workers' totals (read from Redis);
         also kept in ``cache.stats().gauges`` until the next call."""
         stats = await self._store.stats()
-        for name, value in stats.gauges().items():
-            self._metrics.gauge(name, value)
+        record_gauges(self._metrics, stats)
         return stats
 
     async def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:

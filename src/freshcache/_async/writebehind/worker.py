@@ -51,7 +51,7 @@ from freshcache._core.streams import (
 )
 from freshcache._inproc.logs import Log
 from freshcache.errors import StoreError
-from freshcache.metrics import ErrorClass, Event, Metrics, NullMetrics
+from freshcache.metrics import ErrorClass, Event, Gauge, Metrics, NullMetrics, Operation
 from freshcache.sinks.base import Sink
 from freshcache.tracing import (
     Attribute,
@@ -315,7 +315,9 @@ class AsyncWriteBehindWorker:
         now = time.time()
         for write in writes:
             self._metrics.count(Event.WRITEBEHIND_APPLIED)
-            self._metrics.latency("writebehind_lag", max(0.0, now - _enqueued(write)))
+            self._metrics.latency(
+                Operation.WRITEBEHIND_LAG, max(0.0, now - _enqueued(write))
+            )
 
     async def _dead_letter(
         self, item: Write | Malformed, reason: str, *, shown: str | None = None
@@ -341,8 +343,7 @@ class AsyncWriteBehindWorker:
         recorded as gauges in the worker's metrics (``cache.stats().gauges``
         for ``wb.worker(...)``)."""
         stats = await self._store.stats()
-        for name, value in stats.gauges().items():
-            self._metrics.gauge(name, value)
+        record_gauges(self._metrics, stats)
         return stats
 
     async def aclose(self) -> None:
@@ -374,3 +375,13 @@ def _namespace(writes: Sequence[Write]) -> str | None:
     """The one namespace of a batch's writes (None: several)."""
     found = {w.namespace for w in writes}
     return found.pop() if len(found) == 1 else None
+
+
+def record_gauges(metrics: Metrics, stats: WriteBehindStats) -> None:
+    """A queue's figures as ``cache.stats().gauges`` shows them (last values)."""
+    metrics.gauge(Gauge.WRITEBEHIND_BACKLOG, stats.backlog)
+    metrics.gauge(Gauge.WRITEBEHIND_PENDING, stats.pending)
+    metrics.gauge(Gauge.WRITEBEHIND_LAG, stats.lag)
+    metrics.gauge(Gauge.WRITEBEHIND_APPLIED, stats.applied)
+    metrics.gauge(Gauge.WRITEBEHIND_REDELIVERED, stats.redelivered)
+    metrics.gauge(Gauge.WRITEBEHIND_DEAD_LETTERED, stats.dead_lettered)

@@ -27,7 +27,7 @@ from freshcache._core.retry import retry_delay
 from freshcache._inproc.invalidation_queue import Batch, PendingInvalidations
 from freshcache._inproc.logs import Log
 from freshcache.errors import ConfigStoreError, StoreError
-from freshcache.metrics import ErrorClass, Event, Metrics
+from freshcache.metrics import ErrorClass, Event, Metrics, Operation
 
 if TYPE_CHECKING:
     from freshcache._sync.redis.store import RedisStore
@@ -157,7 +157,9 @@ class InvalidationRetry:
         self.pending.done(batch)
         self._metrics.count(Event.INVALIDATIONS_RETRIED)
         if not self.pending.nonempty and self._since is not None:
-            self._metrics.latency("invalidation_to_land", self._mono() - self._since)
+            self._metrics.latency(
+                Operation.INVALIDATION_TO_LAND, self._mono() - self._since
+            )
             self._since = None
         return True
 

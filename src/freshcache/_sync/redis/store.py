@@ -108,7 +108,7 @@ from freshcache.errors import (
     StoreError,
     TransientStoreError,
 )
-from freshcache.metrics import ErrorClass, Event, Metrics, Tier
+from freshcache.metrics import ErrorClass, Event, Metrics, Operation, Tier
 
 T = TypeVar("T")
 _LOUD_EVERY = 60.0  # seconds between repeated loud logs of one error class
@@ -640,7 +640,7 @@ class RedisStore:
         """The entry and its size in bytes; one GETRANGE, which sends at most
         one byte more than the longest value we accept (a huge value planted
         under the key is refused without being transferred, then removed)."""
-        data = self._run("get", self._client.getrange, key, 0, self._longest)
+        data = self._run(Operation.GET, self._client.getrange, key, 0, self._longest)
         hit = self._decode(key, data or None)  # b"": no such key
         if hit is MISS and data:
             self.discard(key)
@@ -653,7 +653,7 @@ class RedisStore:
         pipe = self._pipeline()
         for key in keys:
             pipe.getrange(key, 0, self._longest)
-        values = self._run("mget", self._whole, pipe.execute)
+        values = self._run(Operation.MGET, self._whole, pipe.execute)
         hits = [self._decode(k, v or None) for k, v in zip(keys, values, strict=True)]
         for key, value, hit in zip(keys, values, hits, strict=True):
             if hit is MISS and value:
@@ -664,24 +664,24 @@ class RedisStore:
 
     def put(self, key: str, data: bytes, ttl: float | None) -> None:
         """Store ``data``, revoking any fill lease on ``key`` (one Lua call)."""
-        self._run("set", self._put, [key, lease_key(key)], [data, _px_arg(ttl)])
+        self._run(Operation.SET, self._put, [key, lease_key(key)], [data, _px_arg(ttl)])
 
     def put_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
         pipe = self._pipeline()
         for key, data, ttl in items:
             self._queue(pipe, self._put, [key, lease_key(key)], [data, _px_arg(ttl)])
-        self._run("set_many", self._whole, pipe.execute)
+        self._run(Operation.SET_MANY, self._whole, pipe.execute)
 
     def read(self, key: str) -> tuple[bytes | None, Hit | Miss]:
         """The bytes under ``key`` as they are (None: absent) and their entry
         (``MISS``: absent or undecodable), for a read-modify-write (``swap``).
         Bytes too long to read are removed first, and read as absent."""
-        data = self._run("get", self._client.getrange, key, 0, self._longest)
+        data = self._run(Operation.GET, self._client.getrange, key, 0, self._longest)
         if not data:
             return None, MISS
         if len(data) > self._longest:
             self._metrics.error(ErrorClass.DECODE.detail("oversize"))
-            self._run("delete", self._client.unlink, key)
+            self._run(Operation.DELETE, self._client.unlink, key)
             return None, MISS
         return data, self._decode(key, data)
 
@@ -692,7 +692,7 @@ class RedisStore:
         only if ``key`` still holds exactly ``expected`` (None: nothing),
         revoking any fill lease; False when another write came between."""
         args = [expected or b"", data or b"", -1 if data is None else _px_arg(ttl)]
-        swapped = self._run("swap", self._swap, [key, lease_key(key)], args)
+        swapped = self._run(Operation.SWAP, self._swap, [key, lease_key(key)], args)
         return bool(swapped)
 
     def _token(self) -> str:
@@ -708,7 +708,7 @@ class RedisStore:
         token = self._token()
         sent = self._mono()
         taken = self._run(
-            "lease", self._client.set, lease_key(key), token, None,
+            Operation.LEASE, self._client.set, lease_key(key), token, None,
             px(Renewals.expiry(ttl)), True,
             unsure=lambda: self.give_back(key, token),
         )  # fmt: skip
@@ -725,7 +725,7 @@ class RedisStore:
         token = self._token()
         sent = self._mono()
         answer = self._run(
-            "lease", self._acquire, [key, lease_key(key)],
+            Operation.LEASE, self._acquire, [key, lease_key(key)],
             [token, px(Renewals.expiry(ttl)), self._longest],
             unsure=lambda: self.give_back(key, token),
         )  # fmt: skip
@@ -759,7 +759,11 @@ class RedisStore:
         if notice is not None:
             args += notice
         stored = self._run(
-            "fill", self._fill, keys, args, unsure=lambda: self.give_back(key, token)
+            Operation.FILL,
+            self._fill,
+            keys,
+            args,
+            unsure=lambda: self.give_back(key, token),
         )  # if the FILL ran, the lease is gone and giving it back does nothing
         return int(stored)
 
@@ -767,7 +771,7 @@ class RedisStore:
         """Give the lease back without filling (best effort)."""
         self._renewals.drop(key, token)
         with contextlib.suppress(StoreError):
-            self._run("release", self._release, [lease_key(key)], [token])
+            self._run(Operation.RELEASE, self._release, [lease_key(key)], [token])
 
     def give_back(self, key: str, token: str) -> None:
         """Release the lease in the background: its holder will not fill (its
@@ -792,7 +796,7 @@ class RedisStore:
         if self._cluster:
             return int(
                 self._run_hard(
-                    "invalidate",
+                    Operation.INVALIDATE,
                     functools.partial(self._cluster_invalidate, keys, own=own),
                 )
             )
@@ -802,7 +806,7 @@ class RedisStore:
             for namespace, remainder in readings(key[cut:]):
                 args += (key, namespace, remainder)
         removed: int = self._run_hard(
-            "invalidate",
+            Operation.INVALIDATE,
             lambda client: self._invalidate(
                 keys=[self._live_key], args=args, client=client
             ),
@@ -914,13 +918,13 @@ class RedisStore:
                 raise TransientStoreError("a tag's deletes reached too few replicas")
             return counts
 
-        return sum(self._run_hard("invalidate", attempt))
+        return sum(self._run_hard(Operation.INVALIDATE, attempt))
 
     # -- tags -----------------------------------------------------------------
 
     def epoch(self) -> int:
         """The tag-invalidation epoch: read before a loader whose fill has tags."""
-        value = self._run("epoch", self._client.get, epoch_key(self._head))
+        value = self._run(Operation.EPOCH, self._client.get, epoch_key(self._head))
         return self._counter(value, "epoch")
 
     def register(self, tags: Sequence[str], member: str, ttl: float | None) -> None:
@@ -930,7 +934,7 @@ class RedisStore:
             self._queue(
                 pipe, self._register, [tag_key(self._head, tag)], [member, _px_arg(ttl)]
             )
-        self._run("register", self._whole, pipe.execute)
+        self._run(Operation.REGISTER, self._whole, pipe.execute)
 
     def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Under this version and every other live one: bump the epoch, then
@@ -947,11 +951,11 @@ class RedisStore:
         ]  # a version registering later has loaded nothing from before
         done: set[str] = set()
         for head in heads:
-            self._run_hard("epoch", functools.partial(_incr, epoch_key(head)))
+            self._run_hard(Operation.EPOCH, functools.partial(_incr, epoch_key(head)))
             for tag in tags:  # each tag set is in its own slot
                 tag_set = tag_key(head, tag)
                 raw = self._run_hard(
-                    "tag", functools.partial(self._take_members, tag_set)
+                    Operation.TAG, functools.partial(self._take_members, tag_set)
                 )
                 members = sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
                 if not members:
@@ -959,7 +963,8 @@ class RedisStore:
                 self._delete_keys([m for m in members if m not in done])
                 done.update(members)
                 self._run_hard(
-                    "tag", functools.partial(_remove, taken_key(tag_set), members)
+                    Operation.TAG,
+                    functools.partial(_remove, taken_key(tag_set), members),
                 )
         return sorted(done)
 
@@ -974,10 +979,12 @@ class RedisStore:
         script); returns this version's new namespace version."""
         if self._cluster:
             return int(
-                self._run_hard("bump", functools.partial(self._cluster_bump, namespace))
+                self._run_hard(
+                    Operation.BUMP, functools.partial(self._cluster_bump, namespace)
+                )
             )
         version: int = self._run_hard(
-            "bump",
+            Operation.BUMP,
             lambda client: self._bump(
                 keys=[self._live_key],
                 args=[self._prefix, self._version, namespace],
@@ -1012,9 +1019,9 @@ class RedisStore:
         """The namespace's version; ``hard``: for an invalidation, on its path."""
         key = namespace_version_key(self._head, namespace)
         if hard:
-            found = self._run_hard("version", lambda client: client.get(key))
+            found = self._run_hard(Operation.VERSION, lambda client: client.get(key))
         else:
-            found = self._run("version", self._client.get, key)
+            found = self._run(Operation.VERSION, self._client.get, key)
         return self._counter(found, "version")
 
     def _counter(self, stored: object, what: str) -> int:
@@ -1048,26 +1055,29 @@ class RedisStore:
             at = bus_channel(self._prefix)
             if hard:
                 self._run_hard(
-                    "publish", lambda client: self._hard.publish_at(at, channel, data)
+                    Operation.PUBLISH,
+                    lambda client: self._hard.publish_at(at, channel, data),
                 )  # the client is the hard one
             else:
-                self._run("publish", self._client.publish_at, at, channel, data)
+                self._run(Operation.PUBLISH, self._client.publish_at, at, channel, data)
             return
         if hard:
-            self._run_hard("publish", lambda client: client.publish(channel, data))
+            self._run_hard(
+                Operation.PUBLISH, lambda client: client.publish(channel, data)
+            )
         else:
-            self._run("publish", self._client.publish, channel, data)
+            self._run(Operation.PUBLISH, self._client.publish, channel, data)
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        removed: int = self._run("delete", self._client.unlink, *keys)
+        removed: int = self._run(Operation.DELETE, self._client.unlink, *keys)
         return removed
 
     def discard(self, key: str) -> None:
         """Best-effort removal of bytes that failed to decode."""
         with contextlib.suppress(StoreError):
-            self._run("delete", self._client.unlink, key)
+            self._run(Operation.DELETE, self._client.unlink, key)
 
     def clear(self, head: str) -> int:
         """Delete every data key under ``head`` (a glob-safe ``prefix:version:``)
@@ -1081,7 +1091,7 @@ class RedisStore:
         if not self._cluster:
             return self._clear_node(head, keep, None, gated=gated)
         removed = 0  # SCAN each primary; ``unlink`` sends one per slot
-        primaries = self._run("scan", self._client.primaries, gated=gated)
+        primaries = self._run(Operation.SCAN, self._client.primaries, gated=gated)
         for node in primaries:
             removed += self._clear_node(head, keep, node, gated=gated)
         return removed
@@ -1093,12 +1103,12 @@ class RedisStore:
             cursor: int = 0
             while True:
                 cursor, batch = self._run(
-                    "scan", self._scan, node, cursor, pattern, gated=gated
+                    Operation.SCAN, self._scan, node, cursor, pattern, gated=gated
                 )
                 batch = [k for k in batch if not k.startswith(keep)]
                 if batch:
                     removed += self._run(
-                        "delete", self._client.unlink, *batch, gated=gated
+                        Operation.DELETE, self._client.unlink, *batch, gated=gated
                     )
                 if cursor == 0:
                     break
@@ -1122,7 +1132,9 @@ class RedisStore:
         snapshot, ``GET``, ``PTTL``, ``HGETALL``...), under the deadline and
         the breaker, raising ``StoreError``. Not gated on the registry of
         live versions: reading diagnostics does not make a version live."""
-        return self._run(name, getattr(self._client, name), *args, gated=False)
+        return self._run(
+            Operation.LIVE_VIEW, getattr(self._client, name), *args, gated=False
+        )
 
     def sample_time(self) -> None:
         """Read the server's ``TIME`` once into ``server_time`` (a process
@@ -1143,12 +1155,12 @@ class RedisStore:
         found: list[str] = []
         nodes: list[Any] = [None]
         if self._cluster:
-            nodes = self._run("scan", self._client.primaries, gated=False)
+            nodes = self._run(Operation.SCAN, self._client.primaries, gated=False)
         for node in nodes:
             cursor = 0
             while True:
                 cursor, batch = self._run(
-                    "scan", self._scan, node, cursor, pattern, gated=False
+                    Operation.SCAN, self._scan, node, cursor, pattern, gated=False
                 )
                 names = (k.decode("utf-8", "replace") for k in batch)
                 found += [k for k in names if keep is None or keep(k)]
@@ -1181,7 +1193,9 @@ class RedisStore:
             for key, token, seconds in due:
                 self._queue(pipe, self._renew, [lease_key(key)], [token, px(seconds)])
             try:
-                results = self._run("renew", self._whole, pipe.execute, gated=False)
+                results = self._run(
+                    Operation.RENEW, self._whole, pipe.execute, gated=False
+                )
             except CacheClosedError:
                 return
             except StoreError:
@@ -1200,7 +1214,7 @@ class RedisStore:
         anything here reads Redis again."""
         started, sent = self._mono(), self._clock.time()
         seconds, micros, mark = self._run(
-            "live", self._live, [self._live_key, self._lapsed_key],
+            Operation.LIVE, self._live, [self._live_key, self._lapsed_key],
             [self._version, px(LIVE_TTL), px(LIVE_RETENTION)], gated=False,
         )  # fmt: skip
         server = int(seconds) + int(micros) / 1e6
@@ -1217,7 +1231,7 @@ class RedisStore:
             )
             self._clear(self._head, gated=False)
             self._run(
-                "live", self._cleared, [self._lapsed_key],
+                Operation.LIVE, self._cleared, [self._lapsed_key],
                 [self._version, mark], gated=False,
             )  # fmt: skip
         self._live_until = started + LIVE_TTL - LIVE_MARGIN
@@ -1236,7 +1250,7 @@ class RedisStore:
     def _others(self) -> list[str]:
         """The other live versions of this prefix (on the invalidation path)."""
         found: list[Any] = self._run_hard(
-            "live",
+            Operation.LIVE,
             lambda client: self._live_versions(
                 keys=[self._live_key], args=[self._version], client=client
             ),
@@ -1245,7 +1259,7 @@ class RedisStore:
 
     def ping(self) -> bool:
         try:
-            self._run("ping", self._client.ping)
+            self._run(Operation.PING, self._client.ping)
         except StoreError:
             return False
         return True
