@@ -106,6 +106,9 @@ def test_stats_refreshes_until_interrupted(
          "--prefix", key_prefix, "--interval", "0.2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert proc.stderr is not None
+    started = proc.stderr.readline()  # the loop runs: its first table is read
+    assert "Ctrl-C" in started, started
     time.sleep(1.0)  # a few refreshes (nothing is asserted about time)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

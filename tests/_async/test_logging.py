@@ -197,6 +197,13 @@ async def test_records_carry_structured_fields(
                 "freshcache_repeated": 0,
             }
 
+            # the pause may have opened the breaker (it did beside CPU hogs):
+            # until it lets calls through again
+            async def answered() -> bool:
+                return bool(await cache.set("probe", 1))
+
+            await wait_until(answered)
+
             # a write-behind sink that fails with the row in its message
             wb = cache.write_behind(name="q", partitions=1, allow_eviction=True)
             await wb.put("user:6", VALUE)

@@ -198,6 +198,13 @@ def test_records_carry_structured_fields(
                 "freshcache_repeated": 0,
             }
 
+            # the pause may have opened the breaker (it did beside CPU hogs):
+            # until it lets calls through again
+            def answered() -> bool:
+                return bool(cache.set("probe", 1))
+
+            wait_until(answered)
+
             # a write-behind sink that fails with the row in its message
             wb = cache.write_behind(name="q", partitions=1, allow_eviction=True)
             wb.put("user:6", VALUE)

@@ -175,6 +175,13 @@ def _follow(cache: Cache, console: Any, interval: float) -> int:
     then = time.monotonic()
     live = cache.live.stats()
     with Live(render(live, {}), console=console, auto_refresh=False) as screen:
+        if not console.is_terminal:  # a file or a pipe gets the last table only
+            print(
+                f"freshcache stats: reading every {interval:g} s; the table is "
+                "printed when Ctrl-C stops it (stdout is not a terminal)",
+                file=sys.stderr,
+                flush=True,
+            )
         while True:
             time.sleep(interval)
             try:
