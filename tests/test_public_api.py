@@ -89,6 +89,23 @@ def test_testing_helpers_import_without_pytest() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_import_freshcache_imports_no_extra() -> None:
+    """Every integration and optional codec is an extra: ``import freshcache``
+    (the whole public surface) loads none of them, installed or not."""
+    extras = (
+        "django", "sqlalchemy", "greenlet", "fastapi", "starlette", "flask",
+        "werkzeug", "prometheus_client", "opentelemetry", "rich", "psycopg",
+        "msgpack", "pydantic", "httpx", "pytest",
+    )  # fmt: skip
+    code = (
+        "import sys, freshcache, freshcache.testing\n"
+        f"extras = {extras!r}\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(extras))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_the_contract_is_shipped_in_both_colors() -> None:
     import freshcache.testing.contract as contract
     from freshcache.testing.contract import AsyncCacheContract, CacheContract
