@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from freshcache.metrics import (
     BUCKETS,
     Bypass,
     CacheStats,
+    ErrorClass,
     Latency,
     Lookups,
     NullMetrics,
@@ -91,3 +93,30 @@ def test_null_metrics_record_nothing() -> None:
     null.bypass("cache", "x", Bypass.DISABLED)
     null.load("x", 1.0, failed=False)
     assert null.snapshot() == CacheStats()
+
+
+def test_to_dict_is_plain_json_of_every_field() -> None:
+    recorder = StatsRecorder()
+    recorder.hit(Tier.L1, "user")
+    recorder.miss(Tier.L1, "user")
+    recorder.miss(Tier.REDIS, "user")
+    recorder.miss(Tier.CACHE, "user")
+    recorder.bypass(Tier.CACHE, "team", Bypass.CIRCUIT_OPEN)
+    recorder.load("user", 0.002, failed=False)
+    recorder.error(ErrorClass.DECODE.detail("checksum"))
+    recorder.gauge("writebehind_lag", 1.5)
+    recorder.gauge("broken", math.nan)
+    stats = recorder.snapshot()
+    out = json.loads(json.dumps(stats.to_dict(), allow_nan=False))
+    assert out["lookups"] == {
+        "hits": 1, "misses": 1, "bypasses": {"circuit_open": 1}, "hit_rate": 1 / 3,
+    }  # fmt: skip
+    assert out["l1"]["hit_rate"] == 0.5
+    assert out["namespaces"]["team"]["lookups"]["bypasses"] == {"circuit_open": 1}
+    assert out["loads"] == 1
+    assert out["errors"] == {"decode:checksum": 1}
+    assert out["gauges"] == {"writebehind_lag": 1.5}  # NaN is left out
+    load = out["latency"]["load"]
+    assert sum(load["counts"]) == 1
+    assert load["sum"] == 0.002
+    assert "latency" not in stats.to_dict(latency=False)

@@ -21,12 +21,13 @@ Labels are tiers, namespaces, causes and error classes: never keys or values.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 BUCKETS: Final = (
     0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -278,6 +279,16 @@ class Lookups:
         total = self.total
         return self.hits / total if total else 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: ``hits``, ``misses``, ``bypasses`` (by reason),
+        ``hit_rate``."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "bypasses": {str(k): n for k, n in self.bypasses.items()},
+            "hit_rate": self.hit_rate,
+        }
+
     def __add__(self, other: Lookups) -> Lookups:
         bypasses = dict(self.bypasses)
         for reason, n in other.bypasses.items():
@@ -325,6 +336,45 @@ class CacheStats:
     def hit_rate(self) -> float:
         """``lookups.hit_rate``: the share of lookups a tier answered."""
         return self.lookups.hit_rate
+
+    def to_dict(self, *, latency: bool = True) -> dict[str, Any]:
+        """The snapshot as plain JSON types (for ``json.dumps``, a log line,
+        a dashboard): every field above, each ``Lookups`` with its
+        ``hit_rate``, each latency histogram as ``counts`` (per bucket of
+        ``BUCKETS``; ``latency=False`` leaves them out) and ``sum``; gauges
+        that are not finite numbers are left out (JSON cannot carry them)."""
+        out: dict[str, Any] = {
+            "lookups": self.lookups.to_dict(),
+            "l1": self.l1.to_dict(),
+            "redis": self.redis.to_dict(),
+            "namespaces": {
+                ns: {
+                    "lookups": s.lookups.to_dict(),
+                    "l1": s.l1.to_dict(),
+                    "redis": s.redis.to_dict(),
+                }
+                for ns, s in self.namespaces.items()
+            },
+            "loads": self.loads,
+            "load_errors": self.load_errors,
+            "load_seconds": self.load_seconds,
+            "evictions": _plain(self.evictions),
+            "errors": _plain(self.errors),
+            "counts": _plain(self.counts),
+            "pending_invalidations": self.pending_invalidations,
+            "oldest_pending_seconds": self.oldest_pending_seconds,
+            "gauges": {
+                str(name): value
+                for name, value in self.gauges.items()
+                if math.isfinite(value)
+            },
+        }
+        if latency:
+            out["latency"] = {
+                str(op): {"counts": list(h.counts), "sum": h.sum}
+                for op, h in self.latency.items()
+            }
+        return out
 
 
 class NullMetrics:

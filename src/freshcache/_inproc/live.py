@@ -241,37 +241,9 @@ class LiveStats:
     read_at: float = 0.0
 
 
-def _lookups(lookups: Lookups) -> dict[str, Any]:
-    out: dict[str, Any] = {"hits": lookups.hits, "misses": lookups.misses}
-    if lookups.bypasses:
-        out["bypasses"] = dict(lookups.bypasses)
-    return out
-
-
 def stats_dict(stats: CacheStats) -> dict[str, Any]:
     """``stats`` as plain JSON (the latency histograms left out)."""
-    return {
-        "lookups": _lookups(stats.lookups),
-        "l1": _lookups(stats.l1),
-        "redis": _lookups(stats.redis),
-        "namespaces": {
-            ns: {
-                "lookups": _lookups(s.lookups),
-                "l1": _lookups(s.l1),
-                "redis": _lookups(s.redis),
-            }
-            for ns, s in stats.namespaces.items()
-        },
-        "loads": stats.loads,
-        "load_errors": stats.load_errors,
-        "load_seconds": stats.load_seconds,
-        "evictions": dict(stats.evictions),
-        "errors": dict(stats.errors),
-        "counts": dict(stats.counts),
-        "pending_invalidations": stats.pending_invalidations,
-        "oldest_pending_seconds": stats.oldest_pending_seconds,
-        "gauges": {k: v for k, v in stats.gauges.items() if finite(v) is not None},
-    }
+    return stats.to_dict(latency=False)
 
 
 def encode_snapshot(snapshot: ProcessStats) -> bytes:

@@ -174,40 +174,6 @@ def error_rows(live: LiveStats) -> list[list[str]]:
     return rows
 
 
-def _lookups(lookups: Lookups) -> dict[str, Any]:
-    return {
-        "hits": lookups.hits,
-        "misses": lookups.misses,
-        "bypasses": dict(lookups.bypasses),
-        "hit_rate": lookups.hit_rate,
-    }
-
-
-def _stats(stats: CacheStats) -> dict[str, Any]:
-    return {
-        "lookups": _lookups(stats.lookups),
-        "l1": _lookups(stats.l1),
-        "redis": _lookups(stats.redis),
-        "namespaces": {
-            ns: {
-                "lookups": _lookups(s.lookups),
-                "l1": _lookups(s.l1),
-                "redis": _lookups(s.redis),
-            }
-            for ns, s in stats.namespaces.items()
-        },
-        "loads": stats.loads,
-        "load_errors": stats.load_errors,
-        "load_seconds": stats.load_seconds,
-        "evictions": dict(stats.evictions),
-        "errors": dict(stats.errors),
-        "counts": dict(stats.counts),
-        "pending_invalidations": stats.pending_invalidations,
-        "oldest_pending_seconds": stats.oldest_pending_seconds,
-        "gauges": dict(stats.gauges),
-    }
-
-
 def stats_json(
     live: LiveStats, per_second: Mapping[str, float | None]
 ) -> dict[str, Any]:
@@ -226,11 +192,11 @@ def stats_json(
                 "bus_connected": p.bus_connected,
                 "bus_lag": p.bus_lag,
                 "watermark_age": p.watermark_age,
-                "stats": _stats(p.stats),
+                "stats": p.stats.to_dict(latency=False),
             }
             for p in live.processes
         ],
-        "total": _stats(live.total),
+        "total": live.total.to_dict(latency=False),
         "queues": {
             name: {
                 "backlog": q.backlog,
