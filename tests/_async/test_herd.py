@@ -203,7 +203,9 @@ async def test_a_burst_on_an_unknown_namespace_reads_its_version_once(
         async def version(namespace: str) -> int:
             reads.append(namespace)
             reading.set()
-            assert await go.wait(WAIT)
+            # longer than the steps below may take together (each has WAIT;
+            # in one loaded full run the leader's WAIT ran out before them)
+            assert await go.wait(WAIT * 3)
             return await original(namespace)
 
         monkeypatch.setattr(store, "version", version)
