@@ -16,7 +16,7 @@ from freshcache.contrib.prometheus import counter_samples, instrument
 
 
 def main(redis_url: str, prefix: str, index: int) -> None:
-    with Cache(redis_url, prefix=prefix, l1=L1()) as cache:
+    with Cache(redis_url, prefix=prefix, l1=L1(), timeout=1.0) as cache:
         instrument(cache, name="workers", interval=60.0)  # only the copy at exit
 
         @cache.cached("item:{n}")

@@ -33,7 +33,7 @@ def app(redis_url: str, key_prefix: str, redis_cleanup: None) -> Iterator[Any]:
     ext = FreshCache()
     app = Flask(__name__)
     app.config["FRESHCACHE_URL"] = redis_url
-    app.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix}
+    app.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix, "timeout": 1.0}
     ext.init_app(app)
     calls: list[str] = []
     app.config["calls"] = calls
@@ -160,7 +160,7 @@ def test_concurrent_identical_requests_run_the_view_once(
     calls: list[int] = []
     app = Flask(__name__)
     app.config["FRESHCACHE_URL"] = redis_url
-    app.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix}
+    app.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix, "timeout": 1.0}
     ext = FreshCache(app)
 
     @app.get("/slow")
@@ -191,7 +191,7 @@ def test_teardown_closes_a_built_cache_and_keeps_a_given_one(
     redis_url: str, key_prefix: str
 ) -> None:
     built = Flask(__name__)
-    built.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix}
+    built.config["FRESHCACHE_OPTIONS"] = {"prefix": key_prefix, "timeout": 1.0}
     ext = FreshCache(built)
     cache = built.extensions["freshcache"]
     assert cache.set("k", 1)

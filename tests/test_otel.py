@@ -247,7 +247,7 @@ def test_sync_workload_points_and_spans(
     sqlite_path: Path,
 ) -> None:  # fmt: skip
     tracing = OtelTracing(tracer_provider=telemetry.tracers, name="app")
-    with Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing) as cache:
         exporter = instrument(cache, name="app", meter_provider=telemetry.meters)
         cache.set("user:1", {"name": SECRET}, tags=["team:7"])
         assert telemetry.spans() == []  # a set is not traced
@@ -282,7 +282,9 @@ async def test_async_workload_points_and_spans(
     sqlite_path: Path,
 ) -> None:  # fmt: skip
     tracing = OtelTracing(tracer_provider=telemetry.tracers, name="app")
-    async with AsyncCache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing
+    ) as cache:
         instrument(cache, name="app", meter_provider=telemetry.meters)
         await cache.set("user:1", {"name": SECRET})
         assert await cache.get("user:1") == {"name": SECRET}
@@ -317,7 +319,9 @@ async def test_async_spans_follow_their_task_across_awaits(
     tracer = telemetry.tracers.get_tracer("app")
     tracing = OtelTracing(tracer_provider=telemetry.tracers)
     both = asyncio.Barrier(2)
-    async with AsyncCache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+    async with AsyncCache(
+        redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing
+    ) as cache:
 
         async def request(n: int) -> None:
             with tracer.start_as_current_span(f"request {n}"):
@@ -359,7 +363,7 @@ def test_a_failed_load_records_its_class_never_its_message(
         raise LookupError(f"row {SECRET} not found")
 
     with (
-        Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache,
+        Cache(redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing) as cache,
         pytest.raises(LookupError),
     ):
         cache.get_or_load("user:9", loader)
@@ -382,7 +386,7 @@ def test_fill_outcomes_and_tag_and_namespace_invalidations(
     cache fills its in-process tier (no ``db.system.name``);
     ``invalidate_tags`` and ``bump`` have spans of their own."""
     tracing = OtelTracing(tracer_provider=telemetry.tracers)
-    with Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing) as cache:
         cache.get_or_load("user:1", object)  # no codec takes an object()
         assert cache.invalidate_tags("team:7", "team:8")
         assert cache.bump("user") >= 1
@@ -436,7 +440,7 @@ def test_histograms_opt_in(
     """``OtelHistograms`` records each timed operation in a histogram with
     the same count as ``stats().latency``: here three Redis GETs."""
     metrics = OtelHistograms(name="app", meter_provider=telemetry.meters)
-    with Cache(redis_url, prefix=key_prefix, metrics=metrics) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0, metrics=metrics) as cache:
         cache.set("user:1", 1)
         for _ in range(3):
             assert cache.get("user:1") == 1
@@ -594,7 +598,7 @@ def test_a_fill_after_an_invalidation_is_skipped(
     the fill span says ``skipped`` (and the invalidation's span is a child
     of the load's, where it ran)."""
     tracing = OtelTracing(tracer_provider=telemetry.tracers)
-    with Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing) as cache:
 
         def loader() -> str:
             cache.invalidate("user:5")  # a write committed meanwhile
@@ -624,7 +628,7 @@ def test_a_failed_batch_is_retried_with_its_error_class(
         applied.append(len(writes))
 
     tracing = OtelTracing(tracer_provider=telemetry.tracers)
-    with Cache(redis_url, prefix=key_prefix, tracing=tracing) as cache:
+    with Cache(redis_url, prefix=key_prefix, timeout=1.0, tracing=tracing) as cache:
         wb = cache.write_behind(name="q")
         try:
             wb.put("user:1", {"name": SECRET})

@@ -54,8 +54,8 @@ def test_the_exposition_carries_every_counter_and_histogram(
 ) -> None:
     registry = CollectorRegistry()
     with (
-        Cache(redis_url, prefix=key_prefix) as writer,
-        Cache(redis_url, prefix=key_prefix, l1=L1()) as cache,
+        Cache(redis_url, prefix=key_prefix, timeout=1.0) as writer,
+        Cache(redis_url, prefix=key_prefix, timeout=1.0, l1=L1()) as cache,
     ):
         exporter = instrument(cache, name="app", registry=registry)
         writer.set("user:1", {"id": 1})

@@ -31,7 +31,7 @@ from freshcache.contrib.fastapi import cached, get_cache, lifespan  # noqa: E402
 
 @pytest.fixture
 def cache(redis_url: str, key_prefix: str, redis_cleanup: None) -> AsyncCache:
-    return AsyncCache(redis_url, prefix=key_prefix)
+    return AsyncCache(redis_url, prefix=key_prefix, timeout=1.0)
 
 
 def _app(cache: AsyncCache, calls: list[str]) -> FastAPI:
